@@ -1,0 +1,339 @@
+package lint
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scopegate/scopegate/decision"
+)
+
+// issuer is the issuers section the inline policies share.
+const issuer = `issuers:
+  - issuer: https://id.test/
+    audiences: [api]
+    jwks_url: https://id.test/jwks.json
+    algorithms: [ES256]
+`
+
+var lintNow = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+
+func render(ps []decision.Problem) string {
+	var b strings.Builder
+	for _, p := range ps {
+		b.WriteString(p.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func TestLint(t *testing.T) {
+	cases := map[string]struct {
+		policy   string
+		opts     Options
+		errors   []string // substrings, each in some error
+		warnings []string // substrings, each in some warning
+		absent   []string // substrings in no problem
+		nErrors  int      // exact count when >= 0
+	}{
+		"a clean policy": {
+			policy:  "@clean.yaml",
+			nErrors: 0,
+			absent:  []string{"warning"},
+		},
+		"loader errors keep their lines": {
+			policy: issuer + "routes:\n  - name: a\n    match: {pathh: /a}\n",
+			errors: []string{`p.yaml:8: routes[0].match.pathh: unknown field "pathh"`},
+		},
+		"naming convention, default: warnings": {
+			policy:   issuer + "routes:\n  - name: a\n    match: {path: /a}\n    require: {all_of: [Orders.Read, openid, orders:read:own]}\n",
+			warnings: []string{`p.yaml:9: warning: routes[0].require.all_of[0]: scope "Orders.Read" does not follow the naming convention`},
+			absent:   []string{`"openid"`, `"orders:read:own" does not`},
+			nErrors:  0,
+		},
+		"naming convention, explicit: errors": {
+			policy:  issuer + "routes:\n  - name: a\n    match: {path: /a}\n    require: {all_of: [read_orders, orders:read]}\n",
+			opts:    Options{NamePattern: `^[a-z]+:[a-z]+$`},
+			errors:  []string{`scope "read_orders" does not follow the naming convention ^[a-z]+:[a-z]+$`},
+			absent:  []string{`"orders:read" does not`},
+			nErrors: 1,
+		},
+		"SMART scopes follow the SMART grammar": {
+			policy: issuer + `routes:
+  - name: a
+    match: {path: /a}
+    require: {any_of: [patient/Observation.rs, "user/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory", patient/Observation.dus, user/Observation.sr, system/Patient.read, launch/patient, system/observation.rs]}
+`,
+			errors: []string{
+				`any_of[2]: SMART scope "patient/Observation.dus": permissions must be`,
+				`any_of[3]: SMART scope "user/Observation.sr"`,
+				`any_of[6]: SMART scope "system/observation.rs": the resource type must be`,
+			},
+			absent:  []string{`"launch/patient"`, `system/Patient.read`, `laboratory`},
+			nErrors: 3,
+		},
+		"wildcards in prod are errors": {
+			policy:  "environment: prod\n" + issuer + "routes:\n  - name: a\n    match: {path: /a}\n    require: {any_of: [\"patient/*.rs\", \"orders:*\"]}\n",
+			errors:  []string{`wildcard scope "patient/*.rs" in a policy for environment prod`, `wildcard scope "orders:*"`},
+			nErrors: 2,
+		},
+		"wildcards allowed explicitly": {
+			policy:  "environment: prod\n" + issuer + "routes:\n  - name: a\n    match: {path: /a}\n    require: {any_of: [\"patient/*.rs\", \"orders:*\"]}\n",
+			opts:    Options{AllowedWildcards: []string{"patient/*.rs"}},
+			errors:  []string{`wildcard scope "orders:*"`},
+			absent:  []string{`"patient/*.rs" in a policy`},
+			nErrors: 1,
+		},
+		"wildcards allowed wholesale": {
+			policy:  "environment: prod\n" + issuer + "routes:\n  - name: a\n    match: {path: /a}\n    require: {any_of: [\"patient/*.rs\", \"orders:*\"]}\n",
+			opts:    Options{AllowWildcards: true},
+			nErrors: 0,
+		},
+		"wildcards outside prod are warnings": {
+			policy:   "environment: dev\n" + issuer + "routes:\n  - name: a\n    match: {path: /a}\n    require: {all_of: [\"orders:*\"]}\n",
+			warnings: []string{`wildcard scope "orders:*": it grants whatever it will match tomorrow`},
+			nErrors:  0,
+		},
+		"owners": {
+			policy: issuer + `routes:
+  - name: a
+    match: {path: /a}
+    require: {all_of: [a:read]}
+scopes:
+  - {name: a:read, description: d, segment: s}
+segments:
+  - {name: s}
+clients:
+  - client_id: c
+    grants: [{scope: a:read, approved_by: x, justification: y}]
+`,
+			errors:   []string{`p.yaml:11: scopes[0].owner: scope "a:read" has no owner`, `p.yaml:13: segments[0].owner: segment "s" has no owner`},
+			warnings: []string{`p.yaml:15: warning: clients[0].owner: client "c" has no owner`},
+			nErrors:  2,
+		},
+		"unused catalog scopes": {
+			policy: issuer + `routes:
+  - name: a
+    match: {path: /a}
+    require: {all_of: [a:read]}
+scopes:
+  - {name: a:read, description: d, owner: o}
+  - {name: a:write, description: d, owner: o, implies: [a:read]}
+  - {name: a:export, description: d, owner: o}
+  - {name: a:old, description: d, owner: o, status: retired}
+`,
+			warnings: []string{`p.yaml:13: warning: scopes[2]: catalog scope "a:export" opens no route`},
+			absent:   []string{`"a:write" opens`, `"a:old" opens`, `"a:read" opens`},
+			nErrors:  0,
+		},
+		"no catalog: undeclared scopes and misspellings": {
+			policy:   issuer + "routes:\n  - name: a\n    match: {path: /a}\n    require: {all_of: [orders:read]}\n  - name: b\n    match: {path: /b}\n    require: {all_of: [order:read]}\n",
+			warnings: []string{"the policy has no scope catalog", `scope "order:read" looks like a misspelling of "orders:read" (line 9)`},
+			nErrors:  0,
+		},
+		"no catalog, with clients: scopes nobody holds": {
+			policy: issuer + `routes:
+  - name: a
+    match: {path: /a}
+    require: {all_of: [a:read, a:other]}
+clients:
+  - client_id: c
+    owner: o
+    grants: [{scope: a:read, approved_by: x, justification: y}]
+`,
+			warnings: []string{`route "a" requires "a:other", which no client is granted`},
+			absent:   []string{`requires "a:read", which`},
+		},
+		"segments overlapping through implies": {
+			policy: issuer + `routes:
+  - name: a
+    match: {path: /a}
+    require: {any_of: [a:read, b:read]}
+scopes:
+  - {name: a:read, description: d, owner: o, segment: sa, implies: [b:read]}
+  - {name: b:read, description: d, owner: o, segment: sb}
+segments:
+  - {name: sa, owner: o}
+  - {name: sb, owner: o}
+`,
+			warnings: []string{"segments sa and sb overlap: a:read (segment sa) implies b:read (segment sb)"},
+		},
+		"shadowed routes": {
+			policy: issuer + `routes:
+  - name: any
+    match: {methods: [GET], path: "/a/{rest...}"}
+  - name: one
+    match: {methods: [GET], path: "/a/{x}"}
+  - name: more
+    match: {methods: [GET], path: "/a/{x}/{rest...}"}
+  - name: partly
+    match: {methods: [GET, POST], path: "/b/{rest...}"}
+  - name: b-one
+    match: {methods: [GET], path: "/b/{x}"}
+  - name: b-more
+    match: {methods: [GET], path: "/b/{x}/{rest...}"}
+  - name: fine
+    match: {methods: [GET], path: "/c/{x}"}
+  - name: fine-literal
+    match: {methods: [GET], path: /c/special}
+  - name: catch-all
+    match: {path: "/{rest...}"}
+    public: true
+`,
+			errors: []string{
+				`p.yaml:7: routes[0]: route "any" can never match`,
+				`p.yaml:13: routes[3].match.methods: route "partly" never decides GET`,
+			},
+			absent:  []string{`"fine" can never`, `"fine-literal"`, `"catch-all"`, `"one" can never`, `"more" can never`},
+			nErrors: 2,
+		},
+		"grants that expired or expire soon": {
+			policy: issuer + `routes:
+  - name: a
+    match: {path: /a}
+    require: {all_of: [a:read]}
+scopes:
+  - {name: a:read, description: d, owner: o}
+clients:
+  - client_id: c
+    owner: o
+    grants:
+      - {scope: a:read, approved_by: x, justification: y, expires_at: 2026-05-01}
+      - {scope: a:read, approved_by: x, justification: y, expires_at: 2026-06-20}
+      - {scope: a:read, approved_by: x, justification: y, expires_at: 2027-06-20}
+`,
+			warnings: []string{
+				`p.yaml:16: warning: clients[0].grants[0].expires_at: the grant of scope a:read to client "c" expired on 2026-05-01`,
+				`p.yaml:17: warning: clients[0].grants[1].expires_at: the grant of scope a:read to client "c" expires on 2026-06-20 (within 19 days)`,
+			},
+			absent:  []string{"2027-06-20"},
+			nErrors: 0,
+		},
+		"expiry warnings can be turned off": {
+			policy:  issuer + "routes:\n  - name: a\n    match: {path: /a}\n    require: {all_of: [a:read]}\nscopes:\n  - {name: a:read, description: d, owner: o}\nclients:\n  - client_id: c\n    owner: o\n    grants:\n      - {scope: a:read, approved_by: x, justification: y, expires_at: 2026-06-20}\n",
+			opts:    Options{ExpiryWarning: -1},
+			absent:  []string{"expires on"},
+			nErrors: 0,
+		},
+		"deprecated scopes past their sunset": {
+			policy: issuer + `routes:
+  - name: a
+    match: {path: /a}
+    require: {any_of: [a:v1, a:read]}
+  - name: b
+    match: {path: /b}
+    require: {all_of: [a:read]}
+scopes:
+  - {name: a:read, description: d, owner: o}
+  - {name: a:v1, description: d, owner: o, status: deprecated, replacement: a:read, sunset: 2026-01-31}
+  - {name: a:v0, description: d, owner: o, status: deprecated, replacement: a:read, sunset: 2026-01-31}
+  - {name: a:v2, description: d, owner: o, status: deprecated, replacement: a:read, sunset: 2027-01-31, implies: [a:read]}
+clients:
+  - client_id: c
+    owner: o
+    grants: [{scope: a:v1, approved_by: x, justification: y}]
+`,
+			errors:   []string{`p.yaml:7: routes[0].require: route "a" still requires "a:v1", deprecated with a sunset on 2026-01-31 that has passed (its replacement is a:read)`},
+			warnings: []string{`client "c" is still granted "a:v1"`, `scope "a:v0" passed its sunset (2026-01-31); retire it`},
+			absent:   []string{`"a:v2" passed`},
+			nErrors:  1,
+		},
+		"a missing jwks_file": {
+			policy: strings.Replace(issuer, "jwks_url: https://id.test/jwks.json", "jwks_file: nowhere.json", 1) + "routes:\n  - name: a\n    match: {path: /a}\n",
+			errors: []string{"cannot read jwks_file nowhere.json"},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			text, file := tc.policy, "p.yaml"
+			if ref, ok := strings.CutPrefix(text, "@"); ok {
+				b, err := os.ReadFile(filepath.Join("testdata", ref))
+				if err != nil {
+					t.Fatal(err)
+				}
+				text, file = string(b), filepath.Join("testdata", ref)
+			}
+			opts := tc.opts
+			opts.Now = lintNow
+			res, err := Lint([]byte(text), file, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var errs, warns []decision.Problem
+			for _, p := range res.Problems {
+				if p.Warning {
+					warns = append(warns, p)
+				} else {
+					errs = append(errs, p)
+				}
+			}
+			all := render(res.Problems)
+			for _, w := range tc.errors {
+				if !strings.Contains(render(errs), w) {
+					t.Errorf("no error contains %q; got:\n%s", w, all)
+				}
+			}
+			for _, w := range tc.warnings {
+				if !strings.Contains(render(warns), w) {
+					t.Errorf("no warning contains %q; got:\n%s", w, all)
+				}
+			}
+			for _, w := range tc.absent {
+				if strings.Contains(all, w) {
+					t.Errorf("a problem contains %q:\n%s", w, all)
+				}
+			}
+			if tc.nErrors >= 0 && (tc.nErrors > 0 || len(tc.errors) == 0) && len(errs) != tc.nErrors {
+				t.Errorf("%d errors, want %d:\n%s", len(errs), tc.nErrors, all)
+			}
+			if res.Errors() != len(errs) {
+				t.Errorf("Errors() = %d, want %d", res.Errors(), len(errs))
+			}
+			// Errors come first.
+			seenWarning := false
+			for _, p := range res.Problems {
+				if p.Warning {
+					seenWarning = true
+				} else if seenWarning {
+					t.Errorf("error after a warning:\n%s", all)
+					break
+				}
+			}
+		})
+	}
+}
+
+func TestLintOptionsErrors(t *testing.T) {
+	if _, err := Lint([]byte(issuer), "p.yaml", Options{NamePattern: "("}); err == nil || !strings.Contains(err.Error(), "invalid name pattern") {
+		t.Errorf("bad pattern: %v", err)
+	}
+	if _, err := Lint([]byte(issuer), "p.yaml", Options{OpenAPI: "testdata/none.yaml"}); err == nil || !strings.Contains(err.Error(), "cannot read the OpenAPI document") {
+		t.Errorf("missing OpenAPI document: %v", err)
+	}
+	res, err := File("testdata/none.yaml", Options{})
+	if err != nil || res.Errors() != 1 || !strings.Contains(render(res.Problems), "cannot read the policy file") {
+		t.Errorf("missing policy: %v %+v", err, res)
+	}
+}
+
+func TestRepresentativesBound(t *testing.T) {
+	// Eight parameters over a wide alphabet exceed the bound: the route is
+	// not judged rather than judged on a sample.
+	alphabet := make([][]string, 9)
+	for i := range alphabet {
+		for j := range 10 {
+			alphabet[i] = append(alphabet[i], string(rune('a'+j)))
+		}
+	}
+	segs := []string{"{a}", "{b}", "{c}", "{d}", "{e}", "{f}", "{g}", "{h}"}
+	if _, ok := representatives(segs, alphabet, 8, "z"); ok {
+		t.Error("10^8 representatives were enumerated")
+	}
+	got, ok := representatives([]string{"x", "{rest...}"}, [][]string{{"x", "z"}, {"y", "z"}, {"z"}}, 2, "z")
+	want := []string{"/x/y", "/x/z", "/x/y/z", "/x/z/z"}
+	if !ok || strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("representatives = %v, want %v", got, want)
+	}
+}

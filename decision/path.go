@@ -1,0 +1,287 @@
+package decision
+
+// Path normalization.
+//
+// A request path is normalized once, before route matching, so that every
+// spelling of a path that an upstream server could resolve to the same
+// resource is matched as that one path, and every spelling an upstream server
+// might resolve differently from us is denied (path_invalid) instead of being
+// guessed at:
+//
+//   - the query ("?...") and fragment ("#...") are dropped;
+//   - the path must start with '/' and be at most maxPathBytes long;
+//   - a percent-escape of an unreserved character (ALPHA DIGIT - . _ ~) is
+//     decoded; every other escape is kept, with its hex digits upper-cased;
+//     %2F (slash), %5C (backslash) and %00 (NUL) are rejected, because
+//     servers disagree on whether they separate or end segments; malformed
+//     escapes are rejected;
+//   - a raw backslash, NUL, control character, DEL or space is rejected, and
+//     so is a raw ';' unless PathSpec.AllowSemicolon is set; bytes >= 0x80
+//     are kept as they are;
+//   - runs of '/' collapse to one, and dot segments ("." and "..", also when
+//     spelled with %2E) are resolved as in RFC 3986 §5.2.4, except that ".."
+//     above the root is rejected rather than ignored;
+//   - a trailing '/' is kept (the matcher ignores it).
+//
+// normalizePath is idempotent: the normalized form of a normalized path is
+// itself, so a path can be normalized again by anyone downstream with the
+// same result.
+
+// maxPathBytes is the default longest path (without query) that is
+// normalized; a longer one is denied. paths.max_length changes it.
+const maxPathBytes = 8192
+
+// Rejection messages: each names what is wrong and, where there is one, the
+// fix. They become the human message of a path_invalid deny, so they are
+// constants (no allocation on the deny path) and never quote the path.
+const (
+	pathMsgEmpty         = "the path is empty"
+	pathMsgNoSlash       = "the path must start with '/'"
+	pathMsgTooLong       = "path longer than 8192 bytes"
+	pathMsgBackslash     = "the path contains a backslash ('\\'), which some servers treat as a '/'"
+	pathMsgNUL           = "the path contains a NUL byte"
+	pathMsgControl       = "the path contains a control character (0x01-0x1F or 0x7F); percent-encode it"
+	pathMsgSpace         = "the path contains a space; percent-encode it as %20"
+	pathMsgSemicolon     = "the path contains ';': servers that strip ';' matrix parameters would see another path than the one authorized; encode it as %3B, or set paths.allow_semicolon to treat it as a literal character"
+	pathMsgEncodedSlash  = "the path contains an encoded slash (%2F), which servers disagree on whether to decode into a segment separator"
+	pathMsgEncodedBSlash = "the path contains an encoded backslash (%5C), which some servers decode into a '/'"
+	pathMsgEncodedNUL    = "the path contains an encoded NUL byte (%00)"
+	pathMsgBadEscape     = "the path contains an invalid percent-escape: '%' must be followed by two hex digits"
+	pathMsgAboveRoot     = "path climbs above the root: a '..' segment has no parent segment to remove"
+)
+
+// normalizePath returns the normalized form of the request-target raw (see
+// the rules above), or ok=false and a message saying why it cannot be
+// normalized safely. opts may be nil (defaults). When raw is already normal
+// (the usual case) norm is a substring of raw and nothing is allocated.
+func normalizePath(raw string, opts *PathSpec) (norm string, detail string, ok bool) {
+	if raw == "" || raw[0] == '?' || raw[0] == '#' {
+		return "", pathMsgEmpty, false
+	}
+	if raw[0] != '/' {
+		return "", pathMsgNoSlash, false
+	}
+	allowSemi := opts != nil && opts.AllowSemicolon
+	limit, tooLong := maxPathBytes, pathMsgTooLong
+	if opts != nil && opts.MaxLength > 0 {
+		limit, tooLong = opts.MaxLength, opts.tooLongMsg
+	}
+
+	// Fast path: one scan, up to the query, that either proves the path is
+	// already normal or finds the first thing that needs the slow path.
+	n := min(len(raw), limit)
+	for i := 0; i < n; i++ {
+		c := raw[i]
+		switch byteClass[c] {
+		case classPlain:
+		case classSlash:
+			// raw[i+1:] starts a segment: empty ("//"; a final "/" is
+			// fine), "." or "..".
+			if i+1 < len(raw) && raw[i+1] == '/' || isDotSegmentAt(raw, i+1) {
+				return normalizeSlow(raw, allowSemi, limit, tooLong)
+			}
+		case classPercent:
+			return normalizeSlow(raw, allowSemi, limit, tooLong)
+		case classEnd:
+			return raw[:i], "", true
+		default:
+			if m := badByte(c, allowSemi); m != "" {
+				return "", m, false
+			}
+		}
+	}
+	if n < len(raw) {
+		if c := raw[n]; c != '?' && c != '#' {
+			return "", tooLong, false
+		}
+		return raw[:n], "", true
+	}
+	return raw, "", true
+}
+
+// pathEnd returns the index of the query or fragment of raw, or len(raw).
+func pathEnd(raw string) int {
+	for i := 0; i < len(raw); i++ {
+		if c := raw[i]; c == '?' || c == '#' {
+			return i
+		}
+	}
+	return len(raw)
+}
+
+// Byte classes of the fast path's scan.
+const (
+	classPlain   = iota // allowed as is
+	classSlash          // '/'
+	classPercent        // '%'
+	classEnd            // '?' or '#': the end of the path
+	classOther          // rejected, or ';' (see badByte)
+)
+
+var byteClass = func() (t [256]uint8) {
+	for c := range 256 {
+		switch {
+		case c == '/':
+			t[c] = classSlash
+		case c == '%':
+			t[c] = classPercent
+		case c == '?' || c == '#':
+			t[c] = classEnd
+		case badByte(byte(c), false) != "":
+			t[c] = classOther
+		}
+	}
+	return t
+}()
+
+// isDotSegmentAt reports whether the segment starting at p[i] (ending at
+// the next '/', the query or the end) is "." or "..".
+func isDotSegmentAt(p string, i int) bool {
+	if i >= len(p) || p[i] != '.' {
+		return false
+	}
+	i++
+	if i < len(p) && p[i] == '.' {
+		i++
+	}
+	return i == len(p) || p[i] == '/' || p[i] == '?' || p[i] == '#'
+}
+
+// badByte returns the rejection message for a raw byte of a path that is
+// never allowed (other than '%', '/', '?' and '#', which callers handle), or
+// "" when c is allowed.
+func badByte(c byte, allowSemi bool) string {
+	switch {
+	case c > ' ' && c < 0x7F && c != '\\' && c != ';':
+		return ""
+	case c >= 0x80:
+		return ""
+	case c == '\\':
+		return pathMsgBackslash
+	case c == ';':
+		if allowSemi {
+			return ""
+		}
+		return pathMsgSemicolon
+	case c == 0:
+		return pathMsgNUL
+	case c == ' ':
+		return pathMsgSpace
+	default:
+		return pathMsgControl
+	}
+}
+
+// isUnreserved reports whether c is an RFC 3986 unreserved character, whose
+// percent-escape means exactly the character itself.
+func isUnreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+const upperHex = "0123456789ABCDEF"
+
+// normalizeSlow normalizes raw (which starts with '/') segment by segment
+// into a new buffer. The output is never longer than the input's path.
+func normalizeSlow(raw string, allowSemi bool, limit int, tooLong string) (string, string, bool) {
+	p := raw[:pathEnd(raw)]
+	if len(p) > limit {
+		return "", tooLong, false
+	}
+	// Most paths fit the stack buffer; then the result string is the only
+	// allocation.
+	var buf [256]byte
+	out := buf[:0]
+	if len(p) > len(buf) {
+		out = make([]byte, 0, len(p))
+	}
+	// starts[k] is the offset in out of the '/' that begins the k-th kept
+	// segment, so ".." can drop the last one.
+	var startsBuf [32]int
+	starts := startsBuf[:0]
+	trailing := false
+	for i := 1; i <= len(p); {
+		// The segment is p[i:j].
+		j := i
+		for j < len(p) && p[j] != '/' {
+			j++
+		}
+		if j == i {
+			// Empty segment: a repeated or final '/'.
+			trailing = true
+			i = j + 1
+			continue
+		}
+		segStart := len(out)
+		out = append(out, '/')
+		for k := i; k < j; k++ {
+			c := p[k]
+			if c != '%' {
+				if m := badByte(c, allowSemi); m != "" {
+					return "", m, false
+				}
+				out = append(out, c)
+				continue
+			}
+			if k+2 >= j {
+				// Fewer than two bytes left in the segment.
+				return "", pathMsgBadEscape, false
+			}
+			hi, ok1 := unhex(p[k+1])
+			lo, ok2 := unhex(p[k+2])
+			if !ok1 || !ok2 {
+				return "", pathMsgBadEscape, false
+			}
+			v := hi<<4 | lo
+			switch {
+			case v == '/':
+				return "", pathMsgEncodedSlash, false
+			case v == '\\':
+				return "", pathMsgEncodedBSlash, false
+			case v == 0:
+				return "", pathMsgEncodedNUL, false
+			case isUnreserved(v):
+				out = append(out, v)
+			default:
+				out = append(out, '%', upperHex[hi], upperHex[lo])
+			}
+			k += 2
+		}
+		seg := out[segStart+1:]
+		switch {
+		case len(seg) == 1 && seg[0] == '.':
+			out = out[:segStart]
+			trailing = true
+		case len(seg) == 2 && seg[0] == '.' && seg[1] == '.':
+			if len(starts) == 0 {
+				return "", pathMsgAboveRoot, false
+			}
+			out = out[:starts[len(starts)-1]]
+			starts = starts[:len(starts)-1]
+			trailing = true
+		default:
+			starts = append(starts, segStart)
+			trailing = false
+		}
+		i = j + 1
+	}
+	if len(out) == 0 {
+		return "/", "", true
+	}
+	if trailing {
+		out = append(out, '/')
+	}
+	return string(out), "", true
+}

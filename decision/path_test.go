@@ -1,0 +1,191 @@
+package decision
+
+import (
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+func TestNormalizePath(t *testing.T) {
+	semi := &PathSpec{AllowSemicolon: true}
+	tests := map[string]struct {
+		in     string
+		opts   *PathSpec
+		want   string // normalized path; "" when rejected
+		detail string // the rejection message when rejected
+	}{
+		"root":                     {in: "/", want: "/"},
+		"already normal":           {in: "/orders/17/items", want: "/orders/17/items"},
+		"dotdot resolved":          {in: "/orders/../admin", want: "/admin"},
+		"dot resolved":             {in: "/orders/./17", want: "/orders/17"},
+		"encoded dotdot":           {in: "/orders/%2e%2e/admin", want: "/admin"},
+		"encoded dotdot upper":     {in: "/orders/%2E%2E/admin", want: "/admin"},
+		"half encoded dotdot":      {in: "/orders/.%2e/admin", want: "/admin"},
+		"encoded dot":              {in: "/a/%2e/b", want: "/a/b"},
+		"dotdot at end":            {in: "/a/b/..", want: "/a/"},
+		"dot at end":               {in: "/a/b/.", want: "/a/b/"},
+		"dotdot to root":           {in: "/a/..", want: "/"},
+		"three dots is a name":     {in: "/a/.../b", want: "/a/.../b"},
+		"dot prefix is a name":     {in: "/a/.well-known/x", want: "/a/.well-known/x"},
+		"double slash leading":     {in: "//admin", want: "/admin"},
+		"double slash inside":      {in: "/a//b///c", want: "/a/b/c"},
+		"only slashes":             {in: "///", want: "/"},
+		"trailing slash kept":      {in: "/orders/1/", want: "/orders/1/"},
+		"double trailing slash":    {in: "/orders/1//", want: "/orders/1/"},
+		"unreserved decoded":       {in: "/%61%62c%7E%2D%5f", want: "/abc~-_"},
+		"mixed case hex":           {in: "/a%c3%A9b", want: "/a%C3%A9b"},
+		"reserved kept":            {in: "/a%3fb%23c%20d", want: "/a%3Fb%23c%20d"},
+		"percent kept encoded":     {in: "/100%25", want: "/100%25"},
+		"double encoding kept":     {in: "/%252e%252e/x", want: "/%252e%252e/x"},
+		"query dropped":            {in: "/orders?id=1&x=%2F", want: "/orders"},
+		"query with slashes":       {in: "/a?b=/../c", want: "/a"},
+		"fragment dropped":         {in: "/orders#top", want: "/orders"},
+		"empty path with query":    {in: "/?x", want: "/"},
+		"unicode kept":             {in: "/caf\u00e9/\u65e5\u672c", want: "/caf\u00e9/\u65e5\u672c"},
+		"raw high bytes kept":      {in: "/a\xff\xfe", want: "/a\xff\xfe"},
+		"semicolon allowed":        {in: "/a;b=1/c", opts: semi, want: "/a;b=1/c"},
+		"semicolon allowed slow":   {in: "/a;b=1//c", opts: semi, want: "/a;b=1/c"},
+		"encoded semicolon":        {in: "/a%3bb", want: "/a%3Bb"},
+		"nil opts":                 {in: "/x", opts: nil, want: "/x"},
+		"case kept":                {in: "/Orders/ABC", want: "/Orders/ABC"},
+		"empty":                    {in: "", detail: pathMsgEmpty},
+		"only query":               {in: "?a=b", detail: pathMsgEmpty},
+		"relative":                 {in: "orders/1", detail: pathMsgNoSlash},
+		"absolute form":            {in: "http://h/orders", detail: pathMsgNoSlash},
+		"asterisk":                 {in: "*", detail: pathMsgNoSlash},
+		"encoded slash":            {in: "/a%2Fb", detail: pathMsgEncodedSlash},
+		"encoded slash lower":      {in: "/a%2fb", detail: pathMsgEncodedSlash},
+		"encoded backslash":        {in: "/a%5Cb", detail: pathMsgEncodedBSlash},
+		"encoded backslash lower":  {in: "/a%5cb", detail: pathMsgEncodedBSlash},
+		"encoded NUL":              {in: "/a%00", detail: pathMsgEncodedNUL},
+		"raw backslash":            {in: "/a\\..\\admin", detail: pathMsgBackslash},
+		"raw NUL":                  {in: "/a\x00b", detail: pathMsgNUL},
+		"raw NUL slow":             {in: "//a\x00b", detail: pathMsgNUL},
+		"control char":             {in: "/a\nb", detail: pathMsgControl},
+		"tab":                      {in: "/a\tb", detail: pathMsgControl},
+		"DEL":                      {in: "/a\x7fb", detail: pathMsgControl},
+		"space":                    {in: "/a b", detail: pathMsgSpace},
+		"semicolon":                {in: "/admin;x=1/users", detail: pathMsgSemicolon},
+		"semicolon slow":           {in: "/%61dmin;/users", detail: pathMsgSemicolon},
+		"bad escape letters":       {in: "/a%zz", detail: pathMsgBadEscape},
+		"bad escape G1":            {in: "/a%G1", detail: pathMsgBadEscape},
+		"short escape":             {in: "/a%4", detail: pathMsgBadEscape},
+		"trailing percent":         {in: "/a%", detail: pathMsgBadEscape},
+		"escape cut by slash":      {in: "/a%4/1", detail: pathMsgBadEscape},
+		"escape cut by query":      {in: "/a%4?1", detail: pathMsgBadEscape},
+		"above root":               {in: "/..", detail: pathMsgAboveRoot},
+		"above root deeper":        {in: "/a/../../b", detail: pathMsgAboveRoot},
+		"above root encoded":       {in: "/%2e%2e/etc/passwd", detail: pathMsgAboveRoot},
+		"above root after slashes": {in: "//..//x", detail: pathMsgAboveRoot},
+		"too long":                 {in: "/" + strings.Repeat("a", maxPathBytes), detail: pathMsgTooLong},
+		"longest accepted":         {in: "/" + strings.Repeat("a", maxPathBytes-1), want: "/" + strings.Repeat("a", maxPathBytes-1)},
+		"long query ignored":       {in: "/a?" + strings.Repeat("q", 2*maxPathBytes), want: "/a"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, detail, ok := normalizePath(tc.in, tc.opts)
+			if tc.detail != "" {
+				if ok {
+					t.Fatalf("normalizePath(%.100q) = %.100q, want rejection %.100q", tc.in, got, tc.detail)
+				}
+				if detail != tc.detail {
+					t.Fatalf("normalizePath(%.100q) detail = %.100q, want %.100q", tc.in, detail, tc.detail)
+				}
+				if got != "" {
+					t.Fatalf("rejected normalizePath(%.100q) returned path %.100q", tc.in, got)
+				}
+				return
+			}
+			if !ok {
+				t.Fatalf("normalizePath(%.100q) rejected: %s", tc.in, detail)
+			}
+			if got != tc.want {
+				t.Fatalf("normalizePath(%.100q) = %.100q, want %.100q", tc.in, got, tc.want)
+			}
+			again, _, ok := normalizePath(got, tc.opts)
+			if !ok || again != got {
+				t.Fatalf("normalizePath(%.100q) = %.100q, ok=%v: not idempotent", got, again, ok)
+			}
+		})
+	}
+}
+
+// Every rejection reason has its own message, so a path_invalid deny says
+// exactly what was wrong.
+func TestNormalizePathMessagesDistinct(t *testing.T) {
+	msgs := []string{pathMsgEmpty, pathMsgNoSlash, pathMsgTooLong, pathMsgBackslash, pathMsgNUL,
+		pathMsgControl, pathMsgSpace, pathMsgSemicolon, pathMsgEncodedSlash, pathMsgEncodedBSlash,
+		pathMsgEncodedNUL, pathMsgBadEscape, pathMsgAboveRoot}
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		if m == "" || seen[m] {
+			t.Errorf("message %q is empty or repeated", m)
+		}
+		seen[m] = true
+	}
+}
+
+// An already-normal path comes back as a substring of the input, unallocated.
+func TestNormalizePathFastPathNoCopy(t *testing.T) {
+	for _, in := range []string{"/orders/17/items", "/orders/17/?x=%2F", "/a/.b/c..", "/"} {
+		got, _, ok := normalizePath(in, nil)
+		if !ok {
+			t.Fatalf("%q rejected", in)
+		}
+		if unsafe.StringData(got) != unsafe.StringData(in) {
+			t.Errorf("normalizePath(%q) copied the path", in)
+		}
+		if n := testing.AllocsPerRun(100, func() { normalizePath(in, nil) }); n != 0 {
+			t.Errorf("normalizePath(%q) allocates %v times", in, n)
+		}
+	}
+}
+
+func FuzzNormalizePath(f *testing.F) {
+	for _, s := range []string{"/", "/orders/../admin", "/a/%2e%2E/b", "//x//y/", "/a%c3%a9", "/a;b",
+		"/a%2Fb", "/a?b#c", "/a/./b/../../c", "/%7e%41", "/a%", "/\xff", "/.."} {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	f.Fuzz(func(t *testing.T, in string, semi bool) {
+		opts := &PathSpec{AllowSemicolon: semi}
+		norm, detail, ok := normalizePath(in, opts)
+		if !ok {
+			if detail == "" || norm != "" {
+				t.Fatalf("normalizePath(%q) rejected with detail %q, norm %q", in, detail, norm)
+			}
+			return
+		}
+		if detail != "" {
+			t.Fatalf("normalizePath(%q) accepted with detail %q", in, detail)
+		}
+		if norm == "" || norm[0] != '/' || len(norm) > maxPathBytes {
+			t.Fatalf("normalizePath(%q) = %q: not a rooted path", in, norm)
+		}
+		if strings.Contains(norm, "//") || strings.ContainsAny(norm, "?#\\") {
+			t.Fatalf("normalizePath(%q) = %q: not normal", in, norm)
+		}
+		again, detail, ok := normalizePath(norm, opts)
+		if !ok || again != norm {
+			t.Fatalf("normalizePath(%q) = %q; normalizing that again = %q, %v, %q", in, norm, again, ok, detail)
+		}
+	})
+}
+
+func BenchmarkNormalizePath(b *testing.B) {
+	cases := []struct{ name, in string }{
+		{"normal", "/api/v1/orders/8b7c6d5e/items/42"},
+		{"normal_query", "/api/v1/orders/8b7c6d5e/items/42?expand=lines&limit=20"},
+		{"needs_work", "/api//v1/./orders/%38b7c6d5e/../8b7c6d5e/items/%e2%82%ac"},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, ok := normalizePath(c.in, nil); !ok {
+					b.Fatal("rejected")
+				}
+			}
+		})
+	}
+}

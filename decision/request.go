@@ -1,0 +1,64 @@
+package decision
+
+import (
+	"net/netip"
+)
+
+// Request is the protocol-independent description of one request to
+// authorize. Translators (envoy/, server/) fill it from an ext_authz
+// CheckRequest, a forward-auth HTTP request or a scopegate Check RPC; they do
+// no I/O and make no decision. Only the fields Decide needs are carried, so a
+// translator looks up a handful of headers instead of copying all of them.
+type Request struct {
+	// Method is the HTTP method of the original request, e.g. "GET".
+	Method string
+	// Path is the original request-target path as received, possibly with a
+	// query string; Decide normalizes it.
+	Path string
+	// Authorization is the raw value of the Authorization header ("" when
+	// absent). AuthorizationCount is how many Authorization headers the
+	// request carried (a translator that only sees a merged value sets 1 and
+	// leaves the comma to Decide).
+	Authorization      string
+	AuthorizationCount int
+	// SourceIP is the address of the peer that sent the request to the proxy
+	// (Envoy's source.address), if known.
+	SourceIP netip.Addr
+	// ForwardedFor is the X-Forwarded-For header, consulted only through the
+	// policy's trusted hops.
+	ForwardedFor string
+	// Environment is the deployment environment for this request (from
+	// context_extensions or the Check RPC); "" means the server's default.
+	Environment string
+	// ClientCertificate is the peer certificate as URL-encoded PEM (Envoy's
+	// source.certificate), or PEM, if the proxy forwarded one.
+	ClientCertificate string
+	// Host is the :authority / Host of the original request.
+	Host string
+	// RequestID is the proxy's request id (x-request-id), for audit.
+	RequestID string
+	// Attributes carries extra facts (context_extensions, Check RPC
+	// attributes). It is read, never written, by Decide.
+	Attributes map[string]string
+	// Trace, when non-nil, receives every step Decide runs (--explain). It is
+	// nil on the serving path, where it costs nothing.
+	Trace *Trace
+}
+
+// Trace records the checks Decide ran, for `scopegate check --explain`.
+type Trace struct {
+	Steps []TraceStep
+}
+
+// TraceStep is one check and its outcome.
+type TraceStep struct {
+	Check  string // e.g. "route", "token", "scopes"
+	Result string // "pass", "fail" or "skip"
+	Detail string
+}
+
+func (t *Trace) add(check, result, detail string) {
+	if t != nil {
+		t.Steps = append(t.Steps, TraceStep{Check: check, Result: result, Detail: detail})
+	}
+}

@@ -1,0 +1,77 @@
+package decision
+
+import (
+	"context"
+	"crypto"
+	"time"
+)
+
+// Token holds the verified, parsed claims of an access token that decisions
+// need. A Token is immutable once built and shared by every decision that
+// presents the same token string (it lives in the verified-token cache).
+type Token struct {
+	Issuer   string
+	Subject  string
+	ClientID string // client_id, else azp
+	JTI      string
+	Type     string // the JOSE "typ" header, as sent
+	Alg      string
+	Kid      string
+	Audience []string
+	// Scopes are the granted scopes, in token order, duplicates removed.
+	Scopes []string
+
+	IssuedAt  time.Time // zero if absent
+	NotBefore time.Time // zero if absent
+	Expiry    time.Time
+	AuthTime  time.Time // zero if absent
+	ACR       string
+	AMR       []string
+	// CnfX5tS256 is cnf["x5t#S256"] (RFC 8705), CnfJKT is cnf["jkt"] (RFC 9449).
+	CnfX5tS256 string
+	CnfJKT     string
+	// Claims is every claim of the payload, decoded with encoding/json
+	// (numbers as json.Number), for claim conditions.
+	Claims map[string]any
+}
+
+// Key is one verification key of an issuer, as exported from a JWK.
+type Key struct {
+	Kid string
+	// Alg is the JWK "alg" member, or "" when the JWK does not pin one.
+	Alg string
+	// Public is *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey.
+	Public crypto.PublicKey
+}
+
+// KeySource serves one issuer's verification keys. Implementations live in
+// store/jwks (a JWKS file or an https JWKS URL refreshed in the background);
+// tests use StaticKeys.
+type KeySource interface {
+	// Keys returns the current key set. It never blocks on the network.
+	Keys() []Key
+	// RefreshUnknownKid is called when a token names a kid that Keys does not
+	// hold. It may refetch the key set (rate-limited, coalesced) and returns
+	// the key set to retry with, or ok=false when no refetch happened.
+	RefreshUnknownKid(ctx context.Context, kid string) (keys []Key, ok bool)
+	// Epoch changes whenever the key set changes; cached verification results
+	// made under an older epoch are re-checked.
+	Epoch() uint64
+}
+
+// StaticKeys is a KeySource over a fixed key set.
+type StaticKeys []Key
+
+// Keys implements KeySource.
+func (s StaticKeys) Keys() []Key { return s }
+
+// RefreshUnknownKid implements KeySource; a static set never refreshes.
+func (s StaticKeys) RefreshUnknownKid(context.Context, string) ([]Key, bool) { return nil, false }
+
+// Epoch implements KeySource.
+func (s StaticKeys) Epoch() uint64 { return 0 }
+
+// KeySourceFactory opens the KeySource for an issuer of a policy. baseDir is
+// the directory of the policy file, against which a relative jwks_file is
+// resolved. The server passes a factory that reuses sources across reloads.
+type KeySourceFactory func(spec *IssuerSpec, baseDir string) (KeySource, error)

@@ -1,0 +1,753 @@
+package decision
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"github.com/lestrrat-go/jwx/v3/jws/jwsbb"
+)
+
+// negativeTTL is how long a token that failed for a reason only a key-set
+// or policy change can alter is remembered as failed, so a flood of one bad
+// token costs one verification.
+const negativeTTL = 30 * time.Second
+
+// minRSABits is the smallest RSA modulus accepted (RFC 7518 §3.3).
+const minRSABits = 2048
+
+// maxNumericDate bounds NumericDate claims (about the year 2242) so that
+// nanosecond arithmetic never overflows.
+const maxNumericDate = 1 << 33
+
+// jose64 decodes JOSE base64url: no padding, no non-canonical trailing bits, so
+// that one token has exactly one spelling.
+var jose64 = base64.RawURLEncoding.Strict()
+
+// verifiedToken is a token whose signature and claims were verified, as the
+// token cache holds it. Everything but view is immutable once built.
+type verifiedToken struct {
+	Token Token
+	// view caches the token's scopes as a bitset over the policy in force.
+	view atomic.Pointer[scopeView]
+
+	raw string
+	// fingerprint and epoch are the issuer's settings and key set the token
+	// was verified under; a cache hit under other ones re-verifies.
+	fingerprint uint64
+	epoch       uint64
+	// exp, nbf and iat in Unix nanoseconds; hasNbf/hasIat say whether the
+	// token carries them.
+	exp, nbf, iat  int64
+	hasNbf, hasIat bool
+}
+
+// negDep says what a cached failure depends on, so it is dropped as soon as
+// that changes.
+type negDep uint8
+
+const (
+	// depNone: the token is malformed whatever the policy and keys.
+	depNone negDep = iota
+	// depIssuerAbsent: the token's issuer is not in the policy.
+	depIssuerAbsent
+	// depIssuer: the issuer's settings (fingerprint) and key set (epoch).
+	depIssuer
+)
+
+// cacheEntry is a token cache value: a verified token, or a remembered
+// failure when vt is nil.
+type cacheEntry struct {
+	raw string
+	vt  *verifiedToken
+	gen uint64
+
+	code        Code
+	detail      string
+	dep         negDep
+	iss         string
+	fingerprint uint64
+	epoch       uint64
+	until       int64 // Unix nanoseconds
+}
+
+// verifierConfig configures a verifier.
+type verifierConfig struct {
+	// MaxEntries bounds the token cache.
+	MaxEntries int64
+}
+
+// verifier verifies bearer tokens against a policy's issuers and caches the
+// results under the whole token string.
+type verifier struct {
+	cache *ristretto.Cache[string, *cacheEntry]
+	// gen is bumped by purge; entries of older generations are ignored, so
+	// purging is safe while decisions run.
+	gen atomic.Uint64
+	// colds counts full (uncached) verifications.
+	colds atomic.Uint64
+	// lookups counts every verification asked for, cached or not (stats.go).
+	lookups lookupCounter
+	// headers remembers recently seen protected headers.
+	headers headerMemo
+}
+
+func newVerifier(cfg verifierConfig) (*verifier, error) {
+	n := cfg.MaxEntries
+	if n <= 0 {
+		n = 100_000
+	}
+	c, err := ristretto.NewCache(&ristretto.Config[string, *cacheEntry]{
+		NumCounters:        n * 10,
+		MaxCost:            n,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+	})
+	if err != nil {
+		return nil, errors.New("token cache: " + err.Error())
+	}
+	return &verifier{cache: c}, nil
+}
+
+// close stops the cache's goroutines; later verifications run uncached.
+func (v *verifier) close() { v.cache.Close() }
+
+// purge forgets every cached verification and failure. It is safe while
+// decisions run: entries of older generations are ignored, then evicted.
+func (v *verifier) purge() { v.gen.Add(1) }
+
+// wait blocks until the cache has applied pending writes (it admits entries
+// asynchronously).
+func (v *verifier) wait() { v.cache.Wait() }
+
+// verify returns the verified token raw stands for, or the reason it is
+// rejected. A cache hit costs no signature check and allocates nothing.
+func (v *verifier) verify(ctx context.Context, raw string, pol *Policy, now time.Time) (*verifiedToken, Code, string) {
+	nowN := now.UnixNano()
+	v.lookups.Add(1)
+	if e, ok := v.cache.Get(raw); ok && e != nil && e.raw == raw && e.gen == v.gen.Load() {
+		if vt := e.vt; vt != nil {
+			if iss := pol.Issuers[vt.Token.Issuer]; iss != nil && iss.Fingerprint == vt.fingerprint && iss.Keys != nil && iss.Keys.Epoch() == vt.epoch {
+				if code, detail := checkTimes(vt, iss.ClockSkew, nowN); code != OK {
+					return nil, code, detail
+				}
+				return vt, OK, ""
+			}
+		} else if nowN < e.until && e.stillHolds(pol) {
+			return nil, e.code, e.detail
+		}
+	}
+	return v.verifyCold(ctx, raw, pol, now)
+}
+
+// stillHolds reports whether a cached failure would still happen under pol.
+func (e *cacheEntry) stillHolds(pol *Policy) bool {
+	switch e.dep {
+	case depNone:
+		return true
+	case depIssuerAbsent:
+		return pol.Issuers[e.iss] == nil
+	default:
+		iss := pol.Issuers[e.iss]
+		return iss != nil && iss.Fingerprint == e.fingerprint && iss.Keys != nil && iss.Keys.Epoch() == e.epoch
+	}
+}
+
+// checkTimes checks exp, nbf and iat against now with the issuer's skew.
+func checkTimes(vt *verifiedToken, skew time.Duration, nowN int64) (Code, string) {
+	s := int64(skew)
+	if nowN-s >= vt.exp {
+		return TokenExpired, "the token expired at " + vt.Token.Expiry.UTC().Format(time.RFC3339) + " (clock skew tolerated: " + skew.String() + ")"
+	}
+	if vt.hasNbf && vt.nbf > nowN+s {
+		return TokenNotYetValid, "the token is not valid before " + vt.Token.NotBefore.UTC().Format(time.RFC3339) + " (nbf; clock skew tolerated: " + skew.String() + ")"
+	}
+	if vt.hasIat && vt.iat > nowN+s {
+		return TokenNotYetValid, "the token's iat is in the future (" + vt.Token.IssuedAt.UTC().Format(time.RFC3339) + "; clock skew tolerated: " + skew.String() + ")"
+	}
+	return OK, ""
+}
+
+// failure is a cold-path rejection and how long it may be remembered.
+type verifyFailure struct {
+	code      Code
+	detail    string
+	cacheable bool
+	dep       negDep
+	iss       string
+	issuer    *Issuer
+	epoch     uint64
+}
+
+// malformed is a failure that no policy or key set can change.
+func malformedToken(detail string) *verifyFailure {
+	return &verifyFailure{code: TokenInvalid, detail: detail, cacheable: true, dep: depNone}
+}
+
+// verifyCold verifies raw from scratch and caches the outcome.
+func (v *verifier) verifyCold(ctx context.Context, raw string, pol *Policy, now time.Time) (*verifiedToken, Code, string) {
+	nowN := now.UnixNano()
+	gen := v.gen.Load()
+	v.colds.Add(1)
+	vt, f := v.verifyToken(ctx, raw, pol)
+	if f != nil {
+		if f.cacheable {
+			e := &cacheEntry{raw: raw, gen: gen, code: f.code, detail: f.detail, dep: f.dep, iss: f.iss, until: nowN + int64(negativeTTL)}
+			if f.issuer != nil {
+				e.fingerprint, e.epoch = f.issuer.Fingerprint, f.epoch
+			}
+			v.cache.SetWithTTL(raw, e, 1, negativeTTL)
+		}
+		return nil, f.code, f.detail
+	}
+	// Cached until exp, never beyond; a hit re-checks every time claim.
+	if ttl := time.Duration(vt.exp - nowN); ttl > 0 {
+		v.cache.SetWithTTL(raw, &cacheEntry{raw: raw, vt: vt, gen: gen}, 1, ttl)
+	}
+	if code, detail := checkTimes(vt, pol.Issuers[vt.Token.Issuer].ClockSkew, nowN); code != OK {
+		return nil, code, detail
+	}
+	return vt, OK, ""
+}
+
+// jwsHeader is the protected header. Members are decoded as any so that a
+// wrongly typed member gets a precise message. jku, x5u, jwk and x5c are
+// deliberately not read: keys come only from the issuer's key source.
+type jwsHeader struct {
+	Alg  any `json:"alg"`
+	Kid  any `json:"kid"`
+	Typ  any `json:"typ"`
+	Crit any `json:"crit"`
+}
+
+// headerMemoSize is the number of parsed protected headers remembered. An
+// issuer signs every token with one of a few headers, so a small table
+// saves the header decoding on most cold verifications.
+const headerMemoSize = 64
+
+// parsedHeader is the part of a protected header verification uses.
+type parsedHeader struct {
+	b64           string // the encoded header, as in the token
+	alg, kid, typ string
+}
+
+// headerMemo maps encoded headers to their parse, lock-free: a slot holds
+// the last valid header that hashed to it. Only headers that parsed are
+// stored, and the parse is a pure function of the header bytes.
+type headerMemo [headerMemoSize]atomic.Pointer[parsedHeader]
+
+func (m *headerMemo) parse(b64 string) (*parsedHeader, *verifyFailure) {
+	h := uint32(2166136261)
+	for i := 0; i < len(b64); i++ {
+		h = (h ^ uint32(b64[i])) * 16777619
+	}
+	slot := &m[h%headerMemoSize]
+	if p := slot.Load(); p != nil && p.b64 == b64 {
+		return p, nil
+	}
+	p, f := parseHeader(b64)
+	if f == nil {
+		slot.Store(p)
+	}
+	return p, f
+}
+
+// parseHeader decodes a protected header.
+func parseHeader(b64 string) (*parsedHeader, *verifyFailure) {
+	hdrJSON, err := jose64.DecodeString(b64)
+	if err != nil {
+		return nil, malformedToken("the token's header is not base64url without padding")
+	}
+	var h jwsHeader
+	if err := json.Unmarshal(hdrJSON, &h); err != nil {
+		return nil, malformedToken("the token's header is not a JSON object")
+	}
+	if h.Crit != nil {
+		return nil, malformedToken("the token's header has a crit member; crit header not supported")
+	}
+	if h.Alg == nil {
+		return nil, malformedToken("the token's header has no alg")
+	}
+	p := &parsedHeader{b64: b64}
+	var isStr bool
+	if p.alg, isStr = h.Alg.(string); !isStr {
+		return nil, malformedToken("the token's header alg is not a string")
+	}
+	if h.Kid != nil {
+		if p.kid, isStr = h.Kid.(string); !isStr {
+			return nil, malformedToken("the token's header kid is not a string")
+		}
+	}
+	if h.Typ != nil {
+		if p.typ, isStr = h.Typ.(string); !isStr {
+			return nil, malformedToken("the token's header typ is not a string")
+		}
+	}
+	return p, nil
+}
+
+// verifyToken parses and verifies raw against pol without the cache.
+func (v *verifier) verifyToken(ctx context.Context, raw string, pol *Policy) (*verifiedToken, *verifyFailure) {
+	// 1. Compact JWS: exactly three base64url parts.
+	if strings.HasPrefix(raw, "{") {
+		return nil, malformedToken("the token is a JWS JSON serialization; only the compact form header.payload.signature is accepted")
+	}
+	d1 := strings.IndexByte(raw, '.')
+	if d1 < 0 {
+		return nil, malformedToken("the token is not a JWT: it has no '.'-separated parts")
+	}
+	d2 := strings.IndexByte(raw[d1+1:], '.')
+	if d2 < 0 {
+		return nil, malformedToken("the token has 2 parts; a signed JWT has 3 (header.payload.signature)")
+	}
+	d2 += d1 + 1
+	if n := strings.Count(raw[d2+1:], "."); n != 0 {
+		if n == 2 {
+			return nil, malformedToken("the token has 5 parts: it is an encrypted JWT (JWE), which is not accepted; send a signed JWT")
+		}
+		return nil, malformedToken("the token has " + strconv.Itoa(n+3) + " parts; a signed JWT has 3 (header.payload.signature)")
+	}
+	hdrB64, payB64, sigB64 := raw[:d1], raw[d1+1:d2], raw[d2+1:]
+	if hdrB64 == "" {
+		return nil, malformedToken("the token's header part is empty")
+	}
+	if payB64 == "" {
+		return nil, malformedToken("the token's payload part is empty")
+	}
+	if sigB64 == "" {
+		return nil, malformedToken("the token has no signature (unsecured JWTs are never accepted)")
+	}
+
+	// 2. Header.
+	h, f := v.headers.parse(hdrB64)
+	if f != nil {
+		return nil, f
+	}
+	alg, kid, typ := h.alg, h.kid, h.typ
+
+	// 3. Payload.
+	payJSON, err := jose64.DecodeString(payB64)
+	if err != nil {
+		return nil, malformedToken("the token's payload is not base64url without padding")
+	}
+	claims, ok := decodeTokenClaims(payJSON)
+	if !ok {
+		return nil, malformedToken("the token's payload is not a JSON object")
+	}
+	sig, err := jose64.DecodeString(sigB64)
+	if err != nil {
+		return nil, malformedToken("the token's signature is not base64url without padding")
+	}
+
+	// 4. Issuer, read before anything else because it selects the keys.
+	issV, present := claims["iss"]
+	if !present {
+		return nil, &verifyFailure{code: IssuerUnknown, detail: "the token has no iss claim", cacheable: true}
+	}
+	issName, isStr := issV.(string)
+	if !isStr {
+		return nil, &verifyFailure{code: IssuerUnknown, detail: "the token's iss claim is not a string", cacheable: true}
+	}
+	iss := pol.Issuers[issName]
+	if iss == nil {
+		return nil, &verifyFailure{code: IssuerUnknown, detail: "issuer " + untrusted(issName) + " is not one of the policy's issuers", cacheable: true, dep: depIssuerAbsent, iss: issName}
+	}
+	if iss.Keys == nil {
+		return nil, &verifyFailure{code: KeyNotFound, detail: "issuer " + untrusted(issName) + " has no key source"}
+	}
+	// The epoch is read before the keys: a result is never recorded under
+	// an epoch newer than the keys it was verified with.
+	epoch := iss.Keys.Epoch()
+	fail := func(code Code, detail string) *verifyFailure {
+		return &verifyFailure{code: code, detail: detail, cacheable: true, dep: depIssuer, iss: issName, issuer: iss, epoch: epoch}
+	}
+
+	// 5. Algorithm and type.
+	if alg == "none" {
+		return nil, fail(AlgorithmNotAllowed, "alg none (an unsigned token) is never accepted")
+	}
+	if !listHas(iss.Algorithms, alg) {
+		detail := "alg " + untrusted(alg) + " is not allowed for issuer " + untrusted(issName) + " (allowed: " + strings.Join(iss.Algorithms, ", ") + ")"
+		if strings.HasPrefix(alg, "HS") {
+			detail = "alg " + untrusted(alg) + " (HMAC, a shared secret) is never accepted for access tokens; issuer " + untrusted(issName) + " allows " + strings.Join(iss.Algorithms, ", ")
+		}
+		return nil, fail(AlgorithmNotAllowed, detail)
+	}
+	if detail := checkTokenTyp(typ, iss.RequireATJWT); detail != "" {
+		return nil, fail(TokenInvalid, detail)
+	}
+
+	// 6. Key.
+	key, detail, missing := pickVerifyKey(iss.Keys.Keys(), kid, alg)
+	if missing && kid != "" {
+		if keys, refreshed := iss.Keys.RefreshUnknownKid(ctx, kid); refreshed {
+			key, detail, _ = pickVerifyKey(keys, kid, alg)
+		}
+	}
+	if key == nil {
+		// Never remembered: the key set may gain the key at any moment.
+		return nil, &verifyFailure{code: KeyNotFound, detail: detail + " of issuer " + untrusted(issName)}
+	}
+
+	// 7. Signature over the exact bytes "header.payload".
+	if err := jwsbb.Verify(key.Public, alg, []byte(raw[:d2]), sig); err != nil {
+		return nil, fail(TokenInvalid, "the token's signature does not verify with key "+untrusted(key.Kid)+" of issuer "+untrusted(issName))
+	}
+
+	// 8. Claims.
+	vt := &verifiedToken{raw: raw, fingerprint: iss.Fingerprint, epoch: epoch}
+	t := &vt.Token
+	t.Issuer, t.Alg, t.Kid, t.Type, t.Claims = issName, alg, kid, typ, claims
+	if detail := readTokenClaims(vt, claims, iss); detail != "" {
+		return nil, fail(TokenInvalid, detail)
+	}
+	if !audienceMatches(t.Audience, iss.Audiences) {
+		if len(t.Audience) == 0 {
+			return nil, fail(AudienceMismatch, "the token has no aud claim; issuer "+untrusted(issName)+" requires one of: "+strings.Join(iss.Audiences, ", "))
+		}
+		return nil, fail(AudienceMismatch, "the token's audience ["+untrustedList(t.Audience)+"] names none of: "+strings.Join(iss.Audiences, ", "))
+	}
+	return vt, nil
+}
+
+// decodeClaims decodes a JSON object with numbers kept as json.Number.
+func decodeTokenClaims(data []byte) (map[string]any, bool) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil || m == nil {
+		return nil, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, false // trailing data
+	}
+	return m, true
+}
+
+// checkTyp returns why the typ header is refused, or "".
+func checkTokenTyp(typ string, requireATJWT bool) string {
+	at := strings.EqualFold(typ, "at+jwt") || strings.EqualFold(typ, "application/at+jwt")
+	if requireATJWT {
+		if at {
+			return ""
+		}
+		if typ == "" {
+			return "the token has no typ header; this issuer requires typ at+jwt (RFC 9068 access tokens)"
+		}
+		return "the token's typ " + untrusted(typ) + " is not at+jwt, which this issuer requires (RFC 9068)"
+	}
+	if typ == "" || at || strings.EqualFold(typ, "JWT") {
+		return ""
+	}
+	return "the token's typ " + untrusted(typ) + " is not an access token type (JWT, at+jwt or application/at+jwt)"
+}
+
+// pickKey finds the key of keys that verifies alg for kid. When none fits
+// it returns why, and missing=true when no key has that kid at all.
+func pickVerifyKey(keys []Key, kid, alg string) (key *Key, detail string, missing bool) {
+	if kid == "" {
+		var found *Key
+		n := 0
+		for i := range keys {
+			if keyFitsAlg(&keys[i], alg) == "" {
+				if found == nil {
+					found = &keys[i]
+				}
+				n++
+			}
+		}
+		switch n {
+		case 1:
+			return found, "", false
+		case 0:
+			return nil, "the token has no kid and no key fits alg " + untrusted(alg) + " in the key set", true
+		default:
+			return nil, "the token has no kid and " + strconv.Itoa(n) + " keys fit alg " + untrusted(alg) + " in the key set", false
+		}
+	}
+	why := ""
+	for i := range keys {
+		if keys[i].Kid != kid {
+			continue
+		}
+		if why = keyFitsAlg(&keys[i], alg); why == "" {
+			return &keys[i], "", false
+		}
+	}
+	if why != "" {
+		return nil, "key " + untrusted(kid) + " " + why, false
+	}
+	return nil, "no key with kid " + untrusted(kid) + " in the key set", true
+}
+
+// keyFits returns why k cannot verify alg, or "".
+func keyFitsAlg(k *Key, alg string) string {
+	if k.Alg != "" && k.Alg != alg {
+		return "is pinned to alg " + untrusted(k.Alg) + ", the token uses " + untrusted(alg)
+	}
+	switch alg {
+	case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512":
+		pk, ok := k.Public.(*rsa.PublicKey)
+		if !ok || pk == nil || pk.N == nil {
+			return "is not an RSA key, which alg " + alg + " needs"
+		}
+		if pk.N.BitLen() < minRSABits {
+			return "is a " + strconv.Itoa(pk.N.BitLen()) + "-bit RSA key; at least " + strconv.Itoa(minRSABits) + " bits are required"
+		}
+		return ""
+	case "ES256", "ES384", "ES512":
+		want := elliptic.P256()
+		if alg == "ES384" {
+			want = elliptic.P384()
+		} else if alg == "ES512" {
+			want = elliptic.P521()
+		}
+		pk, ok := k.Public.(*ecdsa.PublicKey)
+		if !ok || pk == nil {
+			return "is not an EC key, which alg " + alg + " needs"
+		}
+		if pk.Curve != want {
+			return "is not on curve " + want.Params().Name + ", which alg " + alg + " needs"
+		}
+		return ""
+	case "EdDSA":
+		pk, ok := k.Public.(ed25519.PublicKey)
+		if !ok || len(pk) != ed25519.PublicKeySize {
+			return "is not an Ed25519 key, which alg EdDSA needs"
+		}
+		return ""
+	}
+	return "cannot verify alg " + untrusted(alg)
+}
+
+// readClaims fills vt from the payload; it returns why a claim is refused.
+func readTokenClaims(vt *verifiedToken, c map[string]any, iss *Issuer) string {
+	t := &vt.Token
+	var ok bool
+	for _, s := range [...]struct {
+		name string
+		dst  *string
+	}{{"sub", &t.Subject}, {"jti", &t.JTI}, {"acr", &t.ACR}} {
+		if v, present := c[s.name]; present {
+			if *s.dst, ok = v.(string); !ok {
+				return "claim " + s.name + " must be a string"
+			}
+		}
+	}
+	clientID, azp := "", ""
+	if v, present := c["client_id"]; present {
+		if clientID, ok = v.(string); !ok {
+			return "claim client_id must be a string"
+		}
+	}
+	if v, present := c["azp"]; present {
+		if azp, ok = v.(string); !ok {
+			return "claim azp must be a string"
+		}
+	}
+	t.ClientID = clientID
+	if t.ClientID == "" {
+		t.ClientID = azp
+	}
+
+	v, present := c["exp"]
+	if !present {
+		return "the token has no exp claim"
+	}
+	if t.Expiry, vt.exp, ok = parseNumericDate(v); !ok {
+		return "claim exp must be a number (seconds since 1970-01-01 UTC)"
+	}
+	if v, present := c["nbf"]; present {
+		if t.NotBefore, vt.nbf, ok = parseNumericDate(v); !ok {
+			return "claim nbf must be a number (seconds since 1970-01-01 UTC)"
+		}
+		vt.hasNbf = true
+	}
+	if v, present := c["iat"]; present {
+		if t.IssuedAt, vt.iat, ok = parseNumericDate(v); !ok {
+			return "claim iat must be a number (seconds since 1970-01-01 UTC)"
+		}
+		vt.hasIat = true
+	}
+	if v, present := c["auth_time"]; present {
+		if t.AuthTime, _, ok = parseNumericDate(v); !ok {
+			return "claim auth_time must be a number (seconds since 1970-01-01 UTC)"
+		}
+	}
+	if v, present := c["amr"]; present {
+		if t.AMR, ok = jsonStringArray(v); !ok {
+			return "claim amr must be an array of strings"
+		}
+	}
+	if v, present := c["cnf"]; present {
+		cnf, isObj := v.(map[string]any)
+		if !isObj {
+			return "claim cnf must be a JSON object"
+		}
+		if x, present := cnf["x5t#S256"]; present {
+			if t.CnfX5tS256, ok = x.(string); !ok {
+				return "claim cnf.x5t#S256 must be a string"
+			}
+		}
+		if x, present := cnf["jkt"]; present {
+			if t.CnfJKT, ok = x.(string); !ok {
+				return "claim cnf.jkt must be a string"
+			}
+		}
+	}
+	if v, present := c["aud"]; present {
+		switch a := v.(type) {
+		case string:
+			t.Audience = []string{a}
+		default:
+			if t.Audience, ok = jsonStringArray(v); !ok {
+				return "claim aud must be a string or an array of strings"
+			}
+		}
+	}
+	scopes, detail := readTokenScopes(c, iss.ScopeClaims)
+	if detail != "" {
+		return detail
+	}
+	t.Scopes = scopes
+	return ""
+}
+
+// readScopes collects the granted scopes from the scope claims, in order:
+// union, token order, duplicates removed, exact strings.
+func readTokenScopes(c map[string]any, names []string) ([]string, string) {
+	var out []string
+	add := func(s string) {
+		if s == "" || listHas(out, s) {
+			return
+		}
+		out = append(out, s)
+	}
+	for _, name := range names {
+		v, present := c[name]
+		if !present || v == nil {
+			continue
+		}
+		switch x := v.(type) {
+		case string:
+			for f := range strings.SplitSeq(x, " ") {
+				add(f)
+			}
+		case []any:
+			for _, e := range x {
+				s, ok := e.(string)
+				if !ok {
+					return nil, "claim " + name + " must be a space-separated string or an array of strings; it has a non-string element"
+				}
+				add(s)
+			}
+		default:
+			return nil, "claim " + name + " must be a space-separated string or an array of strings"
+		}
+	}
+	return out, ""
+}
+
+// numericDate reads a JSON NumericDate (RFC 7519 §2).
+func parseNumericDate(v any) (time.Time, int64, bool) {
+	n, ok := v.(json.Number)
+	if !ok {
+		return time.Time{}, 0, false
+	}
+	var sec, nsec int64
+	if i, err := strconv.ParseInt(string(n), 10, 64); err == nil {
+		sec = i
+	} else {
+		f, err := strconv.ParseFloat(string(n), 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return time.Time{}, 0, false
+		}
+		if f > maxNumericDate {
+			f = maxNumericDate
+		} else if f < -maxNumericDate {
+			f = -maxNumericDate
+		}
+		whole := math.Floor(f)
+		sec, nsec = int64(whole), int64((f-whole)*1e9)
+	}
+	sec = max(min(sec, maxNumericDate), -maxNumericDate)
+	return time.Unix(sec, nsec), sec*1e9 + nsec, true
+}
+
+func jsonStringArray(v any) ([]string, bool) {
+	a, ok := v.([]any)
+	if !ok {
+		return nil, false
+	}
+	out := make([]string, len(a))
+	for i, e := range a {
+		if out[i], ok = e.(string); !ok {
+			return nil, false
+		}
+	}
+	return out, true
+}
+
+func audienceMatches(aud, want []string) bool {
+	for _, a := range aud {
+		if listHas(want, a) {
+			return true
+		}
+	}
+	return false
+}
+
+func listHas(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// quote renders an untrusted value for a message: quoted, at most 64
+// bytes, printable ASCII only.
+func untrusted(s string) string {
+	const limit = 64
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		if i == limit {
+			b.WriteString("...")
+			break
+		}
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			c = '?'
+		}
+		b.WriteByte(c)
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+func untrustedList(list []string) string {
+	parts := make([]string, 0, min(len(list), 8))
+	for i, s := range list {
+		if i == 8 {
+			parts = append(parts, "...")
+			break
+		}
+		parts = append(parts, untrusted(s))
+	}
+	return strings.Join(parts, " ")
+}
