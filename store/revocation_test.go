@@ -1,0 +1,333 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/store"
+	"github.com/scopegate/scopegate/store/storetest"
+)
+
+func TestMemoryRevocationConformance(t *testing.T) {
+	storetest.TestRevocations(t, func(t *testing.T) store.RevocationStore { return store.NewMemoryRevocations(nil) })
+}
+
+func TestNewRevocationID(t *testing.T) {
+	base := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	seen := map[string]bool{}
+	var ids []string
+	for i := range 1000 {
+		id := store.NewRevocationID(base.Add(time.Duration(i) * time.Millisecond))
+		if len(id) != 26 || store.CheckRevocationID(id) != nil {
+			t.Fatalf("id %q: want 26 base32 characters", id)
+		}
+		if seen[id] {
+			t.Fatalf("id %q generated twice", id)
+		}
+		seen[id] = true
+		ids = append(ids, id)
+	}
+	if !sort.StringsAreSorted(ids) {
+		t.Error("ids of increasing times do not sort in time order")
+	}
+}
+
+// sink records what a syncer gives the engine.
+type sink struct {
+	set    atomic.Pointer[decision.RevocationSet]
+	synced atomic.Int64
+	sets   atomic.Int32
+}
+
+func (s *sink) SetRevocations(rs *decision.RevocationSet) { s.set.Store(rs); s.sets.Add(1) }
+func (s *sink) MarkRevocationsSynced(t time.Time)         { s.synced.Store(t.UnixNano()) }
+
+func (s *sink) has(id string) bool {
+	_, ok := s.set.Load().Get(id)
+	return ok
+}
+
+// flaky wraps a store: it can fail every call, block ListRevocations, and
+// notify watchers of its own writes like a shared database would.
+type flaky struct {
+	*store.MemoryRevocations
+	fail     atomic.Bool
+	block    atomic.Pointer[chan struct{}] // ListRevocations waits on it
+	listing  chan struct{}                 // signalled when a List starts
+	mu       sync.Mutex
+	watchers []func(store.RevocationChange)
+	// quietWatch leaves out the Resync a watch starts with, so that no
+	// resync runs but the ones a test starts.
+	quietWatch bool
+}
+
+var errDown = errors.New("store down")
+
+func newFlaky() *flaky {
+	return &flaky{MemoryRevocations: store.NewMemoryRevocations(nil), listing: make(chan struct{}, 16)}
+}
+
+// ListRevocations takes its snapshot, then signals listing and waits on
+// block, so a test can write after the snapshot and before the return.
+func (f *flaky) ListRevocations(ctx context.Context) ([]decision.Revocation, error) {
+	list, err := f.MemoryRevocations.ListRevocations(ctx)
+	select {
+	case f.listing <- struct{}{}:
+	default:
+	}
+	if b := f.block.Load(); b != nil {
+		<-*b
+	}
+	if f.fail.Load() {
+		return nil, errDown
+	}
+	return list, err
+}
+
+func (f *flaky) GetRevocation(ctx context.Context, id string) (decision.Revocation, bool, error) {
+	if f.fail.Load() {
+		return decision.Revocation{}, false, errDown
+	}
+	return f.MemoryRevocations.GetRevocation(ctx, id)
+}
+
+func (f *flaky) WatchRevocations(ctx context.Context, fn func(store.RevocationChange)) error {
+	f.mu.Lock()
+	f.watchers = append(f.watchers, fn)
+	f.mu.Unlock()
+	if !f.quietWatch {
+		fn(store.RevocationChange{Resync: true})
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// notify tells the watchers, as another replica's write would.
+func (f *flaky) notify(c store.RevocationChange) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, fn := range f.watchers {
+		fn(c)
+	}
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func startSyncer(t *testing.T, src store.RevocationStore, opts store.SyncOptions) (*store.RevocationSyncer, *sink, error) {
+	t.Helper()
+	k := &sink{}
+	if opts.Logger == nil {
+		opts.Logger = quiet()
+	}
+	s, err := store.NewRevocationSyncer(src, k, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Start(t.Context())
+	t.Cleanup(s.Stop)
+	return s, k, err
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("%s: not within 5s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func revoke(t *testing.T, s store.RevocationStore, subject string) decision.Revocation {
+	t.Helper()
+	r, err := s.Revoke(t.Context(), decision.Revocation{Kind: decision.RevokeSubject, Subject: subject, Reason: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestSyncerLoadsAndAppliesLocalChanges(t *testing.T) {
+	src := newFlaky()
+	a := revoke(t, src, "a")
+	s, k, err := startSyncer(t, src, store.SyncOptions{Resync: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k.has(a.ID) || k.synced.Load() == 0 || s.SyncedAt().IsZero() {
+		t.Fatalf("after Start: has=%v synced=%v", k.has(a.ID), s.SyncedAt())
+	}
+	// A change this process made applies before Put returns.
+	b := revoke(t, src, "b")
+	s.Put(b)
+	if !k.has(b.ID) {
+		t.Error("Put did not apply at once")
+	}
+	if err := src.Unrevoke(t.Context(), a.ID); err != nil {
+		t.Fatal(err)
+	}
+	s.Remove(a.ID)
+	if k.has(a.ID) {
+		t.Error("Remove did not apply at once")
+	}
+}
+
+func TestSyncerFollowsNotifications(t *testing.T) {
+	src := newFlaky()
+	_, k, err := startSyncer(t, src, store.SyncOptions{Resync: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "watcher registered", func() bool { src.mu.Lock(); defer src.mu.Unlock(); return len(src.watchers) > 0 })
+	r := revoke(t, src, "remote")
+	src.notify(store.RevocationChange{ID: r.ID})
+	d := waitFor(t, "notified revocation applied", func() bool { return k.has(r.ID) })
+	t.Logf("notified revocation applied in %s", d)
+	if err := src.Unrevoke(t.Context(), r.ID); err != nil {
+		t.Fatal(err)
+	}
+	src.notify(store.RevocationChange{ID: r.ID, Deleted: true})
+	waitFor(t, "notified removal applied", func() bool { return !k.has(r.ID) })
+	// A put whose revocation is gone again by the time it is fetched is a
+	// removal.
+	gone := revoke(t, src, "gone")
+	k2 := k.set.Load().Apply([]decision.Revocation{gone}, nil)
+	k.SetRevocations(k2)
+	_ = src.Unrevoke(t.Context(), gone.ID)
+	src.notify(store.RevocationChange{ID: gone.ID})
+	waitFor(t, "vanished revocation removed", func() bool { return !k.has(gone.ID) })
+}
+
+func TestSyncerResyncHealsMissedChanges(t *testing.T) {
+	src := newFlaky()
+	s, k, err := startSyncer(t, src, store.SyncOptions{Resync: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := revoke(t, src, "missed") // no notification
+	if k.has(r.ID) {
+		t.Fatal("applied without a notification or resync")
+	}
+	if err := s.Resync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if !k.has(r.ID) {
+		t.Error("resync did not pick up the missed revocation")
+	}
+	// Nothing changed: the set in force is kept.
+	before := k.sets.Load()
+	if err := s.Resync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if k.sets.Load() != before {
+		t.Error("an unchanged resync replaced the set")
+	}
+	_ = src.Unrevoke(t.Context(), r.ID)
+	if err := s.Resync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if k.has(r.ID) {
+		t.Error("resync did not drop the missed removal")
+	}
+}
+
+func TestSyncerKeepsTheLastListWhenTheStoreIsDown(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	var clock atomic.Pointer[time.Time]
+	clock.Store(&now)
+	src := newFlaky()
+	r := revoke(t, src, "kept")
+	s, k, err := startSyncer(t, src, store.SyncOptions{Resync: time.Hour, Clock: func() time.Time { return *clock.Load() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.fail.Store(true)
+	later := now.Add(90 * time.Second)
+	clock.Store(&later)
+	if err := s.Resync(t.Context()); !errors.Is(err, errDown) {
+		t.Fatalf("Resync with the store down = %v", err)
+	}
+	if !k.has(r.ID) {
+		t.Error("the last list was dropped while the store is down")
+	}
+	if age := s.SyncAge(); age != 90*time.Second {
+		t.Errorf("SyncAge = %s; want 1m30s", age)
+	}
+	if got := time.Unix(0, k.synced.Load()); !got.Equal(now) {
+		t.Errorf("the engine was marked synced at %v; want %v", got, now)
+	}
+	src.fail.Store(false)
+	if err := s.Resync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if s.SyncAge() != 0 {
+		t.Errorf("SyncAge after recovery = %s", s.SyncAge())
+	}
+}
+
+func TestSyncerRetriesAFailedFirstLoad(t *testing.T) {
+	src := newFlaky()
+	r := revoke(t, src, "early")
+	src.fail.Store(true)
+	s, k, err := startSyncer(t, src, store.SyncOptions{Resync: time.Hour})
+	if !errors.Is(err, errDown) {
+		t.Fatalf("Start = %v; want the load error", err)
+	}
+	if set := k.set.Load(); set == nil || set.Len() != 0 || k.synced.Load() != 0 {
+		t.Fatalf("before the first load the engine must have an empty, never-synced set")
+	}
+	src.fail.Store(false)
+	waitFor(t, "retried load", func() bool { return k.has(r.ID) })
+	if s.SyncedAt().IsZero() {
+		t.Error("not marked synced after the retried load")
+	}
+}
+
+// A change applied while a resync is loading survives the resync, even
+// though the list was read before the change.
+func TestSyncerReplaysChangesDuringAResync(t *testing.T) {
+	src := newFlaky()
+	src.quietWatch = true
+	s, k, err := startSyncer(t, src, store.SyncOptions{Resync: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-src.listing // Start's load
+	gate := make(chan struct{})
+	src.block.Store(&gate)
+	done := make(chan error, 1)
+	go func() { done <- s.Resync(t.Context()) }()
+	<-src.listing // the resync has taken its snapshot
+	r, err := src.Revoke(t.Context(), decision.Revocation{ID: "local", Kind: decision.RevokeClient, ClientID: "web-app", Reason: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Put(r) // as the admin API does after storing
+	src.block.Store(nil)
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !k.has("local") {
+		t.Error("a change made during the resync was lost")
+	}
+}
+
+func TestSyncerRejectsBadOptions(t *testing.T) {
+	if _, err := store.NewRevocationSyncer(nil, &sink{}, store.SyncOptions{}); err == nil {
+		t.Error("nil store accepted")
+	}
+	if _, err := store.NewRevocationSyncer(store.NewMemoryRevocations(nil), &sink{}, store.SyncOptions{Resync: -time.Second}); err == nil {
+		t.Error("negative Resync accepted")
+	}
+}
