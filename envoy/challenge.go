@@ -1,0 +1,125 @@
+package envoy
+
+import (
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/scopegate/scopegate/decision"
+)
+
+// DefaultRealm is the realm of the Bearer challenges scopegate sends when
+// the server is not configured with another one.
+const DefaultRealm = "scopegate"
+
+// WWWAuthenticate returns the RFC 6750 §3 challenge for a deny, with the
+// default realm, or "" when the deny carries none (it is not about the
+// token, or it is an allow). It is exported so that every protocol that
+// answers with HTTP semantics (ext_authz, the scopegate Check RPC, HTTP
+// forward-auth) sends the very same header for the same decision.
+//
+// The challenge per d.Code.Challenge():
+//
+//	ChallengeBare:              Bearer realm="scopegate"
+//	ChallengeInvalidToken:      Bearer realm="scopegate", error="invalid_token", error_description="..."
+//	ChallengeInvalidRequest:    Bearer realm="scopegate", error="invalid_request", error_description="..."
+//	ChallengeInsufficientScope: Bearer realm="scopegate", error="insufficient_scope", scope="a b", error_description="..."
+//	ChallengeStepUp:            Bearer realm="scopegate", error="insufficient_user_authentication", error_description="...", acr_values="urn:mfa", max_age=900
+//
+// Attribute values are made safe for a quoted-string, since RFC 6750
+// allows no escapes in error_description or scope: a double quote becomes a
+// single quote, a backslash becomes a slash, and anything outside printable
+// ASCII becomes a question mark.
+func WWWAuthenticate(d *decision.Decision) string {
+	return buildChallenge(DefaultRealm, d)
+}
+
+// buildChallenge is WWWAuthenticate with a given (already safe) realm.
+func buildChallenge(realm string, d *decision.Decision) string {
+	if d == nil || d.Allow {
+		return ""
+	}
+	var errCode string
+	switch d.Code.Challenge() {
+	case decision.ChallengeBare:
+		return `Bearer realm="` + realm + `"`
+	case decision.ChallengeInvalidToken:
+		errCode = "invalid_token"
+	case decision.ChallengeInvalidRequest:
+		errCode = "invalid_request"
+	case decision.ChallengeInsufficientScope:
+		errCode = "insufficient_scope"
+	case decision.ChallengeStepUp:
+		errCode = "insufficient_user_authentication"
+	default:
+		return ""
+	}
+	msg := d.Message()
+	var scope string
+	if d.Code.Challenge() == decision.ChallengeInsufficientScope && d.Route != nil {
+		scope = d.Route.RequiredScopes()
+	}
+	var b strings.Builder
+	b.Grow(len(`Bearer realm="", error="", scope="", error_description=""`) + len(realm) + len(errCode) + len(scope) + len(msg))
+	b.WriteString(`Bearer realm="`)
+	b.WriteString(realm)
+	b.WriteString(`", error="`)
+	b.WriteString(errCode)
+	if scope != "" {
+		b.WriteString(`", scope="`)
+		writeQuotable(&b, scope)
+	}
+	b.WriteString(`", error_description="`)
+	writeQuotable(&b, msg)
+	b.WriteByte('"')
+	if d.Code.Challenge() == decision.ChallengeStepUp {
+		// RFC 9470 §3: what the client must ask the authorization server
+		// for to step up.
+		if acr, maxAge, ok := d.StepUp(); ok {
+			if acr != "" {
+				b.WriteString(`, acr_values="`)
+				writeQuotable(&b, acr)
+				b.WriteByte('"')
+			}
+			if maxAge >= 0 {
+				b.WriteString(`, max_age=`)
+				b.WriteString(strconv.Itoa(maxAge))
+			}
+		}
+	}
+	return b.String()
+}
+
+// writeQuotable writes s so that it can stand inside a quoted-string of an
+// RFC 6750 challenge: printable ASCII only, no '"' and no '\'.
+func writeQuotable(b *strings.Builder, s string) {
+	for _, r := range s {
+		switch {
+		case r == '"':
+			b.WriteByte('\'')
+		case r == '\\':
+			b.WriteByte('/')
+		case r < 0x20 || r >= 0x7f || r == utf8.RuneError:
+			b.WriteByte('?')
+		default:
+			b.WriteByte(byte(r))
+		}
+	}
+}
+
+// quotable returns s made safe by writeQuotable's rules.
+func quotable(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' || c < 0x20 || c >= 0x7f {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	writeQuotable(&b, s)
+	return b.String()
+}

@@ -1,0 +1,95 @@
+package envoy
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/decision/decisiontest"
+)
+
+const smartPolicy = `
+issuers:
+  - issuer: https://issuer.test
+    audiences: [fhir]
+    jwks_file: jwks.json
+    algorithms: [RS256]
+routes:
+  - name: fhir
+    match: {methods: [GET], path: "/fhir/{rest...}"}
+    smart: {patient_filter_upstream: true}
+  - name: plain
+    match: {methods: [GET], path: /plain}
+    require: {all_of: [plain:read]}
+`
+
+// TestSMARTHintsReachTheUpstream checks that an allow on a SMART route
+// carries the restriction and patient hints as upstream headers, always
+// both (so forged client values are overwritten), and that other routes
+// carry none.
+func TestSMARTHintsReachTheUpstream(t *testing.T) {
+	signer, err := decisiontest.NewRSASigner("k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := decision.StaticKeys{{Kid: signer.Kid, Alg: signer.Alg, Public: signer.Key.Public()}}
+	pol, err := decision.Compile([]byte(smartPolicy), "policy.yaml", decision.CompileOptions{
+		KeySources: func(*decision.IssuerSpec, string) (decision.KeySource, error) { return keys, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	eng, err := decision.NewEngine(pol, decision.Options{Clock: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	mint := func(scope string) string {
+		c := decisiontest.StandardClaims("https://issuer.test", "fhir", "alice", "app", scope, time.Hour, now)
+		c["patient"] = "123"
+		tok, err := signer.Mint(c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "Bearer " + tok
+	}
+	cases := map[string]struct {
+		path, scope       string
+		restrict, patient string
+		hints             bool
+	}{
+		"query-parameter scope": {path: "/fhir/Observation", scope: "patient/Observation.rs?category=laboratory", restrict: "category=laboratory", patient: "123", hints: true},
+		"plain route":           {path: "/plain", scope: "plain:read"},
+	}
+	r := NewResponder(ResponderOptions{})
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			d := eng.Decide(context.Background(), &decision.Request{Method: "GET", Path: tc.path, Authorization: mint(tc.scope), AuthorizationCount: 1})
+			if !d.Allow {
+				t.Fatalf("deny %s: %s", d.Code, d.Message())
+			}
+			h := headerMap(t, r.Response(&d).GetOkResponse().GetHeaders())
+			got, present := h[decision.HintFHIRRestriction]
+			if present != tc.hints || got != tc.restrict {
+				t.Errorf("ext_authz %s = %q (present %v), want %q (present %v)", decision.HintFHIRRestriction, got, present, tc.restrict, tc.hints)
+			}
+			if got := h[decision.HintFHIRPatient]; got != tc.patient {
+				t.Errorf("ext_authz %s = %q, want %q", decision.HintFHIRPatient, got, tc.patient)
+			}
+			// Forward-auth answers carry the same hints as response headers.
+			rec := httptest.NewRecorder()
+			NewHTTPResponder(r).Write(rec, &d)
+			vals, present := rec.Header()[http.CanonicalHeaderKey(decision.HintFHIRRestriction)]
+			if present != tc.hints || (present && vals[0] != tc.restrict) {
+				t.Errorf("forward-auth %s = %v (present %v), want %q", decision.HintFHIRRestriction, vals, present, tc.restrict)
+			}
+			if got := rec.Header().Get(decision.HintFHIRPatient); got != tc.patient {
+				t.Errorf("forward-auth %s = %q, want %q", decision.HintFHIRPatient, got, tc.patient)
+			}
+		})
+	}
+}
