@@ -1,0 +1,137 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/scopegate/scopegate/server/audit"
+	"github.com/scopegate/scopegate/server/usage"
+)
+
+// AuditConfig configures the decision audit log and the scope usage
+// aggregation, which share one bounded pipeline off the decision path
+// (server/audit). The zero value audits nothing and aggregates nothing.
+type AuditConfig struct {
+	// Sinks receive one JSON record per audited decision (stdout, a file,
+	// PostgreSQL). None: no audit log.
+	Sinks []audit.Sink
+	// AllowSample is the fraction of allows written, in (0, 1]; zero means
+	// every allow. Denies are always written.
+	AllowSample float64
+	// DenyOnly writes no allow at all.
+	DenyOnly bool
+	// Block makes decisions wait for room in a full buffer (up to their
+	// deadline) instead of dropping the record.
+	Block bool
+	// BufferSize is the number of decisions buffered; default
+	// audit.DefaultBufferSize.
+	BufferSize int
+	// Usage aggregates, per client, the scopes its tokens carry and the
+	// scopes that satisfied a route, for the Admin UsageReport call.
+	Usage bool
+	// UsageStore persists the aggregation (PostgreSQL: shared by every
+	// replica; a store file: this process across restarts). nil keeps it
+	// in memory.
+	UsageStore usage.Store
+	// UsageFlushInterval is how often usage is persisted; default
+	// usage.DefaultFlushInterval.
+	UsageFlushInterval time.Duration
+}
+
+// options returns the audit.Options of c (without the observer).
+func (c *AuditConfig) options() audit.Options {
+	return audit.Options{Sinks: c.Sinks, AllowSample: c.AllowSample, DenyOnly: c.DenyOnly, Block: c.Block, BufferSize: c.BufferSize}
+}
+
+// Validate reports every invalid field, each with the fix.
+func (c *AuditConfig) Validate() error {
+	var errs []error
+	o := c.options()
+	if err := o.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("server config: Audit: %w", err))
+	}
+	if c.UsageStore != nil && !c.Usage {
+		errs = append(errs, errors.New("server config: Audit.UsageStore is set but Audit.Usage is off: turn usage on, or drop the store"))
+	}
+	uo := usage.Options{FlushInterval: c.UsageFlushInterval}
+	if err := uo.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("server config: Audit: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// auditState is the server's audit pipeline and usage aggregator; both
+// nil when off.
+type auditState struct {
+	log   *audit.Logger
+	usage *usage.Aggregator
+}
+
+// startAudit builds the usage aggregator and the audit pipeline from
+// Config.Audit and registers their flush on shutdown. NewServer calls it
+// once the engine exists, before the handlers that record into it.
+func (s *Server) startAudit() error {
+	c := &s.cfg.Audit
+	if len(c.Sinks) == 0 && !c.Usage {
+		return nil
+	}
+	opts := c.options()
+	opts.Logger = s.log
+	if c.Usage {
+		agg, err := usage.New(usage.Options{Store: c.UsageStore, FlushInterval: c.UsageFlushInterval, Policy: s.engine.Policy, Logger: s.log})
+		if err != nil {
+			return fmt.Errorf("start usage aggregation: %w", err)
+		}
+		s.auditing.usage = agg
+		opts.Observer = agg
+	}
+	l, err := audit.New(opts)
+	if err != nil {
+		if s.auditing.usage != nil {
+			_ = s.auditing.usage.Close(context.Background())
+		}
+		return fmt.Errorf("start the audit log: %w", err)
+	}
+	s.auditing.log = l
+	s.OnShutdown(s.closeAudit)
+	return nil
+}
+
+// closeAudit drains the audit buffer into the sinks, then persists the
+// usage counts it fed, within ctx (the shutdown deadline).
+func (s *Server) closeAudit(ctx context.Context) {
+	if s.auditing.log == nil {
+		return
+	}
+	if err := s.auditing.log.Close(ctx); err != nil {
+		s.log.Error("audit log not fully flushed", "error", err)
+	}
+	st := s.auditing.log.Stats()
+	if st.Dropped > 0 || st.Failed > 0 {
+		s.log.Warn("audit records lost", "dropped_buffer_full", st.Dropped, "failed_in_sinks", st.Failed)
+	}
+	if s.auditing.usage != nil {
+		if err := s.auditing.usage.Close(ctx); err != nil {
+			s.log.Error("usage counts not persisted at shutdown", "error", err)
+		}
+	}
+}
+
+// AuditLog returns the audit pipeline, or nil when neither an audit sink
+// nor usage aggregation is configured. The Admin service records its calls
+// through it (audit.Logger.RecordAdmin).
+func (s *Server) AuditLog() *audit.Logger { return s.auditing.log }
+
+// UsageAggregator returns the usage aggregator, or nil when
+// Config.Audit.Usage is off. It answers the Admin UsageReport call.
+func (s *Server) UsageAggregator() *usage.Aggregator { return s.auditing.usage }
+
+// exportAuditMetrics publishes the audit drop counter once the metrics
+// exist; with the audit pipeline off no series is exported.
+func (s *Server) exportAuditMetrics() {
+	if s.auditing.log != nil {
+		s.metrics.AuditDropped(s.auditing.log.Dropped)
+	}
+}

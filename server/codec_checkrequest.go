@@ -1,0 +1,535 @@
+package server
+
+import (
+	"strings"
+	"unicode/utf8"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// The CheckRequest fast path. proto.Unmarshal allocates every string of a
+// CheckRequest on its own: with the ten or so headers Envoy sends, that is
+// some thirty allocations per call, more than the whole decision costs on a
+// cached token. decodeCheckRequest instead copies the message into one
+// string and makes every string field a substring of it, and takes every
+// nested message of the usual request from one block.
+//
+// It covers the fields Envoy fills for an HTTP request: source and
+// destination peers with socket addresses, principals, certificates and
+// labels; the request time; every field of the HTTP request, headers as a
+// map or as header_map; context extensions. It gives up (returns false,
+// and the caller runs proto.Unmarshal) on anything else: unknown fields,
+// metadata_context, route_metadata_context, tls_session, non-socket
+// addresses, wrong wire types, invalid UTF-8, truncated input. What it
+// returns is therefore always what proto.Unmarshal would have produced
+// (codec_test.go checks this on a corpus and under fuzzing), including
+// proto's merge rules for repeated singular fields and last-wins for
+// repeated map keys.
+//
+// One deliberate difference in memory, not in content: the authorization
+// header's value is copied on its own. The token cache keeps the token
+// string as long as the entry lives; sharing the request's copy would keep
+// the whole request (headers and all) alive with it.
+
+// Field numbers, from envoy/service/auth/v3/attribute_context.proto,
+// envoy/config/core/v3/address.proto and base.proto.
+const (
+	fCheckRequestAttributes = 1
+
+	fAttrSource            = 1
+	fAttrDestination       = 2
+	fAttrRequest           = 4
+	fAttrContextExtensions = 10
+
+	fPeerAddress     = 1
+	fPeerService     = 2
+	fPeerLabels      = 3
+	fPeerPrincipal   = 4
+	fPeerCertificate = 5
+
+	fAddressSocket = 1
+
+	fSockProtocol     = 1
+	fSockAddress      = 2
+	fSockPortValue    = 3
+	fSockNamedPort    = 4
+	fSockResolverName = 5
+	fSockIPv4Compat   = 6
+	fSockNetnsPath    = 7
+
+	fRequestTime = 1
+	fRequestHTTP = 2
+
+	fTimeSeconds = 1
+	fTimeNanos   = 2
+
+	fHTTPID        = 1
+	fHTTPMethod    = 2
+	fHTTPHeaders   = 3
+	fHTTPPath      = 4
+	fHTTPHost      = 5
+	fHTTPScheme    = 6
+	fHTTPQuery     = 7
+	fHTTPFragment  = 8
+	fHTTPSize      = 9
+	fHTTPProtocol  = 10
+	fHTTPBody      = 11
+	fHTTPRawBody   = 12
+	fHTTPHeaderMap = 13
+
+	fHeaderMapHeaders = 1
+
+	fHeaderKey      = 1
+	fHeaderValue    = 2
+	fHeaderRawValue = 3
+
+	fMapKey   = 1
+	fMapValue = 2
+
+	hdrAuthorization = "authorization"
+)
+
+// peerBlock holds the messages of one peer with a socket address.
+type peerBlock struct {
+	peer     authv3.AttributeContext_Peer
+	addr     corev3.Address
+	sockWrap corev3.Address_SocketAddress
+	sock     corev3.SocketAddress
+	port     corev3.SocketAddress_PortValue
+	named    corev3.SocketAddress_NamedPort
+}
+
+// checkRequestBlock holds every nested message of a usual CheckRequest, so
+// that they cost one allocation.
+type checkRequestBlock struct {
+	attrs     authv3.AttributeContext
+	src, dst  peerBlock
+	req       authv3.AttributeContext_Request
+	http      authv3.AttributeContext_HttpRequest
+	time      timestamppb.Timestamp
+	headerMap corev3.HeaderMap
+}
+
+// crDecoder decodes one CheckRequest. b is the encoded message and s the
+// same bytes as a string: a string field at b[i:j] is s[i:j]. raw is a
+// copy of b made on the first bytes field, for the same purpose.
+type crDecoder struct {
+	b   []byte
+	s   string
+	raw []byte
+	blk *checkRequestBlock
+}
+
+// field is one field of an encoded message: for a length-delimited field,
+// b[start:end] is its content; for a varint field, v is its value.
+type field struct {
+	num        protowire.Number
+	typ        protowire.Type
+	start, end int
+	v          uint64
+}
+
+// decodeCheckRequest decodes b into m, which it resets first. It reports
+// false when b needs the general decoder (see above); m is then in an
+// unspecified state and the caller must decode it again.
+func decodeCheckRequest(b []byte, m *authv3.CheckRequest) bool {
+	m.Reset()
+	d := crDecoder{b: b, s: string(b)}
+	for i := 0; i < len(b); {
+		f, ok := d.next(&i, len(b))
+		if !ok || f.num != fCheckRequestAttributes || f.typ != protowire.BytesType {
+			return false
+		}
+		if m.Attributes == nil {
+			m.Attributes = &d.block().attrs
+		}
+		if !d.attributes(f.start, f.end, m.Attributes) {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *crDecoder) block() *checkRequestBlock {
+	if d.blk == nil {
+		d.blk = &checkRequestBlock{}
+	}
+	return d.blk
+}
+
+// next reads the field at b[*i:end] and moves *i past it. It reports false
+// on a malformed tag or length, and on wire types other than varint and
+// length-delimited, which no field of the fast path has.
+func (d *crDecoder) next(i *int, end int) (field, bool) {
+	var f field
+	num, typ, n := protowire.ConsumeTag(d.b[*i:end])
+	if n < 0 {
+		return f, false
+	}
+	*i += n
+	f.num, f.typ = num, typ
+	switch typ {
+	case protowire.BytesType:
+		l, n := protowire.ConsumeVarint(d.b[*i:end])
+		if n < 0 || l > uint64(end-*i-n) {
+			return f, false
+		}
+		f.start = *i + n
+		f.end = f.start + int(l)
+		*i = f.end
+		return f, true
+	case protowire.VarintType:
+		v, n := protowire.ConsumeVarint(d.b[*i:end])
+		if n < 0 {
+			return f, false
+		}
+		f.v = v
+		*i += n
+		return f, true
+	}
+	return f, false
+}
+
+// str returns the content of f as a substring of the shared copy, or false
+// when it is not valid UTF-8 (proto.Unmarshal rejects such a proto3
+// string).
+func (d *crDecoder) str(f field) (string, bool) {
+	v := d.s[f.start:f.end]
+	return v, utf8.ValidString(v)
+}
+
+func (d *crDecoder) setString(f field, dst *string) bool {
+	v, ok := d.str(f)
+	*dst = v
+	return ok
+}
+
+// bytes returns the content of f as a slice of a private copy of b, capped
+// so that an append by the receiver cannot run into the next field.
+func (d *crDecoder) bytes(f field) []byte {
+	if d.raw == nil {
+		d.raw = []byte(d.s)
+	}
+	return d.raw[f.start:f.end:f.end]
+}
+
+func (d *crDecoder) attributes(start, end int, a *authv3.AttributeContext) bool {
+	for i := start; i < end; {
+		f, ok := d.next(&i, end)
+		if !ok || f.typ != protowire.BytesType {
+			return false
+		}
+		switch f.num {
+		case fAttrSource:
+			if a.Source == nil {
+				a.Source = &d.block().src.peer
+			}
+			ok = d.peer(f, a.Source, &d.block().src)
+		case fAttrDestination:
+			if a.Destination == nil {
+				a.Destination = &d.block().dst.peer
+			}
+			ok = d.peer(f, a.Destination, &d.block().dst)
+		case fAttrRequest:
+			if a.Request == nil {
+				a.Request = &d.block().req
+			}
+			ok = d.request(f, a.Request)
+		case fAttrContextExtensions:
+			if a.ContextExtensions == nil {
+				a.ContextExtensions = make(map[string]string, d.countField(start, end, fAttrContextExtensions))
+			}
+			ok = d.mapEntry(f, a.ContextExtensions)
+		default:
+			ok = false
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *crDecoder) peer(pf field, p *authv3.AttributeContext_Peer, blk *peerBlock) bool {
+	for i := pf.start; i < pf.end; {
+		f, ok := d.next(&i, pf.end)
+		if !ok || f.typ != protowire.BytesType {
+			return false
+		}
+		switch f.num {
+		case fPeerAddress:
+			if p.Address == nil {
+				p.Address = &blk.addr
+			}
+			ok = d.address(f, p.Address, blk)
+		case fPeerLabels:
+			if p.Labels == nil {
+				p.Labels = make(map[string]string, d.countField(pf.start, pf.end, fPeerLabels))
+			}
+			ok = d.mapEntry(f, p.Labels)
+		case fPeerService:
+			ok = d.setString(f, &p.Service)
+		case fPeerPrincipal:
+			ok = d.setString(f, &p.Principal)
+		case fPeerCertificate:
+			ok = d.setString(f, &p.Certificate)
+		default:
+			ok = false
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *crDecoder) address(af field, a *corev3.Address, blk *peerBlock) bool {
+	for i := af.start; i < af.end; {
+		f, ok := d.next(&i, af.end)
+		if !ok || f.num != fAddressSocket || f.typ != protowire.BytesType {
+			return false
+		}
+		// A repeated socket_address merges into the one set before; the
+		// other members of the oneof are not on the fast path.
+		if a.Address == nil {
+			blk.sockWrap.SocketAddress = &blk.sock
+			a.Address = &blk.sockWrap
+		}
+		w, ok := a.Address.(*corev3.Address_SocketAddress)
+		if !ok || w.SocketAddress == nil || !d.socketAddress(f, w.SocketAddress, blk) {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *crDecoder) socketAddress(sf field, sa *corev3.SocketAddress, blk *peerBlock) bool {
+	for i := sf.start; i < sf.end; {
+		f, ok := d.next(&i, sf.end)
+		if !ok {
+			return false
+		}
+		if f.typ == protowire.VarintType {
+			switch f.num {
+			case fSockProtocol:
+				sa.Protocol = corev3.SocketAddress_Protocol(int32(f.v))
+			case fSockPortValue:
+				blk.port.PortValue = uint32(f.v)
+				sa.PortSpecifier = &blk.port
+			case fSockIPv4Compat:
+				sa.Ipv4Compat = protowire.DecodeBool(f.v)
+			default:
+				return false
+			}
+			continue
+		}
+		switch f.num {
+		case fSockAddress:
+			ok = d.setString(f, &sa.Address)
+		case fSockNamedPort:
+			ok = d.setString(f, &blk.named.NamedPort)
+			sa.PortSpecifier = &blk.named
+		case fSockResolverName:
+			ok = d.setString(f, &sa.ResolverName)
+		case fSockNetnsPath:
+			ok = d.setString(f, &sa.NetworkNamespaceFilepath)
+		default:
+			ok = false
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *crDecoder) request(rf field, r *authv3.AttributeContext_Request) bool {
+	for i := rf.start; i < rf.end; {
+		f, ok := d.next(&i, rf.end)
+		if !ok || f.typ != protowire.BytesType {
+			return false
+		}
+		switch f.num {
+		case fRequestTime:
+			if r.Time == nil {
+				r.Time = &d.block().time
+			}
+			ok = d.timestamp(f, r.Time)
+		case fRequestHTTP:
+			if r.Http == nil {
+				r.Http = &d.block().http
+			}
+			ok = d.http(f, r.Http)
+		default:
+			ok = false
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *crDecoder) timestamp(tf field, t *timestamppb.Timestamp) bool {
+	for i := tf.start; i < tf.end; {
+		f, ok := d.next(&i, tf.end)
+		if !ok || f.typ != protowire.VarintType {
+			return false
+		}
+		switch f.num {
+		case fTimeSeconds:
+			t.Seconds = int64(f.v)
+		case fTimeNanos:
+			t.Nanos = int32(f.v)
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func (d *crDecoder) http(hf field, h *authv3.AttributeContext_HttpRequest) bool {
+	for i := hf.start; i < hf.end; {
+		f, ok := d.next(&i, hf.end)
+		if !ok {
+			return false
+		}
+		if f.typ == protowire.VarintType {
+			if f.num != fHTTPSize {
+				return false
+			}
+			h.Size = int64(f.v)
+			continue
+		}
+		switch f.num {
+		case fHTTPHeaders:
+			if h.Headers == nil {
+				h.Headers = make(map[string]string, d.countField(hf.start, hf.end, fHTTPHeaders))
+			}
+			ok = d.mapEntry(f, h.Headers)
+		case fHTTPID:
+			ok = d.setString(f, &h.Id)
+		case fHTTPMethod:
+			ok = d.setString(f, &h.Method)
+		case fHTTPPath:
+			ok = d.setString(f, &h.Path)
+		case fHTTPHost:
+			ok = d.setString(f, &h.Host)
+		case fHTTPScheme:
+			ok = d.setString(f, &h.Scheme)
+		case fHTTPQuery:
+			ok = d.setString(f, &h.Query)
+		case fHTTPFragment:
+			ok = d.setString(f, &h.Fragment)
+		case fHTTPProtocol:
+			ok = d.setString(f, &h.Protocol)
+		case fHTTPBody:
+			ok = d.setString(f, &h.Body)
+		case fHTTPRawBody:
+			h.RawBody = d.bytes(f)
+		case fHTTPHeaderMap:
+			if h.HeaderMap == nil {
+				h.HeaderMap = &d.block().headerMap
+			}
+			ok = d.headerMap(f, h.HeaderMap)
+		default:
+			ok = false
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *crDecoder) headerMap(mf field, hm *corev3.HeaderMap) bool {
+	if hm.Headers == nil {
+		hm.Headers = make([]*corev3.HeaderValue, 0, d.countField(mf.start, mf.end, fHeaderMapHeaders))
+	}
+	for i := mf.start; i < mf.end; {
+		f, ok := d.next(&i, mf.end)
+		if !ok || f.num != fHeaderMapHeaders || f.typ != protowire.BytesType {
+			return false
+		}
+		hv := &corev3.HeaderValue{}
+		hm.Headers = append(hm.Headers, hv)
+		for j := f.start; j < f.end; {
+			g, ok := d.next(&j, f.end)
+			if !ok || g.typ != protowire.BytesType {
+				return false
+			}
+			switch g.num {
+			case fHeaderKey:
+				ok = d.setString(g, &hv.Key)
+			case fHeaderValue:
+				ok = d.setString(g, &hv.Value)
+			case fHeaderRawValue:
+				hv.RawValue = d.bytes(g)
+			default:
+				ok = false
+			}
+			if !ok {
+				return false
+			}
+		}
+		if strings.EqualFold(hv.Key, hdrAuthorization) {
+			hv.Value = strings.Clone(hv.Value)
+		}
+	}
+	return true
+}
+
+// mapEntry decodes one map<string, string> entry into m. A missing key or
+// value is the empty string and a repeated key keeps the last value, as in
+// proto.Unmarshal.
+func (d *crDecoder) mapEntry(ef field, m map[string]string) bool {
+	var k, v string
+	for i := ef.start; i < ef.end; {
+		f, ok := d.next(&i, ef.end)
+		if !ok || f.typ != protowire.BytesType {
+			return false
+		}
+		switch f.num {
+		case fMapKey:
+			ok = d.setString(f, &k)
+		case fMapValue:
+			ok = d.setString(f, &v)
+		default:
+			ok = false
+		}
+		if !ok {
+			return false
+		}
+	}
+	if k == hdrAuthorization {
+		v = strings.Clone(v)
+	}
+	m[k] = v
+	return true
+}
+
+// countField counts the length-delimited fields numbered num in
+// b[start:end], to size a map or slice once. It stops quietly at malformed
+// input: the walk that follows reports it.
+func (d *crDecoder) countField(start, end int, num protowire.Number) int {
+	n := 0
+	for i := start; i < end; {
+		fn, typ, l := protowire.ConsumeTag(d.b[i:end])
+		if l < 0 {
+			break
+		}
+		i += l
+		l = protowire.ConsumeFieldValue(fn, typ, d.b[i:end])
+		if l < 0 {
+			break
+		}
+		if fn == num && typ == protowire.BytesType {
+			n++
+		}
+		i += l
+	}
+	return n
+}

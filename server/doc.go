@@ -1,0 +1,11 @@
+// Package server runs scopegate's gRPC process: one listener serving Envoy
+// ext_authz v3 (envoy.service.auth.v3.Authorization), the scopegate
+// Authorizer API (scopegate.v1.Authorizer), gRPC health and server
+// reflection, all answered by one decision engine.
+//
+// It is the only package that wires the network to the engine: envoy/
+// translates messages, decision/ decides, store/jwks serves keys. Keeping
+// the wiring here means a new listener (HTTP forward-auth, admin, metrics)
+// attaches to the same Server and engine instead of growing its own copy of
+// the policy.
+package server

@@ -1,0 +1,38 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/envoy"
+	"github.com/scopegate/scopegate/server/audit"
+)
+
+// ExtAuthz serves Envoy's ext_authz v3 Authorization service. Every request
+// is answered in-band, even one it cannot parse: a deny is a CheckResponse
+// with a non-OK status, never a gRPC error, so Envoy does not mistake it
+// for a transport failure (and apply failure_mode_allow to it).
+type ExtAuthz struct {
+	authv3.UnimplementedAuthorizationServer
+	engine    *decision.Engine
+	responder *envoy.Responder
+	metrics   *Metrics      // nil records nothing
+	auditLog  *audit.Logger // nil audits nothing
+}
+
+var _ authv3.AuthorizationServer = (*ExtAuthz)(nil)
+
+// Check implements authv3.AuthorizationServer.
+func (x *ExtAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	start := time.Now()
+	var r decision.Request
+	envoy.RequestFromCheck(req, &r)
+	d := x.engine.Decide(ctx, &r)
+	resp := x.responder.Response(&d)
+	x.metrics.observe(apiExtAuthz, &d, start)
+	x.auditLog.Record(ctx, audit.ExtAuthz, &r, &d, start, "")
+	return resp, nil
+}

@@ -1,0 +1,282 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/envoy"
+	"github.com/scopegate/scopegate/server/audit"
+)
+
+// Paths the HTTP listener answers itself, when a request names no original
+// URI (X-Forwarded-Uri / X-Original-URI). Every other request, and every
+// request that names one, is a forward-auth check.
+const (
+	HealthzPath = "/healthz"
+	ReadyzPath  = "/readyz"
+)
+
+// Timeouts of the HTTP listener. Forward-auth checks carry no body and are
+// answered in microseconds; the bounds only stop slow or stuck clients
+// from holding connections.
+const (
+	httpReadHeaderTimeout = 5 * time.Second
+	httpReadTimeout       = 10 * time.Second
+	httpWriteTimeout      = 10 * time.Second
+	httpIdleTimeout       = 2 * time.Minute
+	// MaxAuthZENBodyBytes bounds an AuthZEN request body.
+	MaxAuthZENBodyBytes = 64 << 10
+)
+
+// validatePathPrefix checks Config.HTTPPathPrefix.
+func validatePathPrefix(p string) error {
+	if p == "" {
+		return nil
+	}
+	if p[0] != '/' || strings.HasSuffix(p, "/") || strings.ContainsAny(p, "?#% \t") {
+		return fmt.Errorf("server config: HTTPPathPrefix %q must start with '/', not end with '/', and hold no '?', '#', '%%' or space (e.g. \"/ext-authz\", as Envoy's http_service path_prefix)", p)
+	}
+	return nil
+}
+
+// HTTPHandler serves the HTTP listener: forward-auth checks (nginx
+// auth_request, Caddy forward_auth, Traefik forwardAuth, Envoy's HTTP
+// ext_authz service), AuthZEN 1.0 evaluations and metadata, and health.
+// One decision engine answers every protocol.
+//
+// Routing, in order:
+//
+//  1. A request with X-Forwarded-Uri or X-Original-URI is a forward-auth
+//     check, whatever its own path: its own path is the proxy's fixed auth
+//     path, and may collide with a reserved one.
+//  2. With a path prefix configured, a request under it is a forward-auth
+//     check (Envoy's HTTP mode).
+//  3. POST /access/v1/evaluation(s) with a JSON content type is AuthZEN;
+//     GET /.well-known/authzen-configuration is its metadata; GET /healthz
+//     and /readyz are health.
+//  4. Anything else is a forward-auth check of its own method and path
+//     (Envoy's HTTP mode without a prefix).
+type HTTPHandler struct {
+	engine    *decision.Engine
+	responder *envoy.Responder
+	http      *envoy.HTTPResponder
+	opts      envoy.ForwardAuthOptions
+	log       *slog.Logger
+	ready     func() bool
+	debug     bool
+	auditLog  *audit.Logger // nil audits nothing
+}
+
+var _ http.Handler = (*HTTPHandler)(nil)
+
+// newHTTPHandler returns the handler of s's HTTP listener.
+func newHTTPHandler(s *Server) *HTTPHandler {
+	return &HTTPHandler{
+		engine:    s.engine,
+		responder: s.responder,
+		http:      envoy.NewHTTPResponder(s.responder),
+		opts:      envoy.ForwardAuthOptions{PathPrefix: s.cfg.HTTPPathPrefix},
+		log:       s.log,
+		ready:     s.serving,
+		debug:     s.log.Enabled(context.Background(), slog.LevelDebug),
+		auditLog:  s.auditing.log,
+	}
+}
+
+// ServeHTTP implements http.Handler.
+func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer h.recoverPanic(w, r)
+	path := rawPath(r)
+	if !envoy.HasForwardedURI(r) && !h.underPrefix(path) {
+		// The literal request path, not its decoded form: a client path
+		// that only decodes to a reserved one is checked like any other.
+		switch path {
+		case envoy.AuthZENEvaluationPath:
+			if isJSONPost(r) {
+				h.authzenEvaluation(w, r)
+				return
+			}
+		case envoy.AuthZENEvaluationsPath:
+			if isJSONPost(r) {
+				h.authzenEvaluations(w, r)
+				return
+			}
+		case envoy.AuthZENConfigurationURI:
+			if isGet(r) {
+				h.authzenMetadata(w, r)
+				return
+			}
+		case HealthzPath:
+			if isGet(r) {
+				h.health(w, true)
+				return
+			}
+		case ReadyzPath:
+			if isGet(r) {
+				h.health(w, h.ready == nil || h.ready())
+				return
+			}
+		}
+	}
+	h.forwardAuth(w, r)
+}
+
+func (h *HTTPHandler) underPrefix(path string) bool {
+	p := h.opts.PathPrefix
+	if p == "" {
+		return false
+	}
+	rest, ok := strings.CutPrefix(path, p)
+	return ok && (rest == "" || rest[0] == '/')
+}
+
+// rawPath returns the request-target's path as sent, without the query.
+func rawPath(r *http.Request) string {
+	uri := r.RequestURI
+	if uri == "" {
+		return r.URL.EscapedPath()
+	}
+	if i := strings.IndexByte(uri, '?'); i >= 0 {
+		return uri[:i]
+	}
+	return uri
+}
+
+func isGet(r *http.Request) bool { return r.Method == http.MethodGet || r.Method == http.MethodHead }
+
+func isJSONPost(r *http.Request) bool {
+	if r.Method != http.MethodPost {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && mt == "application/json"
+}
+
+// forwardAuth answers one forward-auth check. It never reads the body.
+func (h *HTTPHandler) forwardAuth(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	var req decision.Request
+	var d decision.Decision
+	if detail := envoy.RequestFromHTTP(r, &h.opts, &req); detail != "" {
+		d = decision.Decision{Code: decision.RequestInvalid, Detail: detail, Policy: h.engine.Policy()}
+	} else {
+		d = h.engine.Decide(r.Context(), &req)
+	}
+	h.http.Write(w, &d)
+	h.auditLog.Record(r.Context(), audit.HTTP, &req, &d, start, "")
+	if h.debug {
+		h.log.Debug("forward-auth check", "method", req.Method, "allow", d.Allow, "reason", d.Code.String(), "request_id", req.RequestID)
+	}
+}
+
+// health answers /healthz (the process answers) and /readyz (a policy is
+// in force and every issuer has keys).
+func (h *HTTPHandler) health(w http.ResponseWriter, ok bool) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, "not ready\n")
+		return
+	}
+	_, _ = io.WriteString(w, "ok\n")
+}
+
+// recoverPanic turns a panic into a 500 (a deny for every proxy) and a log
+// line, instead of a dropped connection.
+func (h *HTTPHandler) recoverPanic(w http.ResponseWriter, r *http.Request) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	if p == http.ErrAbortHandler {
+		panic(p)
+	}
+	h.log.ErrorContext(r.Context(), "panic in HTTP handler", "panic", p, "stack", string(debug.Stack()))
+	d := decision.Decision{Code: decision.Internal, Detail: "internal error"}
+	h.http.Write(w, &d)
+}
+
+// httpListener is the HTTP side of a Server.
+type httpListener struct {
+	handler *HTTPHandler
+	srv     *http.Server
+}
+
+// initHTTP builds the HTTP listener's handler and server (NewServer).
+func (s *Server) initHTTP() {
+	s.httpl.handler = newHTTPHandler(s)
+	s.httpl.srv = &http.Server{
+		Handler:           s.httpl.handler,
+		ReadHeaderTimeout: httpReadHeaderTimeout,
+		ReadTimeout:       httpReadTimeout,
+		WriteTimeout:      httpWriteTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		// The same bound as on the gRPC Check calls: a forward-auth request
+		// is only headers. net/http answers 431 past it.
+		MaxHeaderBytes: s.cfg.MaxRequestHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// HTTPHandler returns the handler of the HTTP listener, to mount in another
+// server or drive in tests.
+func (s *Server) HTTPHandler() http.Handler { return s.httpl.handler }
+
+// ServeHTTPListener serves the HTTP listener (forward-auth, AuthZEN,
+// health) on lis until Stop. It returns nil after Stop.
+func (s *Server) ServeHTTPListener(lis net.Listener) error {
+	s.log.Info("serving HTTP", "addr", lis.Addr().String(), "path_prefix", s.cfg.HTTPPathPrefix)
+	err := s.httpl.srv.Serve(lis)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// shutdownHTTP stops the HTTP listener: it stops accepting, lets requests
+// in flight finish until ctx ends, then closes every connection. The
+// returned channel is closed when it is done.
+func (s *Server) shutdownHTTP(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := s.httpl.srv.Shutdown(ctx); err != nil {
+			s.httpl.srv.Close()
+		}
+	}()
+	return done
+}
+
+// serving reports whether the overall gRPC health status is SERVING, so
+// that /readyz and the gRPC health check never disagree; after Stop began
+// it is NOT_SERVING.
+func (s *Server) serving() bool {
+	resp, err := s.health.Check(context.Background(), &healthpb.HealthCheckRequest{})
+	return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
+}
+
+// listenHTTP opens the HTTP listener of Run, or returns nil when it is
+// disabled.
+func (s *Server) listenHTTP() (net.Listener, error) {
+	if s.cfg.DisableHTTP {
+		return nil, nil
+	}
+	lis, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (HTTPAddr): %w", s.cfg.HTTPAddr, err)
+	}
+	return lis, nil
+}

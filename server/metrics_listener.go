@@ -1,0 +1,130 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// Timeouts of the operator listener. Writes are not bounded by a short
+// timeout because a CPU profile or trace streams for as long as asked
+// (30 s by default).
+const (
+	opsReadHeaderTimeout = 10 * time.Second
+	opsIdleTimeout       = 2 * time.Minute
+	opsWriteTimeout      = 5 * time.Minute
+	// opsCloseTimeout bounds how long Stop waits for scrapes and profiles
+	// in progress before closing the operator listener's connections.
+	opsCloseTimeout = time.Second
+)
+
+// opsHandler is the operator listener's mux: Prometheus metrics, pprof,
+// liveness and readiness. It is never mounted on a decision listener:
+// profiles and metrics describe the process, and a client of the
+// authorization API has no business reading them.
+func (s *Server) opsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metrics.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		// Liveness: the process answers. It stays 200 while the policy
+		// or keys are missing, so an orchestrator waits (readiness)
+		// instead of restarting a server that is about to become ready.
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		st := s.servingStatus()
+		if st != healthpb.HealthCheckResponse_SERVING {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		fmt.Fprintln(w, st.String())
+	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// servingStatus is the overall gRPC health status: what /readyz and the
+// scopegate_serving metric report, so that the gRPC health check, the
+// HTTP probe and the metric never disagree. After Stop it is NOT_SERVING.
+func (s *Server) servingStatus() healthpb.HealthCheckResponse_ServingStatus {
+	resp, err := s.health.Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	return resp.GetStatus()
+}
+
+// listenOps starts the operator listener on addr ("" starts none) and
+// returns its address.
+func (s *Server) listenOps(addr string) (net.Addr, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (MetricsAddr): %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler:           s.opsHandler(),
+		ReadHeaderTimeout: opsReadHeaderTimeout,
+		IdleTimeout:       opsIdleTimeout,
+		WriteTimeout:      opsWriteTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.ops.mu.Lock()
+	s.ops.http = srv
+	s.ops.mu.Unlock()
+	go func() {
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("metrics listener stopped", "addr", lis.Addr().String(), "error", err)
+		}
+	}()
+	s.log.Info("serving metrics, health and pprof", "addr", lis.Addr().String())
+	return lis.Addr(), nil
+}
+
+// closeOpsListener stops the operator listener, letting a scrape in
+// progress finish for a moment.
+func (s *Server) closeOpsListener() {
+	s.ops.mu.Lock()
+	srv := s.ops.http
+	s.ops.http = nil
+	s.ops.mu.Unlock()
+	if srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opsCloseTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		srv.Close()
+	}
+}
+
+// validateAddr checks that addr, the value of the Config field named
+// field, is empty or host:port with a valid port.
+func validateAddr(field, addr, example string) error {
+	if addr == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("server config: %s %q is not host:port (e.g. %q): %v", field, addr, example, err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("server config: %s %q: port %q must be a number from 0 to 65535", field, addr, port)
+	}
+	return nil
+}

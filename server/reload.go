@@ -1,0 +1,125 @@
+package server
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// defaultReloadDebounce is how long the watcher waits after the last
+// change in the policy file's directory before reloading: editors write a
+// file in several steps (write, rename, chmod) and a Kubernetes ConfigMap
+// update swaps a symlink and removes the old directory, and one reload
+// should see the end result, not a half-written file.
+const defaultReloadDebounce = 200 * time.Millisecond
+
+// fileState identifies the content of the file at path: its SHA-256, or
+// the error reading it. Two equal states mean nothing to reload.
+func fileState(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	sum := sha256.Sum256(b)
+	return string(sum[:])
+}
+
+// reloadPolicy reloads the policy file when its content differs from the
+// last one loaded or tried, or always when force is set (SIGHUP: the
+// operator asked). Reload validates and compiles the whole file before
+// swapping it in; an invalid file is logged and counted and the policy in
+// force stays.
+func (s *Server) reloadPolicy(trigger string, force bool) error {
+	s.ops.reloadMu.Lock()
+	defer s.ops.reloadMu.Unlock()
+	st := fileState(s.cfg.PolicyPath)
+	if !force && st == s.ops.lastState {
+		s.log.Debug("policy file unchanged; not reloading", "policy", s.cfg.PolicyPath, "trigger", trigger)
+		return nil
+	}
+	s.ops.lastState = st
+	s.log.Info("reloading policy", "policy", s.cfg.PolicyPath, "trigger", trigger)
+	return s.Reload()
+}
+
+// watchPolicy watches the policy file's directory, not the file: editors
+// replace a file by renaming a new one over it, and a Kubernetes ConfigMap
+// volume swaps its "..data" symlink, and neither is seen by a watch on the
+// file itself. Every change in the directory is debounced, then the file's
+// content is compared with the last loaded (reloadPolicy), so unrelated
+// files (a JWKS beside the policy) cause no reload. It returns the
+// function that stops watching.
+func (s *Server) watchPolicy() (stop func(), err error) {
+	abs, err := filepath.Abs(s.cfg.PolicyPath)
+	if err != nil {
+		return nil, fmt.Errorf("watch the policy file %s: %w", s.cfg.PolicyPath, err)
+	}
+	dir := filepath.Dir(abs)
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("watch the policy file: %w (turn watching off and reload with SIGHUP instead)", err)
+	}
+	if err := w.Add(dir); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("watch the policy directory %s: %w (turn watching off and reload with SIGHUP instead)", dir, err)
+	}
+	s.ops.reloadMu.Lock()
+	s.ops.lastState = fileState(s.cfg.PolicyPath)
+	s.ops.reloadMu.Unlock()
+	debounce := s.ops.debounce
+	if debounce <= 0 {
+		debounce = defaultReloadDebounce
+	}
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		timer := time.NewTimer(debounce)
+		timer.Stop()
+		defer timer.Stop()
+		for {
+			select {
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if ev.Op == fsnotify.Chmod {
+					continue // touch, or attribute changes: no new content
+				}
+				timer.Reset(debounce)
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				s.log.Warn("policy watch error; changes may be missed until the next one (SIGHUP reloads)", "dir", dir, "error", err)
+			case <-timer.C:
+				// Errors are logged and counted by Reload.
+				_ = s.reloadPolicy("file change", false)
+			}
+		}
+	}()
+	s.log.Info("watching the policy file", "policy", s.cfg.PolicyPath, "dir", dir)
+	return func() {
+		w.Close()
+		<-done
+	}, nil
+}
+
+// reloadOnSignal reloads the policy on every value of sig until done is
+// closed. The operator sent it on purpose, so it reloads even when the
+// file looks unchanged (a key set referenced by the policy may have been
+// fixed, for one).
+func (s *Server) reloadOnSignal(sig <-chan os.Signal, done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case <-sig:
+			_ = s.reloadPolicy("SIGHUP", true)
+		}
+	}
+}

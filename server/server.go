@@ -1,0 +1,401 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/envoy"
+	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
+	"github.com/scopegate/scopegate/store/cache"
+	"github.com/scopegate/scopegate/store/jwks"
+)
+
+// Service names, as health checks and reflection list them.
+const (
+	ExtAuthzService   = "envoy.service.auth.v3.Authorization"
+	AuthorizerService = "scopegate.v1.Authorizer"
+)
+
+// Keepalive settings. Envoy and other long-lived clients keep one
+// connection open and may ping it; the enforcement policy is lenient enough
+// that a client pinging every few seconds is not cut off with
+// "too_many_pings", and the server pings idle connections itself to find
+// dead peers.
+const (
+	keepaliveMinClientPing = 5 * time.Second
+	keepaliveServerPing    = time.Minute
+	keepalivePingTimeout   = 20 * time.Second
+)
+
+// Server is the scopegate gRPC server: one listener serving Envoy ext_authz
+// v3, the scopegate Authorizer API, gRPC health and server reflection, all
+// answered by one decision engine.
+//
+// It is built so that later listeners (HTTP forward-auth, admin, metrics)
+// attach to the same engine through Engine, and so that a policy reload is
+// one call (Reload) whoever triggers it.
+type Server struct {
+	cfg Config
+	// ownersCache caches the configured ownership store, nil without one.
+	ownersCache *cache.Ownership
+	log         *slog.Logger
+	keys        decision.KeySourceFactory
+	registry    *jwks.Registry // nil when Config.KeySources was given
+	cancel      context.CancelFunc
+	engine      *decision.Engine
+	responder   *envoy.Responder
+	grpc        *grpc.Server
+	health      *health.Server
+	httpl       httpListener // forward-auth, AuthZEN and health over HTTP
+
+	reloadMu sync.Mutex
+	stopOnce sync.Once
+	healthMu sync.Mutex
+	status   healthpb.HealthCheckResponse_ServingStatus // last set; UNKNOWN before the first
+
+	metrics *Metrics // metrics.go
+	limits  limits   // limits.go
+	ops     opsState // shutdown.go, reload.go, metrics_listener.go
+
+	auditing auditState // auditlog.go
+	admin    adminState // admin_state.go
+}
+
+// NewServer loads the policy and its issuers' keys and builds the server.
+// It does not listen: call Serve with a listener. A policy that does not
+// load is returned as an error wrapping *decision.LoadError, naming every
+// problem.
+func NewServer(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{cfg: cfg, log: cfg.Logger, keys: cfg.KeySources, cancel: cancel}
+	if s.keys == nil {
+		s.registry = jwks.NewRegistry(ctx)
+		s.keys = s.registry.Factory()
+	}
+	pol, err := decision.LoadFile(cfg.PolicyPath, decision.CompileOptions{KeySources: s.keys, MaxPolicyBytes: cfg.MaxPolicyBytes})
+	if err != nil {
+		s.closeBackground()
+		return nil, fmt.Errorf("load policy: %w", err)
+	}
+	owners, ownersCache, err := ownershipCache(cfg.Ownership, pol)
+	if err != nil {
+		s.closeBackground()
+		return nil, fmt.Errorf("ownership cache: %w", err)
+	}
+	s.ownersCache = ownersCache
+	s.engine, err = decision.NewEngine(pol, decision.Options{
+		Clock:                cfg.Clock,
+		TokenCacheSize:       cfg.TokenCacheSize,
+		MaxTokenBytes:        cfg.MaxTokenBytes,
+		RevocationStaleAfter: cfg.Revocation.staleAfter(),
+		Ownership:            owners,
+	})
+	if err != nil {
+		s.closeBackground()
+		return nil, fmt.Errorf("start decision engine: %w", err)
+	}
+	s.responder = envoy.NewResponder(envoy.ResponderOptions{Realm: cfg.Realm})
+	if err := s.startAudit(); err != nil {
+		s.engine.Close()
+		s.closeBackground()
+		return nil, err
+	}
+	s.initHTTP()
+	s.metrics = newMetrics(s.engine, func() bool { return s.servingStatus() == healthpb.HealthCheckResponse_SERVING })
+	if oc := s.ownersCache; oc != nil {
+		s.metrics.SetOwnershipStats(func() (uint64, uint64) { st := oc.Stats(); return st.Hits, st.Misses })
+	}
+	s.metrics.policyLoaded()
+	s.exportAuditMetrics()
+	if err := s.startAdmin(ctx); err != nil {
+		s.closeAudit(ctx)
+		s.engine.Close()
+		s.closeBackground()
+		return nil, err
+	}
+
+	s.limits = newLimits(cfg)
+	unary, stream := s.interceptors()
+	unary = append(unary, s.limitUnary)
+	s.grpc = grpc.NewServer(
+		// Cheaper CheckRequest decoding and CheckResponse marshalling, and
+		// handler goroutines that keep their grown stacks (codec.go).
+		grpc.ForceServerCodecV2(Codec{}),
+		grpc.NumStreamWorkers(StreamWorkers),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
+		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             keepaliveMinClientPing,
+			PermitWithoutStream: true,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:    keepaliveServerPing,
+			Timeout: keepalivePingTimeout,
+		}),
+	)
+	authv3.RegisterAuthorizationServer(s.grpc, &ExtAuthz{engine: s.engine, responder: s.responder, metrics: s.metrics, auditLog: s.auditing.log})
+	scopegatev1.RegisterAuthorizerServer(s.grpc, &Authorizer{engine: s.engine, responder: s.responder, metrics: s.metrics, auditLog: s.auditing.log})
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+
+	s.log.Info("policy loaded", "policy", cfg.PolicyPath, "version", pol.Version, "routes", len(pol.Routes), "issuers", len(pol.Issuers))
+	s.updateHealth()
+	go s.watchHealth(ctx)
+	return s, nil
+}
+
+// healthInterval is how often readiness is re-evaluated, so that an issuer
+// whose key set arrives late (a JWKS endpoint down at start) turns the
+// server SERVING without a restart.
+const healthInterval = 5 * time.Second
+
+// updateHealth sets the health status: SERVING when a policy is in force
+// and every issuer has keys to verify with, NOT_SERVING otherwise. After
+// Stop it changes nothing (health.Server ignores updates once shut down).
+func (s *Server) updateHealth() {
+	st := healthpb.HealthCheckResponse_SERVING
+	pol := s.engine.Policy()
+	if pol == nil {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	} else {
+		for name, iss := range pol.Issuers {
+			if iss.Keys == nil || len(iss.Keys.Keys()) == 0 {
+				st = healthpb.HealthCheckResponse_NOT_SERVING
+				s.log.Debug("issuer has no keys yet; not serving", "issuer", name)
+				break
+			}
+		}
+	}
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	if st == s.status {
+		return
+	}
+	s.status = st
+	for _, name := range []string{"", ExtAuthzService, AuthorizerService} {
+		s.health.SetServingStatus(name, st)
+	}
+	s.log.Info("health status", "status", st.String())
+}
+
+func (s *Server) watchHealth(ctx context.Context) {
+	t := time.NewTicker(healthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.updateHealth()
+		}
+	}
+}
+
+// interceptors returns the unary and stream interceptor chains: recovery
+// (a panic becomes codes.Internal and a log line, never a crash), then
+// logging. Check calls skip logging unless the logger is enabled at debug
+// level, so the decision path does not pay for it.
+func (s *Server) interceptors() (unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor) {
+	rec := []recovery.Option{recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		s.log.ErrorContext(ctx, "panic in gRPC handler", "panic", p, "stack", string(debug.Stack()))
+		return status.Error(codes.Internal, "internal error")
+	})}
+	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		s.log.Log(ctx, slog.Level(lvl), msg, fields...)
+	})
+	logOpts := []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		// Successful calls (health probes above all) are routine: debug.
+		logging.WithLevels(func(c codes.Code) logging.Level {
+			if c == codes.OK {
+				return logging.LevelDebug
+			}
+			return logging.DefaultServerCodeToLevel(c)
+		}),
+	}
+	logUnary := logging.UnaryServerInterceptor(logger, logOpts...)
+	if !s.log.Enabled(context.Background(), slog.LevelDebug) {
+		logUnary = selector.UnaryServerInterceptor(logUnary, selector.MatchFunc(notCheck))
+	}
+	unary = []grpc.UnaryServerInterceptor{recovery.UnaryServerInterceptor(rec...), logUnary}
+	stream = []grpc.StreamServerInterceptor{recovery.StreamServerInterceptor(rec...), logging.StreamServerInterceptor(logger, logOpts...)}
+	return unary, stream
+}
+
+// notCheck matches every call but the two decision calls.
+func notCheck(_ context.Context, c interceptors.CallMeta) bool {
+	return c.Method != "Check" || (c.Service != ExtAuthzService && c.Service != AuthorizerService)
+}
+
+// Engine returns the decision engine, for other listeners and for admin
+// operations that read the policy in force.
+func (s *Server) Engine() *decision.Engine { return s.engine }
+
+// Serve accepts connections on lis until Stop. It returns nil after Stop.
+func (s *Server) Serve(lis net.Listener) error {
+	s.log.Info("serving gRPC", "addr", lis.Addr().String())
+	return s.grpc.Serve(lis)
+}
+
+// Reload loads and compiles the policy file again and, only if that
+// succeeds, makes it the policy in force. On error the old policy stays in
+// force and the error (a *decision.LoadError naming every problem) is
+// returned. Reloads are serialized.
+func (s *Server) Reload() error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	old := s.engine.Policy()
+	pol, err := decision.LoadFile(s.cfg.PolicyPath, decision.CompileOptions{KeySources: s.keys, MaxPolicyBytes: s.cfg.MaxPolicyBytes})
+	if err != nil {
+		s.log.Error("policy reload failed; the policy in force is kept", "policy", s.cfg.PolicyPath, "version", old.Version, "error", err)
+		if s.registry != nil {
+			// Close key sources the failed compile opened.
+			s.registry.Retain(old)
+		}
+		s.metrics.policyReloaded(false)
+		return fmt.Errorf("reload policy: %w", err)
+	}
+	s.engine.SetPolicy(pol)
+	s.metrics.policyReloaded(true)
+	s.admin.policyLoaded(pol)
+	if s.registry != nil {
+		// Stop refreshing key sets only the old policy used. Decisions
+		// still running on the old policy keep its keys.
+		s.registry.Retain(pol)
+	}
+	s.updateHealth()
+	s.log.Info("policy reloaded", "policy", s.cfg.PolicyPath, "version", pol.Version, "previous", old.Version)
+	return nil
+}
+
+// Stop marks the server NOT_SERVING, stops accepting calls and waits up to
+// Config.ShutdownTimeout for calls in flight, then closes every connection
+// and releases the engine and key sources. It is safe to call more than
+// once.
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() {
+		s.health.Shutdown()
+		httpCtx, httpCancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+		defer httpCancel()
+		httpDone := s.shutdownHTTP(httpCtx)
+		done := make(chan struct{})
+		go func() {
+			s.grpc.GracefulStop()
+			close(done)
+		}()
+		t := time.NewTimer(s.cfg.ShutdownTimeout)
+		select {
+		case <-done:
+			t.Stop()
+		case <-t.C:
+			s.log.Warn("graceful stop timed out; closing connections", "timeout", s.cfg.ShutdownTimeout)
+			s.grpc.Stop()
+			<-done
+		}
+		<-httpDone
+		s.stopAdmin()
+		s.stopOps() // shutdown hooks (audit flush), then the operator listener
+		s.engine.Close()
+		s.closeBackground()
+		s.log.Info("server stopped")
+	})
+}
+
+func (s *Server) closeBackground() {
+	if s.registry != nil {
+		s.registry.Close()
+	}
+	if s.ownersCache != nil {
+		s.ownersCache.Close()
+	}
+	s.cancel()
+}
+
+// Run builds a Server from cfg, listens on cfg.GRPCAddr and (unless
+// cfg.DisableHTTP) cfg.HTTPAddr, and serves until ctx is cancelled, then
+// stops gracefully. It returns the error that prevented serving, or nil
+// after a clean stop.
+func Run(ctx context.Context, cfg Config) error {
+	s, err := NewServer(cfg)
+	if err != nil {
+		return err
+	}
+	if err := s.startOps(); err != nil {
+		s.Stop()
+		return err
+	}
+	lis, err := net.Listen("tcp", s.cfg.GRPCAddr)
+	if err != nil {
+		s.Stop()
+		return fmt.Errorf("listen on %s (GRPCAddr): %w", s.cfg.GRPCAddr, err)
+	}
+	httpLis, err := s.listenHTTP()
+	if err != nil {
+		lis.Close()
+		s.Stop()
+		return err
+	}
+	adminLis, err := s.listenAdmin()
+	if err != nil {
+		lis.Close()
+		if httpLis != nil {
+			httpLis.Close()
+		}
+		s.Stop()
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(lis) }()
+	httpErrc := make(chan error, 1)
+	if httpLis != nil {
+		go func() { httpErrc <- s.ServeHTTPListener(httpLis) }()
+	}
+	adminErrc := make(chan error, 1)
+	if adminLis != nil {
+		go func() { adminErrc <- s.ServeAdmin(adminLis) }()
+	}
+	select {
+	case <-ctx.Done():
+		s.Stop()
+		if err := <-errc; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return err
+		}
+		return nil
+	case err := <-errc:
+		s.Stop()
+		return fmt.Errorf("serve gRPC on %s: %w", s.cfg.GRPCAddr, err)
+	case err := <-httpErrc:
+		s.Stop()
+		return fmt.Errorf("serve HTTP on %s: %w", s.cfg.HTTPAddr, err)
+	case err := <-adminErrc:
+		s.Stop()
+		return fmt.Errorf("serve the Admin API on %s: %w", s.cfg.Admin.Addr, err)
+	}
+}

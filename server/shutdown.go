@@ -1,0 +1,111 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// opsState is the server's operations machinery: the operator listener,
+// the policy watcher, the SIGHUP handler and the shutdown hooks. Run starts
+// it (startOps); Stop tears it down (stopOps) after the decision listeners
+// have drained.
+type opsState struct {
+	mu    sync.Mutex
+	http  *http.Server
+	hooks []func(context.Context)
+	stops []func()
+
+	// reloadMu serializes watcher- and signal-triggered reloads and
+	// guards lastState.
+	reloadMu sync.Mutex
+	// lastState identifies the policy file content last loaded or tried
+	// (see fileState), so that a change elsewhere in the directory, or an
+	// invalid file that is still invalid, does not reload again.
+	lastState string
+	// debounce overrides defaultReloadDebounce (tests).
+	debounce time.Duration
+}
+
+// OnShutdown registers f to run when the server stops, after the decision
+// listeners have drained and before the engine is released: the audit
+// sink flushes its buffer here. Hooks run in the order registered and
+// share one context whose deadline is Config.ShutdownTimeout away, so a
+// hook that cannot finish does not hold the process forever.
+func (s *Server) OnShutdown(f func(ctx context.Context)) {
+	s.ops.mu.Lock()
+	s.ops.hooks = append(s.ops.hooks, f)
+	s.ops.mu.Unlock()
+}
+
+// startOps starts what a long-running process needs beside the decision
+// listeners: the operator listener (Config.MetricsAddr), the policy file
+// watcher (Config.WatchPolicy) and reload on SIGHUP.
+func (s *Server) startOps() error {
+	if _, err := s.listenOps(s.cfg.MetricsAddr); err != nil {
+		return err
+	}
+	if s.cfg.WatchPolicy {
+		stop, err := s.watchPolicy()
+		if err != nil {
+			return err
+		}
+		s.addStop(stop)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		s.reloadOnSignal(hup, done)
+	}()
+	s.addStop(func() {
+		signal.Stop(hup)
+		close(done)
+		<-finished
+	})
+	return nil
+}
+
+func (s *Server) addStop(f func()) {
+	s.ops.mu.Lock()
+	s.ops.stops = append(s.ops.stops, f)
+	s.ops.mu.Unlock()
+}
+
+// stopOps stops watching and reloading, runs the shutdown hooks, then
+// closes the operator listener last, so that metrics stay scrapeable while
+// the decision listeners drain.
+func (s *Server) stopOps() {
+	s.ops.mu.Lock()
+	stops, hooks := s.ops.stops, s.ops.hooks
+	s.ops.stops, s.ops.hooks = nil, nil
+	s.ops.mu.Unlock()
+	for _, stop := range stops {
+		stop()
+	}
+	if len(hooks) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+		for _, h := range hooks {
+			s.runHook(ctx, h)
+		}
+		cancel()
+	}
+	s.closeOpsListener()
+}
+
+// runHook runs one shutdown hook; a panic in it is logged, and the other
+// hooks still run.
+func (s *Server) runHook(ctx context.Context, h func(context.Context)) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("panic in shutdown hook", "panic", p)
+		}
+	}()
+	h(ctx)
+}
