@@ -1,0 +1,404 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/server"
+)
+
+// memProfileRate samples allocations finely enough for a short profile
+// round (the runtime's default samples one per 512 KiB).
+const memProfileRate = 4096
+
+// Run executes one harness run: it mints the tokens, starts scopegate
+// in-process (or connects to cfg.Target) and the no-op server, loads them
+// in alternating rounds for each API, and returns the report, which it also
+// prints to cfg.Out and writes to cfg.JSON. An error means the run could
+// not be made; wrong decisions and RPC errors are in the report (see
+// Report.Failed).
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	out := cfg.Out
+	if out == nil {
+		out = io.Discard
+	}
+	if cfg.MemProfile != "" {
+		runtime.MemProfileRate = memProfileRate
+	}
+	now := time.Now()
+	rep := newReport(&cfg, now)
+
+	ss, dev, err := signers()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.WritePolicy != "" {
+		if !dev {
+			return nil, errors.New("--write-policy needs the development keys (examples/keys): run from the scopegate source tree")
+		}
+		p, err := writePolicy(cfg.WritePolicy, cfg.Routes, cfg.Clients, policyVersion(&cfg, 0), ss)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(out, "wrote %s and %s; serve it with: scopegate serve --policy %s\n", p, JWKSFile, p)
+		return rep, nil
+	}
+	if cfg.Target != "" && !dev {
+		return nil, errors.New("--target needs the development keys (examples/keys) the target's policy trusts: run from the scopegate source tree")
+	}
+	if !dev {
+		rep.note("the development keys were not found (not in the source tree): tokens are signed with fresh keys")
+	}
+
+	// Tokens.
+	m, err := newMinter(ss[cfg.Key], cfg.Routes, cfg.Clients, now)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "minting %d %s tokens...\n", cfg.Tokens, ss[cfg.Key].Alg)
+	t0 := time.Now()
+	pool, err := m.mintMany(0, cfg.Tokens, runtime.GOMAXPROCS(0))
+	if err != nil {
+		return nil, err
+	}
+	toks := &tokenSet{bearer: make([]string, len(pool)), bad: make([]string, len(pool)), routes: cfg.Routes, minter: m, inline: cfg.Mint == MintInline}
+	size := 0
+	for i, t := range pool {
+		toks.bearer[i] = "Bearer " + t
+		toks.bad[i] = "Bearer " + badSignature(t)
+		size += len(t)
+	}
+	rep.TokenBytes = size / len(pool)
+	if cfg.MissRate > 0 && cfg.Mint == MintAhead {
+		n := freshNeeded(&cfg)
+		if n > maxAheadTokens {
+			return nil, fmt.Errorf("--miss-rate %v needs %d never-seen tokens, more than %d to mint ahead: use --mint inline (with --key ed25519 or ec to keep signing cheap)", cfg.MissRate, n, maxAheadTokens)
+		}
+		fmt.Fprintf(out, "minting %d never-seen tokens for --miss-rate %v...\n", n, cfg.MissRate)
+		fresh, err := m.mintMany(cfg.Tokens, n, runtime.GOMAXPROCS(0))
+		if err != nil {
+			return nil, err
+		}
+		toks.fresh = make([]string, n)
+		for i, t := range fresh {
+			toks.fresh[i] = "Bearer " + t
+		}
+	}
+	rep.MintSeconds = time.Since(t0).Seconds()
+
+	// Servers.
+	var sg *inproc
+	addr := cfg.Target
+	if addr == "" {
+		sg, err = startInproc(&cfg, ss)
+		if err != nil {
+			return nil, err
+		}
+		defer sg.stop()
+		addr = sg.addr
+		if cfg.Revocations > 0 {
+			sg.srv.Engine().SetRevocations(decision.NewRevocationSet(revocations(cfg.Revocations, now)))
+			sg.srv.Engine().MarkRevocationsSynced(time.Now())
+		}
+	} else {
+		if cfg.Revocations > 0 {
+			rep.note("--revocations not applied: the target's revocations are its own")
+		}
+		if cfg.SoakReload > 0 {
+			rep.note("--soak-reload not applied: only an in-process server is reloaded")
+		}
+		if cfg.TokenCacheSize > 0 {
+			rep.note("--token-cache-size not applied: the target runs with its own configuration")
+		}
+	}
+	sgEP := &endpoint{name: serverScopegate, verify: true, fresh: true}
+	if sg != nil {
+		sgEP.engine = sg.srv.Engine()
+		if cfg.SoakReload > 0 {
+			sgEP.reload = sg.reload
+		}
+	}
+	var noopEP *endpoint
+	if cfg.API != APIDecide {
+		if sgEP.conns, err = dial(addr, cfg.Conns); err != nil {
+			return nil, err
+		}
+		defer closeAll(sgEP.conns)
+		if cfg.Noop {
+			ns, err := startNoop()
+			if err != nil {
+				return nil, fmt.Errorf("start the no-op server: %w", err)
+			}
+			defer ns.stop()
+			noopEP = &endpoint{name: serverNoop}
+			if noopEP.conns, err = dial(ns.addr, cfg.Conns); err != nil {
+				return nil, err
+			}
+			defer closeAll(noopEP.conns)
+		}
+	} else if cfg.Noop {
+		rep.note("--noop not applied: --api decide has no gRPC to compare with")
+	}
+
+	l := newLoad(cfg, toks, now)
+	rep.LoadAvg.Start = loadAvg()
+	for _, api := range cfg.apis() {
+		ar, err := runAPI(ctx, l, api, sgEP, noopEP, sg, out)
+		if err != nil {
+			return nil, err
+		}
+		rep.Results = append(rep.Results, *ar)
+	}
+	rep.LoadAvg.End = loadAvg()
+	rep.MissPoolExhausted = toks.exhausted.Load()
+	rep.MintErrors = toks.mintErrs.Load()
+	if rep.MissPoolExhausted > 0 {
+		rep.note(strconv.FormatUint(rep.MissPoolExhausted, 10) + " requests meant to carry a never-seen token reused a cached one: the pool minted ahead ran out (use --requests, or --mint inline)")
+	}
+
+	if cfg.CPUProfile != "" || cfg.MemProfile != "" {
+		if err := profileRound(ctx, l, sgEP, cfg.apis()[0], &cfg, out); err != nil {
+			return nil, err
+		}
+	}
+	if sg != nil {
+		hits, misses := sg.srv.Engine().TokenCacheStats()
+		rep.TokenCache = &CacheStats{Hits: hits, Misses: misses}
+		if sg.reloads.Load() > 0 {
+			rep.Reloads = &ReloadStats{Reloads: sg.reloads.Load(), Failed: sg.reloadErrs.Load()}
+		}
+	}
+	if cfg.RSS {
+		rep.Memory = readMemory(toks)
+		if sg == nil {
+			rep.note("--rss measures this process; the target's memory is its own")
+		}
+	}
+	rep.print(out)
+	if cfg.JSON != "" {
+		if err := rep.writeJSON(cfg.JSON); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+// freshNeeded estimates the never-seen tokens a run sends: exact for a
+// request count, from defaultMissRPS for a timed run. Warmup and profile
+// rounds draw from the same pool.
+func freshNeeded(cfg *Config) int {
+	apis := len(cfg.apis())
+	if cfg.Requests > 0 {
+		n := float64(cfg.Requests) * cfg.MissRate * float64(apis)
+		if cfg.CPUProfile != "" || cfg.MemProfile != "" {
+			n += float64(cfg.Requests/cfg.Rounds) * cfg.MissRate
+		}
+		return int(n*1.02) + 16 + int(cfg.Warmup.Seconds()*defaultMissRPS*cfg.MissRate)*apis
+	}
+	secs := cfg.Duration.Seconds() + cfg.Warmup.Seconds()
+	if cfg.CPUProfile != "" || cfg.MemProfile != "" {
+		secs += cfg.Duration.Seconds() / float64(cfg.Rounds)
+	}
+	return int(secs*defaultMissRPS*cfg.MissRate)*apis + 16
+}
+
+// runAPI primes, warms up and measures one API: scopegate and the no-op in
+// alternating rounds.
+func runAPI(ctx context.Context, l *load, api string, sg, noop *endpoint, in *inproc, out io.Writer) (*APIResult, error) {
+	cfg := &l.cfg
+	fmt.Fprintf(out, "[%s] priming %d tokens...\n", api, len(l.toks.bearer))
+	prime := l.prime(ctx, sg, api)
+	if in != nil {
+		in.srv.Engine().WaitTokenCache()
+	}
+	if cfg.Warmup > 0 {
+		fmt.Fprintf(out, "[%s] warming up %v per server...\n", api, cfg.Warmup)
+		l.phase(ctx, sg, api, 0, cfg.Warmup, cfg.Seed^0xa5a5)
+		if noop != nil {
+			l.phase(ctx, noop, api, 0, cfg.Warmup, cfg.Seed^0x5a5a)
+		}
+	}
+	sgTotal, noopTotal := newPhaseResult(), newPhaseResult()
+	var sgRounds, noopRounds []RoundResult
+	for r := range cfg.Rounds {
+		budget, dur := roundBudget(cfg, r)
+		seed := cfg.Seed + uint64(r)*1000
+		res := l.phase(ctx, sg, api, budget, dur, seed)
+		sgTotal.merge(res)
+		sgRounds = append(sgRounds, roundOf(res))
+		fmt.Fprintf(out, "[%s] round %d/%d: scopegate %.0f rps", api, r+1, cfg.Rounds, res.rps())
+		if noop != nil {
+			res := l.phase(ctx, noop, api, budget, dur, seed)
+			noopTotal.merge(res)
+			noopRounds = append(noopRounds, roundOf(res))
+			fmt.Fprintf(out, ", no-op %.0f rps", res.rps())
+		}
+		fmt.Fprintln(out)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	ar := &APIResult{API: api, Scopegate: serverResultOf(serverScopegate, sgTotal, sgRounds)}
+	ar.Scopegate.Prime = &PrimeResult{Requests: prime.requests, Errors: prime.errors, Wrong: prime.wrong, FirstError: prime.firstErr, FirstWrong: prime.firstWrong}
+	if noop != nil {
+		n := serverResultOf(serverNoop, noopTotal, noopRounds)
+		ar.Noop = &n
+		ar.Ratio = ratiosOf(&ar.Scopegate, &n)
+	}
+	return ar, nil
+}
+
+// roundBudget returns round r's request count (0 for a timed round) and
+// duration.
+func roundBudget(cfg *Config, r int) (int, time.Duration) {
+	if cfg.Requests > 0 {
+		n := cfg.Requests / cfg.Rounds
+		if r == cfg.Rounds-1 {
+			n = cfg.Requests - n*(cfg.Rounds-1)
+		}
+		return n, 0
+	}
+	return 0, cfg.Duration / time.Duration(cfg.Rounds)
+}
+
+// profileRound loads scopegate for one more round with the CPU profiler
+// on, then writes the allocation profile. The round is not part of the
+// figures.
+func profileRound(ctx context.Context, l *load, sg *endpoint, api string, cfg *Config, out io.Writer) error {
+	budget, dur := roundBudget(cfg, 0)
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+	}
+	res := l.phase(ctx, sg, api, budget, dur, cfg.Seed^0xfeed)
+	if cfg.CPUProfile != "" {
+		pprof.StopCPUProfile()
+		fmt.Fprintf(out, "[%s] profile round: %.0f rps; CPU profile in %s\n", api, res.rps(), cfg.CPUProfile)
+	}
+	if cfg.MemProfile != "" {
+		f, err := os.Create(cfg.MemProfile)
+		if err != nil {
+			return fmt.Errorf("allocation profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			return fmt.Errorf("allocation profile: %w", err)
+		}
+		fmt.Fprintf(out, "[%s] allocation profile (whole run, 1 sample per %d bytes) in %s\n", api, memProfileRate, cfg.MemProfile)
+	}
+	return nil
+}
+
+// inproc is scopegate served in this process.
+type inproc struct {
+	srv        *server.Server
+	addr       string
+	dir        string
+	cfg        *Config
+	served     chan error
+	reloads    atomic.Uint64
+	reloadErrs atomic.Uint64
+}
+
+func startInproc(cfg *Config, ss map[string]*decisiontest.Signer) (*inproc, error) {
+	dir, err := os.MkdirTemp("", "scopegate-bench-")
+	if err != nil {
+		return nil, err
+	}
+	in := &inproc{dir: dir, cfg: cfg, served: make(chan error, 1)}
+	p, err := writePolicy(dir, cfg.Routes, cfg.Clients, policyVersion(cfg, 0), ss)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	in.srv, err = server.NewServer(server.Config{
+		PolicyPath:     p,
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError})),
+		TokenCacheSize: cfg.TokenCacheSize,
+	})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("start scopegate: %w", err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		in.srv.Stop()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	in.addr = lis.Addr().String()
+	go func() { in.served <- in.srv.Serve(lis) }()
+	return in, nil
+}
+
+// reload rewrites the policy under a new version and reloads it.
+func (in *inproc) reload() error {
+	n := in.reloads.Add(1)
+	p := in.dir + string(os.PathSeparator) + PolicyFile
+	if err := writeFileAtomic(p, generatePolicy(in.cfg.Routes, in.cfg.Clients, policyVersion(in.cfg, n))); err != nil {
+		in.reloadErrs.Add(1)
+		return err
+	}
+	if err := in.srv.Reload(); err != nil {
+		in.reloadErrs.Add(1)
+		return err
+	}
+	return nil
+}
+
+func (in *inproc) stop() {
+	in.srv.Stop()
+	<-in.served
+	os.RemoveAll(in.dir)
+}
+
+func policyVersion(cfg *Config, reload uint64) string {
+	return fmt.Sprintf("bench-r%d-c%d-%d", cfg.Routes, cfg.Clients, reload)
+}
+
+func dial(addr string, n int) ([]*grpc.ClientConn, error) {
+	conns := make([]*grpc.ClientConn, n)
+	for i := range conns {
+		c, err := grpc.NewClient(addr,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(wireCodec{})))
+		if err != nil {
+			closeAll(conns[:i])
+			return nil, fmt.Errorf("connect to %s: %w", addr, err)
+		}
+		conns[i] = c
+	}
+	return conns, nil
+}
+
+func closeAll(conns []*grpc.ClientConn) {
+	for _, c := range conns {
+		if c != nil {
+			c.Close()
+		}
+	}
+}

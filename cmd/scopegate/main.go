@@ -1,0 +1,306 @@
+// Command scopegate is the scopegate binary: the decision server (serve),
+// and the tools around it for development and scripts: mint a token
+// (token), decide one request against a policy file offline (check), and
+// send one check to a running server (client).
+//
+// Exit codes: 0 success (for check and client: allow), 1 error, 2 usage
+// error, 3 deny. Scripts can therefore write
+//
+//	scopegate check --policy policy.yaml --path /orders/1 --token "$T" && echo allowed
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strings"
+
+	"github.com/scopegate/scopegate/server"
+)
+
+// Exit codes. A deny is not an error: it has its own code so scripts can
+// tell "the request would be refused" from "the tool failed".
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+	exitDeny  = 3
+)
+
+// version is set at link time: -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one command line and returns the exit code. It is the whole
+// program except for os.Exit, so tests drive it in-process.
+func run(args []string, stdout, stderr io.Writer) int {
+	c := &cli{stdin: os.Stdin, stdout: stdout, stderr: stderr}
+	return c.run(context.Background(), args)
+}
+
+// cli carries the streams a command reads and writes, so tests can give
+// their own.
+type cli struct {
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	// lookupEnv reads the environment; nil means os.LookupEnv.
+	lookupEnv func(string) (string, bool)
+}
+
+// command is one subcommand: it binds its flags to its own fields, then
+// runs with them.
+type command interface {
+	define(fs *flag.FlagSet)
+	run(ctx context.Context, c *cli) int
+}
+
+type commandInfo struct {
+	name     string
+	summary  string
+	examples string
+	new      func() command
+}
+
+// commands lists the subcommands in the order help shows them.
+func commands() []commandInfo {
+	return []commandInfo{
+		{"serve", "run the decision server (Envoy ext_authz and scopegate Check over gRPC)",
+			"scopegate serve --policy examples/policy.yaml --grpc-addr 127.0.0.1:9191",
+			func() command { return &serveCmd{} }},
+		{"check", "decide one request against a policy file, offline",
+			"scopegate check --policy examples/policy.yaml --method GET --path /orders/1 --token \"$T\" --explain\n" +
+				"scopegate token --scope orders:read | scopegate check --policy examples/policy.yaml --path /orders/1 --token - --json",
+			func() command { return &checkCmd{} }},
+		{"token", "mint a signed access token (development keys by default)",
+			"T=$(scopegate token --scope \"orders:read orders:write\")\n" +
+				"scopegate token --key examples/keys/dev-ec.key.pem --sub bob --ttl 5m --claim roles='[\"admin\"]'",
+			func() command { return &tokenCmd{} }},
+		{"client", "send one check to a running server and print the verdict",
+			"scopegate client --addr 127.0.0.1:9191 --method GET --path /orders/1 --token \"$T\"\n" +
+				"scopegate client --api scopegate --path /orders --method POST --token \"$T\" --explain",
+			func() command { return &clientCmd{} }},
+		{"bench", "load scopegate and a no-op ext_authz server over loopback gRPC; print the figures as ratios",
+			"scopegate bench --duration 20s --concurrency 64\n" +
+				"scopegate bench --api both --mix allow=80,scope=10,badsig=10 --miss-rate 0.01 --json bench.json",
+			func() command { return &benchCmd{} }},
+		{"ownership import", "load key,owner lines into a store's ownership records (for the policy's owner rules)",
+			"scopegate ownership import --store scopegate.db --lookup orders --file owners.csv\n" +
+				"printf '42,alice\\n43,bob\\n' | scopegate ownership import --store scopegate.db --lookup orders",
+			func() command { return &ownershipImportCmd{} }},
+		{"report usage", "list each client's granted versus used scopes from a running server's Admin API, over-scoped clients first",
+			"SCOPEGATE_ADMIN_TOKEN=... scopegate report usage --admin 127.0.0.1:9193 --unused-for 30d\n" +
+				"scopegate report usage --admin scopegate.internal:9193 --tls --client web-app --json",
+			func() command { return &reportUsageCmd{} }},
+		{"explain", "check --explain: every check, and the catalog entry, segment and grant behind each scope that decided",
+			"scopegate explain --policy examples/policy.yaml --method POST --path /orders --token \"$T\"",
+			func() command { return &explainCmd{} }},
+		{"lint", "check a policy for what loads but is wrong; with --openapi, against the API's OpenAPI document",
+			"scopegate lint examples/policy.yaml\n" +
+				"scopegate lint examples/policy.yaml --openapi examples/openapi.yaml --allow-extra-routes",
+			func() command { return &lintCmd{} }},
+		{"test", "run the declarative policy tests beside a policy (or those named), with coverage",
+			"scopegate test examples/policy.yaml --require-full-coverage\n" +
+				"scopegate test examples/policy.yaml examples/policy_test.yaml --json",
+			func() command { return &testCmd{} }},
+		{"diff", "show what a policy change does to access: wider, narrower or neutral",
+			"scopegate diff old/policy.yaml policy.yaml\n" +
+				"scopegate diff old/policy.yaml policy.yaml --json --fail-on-wider",
+			func() command { return &diffCmd{} }},
+		{"catalog", "render the scope catalog as Markdown, with example requests and their answers",
+			"scopegate catalog examples/policy.yaml --out docs/scopes.md",
+			func() command { return &catalogCmd{} }},
+		{"revoke", "revoke a token, or a subject's or client's tokens (optionally one scope or segment), through a server's Admin API",
+			"scopegate revoke --admin 127.0.0.1:9193 --token \"$ADMIN\" --jti 7f2c... --iss https://id.example.com/ --reason INC-42\n" +
+				"scopegate revoke --admin 127.0.0.1:9193 --client web-app --scope billing:write --reason INC-43 --until 24h",
+			func() command { return &revokeCmd{} }},
+		{"revocations list", "list the revocations a server enforces, and when it last synced them",
+			"SCOPEGATE_ADMIN_TOKEN=... scopegate revocations list --admin 127.0.0.1:9193",
+			func() command { return &revocationsListCmd{} }},
+		{"unrevoke", "remove a revocation by id, through a server's Admin API",
+			"scopegate unrevoke --admin 127.0.0.1:9193 --token \"$ADMIN\" --id 01jd4m6n3x0g2e5v7k9q8r1s2t",
+			func() command { return &unrevokeCmd{} }},
+		{"version", "print the version", "", func() command { return &versionCmd{} }},
+	}
+}
+
+func lookup(name string) (commandInfo, bool) {
+	for _, ci := range commands() {
+		if ci.name == name {
+			return ci, true
+		}
+	}
+	return commandInfo{}, false
+}
+
+func (c *cli) run(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		c.usage(c.stderr)
+		return exitUsage
+	}
+	name, rest := joinSubcommand(args[0], args[1:])
+	switch name {
+	case "help", "-h", "-help", "--help":
+		if len(rest) == 0 {
+			c.usage(c.stdout)
+			return exitOK
+		}
+		ci, ok := lookup(strings.Join(rest, " "))
+		if !ok {
+			fmt.Fprintf(c.stderr, "scopegate help: unknown command %q\n", rest[0])
+			c.usage(c.stderr)
+			return exitUsage
+		}
+		fs, _ := newFlagSet(ci, c.stderr)
+		commandUsage(c.stdout, ci, fs)
+		return exitOK
+	case "-version", "--version", "-v":
+		name = "version"
+	}
+	ci, ok := lookup(name)
+	if !ok {
+		fmt.Fprintf(c.stderr, "scopegate: unknown command %q\n", name)
+		c.usage(c.stderr)
+		return exitUsage
+	}
+	fs, cmd := newFlagSet(ci, c.stderr)
+	if err := fs.Parse(rest); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			commandUsage(c.stdout, ci, fs)
+			return exitOK
+		}
+		// The flag package has printed what is wrong.
+		fmt.Fprintf(c.stderr, "Run 'scopegate %s --help' for usage.\n", ci.name)
+		return exitUsage
+	}
+	if code, stop := c.takeArgs(ci, fs, cmd); stop {
+		return code
+	} else if _, ok := cmd.(argsCommand); !ok && fs.NArg() > 0 {
+		return c.usageError(ci.name, "unexpected argument %q (every option is a --flag)", fs.Arg(0))
+	}
+	if _, ok := cmd.(layeredCommand); ok {
+		env := c.lookupEnv
+		if env == nil {
+			env = os.LookupEnv
+		}
+		if err := server.ApplyLayers(fs, env); err != nil {
+			return c.usageError(ci.name, "%v", err)
+		}
+	}
+	return cmd.run(ctx, c)
+}
+
+func newFlagSet(ci commandInfo, errOut io.Writer) (*flag.FlagSet, command) {
+	fs := flag.NewFlagSet("scopegate "+ci.name, flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	fs.Usage = func() {} // run prints usage itself, to stdout for --help
+	cmd := ci.new()
+	cmd.define(fs)
+	if _, ok := cmd.(layeredCommand); ok {
+		annotateLayers(fs)
+	}
+	return fs, cmd
+}
+
+func (c *cli) usage(w io.Writer) {
+	fmt.Fprint(w, "scopegate: OAuth scope authorization decisions for APIs.\n\nUsage:\n  scopegate <command> [flags]\n\nCommands:\n")
+	width := len("help")
+	for _, ci := range commands() {
+		width = max(width, len(ci.name))
+	}
+	for _, ci := range commands() {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, ci.name, ci.summary)
+	}
+	fmt.Fprintf(w, "  %-*s  show the flags of a command: scopegate help <command>\n\n", width, "help")
+	fmt.Fprint(w, "Exit codes: 0 ok (allow), 1 error, 2 usage error, 3 deny.\n")
+}
+
+func commandUsage(w io.Writer, ci commandInfo, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: scopegate %s [flags]\n\n%s.\n", ci.name, upperFirst(ci.summary))
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		fmt.Fprint(w, "\nFlags:\n")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+	}
+	if note := commandNotes[ci.name]; note != "" {
+		fmt.Fprintf(w, "\n%s\n", note)
+	}
+	if ci.examples != "" {
+		fmt.Fprint(w, "\nExamples:\n")
+		for line := range strings.SplitSeq(ci.examples, "\n") {
+			fmt.Fprintf(w, "  %s\n", line)
+		}
+	}
+}
+
+// usageError reports a bad command line and returns exitUsage.
+func (c *cli) usageError(cmd, format string, args ...any) int {
+	fmt.Fprintf(c.stderr, "scopegate %s: %s\nRun 'scopegate %s --help' for usage.\n", cmd, fmt.Sprintf(format, args...), cmd)
+	return exitUsage
+}
+
+// fail reports an error and returns exitError.
+func (c *cli) fail(cmd string, err error) int {
+	fmt.Fprintf(c.stderr, "scopegate %s: %v\n", cmd, err)
+	return exitError
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+type versionCmd struct{}
+
+func (*versionCmd) define(*flag.FlagSet) {}
+
+func (*versionCmd) run(_ context.Context, c *cli) int {
+	fmt.Fprintf(c.stdout, "scopegate %s (%s, %s/%s)\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return exitOK
+}
+
+// versionString is the link-time version, else the module version the
+// binary was built at (go install ...@v1.2.3), else the VCS revision, else
+// "dev".
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "-dirty"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev != "" {
+		return "dev-" + rev + dirty
+	}
+	return "dev"
+}

@@ -1,0 +1,359 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
+)
+
+// The revocation commands: revoke, revocations list, unrevoke. Each is one
+// call to a running scopegate's Admin API, authenticated by a bearer token
+// (--token or $SCOPEGATE_ADMIN_TOKEN) and/or a client certificate.
+
+// adminClient holds the flags every Admin API command shares; they are
+// spelled as `scopegate report usage` spells them.
+type adminClient struct {
+	admin    string
+	token    string
+	timeout  time.Duration
+	tls      bool
+	caFile   string
+	certFile string
+	keyFile  string
+	json     bool
+}
+
+func (a *adminClient) define(fs *flag.FlagSet) {
+	fs.StringVar(&a.admin, "admin", "127.0.0.1:9193", "gRPC address of the scopegate Admin API (host:port)")
+	fs.StringVar(&a.token, "token", "", "Admin API token, sent as \"authorization: Bearer <token>\"; default $"+adminTokenEnv+"; \"-\" reads it from standard input")
+	fs.DurationVar(&a.timeout, "timeout", 10*time.Second, "deadline of the call")
+	fs.BoolVar(&a.tls, "tls", false, "connect with TLS (system roots, or --ca-file)")
+	fs.StringVar(&a.caFile, "ca-file", "", "PEM file of the CA that signed the Admin API's certificate (implies --tls)")
+	fs.StringVar(&a.certFile, "cert-file", "", "PEM client certificate, for an Admin API that authenticates by certificate (implies --tls; with --key-file)")
+	fs.StringVar(&a.keyFile, "key-file", "", "PEM private key of --cert-file")
+	fs.BoolVar(&a.json, "json", false, "print the response as JSON (protojson, proto field names)")
+}
+
+// call dials the Admin API and runs fn with a context carrying the token.
+func (a *adminClient) call(ctx context.Context, c *cli, fn func(context.Context, scopegatev1.AdminClient) (proto.Message, error)) (proto.Message, error) {
+	if a.timeout <= 0 {
+		return nil, usageErr{fmt.Errorf("--timeout %v: give a positive duration", a.timeout)}
+	}
+	token, err := a.adminToken(c)
+	if err != nil {
+		return nil, usageErr{err}
+	}
+	creds, err := a.credentials()
+	if err != nil {
+		return nil, usageErr{err}
+	}
+	if token == "" && a.certFile == "" {
+		return nil, usageErr{errors.New("no credentials: give --token (or $" + adminTokenEnv + ") with the admin scope, or --cert-file/--key-file")}
+	}
+	conn, err := grpc.NewClient(a.admin, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return nil, usageErr{fmt.Errorf("--admin %q: %w", a.admin, err)}
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	if token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	}
+	return fn(ctx, scopegatev1.NewAdminClient(conn))
+}
+
+// usageErr marks a command-line mistake (exit 2) among call errors.
+type usageErr struct{ error }
+
+// finish prints err the way its kind asks and returns the exit code.
+func (a *adminClient) finish(c *cli, name string, err error) int {
+	var ue usageErr
+	if errors.As(err, &ue) {
+		return c.usageError(name, "%v", ue.error)
+	}
+	return c.fail(name, err)
+}
+
+func (a *adminClient) adminToken(c *cli) (string, error) {
+	switch a.token {
+	case "-":
+		b, err := io.ReadAll(io.LimitReader(c.stdin, maxStdinToken))
+		if err != nil {
+			return "", fmt.Errorf("read the token from standard input: %w", err)
+		}
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", errors.New("--token -: standard input is empty")
+		}
+		return tok, nil
+	case "":
+		env := c.lookupEnv
+		if env == nil {
+			env = os.LookupEnv
+		}
+		tok, _ := env(adminTokenEnv)
+		return strings.TrimSpace(tok), nil
+	}
+	return a.token, nil
+}
+
+func (a *adminClient) credentials() (credentials.TransportCredentials, error) {
+	if (a.certFile == "") != (a.keyFile == "") {
+		return nil, errors.New("--cert-file and --key-file go together: give both, or neither")
+	}
+	if !a.tls && a.caFile == "" && a.certFile == "" {
+		return insecure.NewCredentials(), nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if a.certFile != "" {
+		cert, err := tls.LoadX509KeyPair(repoPath(a.certFile), repoPath(a.keyFile))
+		if err != nil {
+			return nil, fmt.Errorf("--cert-file/--key-file: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	if a.caFile != "" {
+		pem, err := os.ReadFile(repoPath(a.caFile))
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-file %s holds no PEM certificate", a.caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// printJSON prints m as indented protojson.
+func printJSON(w io.Writer, m proto.Message) error {
+	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", out.Bytes())
+	return err
+}
+
+// revokeCmd revokes one token, or every token of a subject or client,
+// optionally for one scope or segment and until a time.
+type revokeCmd struct {
+	adminClient
+	jti, iss, sub, client string
+	scope, segment        string
+	reason, until         string
+	now                   func() time.Time
+}
+
+func (r *revokeCmd) define(fs *flag.FlagSet) {
+	r.adminClient.define(fs)
+	fs.StringVar(&r.jti, "jti", "", "revoke one token: its jti claim (with --iss)")
+	fs.StringVar(&r.iss, "iss", "", "the token's issuer (with --jti); with --sub or --client, limits the revocation to tokens of this issuer")
+	fs.StringVar(&r.sub, "sub", "", "revoke every token of this subject (sub claim)")
+	fs.StringVar(&r.client, "client", "", "revoke every token of this client (client_id, else azp)")
+	fs.StringVar(&r.scope, "scope", "", "revoke only this scope: the tokens keep their other scopes")
+	fs.StringVar(&r.segment, "segment", "", "revoke only this segment: a scope-catalog segment name (billing), or a path prefix (/v1/payments)")
+	fs.StringVar(&r.reason, "reason", "", "why (required): a ticket or incident reference; recorded and audited, never shown to clients")
+	fs.StringVar(&r.until, "until", "", "when the revocation lapses: an RFC 3339 time (2026-12-01T00:00:00Z) or a duration from now (24h, 7d); default never")
+}
+
+func (r *revokeCmd) run(ctx context.Context, c *cli) int {
+	const name = "revoke"
+	req := &scopegatev1.RevokeRequest{Scope: r.scope, Segment: r.segment, Reason: r.reason}
+	targets := 0
+	if r.jti != "" {
+		targets++
+		if r.iss == "" {
+			return c.usageError(name, "--jti needs --iss: a jti is unique only within its issuer")
+		}
+		req.Target = &scopegatev1.RevokeRequest_Token{Token: &scopegatev1.TokenTarget{Iss: r.iss, Jti: r.jti}}
+	}
+	if r.sub != "" {
+		targets++
+		req.Target, req.Issuer = &scopegatev1.RevokeRequest_Subject{Subject: r.sub}, r.iss
+	}
+	if r.client != "" {
+		targets++
+		req.Target, req.Issuer = &scopegatev1.RevokeRequest_ClientId{ClientId: r.client}, r.iss
+	}
+	if targets != 1 {
+		return c.usageError(name, "give exactly one of --jti (with --iss), --sub or --client")
+	}
+	if r.scope != "" && r.segment != "" {
+		return c.usageError(name, "give --scope or --segment, not both")
+	}
+	if strings.TrimSpace(r.reason) == "" {
+		return c.usageError(name, "--reason is required: say why (a ticket or incident reference)")
+	}
+	if r.until != "" {
+		now := time.Now
+		if r.now != nil {
+			now = r.now
+		}
+		t, err := parseUntil(r.until, now())
+		if err != nil {
+			return c.usageError(name, "--until: %v", err)
+		}
+		req.Until = timestamppb.New(t)
+	}
+	resp, err := r.call(ctx, c, func(ctx context.Context, a scopegatev1.AdminClient) (proto.Message, error) {
+		return a.Revoke(ctx, req)
+	})
+	if err != nil {
+		return r.finish(c, name, err)
+	}
+	rev := resp.(*scopegatev1.RevokeResponse).GetRevocation()
+	if r.json {
+		if err := printJSON(c.stdout, rev); err != nil {
+			return c.fail(name, err)
+		}
+		return exitOK
+	}
+	fmt.Fprintln(c.stdout, rev.GetId())
+	return exitOK
+}
+
+// parseUntil reads an RFC 3339 time, or a duration from now: Go's (90m,
+// 24h) or whole days (7d).
+func parseUntil(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n > 0 {
+			return now.Add(time.Duration(n) * 24 * time.Hour), nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time (2026-12-01T00:00:00Z) nor a positive duration (24h, 7d)", s)
+	}
+	return now.Add(d), nil
+}
+
+// unrevokeCmd removes a revocation by id.
+type unrevokeCmd struct {
+	adminClient
+	id string
+}
+
+func (u *unrevokeCmd) define(fs *flag.FlagSet) {
+	u.adminClient.define(fs)
+	fs.StringVar(&u.id, "id", "", "id of the revocation to remove, as revoke or revocations list printed it (required)")
+}
+
+func (u *unrevokeCmd) run(ctx context.Context, c *cli) int {
+	const name = "unrevoke"
+	if u.id == "" {
+		return c.usageError(name, "--id is required")
+	}
+	_, err := u.call(ctx, c, func(ctx context.Context, a scopegatev1.AdminClient) (proto.Message, error) {
+		return a.Unrevoke(ctx, &scopegatev1.UnrevokeRequest{Id: u.id})
+	})
+	if err != nil {
+		return u.finish(c, name, err)
+	}
+	if !u.json {
+		fmt.Fprintf(c.stdout, "revocation %s removed\n", u.id)
+	} else {
+		fmt.Fprintf(c.stdout, "{\"id\": %q}\n", u.id)
+	}
+	return exitOK
+}
+
+// revocationsListCmd lists the revocations a server enforces.
+type revocationsListCmd struct {
+	adminClient
+}
+
+func (l *revocationsListCmd) run(ctx context.Context, c *cli) int {
+	const name = "revocations list"
+	resp, err := l.call(ctx, c, func(ctx context.Context, a scopegatev1.AdminClient) (proto.Message, error) {
+		return a.ListRevocations(ctx, &scopegatev1.ListRevocationsRequest{})
+	})
+	if err != nil {
+		return l.finish(c, name, err)
+	}
+	list := resp.(*scopegatev1.ListRevocationsResponse)
+	if l.json {
+		if err := printJSON(c.stdout, list); err != nil {
+			return c.fail(name, err)
+		}
+		return exitOK
+	}
+	printRevocations(c.stdout, list)
+	return exitOK
+}
+
+func printRevocations(w io.Writer, list *scopegatev1.ListRevocationsResponse) {
+	if t := list.GetSyncedAt(); t != nil {
+		fmt.Fprintf(w, "synced at %s\n", t.AsTime().UTC().Format(time.RFC3339))
+	} else {
+		fmt.Fprintln(w, "never synced with the store")
+	}
+	if len(list.GetRevocations()) == 0 {
+		fmt.Fprintln(w, "no revocations in force")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tKIND\tTARGET\tISSUER\tONLY\tUNTIL\tCREATED\tBY\tREASON")
+	for _, r := range list.GetRevocations() {
+		target := r.GetJti()
+		switch r.GetKind() {
+		case "subject":
+			target = r.GetSubject()
+		case "client":
+			target = r.GetClientId()
+		}
+		only := "-"
+		if r.GetScope() != "" {
+			only = "scope " + r.GetScope()
+		} else if r.GetSegment() != "" {
+			only = "segment " + r.GetSegment()
+		}
+		until := "never"
+		if r.GetUntil() != nil {
+			until = r.GetUntil().AsTime().UTC().Format(time.RFC3339)
+		}
+		created := ""
+		if r.GetCreatedAt() != nil {
+			created = r.GetCreatedAt().AsTime().UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.GetId(), r.GetKind(), target, dashIfEmpty(r.GetIssuer()), only, until, created, dashIfEmpty(r.GetCreatedBy()), r.GetReason())
+	}
+	tw.Flush()
+}
+
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/scopegate/scopegate/server"
+)
+
+// serveCmd runs the decision server until SIGINT or SIGTERM. Its flags are
+// the server's configuration; each maps to one server.Config field.
+type serveCmd struct {
+	policy     string
+	grpcAddr   string
+	httpAddr   string
+	httpPfx    string
+	logLevel   string
+	opsFlags   // serve_config.go
+	auditFlags // serve_audit.go
+	adminFlags // serve_admin.go
+
+	// Request limits (server/limits.go).
+	maxHeaders     int
+	maxHeaderBytes int
+	maxPolicyBytes int
+	checkTimeout   time.Duration
+}
+
+func (s *serveCmd) define(fs *flag.FlagSet) {
+	fs.StringVar(&s.policy, "policy", "", "policy file to serve (required)")
+	fs.StringVar(&s.grpcAddr, "grpc-addr", "127.0.0.1:9191", "address of the gRPC listener (Envoy ext_authz and scopegate Check)")
+	fs.StringVar(&s.httpAddr, "http-addr", server.DefaultHTTPAddr, "address of the HTTP listener (forward-auth for nginx, Caddy, Traefik and Envoy's HTTP mode; AuthZEN); \"\" disables it")
+	fs.StringVar(&s.httpPfx, "http-path-prefix", "", "path prefix stripped from forward-auth checks that carry no X-Forwarded-Uri/X-Original-URI (Envoy http_service path_prefix)")
+	fs.StringVar(&s.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	s.opsFlags.define(fs)
+	s.auditFlags.define(fs)
+	s.adminFlags.define(fs)
+	fs.IntVar(&s.maxHeaders, "max-request-headers", server.DefaultMaxRequestHeaders, "most headers one check may carry; more are denied with request_invalid")
+	fs.IntVar(&s.maxHeaderBytes, "max-request-header-bytes", server.DefaultMaxRequestHeaderBytes, "most bytes the headers of one check may total (names and values); more are denied with request_invalid")
+	fs.IntVar(&s.maxPolicyBytes, "max-policy-bytes", 16<<20, "largest policy file loaded, at start and on reload; a larger one is refused unread")
+	fs.DurationVar(&s.checkTimeout, "check-timeout", server.DefaultCheckTimeout, "longest a decision may take on the server side; a slower one is answered as an internal error")
+}
+
+func (s *serveCmd) run(ctx context.Context, c *cli) int {
+	if s.policy == "" {
+		return c.usageError("serve", "--policy is required")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(s.logLevel)); err != nil {
+		return c.usageError("serve", "--log-level %q is not one of debug, info, warn, error", s.logLevel)
+	}
+	logger, err := s.newLogger(c.stderr, level)
+	if err != nil {
+		return c.usageError("serve", "%v", err)
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg := server.Config{
+		PolicyPath:     s.policy,
+		GRPCAddr:       s.grpcAddr,
+		HTTPAddr:       s.httpAddr,
+		DisableHTTP:    s.httpAddr == "",
+		HTTPPathPrefix: s.httpPfx,
+		Logger:         logger,
+	}
+	if err := s.opsFlags.apply(&cfg); err != nil {
+		return c.usageError("serve", "%v", err)
+	}
+	st, err := s.adminFlags.open(ctx, &cfg, logger)
+	if err != nil {
+		return c.fail("serve", err)
+	}
+	if st != nil {
+		defer st.Close()
+	}
+	if err := s.auditFlags.apply(ctx, &cfg, c.stdout, st); err != nil {
+		return c.usageError("serve", "%v", err)
+	}
+	if s.maxHeaders <= 0 || s.maxHeaderBytes <= 0 || s.checkTimeout <= 0 || s.maxPolicyBytes <= 0 {
+		return c.usageError("serve", "--max-request-headers, --max-request-header-bytes, --max-policy-bytes and --check-timeout must be positive (defaults %d, %d, %d, %v)",
+			server.DefaultMaxRequestHeaders, server.DefaultMaxRequestHeaderBytes, 16<<20, server.DefaultCheckTimeout)
+	}
+	cfg.MaxRequestHeaders, cfg.MaxRequestHeaderBytes, cfg.CheckTimeout = s.maxHeaders, s.maxHeaderBytes, s.checkTimeout
+	cfg.MaxPolicyBytes = s.maxPolicyBytes
+	if err := server.Run(ctx, cfg); err != nil {
+		return c.policyError("serve", err)
+	}
+	return exitOK
+}

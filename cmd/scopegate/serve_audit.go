@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/scopegate/scopegate/server"
+	"github.com/scopegate/scopegate/server/audit"
+	"github.com/scopegate/scopegate/server/usage"
+	"github.com/scopegate/scopegate/store"
+	"github.com/scopegate/scopegate/store/postgres"
+)
+
+// auditFlags are the serve flags of the decision audit log and the scope
+// usage aggregation.
+type auditFlags struct {
+	audit         string
+	allowSample   float64
+	block         bool
+	buffer        int
+	fileMaxBytes  int64
+	usage         bool
+	usageInterval time.Duration
+}
+
+func (a *auditFlags) define(fs *flag.FlagSet) {
+	fs.StringVar(&a.audit, "audit", "stdout", "where decision audit records go: stdout, file:PATH, postgres (the --store database), several separated by commas, or off")
+	fs.Float64Var(&a.allowSample, "audit-allow-sample", 1, "fraction of allows audited, 0 to 1 (denies are always audited)")
+	fs.BoolVar(&a.block, "audit-block", false, "when the audit buffer is full, make decisions wait for room (up to their deadline) instead of dropping records")
+	fs.IntVar(&a.buffer, "audit-buffer", audit.DefaultBufferSize, "decisions the audit buffer holds before it drops (or blocks)")
+	fs.Int64Var(&a.fileMaxBytes, "audit-file-max-bytes", 0, "rotate a file:PATH audit log at this size, keeping 5 old files; 0 never rotates (SIGHUP reopens the file for logrotate)")
+	fs.BoolVar(&a.usage, "usage", true, "aggregate granted versus used scopes per client, for scopegate report usage (persisted in the store, if any)")
+	fs.DurationVar(&a.usageInterval, "usage-flush-interval", usage.DefaultFlushInterval, "how often usage counts are persisted to the store")
+}
+
+// apply fills cfg.Audit from the flags. stdout receives stdout records; st
+// is the opened store, or nil: --audit postgres needs a PostgreSQL store,
+// and with a store usage is persisted in it. A file sink is reopened on
+// SIGHUP until ctx ends.
+func (a *auditFlags) apply(ctx context.Context, cfg *server.Config, stdout io.Writer, st store.Store) error {
+	if math.IsNaN(a.allowSample) || a.allowSample < 0 || a.allowSample > 1 {
+		return fmt.Errorf("--audit-allow-sample %v: give a fraction from 0 to 1 (1 audits every allow, 0 none)", a.allowSample)
+	}
+	if a.buffer <= 0 || a.buffer > audit.MaxBufferSize {
+		return fmt.Errorf("--audit-buffer %d: give 1 to %d decisions (default %d)", a.buffer, audit.MaxBufferSize, audit.DefaultBufferSize)
+	}
+	if a.fileMaxBytes < 0 {
+		return fmt.Errorf("--audit-file-max-bytes %d: give a size in bytes, or 0 to never rotate", a.fileMaxBytes)
+	}
+	if a.usageInterval < 100*time.Millisecond {
+		return fmt.Errorf("--usage-flush-interval %v: give at least 100ms (default %v)", a.usageInterval, usage.DefaultFlushInterval)
+	}
+	dests, err := audit.ParseDestinations(a.audit)
+	if err != nil {
+		return fmt.Errorf("--audit: %w", err)
+	}
+	ac := server.AuditConfig{
+		AllowSample: a.allowSample,
+		DenyOnly:    a.allowSample == 0,
+		Block:       a.block,
+		BufferSize:  a.buffer,
+		Usage:       a.usage,
+	}
+	var files []*audit.FileSink
+	for _, d := range dests {
+		switch d.Kind {
+		case audit.KindStdout:
+			ac.Sinks = append(ac.Sinks, audit.NewWriterSink("stdout", stdout))
+		case audit.KindFile:
+			fs, err := audit.NewFileSink(d.Path, audit.FileOptions{MaxBytes: a.fileMaxBytes})
+			if err != nil {
+				return fmt.Errorf("--audit file:%s: %w", d.Path, err)
+			}
+			files = append(files, fs)
+			ac.Sinks = append(ac.Sinks, fs)
+		case audit.KindPostgres:
+			db, ok := st.(*postgres.DB)
+			if !ok {
+				return errors.New("--audit postgres writes to the store's database: give --store with a postgres:// URL")
+			}
+			sink, err := db.AuditSink(postgres.AuditSinkOptions{})
+			if err != nil {
+				return fmt.Errorf("--audit postgres: %w", err)
+			}
+			ac.Sinks = append(ac.Sinks, sink)
+		}
+	}
+	if a.usage && st != nil {
+		if us, ok := st.(interface{ UsageStore() usage.Store }); ok {
+			ac.UsageStore = us.UsageStore()
+			ac.UsageFlushInterval = a.usageInterval
+		}
+	}
+	cfg.Audit = ac
+	if len(files) > 0 {
+		reopenOnHUP(ctx, files)
+	}
+	return nil
+}
+
+// reopenOnHUP reopens the audit files on SIGHUP (after logrotate moved
+// them), until ctx ends. The server also reloads the policy on SIGHUP;
+// both happen.
+func reopenOnHUP(ctx context.Context, files []*audit.FileSink) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				for _, f := range files {
+					f.Reopen()
+				}
+			}
+		}
+	}()
+}
