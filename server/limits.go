@@ -8,6 +8,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 
 	"github.com/scopegate/scopegate/decision"
 	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
@@ -124,9 +125,14 @@ func (s *Server) limitUnary(ctx context.Context, req any, _ *grpc.UnaryServerInf
 		defer cancel()
 	}
 	resp, err := handler(ctx, req)
-	if err == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		d := decision.Decision{Code: decision.Internal, Detail: s.limits.msgTimeout, Policy: s.engine.Policy()}
-		return s.limitResponse(api, &d), nil
+	if err == nil && ctx.Err() != nil {
+		if errors.Is(context.Cause(ctx), errCheckTimeout) {
+			d := decision.Decision{Code: decision.Internal, Detail: s.limits.msgTimeout, Policy: s.engine.Policy()}
+			return s.limitResponse(api, &d), nil
+		}
+		// The caller's own deadline passed or it cancelled: whatever the
+		// decision made of a cut-short lookup is not an answer to send.
+		return nil, status.FromContextError(ctx.Err()).Err()
 	}
 	return resp, err
 }

@@ -273,6 +273,51 @@ func TestLimitsCheckTimeout(t *testing.T) {
 	})
 }
 
+// TestLimitsCallerGoneIsNotAnswered drives the interceptor directly: a
+// decision that returns after the caller's own deadline passed (its key
+// lookup cut short) is not sent as an answer, while one cut short by the
+// server's check timeout is an in-band internal error. Deterministic,
+// unlike racing a client timer over loopback.
+func TestLimitsCallerGoneIsNotAnswered(t *testing.T) {
+	e, err := NewServer(Config{PolicyPath: "testdata/attack-policy.yaml", Logger: atkLogger(), CheckTimeout: 50 * time.Millisecond,
+		KeySources: func(*decision.IssuerSpec, string) (decision.KeySource, error) { return &slowKeys{}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := checkWithHeaders(map[string]string{})
+	waitDone := func(ctx context.Context, _ any) (any, error) {
+		<-ctx.Done()
+		return &authv3.CheckResponse{}, nil // what a decision on a cut-short lookup returns
+	}
+
+	t.Run("the caller's deadline passed", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		resp, err := e.limitUnary(ctx, req, nil, waitDone)
+		if status.Code(err) != codes.DeadlineExceeded || resp != nil {
+			t.Fatalf("limitUnary = %v, %v; want no response and DeadlineExceeded", resp, err)
+		}
+	})
+	t.Run("the caller cancelled", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		resp, err := e.limitUnary(ctx, req, nil, waitDone)
+		if status.Code(err) != codes.Canceled || resp != nil {
+			t.Fatalf("limitUnary = %v, %v; want no response and Canceled", resp, err)
+		}
+	})
+	t.Run("the server's check timeout passed", func(t *testing.T) {
+		resp, err := e.limitUnary(context.Background(), req, nil, waitDone)
+		if err != nil {
+			t.Fatalf("limitUnary error %v, want an in-band answer", err)
+		}
+		r, _ := resp.(*authv3.CheckResponse)
+		if r.GetStatus().GetMessage() != decision.Internal.String() || !strings.Contains(r.GetErrorResponse().GetBody(), "check timeout") {
+			t.Fatalf("response %v, want an internal error naming the check timeout", resp)
+		}
+	})
+}
+
 // TestLimitsConcurrentStreams holds decisions open and checks that no
 // more than MaxConcurrentStreams run at once on one connection.
 func TestLimitsConcurrentStreams(t *testing.T) {
