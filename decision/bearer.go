@@ -34,7 +34,8 @@ var b64tokenChar = func() (t [256]bool) {
 }()
 
 // extractBearer returns the token of an "Authorization: Bearer <token>"
-// header (RFC 6750 §2.1), or the reason it cannot. count is how many
+// header (RFC 6750 §2.1), or the reason it cannot. Its characters are
+// checked by checkB64Token, before any verification. count is how many
 // Authorization headers the request carried; maxBytes bounds the token. It
 // allocates nothing unless the token is too long.
 func extractBearer(authz string, count int, maxBytes int) (token string, code Code, detail string) {
@@ -78,20 +79,28 @@ func extractBearer(authz string, count int, maxBytes int) (token string, code Co
 	if len(token) > maxBytes {
 		return "", TokenInvalid, bearerTooLong(maxBytes)
 	}
+	return token, OK, ""
+}
+
+// checkB64Token checks token against RFC 6750's b64token alphabet. It is
+// not part of extractBearer: the verifier runs it on a cache miss only,
+// since every cached token passed it, and on a hit a scan of 850 bytes
+// would be a third of the decision.
+func checkB64Token(token string) (Code, string) {
 	j := 0
 	for j < len(token) && b64tokenChar[token[j]] {
 		j++
 	}
 	if j == 0 {
-		return "", TokenInvalid, detailBadBearerChars
+		return TokenInvalid, detailBadBearerChars
 	}
 	for j < len(token) && token[j] == '=' {
 		j++
 	}
 	if j != len(token) {
-		return "", TokenInvalid, detailBadBearerChars
+		return TokenInvalid, detailBadBearerChars
 	}
-	return token, OK, ""
+	return OK, ""
 }
 
 // tooLongMsg caches the oversize detail for the engine's limit, so a flood

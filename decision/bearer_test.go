@@ -50,6 +50,11 @@ func TestExtractBearer(t *testing.T) {
 				maxBytes = 16 << 10
 			}
 			got, code, detail := extractBearer(tc.authz, tc.count, maxBytes)
+			if code == OK {
+				if code, detail = checkB64Token(got); code != OK {
+					got = ""
+				}
+			}
 			if code != tc.want {
 				t.Fatalf("code = %v (%s), want %v", code, detail, tc.want)
 			}
@@ -69,7 +74,11 @@ func TestExtractBearer(t *testing.T) {
 func TestExtractBearerAllocatesNothing(t *testing.T) {
 	authz := "Bearer eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln"
 	for _, h := range []string{authz, "Basic x", "Bearer a$b", authz + ", " + authz, "Bearer " + strings.Repeat("a", 20<<10)} {
-		if n := testing.AllocsPerRun(100, func() { extractBearer(h, 1, 16<<10) }); n != 0 {
+		if n := testing.AllocsPerRun(100, func() {
+			if tok, code, _ := extractBearer(h, 1, 16<<10); code == OK {
+				checkB64Token(tok)
+			}
+		}); n != 0 {
 			t.Errorf("extractBearer(%q) allocates %.0f times", h, n)
 		}
 	}
@@ -79,7 +88,11 @@ func BenchmarkExtractBearer(b *testing.B) {
 	authz := "Bearer " + strings.Repeat("eyJhbGciOiJSUzI1NiJ9", 40)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, code, _ := extractBearer(authz, 1, 16<<10); code != OK {
+		tok, code, _ := extractBearer(authz, 1, 16<<10)
+		if code != OK {
+			b.Fatal(code)
+		}
+		if code, _ := checkB64Token(tok); code != OK {
 			b.Fatal(code)
 		}
 	}

@@ -373,7 +373,7 @@ func checkClaims(sets []*whenSet, tok *Token, tr *Trace) (Code, string) {
 		for i := range s.claims {
 			n++
 			c := &s.claims[i]
-			if !c.holds(tok.Claims) && s.deny(tr, "claims", c.detail) {
+			if !c.holds(tok.Claims()) && s.deny(tr, "claims", c.detail) {
 				return ClaimConditionFailed, c.detail
 			}
 		}

@@ -483,9 +483,9 @@ func BenchmarkCheckConstraints(b *testing.B) {
 		IssuedAt: now.Add(-5 * time.Minute), Expiry: now.Add(55 * time.Minute), AuthTime: now.Add(-5 * time.Minute),
 		ACR: "urn:mfa", AMR: []string{"pwd", "mfa"}, CnfX5tS256: base64.RawURLEncoding.EncodeToString(sum[:]),
 	}
-	tok.Claims = map[string]any{
+	tok.SetClaims(map[string]any{
 		"sub": "alice", "groups": []any{"staff", "on-call"}, "tenant": "acme", "roles": []any{"admin"}, "email_verified": true,
-	}
+	})
 	r := &Request{
 		Method: "PUT", Path: "/orders/42", SourceIP: netip.MustParseAddr("192.0.2.10"), ForwardedFor: "203.0.113.9, 10.1.2.3",
 		ClientCertificate: url.QueryEscape("-----BEGIN CERTIFICATE-----\n" + base64.StdEncoding.EncodeToString(der) + "\n-----END CERTIFICATE-----\n"),

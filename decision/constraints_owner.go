@@ -106,7 +106,7 @@ var (
 // then the store's cached answer, then the store under the lookup's
 // timeout.
 func (e *Engine) checkOwner(ctx context.Context, o *ownerRule, d *Decision, tr *Trace) (Code, string) {
-	claim, ok := o.claim.lookup(d.Token.Claims)
+	claim, ok := o.claim.lookup(d.Token.Claims())
 	if !ok {
 		tr.add("owner", "fail", o.detailNoClaim)
 		return NotOwner, o.detailNoClaim

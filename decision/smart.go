@@ -668,7 +668,7 @@ func smartInsufficient(fr *fhirRequest) string {
 
 // smartPatient binds a patient/ grant to the token's patient.
 func (e *Engine) smartPatient(ctx context.Context, sr *smartRoute, fr *fhirRequest, tok *Token, d *Decision) (Code, string) {
-	patient, _ := tok.Claims[sr.claim].(string)
+	patient, _ := tok.Claims()[sr.claim].(string)
 	switch {
 	case patient == "":
 		return ClaimConditionFailed, sr.noPatient
@@ -762,7 +762,7 @@ func (d *Decision) UpstreamHints() map[string]string {
 		m[HintFHIRRestriction] = strings.Join(parts, " ")
 	}
 	if d.gov.smartPatient && d.Route != nil && d.Route.smart != nil {
-		if p, ok := d.Token.Claims[d.Route.smart.claim].(string); ok {
+		if p, ok := d.Token.Claims()[d.Route.smart.claim].(string); ok {
 			m[HintFHIRPatient] = p
 		}
 	}

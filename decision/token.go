@@ -3,6 +3,7 @@ package decision
 import (
 	"context"
 	"crypto"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,9 +31,11 @@ type Token struct {
 	// CnfX5tS256 is cnf["x5t#S256"] (RFC 8705), CnfJKT is cnf["jkt"] (RFC 9449).
 	CnfX5tS256 string
 	CnfJKT     string
-	// Claims is every claim of the payload, decoded with encoding/json
-	// (numbers as json.Number), for claim conditions.
-	Claims map[string]any
+
+	// payload is the token's claims set as JSON; Claims decodes it on
+	// first use (claims.go).
+	payload []byte
+	claims  atomic.Pointer[map[string]any]
 }
 
 // Key is one verification key of an issuer, as exported from a JWK.
