@@ -167,8 +167,11 @@ func readTokenClaims(obj *fastjson.Object, vt *verifiedToken, scopeClaims []stri
 	if t.ClientID == "" {
 		t.ClientID = azp
 	}
-	t.Scopes, detail = readTokenScopes(obj, scopeClaims)
-	return detail
+	if t.Scopes, detail = readTokenScopes(obj, scopeClaims); detail != "" {
+		return detail
+	}
+	t.ScopeString = strings.Join(t.Scopes, " ")
+	return ""
 }
 
 // duplicateKey returns a member name obj holds twice, or "".

@@ -2,6 +2,7 @@ package decision
 
 import (
 	"context"
+	"iter"
 	"math/bits"
 	"strings"
 	"sync"
@@ -109,6 +110,25 @@ func (d *Decision) ScopesUsed() []string {
 		i++
 	}
 	return out
+}
+
+// ScopesUsedSeq yields what ScopesUsed returns, in the same order,
+// without allocating.
+func (d *Decision) ScopesUsedSeq() iter.Seq[string] {
+	return func(yield func(string) bool) {
+		if d.Route == nil || d.used == 0 {
+			return
+		}
+		i := 0
+		for _, list := range [2][]string{d.Route.AllOf, d.Route.AnyOf} {
+			for _, s := range list {
+				if d.used&(1<<i) != 0 && !yield(s) {
+					return
+				}
+				i++
+			}
+		}
+	}
 }
 
 // PolicyVersion returns the version of the policy that decided, or "".

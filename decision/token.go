@@ -21,6 +21,8 @@ type Token struct {
 	Audience []string
 	// Scopes are the granted scopes, in token order, duplicates removed.
 	Scopes []string
+	// ScopeString is Scopes joined by single spaces, as sent upstream.
+	ScopeString string
 
 	IssuedAt  time.Time // zero if absent
 	NotBefore time.Time // zero if absent

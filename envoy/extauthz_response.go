@@ -153,7 +153,10 @@ func UpstreamHeaders(d *decision.Decision) [3]UpstreamHeader {
 	if t := d.Token; t != nil {
 		out[0].Value = t.Subject
 		out[1].Value = t.ClientID
-		out[2].Value = strings.Join(t.Scopes, " ")
+		out[2].Value = t.ScopeString
+		if out[2].Value == "" && len(t.Scopes) > 0 { // a Token built by hand
+			out[2].Value = strings.Join(t.Scopes, " ")
+		}
 	}
 	return out
 }

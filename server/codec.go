@@ -82,6 +82,13 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 			return respBuffers.wrap(buf, b), nil
 		}
 		respBuffers.Put(buf)
+	case *allowReply:
+		buf := respBuffers.Get(respBufferSize)
+		if b, ok := appendAllow((*buf)[:0], &m.d); ok {
+			return respBuffers.wrap(buf, b), nil
+		}
+		respBuffers.Put(buf)
+		v = m.responder.Response(&m.d)
 	case vtStrictMarshaler:
 		return marshalVT(m.SizeVT(), m.MarshalToSizedBufferVTStrict)
 	case vtMarshaler:

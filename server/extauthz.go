@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
@@ -25,14 +24,15 @@ type ExtAuthz struct {
 
 var _ authv3.AuthorizationServer = (*ExtAuthz)(nil)
 
-// Check implements authv3.AuthorizationServer.
+// Check implements authv3.AuthorizationServer. The server serves the same
+// decision through extAuthzCheckHandler, which leaves encoding an allow to
+// the codec (extauthz_fast.go).
 func (x *ExtAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	start := time.Now()
-	var r decision.Request
-	envoy.RequestFromCheck(req, &r)
-	d := x.engine.Decide(ctx, &r)
-	resp := x.responder.Response(&d)
-	x.metrics.observe(apiExtAuthz, &d, start)
-	x.auditLog.Record(ctx, audit.ExtAuthz, &r, &d, start, "")
-	return resp, nil
+	switch r := x.check(ctx, req).(type) {
+	case *allowReply:
+		return x.responder.Response(&r.d), nil
+	case *authv3.CheckResponse:
+		return r, nil
+	}
+	panic("unreachable")
 }

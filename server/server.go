@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
@@ -159,7 +158,7 @@ func NewServer(cfg Config) (*Server, error) {
 			Timeout: keepalivePingTimeout,
 		}),
 	)
-	authv3.RegisterAuthorizationServer(s.grpc, &ExtAuthz{engine: s.engine, responder: s.responder, metrics: s.metrics, auditLog: s.auditing.log})
+	s.grpc.RegisterService(&extAuthzServiceDesc, &ExtAuthz{engine: s.engine, responder: s.responder, metrics: s.metrics, auditLog: s.auditing.log})
 	scopegatev1.RegisterAuthorizerServer(s.grpc, &Authorizer{engine: s.engine, responder: s.responder, metrics: s.metrics, auditLog: s.auditing.log})
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
