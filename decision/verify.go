@@ -218,6 +218,9 @@ func (v *verifier) verifyCold(ctx context.Context, raw string, pol *Policy, now 
 	nowN := now.UnixNano()
 	gen := v.gen.Load()
 	v.colds.Add(1)
+	// raw is usually a substring of a whole decoded request; the cache and
+	// the verified token keep a copy of their own, not the request.
+	raw = strings.Clone(raw)
 	vt, f := v.verifyToken(ctx, raw, pol)
 	if f != nil {
 		if f.cacheable {

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 var testNow = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -678,5 +679,30 @@ func TestHeaderMemo(t *testing.T) {
 	}
 	if slot(bad) != nil {
 		t.Fatal("an invalid header was remembered")
+	}
+}
+
+// TestVerifiedTokenOwnsItsString: a token arrives as a substring of a
+// whole decoded request; what the cache keeps must be a copy, or one cached
+// token would keep its request (headers and all) alive.
+func TestVerifiedTokenOwnsItsString(t *testing.T) {
+	k := testKeys(t)
+	pol := testPolicyWith(testIssuer(StaticKeys(k.issuerKeys())))
+	tok := sign(t, k.rsa, "RS256", hdr("RS256", "rsa1"), baseClaims(testNow))
+	request := "x-request-id: 1\nauthorization: Bearer " + tok + "\nuser-agent: test\n"
+	start := strings.Index(request, tok)
+	raw := request[start : start+len(tok)]
+	v := newTestVerifier(t)
+	vt, code, detail := v.verify(context.Background(), raw, pol, testNow)
+	if code != OK {
+		t.Fatalf("verify = %s (%s)", code, detail)
+	}
+	reqStart := uintptr(unsafe.Pointer(unsafe.StringData(request)))
+	if p := uintptr(unsafe.Pointer(unsafe.StringData(vt.raw))); p >= reqStart && p < reqStart+uintptr(len(request)) {
+		t.Error("the verified token's string points into the request")
+	}
+	v.wait()
+	if e, ok := v.cache.Get(raw); !ok || e.raw != raw || unsafe.StringData(e.raw) == unsafe.StringData(raw) {
+		t.Errorf("cache entry %v (found %v): want a copy of the token", e != nil, ok)
 	}
 }

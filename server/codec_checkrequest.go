@@ -1,7 +1,6 @@
 package server
 
 import (
-	"strings"
 	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -29,10 +28,9 @@ import (
 // proto's merge rules for repeated singular fields and last-wins for
 // repeated map keys.
 //
-// One deliberate difference in memory, not in content: the authorization
-// header's value is copied on its own. The token cache keeps the token
-// string as long as the entry lives; sharing the request's copy would keep
-// the whole request (headers and all) alive with it.
+// The authorization header shares the copy like every other string: the
+// token cache copies a token when it stores it (decision.verifier), so a
+// cached token never keeps a request alive, and a cache hit copies nothing.
 
 // Field numbers, from envoy/service/auth/v3/attribute_context.proto,
 // envoy/config/core/v3/address.proto and base.proto.
@@ -88,8 +86,6 @@ const (
 
 	fMapKey   = 1
 	fMapValue = 2
-
-	hdrAuthorization = "authorization"
 )
 
 // peerBlock holds the messages of one peer with a socket address.
@@ -475,9 +471,6 @@ func (d *crDecoder) headerMap(mf field, hm *corev3.HeaderMap) bool {
 				return false
 			}
 		}
-		if strings.EqualFold(hv.Key, hdrAuthorization) {
-			hv.Value = strings.Clone(hv.Value)
-		}
 	}
 	return true
 }
@@ -503,9 +496,6 @@ func (d *crDecoder) mapEntry(ef field, m map[string]string) bool {
 		if !ok {
 			return false
 		}
-	}
-	if k == hdrAuthorization {
-		v = strings.Clone(v)
 	}
 	m[k] = v
 	return true
