@@ -51,11 +51,17 @@ func (e *Engine) checkDrift(r *Request, d *Decision, now time.Time) (Code, strin
 	}
 	g := pol.gov
 	tok := d.Token
+	nowN := now.UnixNano()
 	var info *driftInfo
-	if c := g.clients[tok.ClientID]; c != nil {
-		info = g.clientDrift(pol, c, tok, now.UnixNano())
+	if m := tok.drift.Load(); m != nil && m.pol == pol && (m.c == nil || m.c.phaseAt(nowN) == m.phase) {
+		info = m.info
+	} else if c := g.clients[tok.ClientID]; c != nil {
+		phase := c.phaseAt(nowN)
+		info = g.clientDrift(pol, c, tok, nowN)
+		tok.drift.Store(&driftMemo{pol: pol, c: c, phase: phase, info: info})
 	} else {
 		info = g.unregisteredDrift(tok)
+		tok.drift.Store(&driftMemo{pol: pol, info: info})
 	}
 	if info == nil {
 		return OK, ""
@@ -71,13 +77,29 @@ func (e *Engine) checkDrift(r *Request, d *Decision, now time.Time) (Code, strin
 	return OK, ""
 }
 
+// driftMemo is the drift of one token under one policy while its client's
+// grants are in one phase (nil info: none). clientDrift depends on nothing
+// else, so the memo spares a cached token the client lookup and a lookup
+// per scope.
+type driftMemo struct {
+	pol   *Policy
+	c     *clientGrants // nil: the client is not registered
+	phase int
+	info  *driftInfo
+}
+
 // active returns the client's grant bitset in force at nowN.
 func (c *clientGrants) active(nowN int64) []uint64 {
+	return c.phases[c.phaseAt(nowN)].bits
+}
+
+// phaseAt returns the index of the grant phase in force at nowN.
+func (c *clientGrants) phaseAt(nowN int64) int {
 	i := 0
 	for nowN >= c.phases[i].until { // the last phase never ends
 		i++
 	}
-	return c.phases[i].bits
+	return i
 }
 
 // approvedTogether reports whether one of the client's segments_together

@@ -464,3 +464,22 @@ func TestGovernanceTrace(t *testing.T) {
 		})
 	}
 }
+
+// TestDriftOfACachedTokenFollowsGrantExpiry: the drift of a cached token is
+// remembered per policy and grant phase; when its client's grant expires
+// the same token, still cached and still valid, drifts on its next use.
+func TestDriftOfACachedTokenFollowsGrantExpiry(t *testing.T) {
+	f := newGovFixture(t, readGovFile(t, "policy.yaml"), "orders-api", decision.Options{})
+	f.setNow(time.Date(2026, 11, 30, 18, 0, 0, 0, time.UTC))
+	tok := f.token(t, "web-app", "billing:read", nil) // valid for a day; the billing grant ends 2026-12-01
+	for i := range 2 {
+		if d := f.decide("GET", "/invoices/7", tok); !d.Allow {
+			t.Fatalf("use %d before expiry: %s (%s)", i, d.Code, d.Message())
+		}
+		f.engine.WaitTokenCache()
+	}
+	f.setNow(time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC))
+	if d := f.decide("GET", "/invoices/7", tok); d.Code != decision.ScopeDrift {
+		t.Fatalf("after the grant expired: %s (%s), want scope_drift", d.Code, d.Message())
+	}
+}

@@ -713,10 +713,25 @@ func (e *Engine) checkRevoked(_ *Policy, tok *Token, now time.Time) (Code, strin
 	if rs == nil || rs.n == rs.nNarrow {
 		return OK, ""
 	}
+	nowN := now.UnixNano()
+	// A set is immutable and a whole revocation never starts late: once
+	// none applies under rs, none will while rs is in force (a new
+	// revocation makes a new set). The clock must not have gone back.
+	if m := tok.notRevoked.Load(); m != nil && m.set == rs && nowN >= m.at {
+		return OK, ""
+	}
 	if r := rs.wholeRevocation(tok, now); r != nil {
 		return Revoked, wholeDetail(r.Kind)
 	}
+	tok.notRevoked.Store(&revocationMemo{set: rs, at: nowN})
 	return OK, ""
+}
+
+// revocationMemo records that no whole revocation of set applied to a token
+// at the time at (Unix nanoseconds).
+type revocationMemo struct {
+	set *RevocationSet
+	at  int64
 }
 
 // engineRevocations is the revocation state of an Engine (embedded).

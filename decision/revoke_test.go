@@ -582,3 +582,30 @@ func TestRevocationAllocs(t *testing.T) {
 		})
 	}
 }
+
+// TestRevocationMemoAndTheClock: a cached token remembers that no whole
+// revocation of the set in force applied; the memo holds only while the set
+// is the same and the clock has not gone back past the moment it was made
+// (a lapsed revocation is active again at an earlier time).
+func TestRevocationMemoAndTheClock(t *testing.T) {
+	f := newRevFixture(t, decision.Options{})
+	raw := f.mint(t, tok{jti: "memo", scope: "orders:read"})
+	set := decision.NewRevocationSet(nil).Apply([]decision.Revocation{until(revToken(testIssuer, "memo"), revNow.Add(time.Hour))}, nil)
+	f.engine.SetRevocations(set)
+	if d := f.decide("GET", "/orders/1", raw); d.Code != decision.Revoked {
+		t.Fatalf("while revoked: %s", d.Code)
+	}
+	f.engine.WaitTokenCache()
+	later := revNow.Add(2 * time.Hour)
+	f.clock.Store(&later)
+	for i := range 2 { // the second use is served from the memo
+		if d := f.decide("GET", "/orders/1", raw); !d.Allow {
+			t.Fatalf("use %d after the revocation lapsed: %s", i, d.Code)
+		}
+	}
+	back := revNow.Add(30 * time.Minute)
+	f.clock.Store(&back)
+	if d := f.decide("GET", "/orders/1", raw); d.Code != decision.Revoked {
+		t.Fatalf("with the clock back inside the revocation: %s, want revoked", d.Code)
+	}
+}

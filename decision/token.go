@@ -38,6 +38,14 @@ type Token struct {
 	// first use (claims.go).
 	payload []byte
 	claims  atomic.Pointer[map[string]any]
+
+	// Per-token memos of lookups whose inputs are immutable: the drift
+	// found under one policy and grant phase (governance_drift.go), and the
+	// revocation set under which no whole revocation applied (revoke.go).
+	// A cached token thus skips two hash lookups in maps that may hold
+	// millions of keys (a cache miss each).
+	drift      atomic.Pointer[driftMemo]
+	notRevoked atomic.Pointer[revocationMemo]
 }
 
 // Key is one verification key of an issuer, as exported from a JWK.
