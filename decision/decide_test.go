@@ -296,3 +296,28 @@ func waitCached(b *testing.B, e *decision.Engine, req *decision.Request) {
 		}
 	}
 }
+
+// TestDecideMethodMustBeAToken: a route open to every method must not
+// take a malformed method for one (two :method headers a proxy merged
+// with a comma, say).
+func TestDecideMethodMustBeAToken(t *testing.T) {
+	pol, err := decision.Compile([]byte("routes:\n  - name: health\n    match: {path: /healthz}\n    public: true\ndefault: deny\n"), "policy.yaml", decision.CompileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := decision.NewEngine(pol, decision.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	for method, want := range map[string]decision.Code{
+		"GET": decision.OK, "get": decision.OK, "PROPFIND": decision.OK, "M-SEARCH": decision.OK,
+		",": decision.RequestInvalid, "GET,GET": decision.RequestInvalid, "GET ": decision.RequestInvalid,
+		"G\x00T": decision.RequestInvalid, "GÉT": decision.RequestInvalid, strings.Repeat("A", 65): decision.RequestInvalid,
+		"": decision.RequestInvalid,
+	} {
+		if d := eng.Decide(context.Background(), &decision.Request{Method: method, Path: "/healthz"}); d.Code != want {
+			t.Errorf("method %q: %s (%s), want %s", method, d.Code, d.Detail, want)
+		}
+	}
+}

@@ -295,6 +295,14 @@ func (e *Engine) decide(ctx context.Context, r *Request, pol *Policy, rt *router
 		d.Code, d.Detail = RequestInvalid, "the request has no method"
 		return d
 	}
+	if !isMethodToken(r.Method) {
+		// Not a method a proxy would forward: e.g. two :method headers a
+		// proxy merged with a comma. A route open to every method must not
+		// take it for one.
+		tr.add("route", "fail", detailBadMethod)
+		d.Code, d.Detail = RequestInvalid, detailBadMethod
+		return d
+	}
 	route, pathMatched := rt.match(r.Method, norm, &d.Params)
 	if route == nil {
 		if pathMatched {
@@ -477,3 +485,35 @@ func (r *Route) describeRequirement() string {
 	}
 	return strings.Join(parts, " and ")
 }
+
+const detailBadMethod = "the request method is not an HTTP token (RFC 9110 section 9.1: letters, digits and !#$%&'*+-.^_`|~, at most 64 bytes)"
+
+// isMethodToken reports whether m is an RFC 9110 token of at most 64 bytes.
+func isMethodToken(m string) bool {
+	if len(m) > 64 {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if !tchar[m[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// tchar marks the bytes of an RFC 9110 token.
+var tchar = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
