@@ -978,14 +978,17 @@ func conSuggest(name string, candidates []string) string {
 	slices.Sort(candidates)
 	best, bestD := "", 3
 	for _, c := range candidates {
-		if d := levenshtein(name, c); d < bestD && d < len(name) {
+		if d := Levenshtein(name, c); d < bestD && d < len(name) {
 			best, bestD = c, d
 		}
 	}
 	return best
 }
 
-func levenshtein(a, b string) int {
+// Levenshtein is the edit distance of a and b (insertions, deletions and
+// substitutions), for "did you mean" suggestions; strings over 64 bytes are
+// never close.
+func Levenshtein(a, b string) int {
 	if len(a) > 64 || len(b) > 64 {
 		return 1 << 30
 	}

@@ -391,7 +391,7 @@ func (l *linter) unknownScopes() {
 	}
 	for i, a := range names {
 		for _, b := range names[:i] {
-			if a.name != b.name && (strings.EqualFold(a.name, b.name) || len(a.name) >= 6 && len(b.name) >= 6 && editDistance(a.name, b.name) == 1) {
+			if a.name != b.name && (strings.EqualFold(a.name, b.name) || len(a.name) >= 6 && len(b.name) >= 6 && decision.Levenshtein(a.name, b.name) == 1) {
 				l.warnf(a.line, a.field, "scope %q looks like a misspelling of %q (line %d)", a.name, b.name, b.line)
 			}
 		}
@@ -497,28 +497,4 @@ func (l *linter) sunsets() {
 			l.warnf(l.li.line("scopes", i, "status"), fmt.Sprintf("scopes[%d].status", i), "scope %q passed its sunset (%s); retire it (status: retired)", s.Name, date)
 		}
 	}
-}
-
-// editDistance is the Levenshtein distance of a and b (short strings).
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 1 << 30
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
