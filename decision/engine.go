@@ -225,17 +225,28 @@ func (e *Engine) WaitTokenCache() { e.verifier.wait() }
 
 // Decide authorizes one request. The checks run in a fixed order, cheap
 // and request-only checks first: path, route, token, scopes. The first
-// failing check gives the decision its primary reason.
+// failing check gives the decision its primary reason. When a route in
+// shadow mode matches the request, its would-be outcome is evaluated too
+// and reported in Decision.Shadow (offline tools: explain, policy tests).
+//
+// A server answering requests calls DecideEnforced instead and evaluates
+// the shadow route after the answer has gone (EvaluateShadow), so that a
+// slow shadow rule (an ownership lookup) never changes or delays it.
 func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
+	d := e.DecideEnforced(ctx, r)
+	e.EvaluateShadow(ctx, r, &d)
+	return d
+}
+
+// DecideEnforced is Decide without the shadow routes: the enforced answer
+// alone. Scopes in shadow mode are still reported in Decision.Shadow: their
+// rules are request-only checks, which cost no I/O.
+func (e *Engine) DecideEnforced(ctx context.Context, r *Request) Decision {
 	pol := e.policy.Load()
 	if pol == nil {
 		return Decision{Code: Internal, Detail: "no policy is loaded"}
 	}
-	d := e.decide(ctx, r, pol, pol.router, r.Trace)
-	if pol.shadowRouter != nil {
-		e.shadow(ctx, r, pol, &d)
-	}
-	return d
+	return e.decide(ctx, r, pol, pol.router, r.Trace)
 }
 
 // ShadowOutcome is the would-be decision of a rule in shadow mode: a route
@@ -250,18 +261,31 @@ type ShadowOutcome struct {
 	Scopes bool
 }
 
-// shadow records what the request would get if the shadow routes were
-// enforced, when a shadow route is the one that would match it.
-func (e *Engine) shadow(ctx context.Context, r *Request, pol *Policy, d *Decision) {
-	norm, _, ok := normalizePath(r.Path, &pol.Paths)
-	if !ok {
-		return
+// ShadowRoute returns the route in shadow mode that would answer r, whose
+// enforced decision is d, or nil when none would: then EvaluateShadow has
+// nothing to do. It is one route lookup on the normalized path, no I/O.
+func (e *Engine) ShadowRoute(r *Request, d *Decision) *Route {
+	pol := d.Policy
+	if pol == nil || pol.shadowRouter == nil || d.Path == "" {
+		return nil
 	}
 	var p Params
-	route, _ := pol.shadowRouter.match(r.Method, norm, &p)
+	route, _ := pol.shadowRouter.match(r.Method, d.Path, &p)
 	if route == nil || !route.Shadow {
+		return nil
+	}
+	return route
+}
+
+// EvaluateShadow records in d.Shadow what r would get if the shadow route
+// that matches it were enforced, with the policy d was decided with. It
+// never changes d's answer. ctx bounds its lookups.
+func (e *Engine) EvaluateShadow(ctx context.Context, r *Request, d *Decision) {
+	route := e.ShadowRoute(r, d)
+	if route == nil {
 		return
 	}
+	pol := d.Policy
 	quiet := *r // the shadow evaluation leaves no steps in the trace
 	quiet.Trace = nil
 	sd := e.decide(ctx, &quiet, pol, pol.shadowRouter, nil)

@@ -41,7 +41,12 @@ const (
 // encode_raw_headers is set). With the raw form, repeated Authorization
 // headers are counted, so Decide can reject them; repeated X-Forwarded-For
 // headers are joined with ", " as the merged form would have.
-func RequestFromCheck(req *authv3.CheckRequest, out *decision.Request) {
+//
+// It returns the message of a request_invalid deny when a field that is
+// present cannot be read (today: a source address that is not an IP
+// address), or "". The request is then refused, never decided without the
+// field: a rule on the client address must not pass for want of one.
+func RequestFromCheck(req *authv3.CheckRequest, out *decision.Request) (invalid string) {
 	*out = decision.Request{}
 	attrs := req.GetAttributes()
 	httpReq := attrs.GetRequest().GetHttp()
@@ -74,7 +79,10 @@ func RequestFromCheck(req *authv3.CheckRequest, out *decision.Request) {
 	out.ForwardedFor = hs.forwardedFor()
 
 	if a := src.GetAddress().GetSocketAddress().GetAddress(); a != "" {
-		if ip, err := netip.ParseAddr(a); err == nil {
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			invalid = DetailBadSourceAddress
+		} else {
 			out.SourceIP = ip.Unmap()
 		}
 	}
@@ -85,7 +93,12 @@ func RequestFromCheck(req *authv3.CheckRequest, out *decision.Request) {
 	if len(ext) > 0 {
 		out.Attributes = ext
 	}
+	return invalid
 }
+
+// DetailBadSourceAddress is the request_invalid message of a CheckRequest
+// whose source address is not an IP address.
+const DetailBadSourceAddress = "attributes.source.address.socket_address.address is not an IP address: send the client's address without a port, e.g. 203.0.113.7 or 2001:db8::1 (a pipe or an unset address sends none)"
 
 // headerSource reads headers from whichever form Envoy sent.
 type headerSource struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -61,8 +62,9 @@ func TestRequestFromCheck(t *testing.T) {
 	withCert.Attributes.Source.Certificate = "-----BEGIN%20CERTIFICATE-----%0A"
 
 	tests := map[string]struct {
-		req  *authv3.CheckRequest
-		want decision.Request
+		req     *authv3.CheckRequest
+		want    decision.Request
+		invalid bool // RequestFromCheck reports a request_invalid
 	}{
 		"nil request": {req: nil, want: decision.Request{}},
 		"empty request": {
@@ -151,9 +153,25 @@ func TestRequestFromCheck(t *testing.T) {
 			req:  checkRequest("::ffff:192.0.2.10", &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/"}, nil),
 			want: decision.Request{Method: "GET", Path: "/", SourceIP: netip.MustParseAddr("192.0.2.10")},
 		},
-		"unparseable source stays invalid": {
-			req:  checkRequest("not-an-ip", &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/"}, nil),
-			want: decision.Request{Method: "GET", Path: "/"},
+		"unparseable source is refused": {
+			req:     checkRequest("not-an-ip", &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/"}, nil),
+			want:    decision.Request{Method: "GET", Path: "/"},
+			invalid: true,
+		},
+		"source with a port is refused": {
+			req:     checkRequest("203.0.113.7:8080", &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/"}, nil),
+			want:    decision.Request{Method: "GET", Path: "/"},
+			invalid: true,
+		},
+		"bracketed ipv6 source is refused": {
+			req:     checkRequest("[2001:db8::1]", &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/"}, nil),
+			want:    decision.Request{Method: "GET", Path: "/"},
+			invalid: true,
+		},
+		"source with a trailing space is refused": {
+			req:     checkRequest("203.0.113.7 ", &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/"}, nil),
+			want:    decision.Request{Method: "GET", Path: "/"},
+			invalid: true,
 		},
 		"pipe source has no ip": {
 			req: &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Source: &authv3.AttributeContext_Peer{
@@ -165,7 +183,13 @@ func TestRequestFromCheck(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			got := decision.Request{Method: "stale", Trace: &decision.Trace{}}
-			RequestFromCheck(tc.req, &got)
+			invalid := RequestFromCheck(tc.req, &got)
+			if (invalid != "") != tc.invalid {
+				t.Errorf("RequestFromCheck reported %q, want invalid=%v", invalid, tc.invalid)
+			}
+			if tc.invalid && !strings.Contains(invalid, "source.address") {
+				t.Errorf("the message %q does not name the field", invalid)
+			}
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("RequestFromCheck:\n got %+v\nwant %+v", got, tc.want)
 			}

@@ -137,7 +137,9 @@ func lowerASCII(s string) string {
 
 func (tf *translateFuzz) decide(req *authv3.CheckRequest) (decision.Request, decision.Decision) {
 	var r decision.Request
-	RequestFromCheck(req, &r)
+	if invalid := RequestFromCheck(req, &r); invalid != "" {
+		return r, decision.Reject(tf.eng.Policy(), decision.RequestInvalid, invalid)
+	}
 	return r, tf.eng.Decide(context.Background(), &r)
 }
 

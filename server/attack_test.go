@@ -524,8 +524,15 @@ func TestAttackCorpus(t *testing.T) {
 			want: atkWant{allow: true, code: decision.OK}},
 		"IPv6 peer not mapped": {req: atkRequest{method: "GET", path: "/internal/1", headers: bearer(good), peer: "2001:db8::7"},
 			want: atkWant{code: decision.SourceIPNotAllowed}},
+		// A source address that is not an IP is refused by the
+		// translation, as the Check RPC refuses it: never decided as if
+		// the request had no address.
 		"peer is a hostname": {req: atkRequest{method: "GET", path: "/internal/1", headers: bearer(good), peer: "corp.example"},
-			want: atkWant{code: decision.SourceIPNotAllowed}},
+			want: atkWant{code: decision.RequestInvalid}},
+		"peer with a port": {req: atkRequest{method: "GET", path: "/internal/1", headers: bearer(good), peer: "10.1.2.3:443"},
+			want: atkWant{code: decision.RequestInvalid}},
+		"peer on a public route": {req: atkRequest{method: "GET", path: "/healthz", peer: "not-an-ip"},
+			want: atkWant{code: decision.RequestInvalid}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -192,7 +192,7 @@ func BenchmarkExtAuthzHandlerAudit(b *testing.B) {
 	ctx := context.Background()
 	for _, mode := range []string{"off", "on", "on+usage"} {
 		b.Run(mode, func(b *testing.B) {
-			x := &ExtAuthz{engine: e.srv.engine, responder: e.srv.responder}
+			x := &ExtAuthz{funnel: testFunnel(e.srv, nil, nil), responder: e.srv.responder}
 			if mode != "off" {
 				opts := audit.Options{Sinks: []audit.Sink{discardAuditSink{}}}
 				if mode == "on+usage" {
@@ -207,7 +207,7 @@ func BenchmarkExtAuthzHandlerAudit(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer l.Close(ctx)
-				x.auditLog = l
+				x.funnel.audit = l
 			}
 			if _, err := x.Check(ctx, req); err != nil {
 				b.Fatal(err)
@@ -220,8 +220,8 @@ func BenchmarkExtAuthzHandlerAudit(b *testing.B) {
 					b.Fatalf("unexpected verdict %v", resp.GetStatus())
 				}
 			}
-			if x.auditLog != nil {
-				b.ReportMetric(float64(x.auditLog.Stats().Dropped)/float64(b.N), "dropped/op")
+			if x.funnel.audit != nil {
+				b.ReportMetric(float64(x.funnel.audit.Stats().Dropped)/float64(b.N), "dropped/op")
 			}
 		})
 	}

@@ -4,12 +4,12 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/netip"
-	"time"
+
+	"google.golang.org/grpc/status"
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/envoy"
 	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
-	"github.com/scopegate/scopegate/server/audit"
 )
 
 // Authorizer serves the scopegate.v1.Authorizer API. Like ExtAuthz it
@@ -17,10 +17,8 @@ import (
 // reason request_invalid, not a gRPC error.
 type Authorizer struct {
 	scopegatev1.UnimplementedAuthorizerServer
-	engine    *decision.Engine
+	funnel    *funnel
 	responder *envoy.Responder
-	metrics   *Metrics      // nil records nothing
-	auditLog  *audit.Logger // nil audits nothing
 }
 
 var _ scopegatev1.AuthorizerServer = (*Authorizer)(nil)
@@ -32,22 +30,30 @@ const (
 	detailTwoXFF         = "the headers carry x-forwarded-for under more than one spelling of its name: join the values into one header"
 )
 
-// Check implements scopegatev1.AuthorizerServer.
+// Check implements scopegatev1.AuthorizerServer: req goes through the
+// funnel (funnel.go) like every protocol's requests.
 func (a *Authorizer) Check(ctx context.Context, req *scopegatev1.CheckRequest) (*scopegatev1.CheckResponse, error) {
-	start := time.Now()
-	var r decision.Request
-	var d decision.Decision
-	if detail := requestFromAuthorizer(req, &r); detail != "" {
-		d = decision.Decision{Code: decision.RequestInvalid, Detail: detail, Policy: a.engine.Policy()}
-		if r.Trace != nil {
-			r.Trace.Steps = append(r.Trace.Steps, decision.TraceStep{Check: "request", Result: "fail", Detail: detail})
-		}
-	} else {
-		d = a.engine.Decide(ctx, &r)
+	f := a.funnel
+	var x exchange
+	f.begin(&x, apiScopegate)
+	ctx, cancel := f.bound(ctx)
+	invalid := requestFromAuthorizer(req, &x.req)
+	f.decide(ctx, &x, invalid, authorizerHeaderSize(req))
+	if cancel != nil {
+		cancel()
 	}
-	resp := a.response(&d, r.Trace)
-	a.metrics.observe(apiAuthorizer, &d, start)
-	a.auditLog.Record(ctx, audit.Authorizer, &r, &d, start, resp.DecisionId)
+	if tr := x.req.Trace; tr != nil {
+		if r := f.engine.ShadowRoute(&x.req, &x.d); r != nil {
+			tr.Steps = append(tr.Steps, decision.TraceStep{Check: "shadow", Result: "info",
+				Detail: "shadow route " + r.Name + " matches; it is evaluated after this answer, off its path (see the audit record and scopegate_shadow_decisions_total)"})
+		}
+	}
+	resp := a.response(&x.d, x.req.Trace)
+	x.id = resp.DecisionId
+	f.record(ctx, &x)
+	if x.callerGone {
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
 	return resp, nil
 }
 

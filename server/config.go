@@ -31,6 +31,13 @@ const (
 	DefaultMaxRecvMsgSize = 1 << 20
 	// DefaultMaxConcurrentStreams bounds concurrent calls per connection.
 	DefaultMaxConcurrentStreams uint32 = 1024
+	// DefaultMaxConnectionIdle closes a gRPC connection that carried no
+	// call for this long.
+	DefaultMaxConnectionIdle = 15 * time.Minute
+	// DefaultMaxConnectionAge asks a gRPC client to reconnect after this
+	// long, so that long-lived proxy connections spread over replicas and
+	// no connection lives forever.
+	DefaultMaxConnectionAge = time.Hour
 	// DefaultShutdownTimeout bounds the graceful stop: in-flight calls get
 	// this long to finish before connections are closed.
 	DefaultShutdownTimeout = 10 * time.Second
@@ -76,6 +83,21 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful stop; default
 	// DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
+	// MaxInflight bounds the gRPC calls in flight across connections,
+	// counted from stream start; more are refused with RESOURCE_EXHAUSTED
+	// before any goroutine is spent on them (gate.go). Default
+	// DefaultMaxInflight.
+	MaxInflight int
+	// MaxConnections caps the gRPC connections open at once (Serve); 0
+	// (the default) sets no cap. Further clients wait in the listen
+	// backlog.
+	MaxConnections int
+	// MaxConnectionIdle closes a gRPC connection idle this long; default
+	// DefaultMaxConnectionIdle.
+	MaxConnectionIdle time.Duration
+	// MaxConnectionAge asks a gRPC client to reconnect after this long;
+	// default DefaultMaxConnectionAge.
+	MaxConnectionAge time.Duration
 	// MaxRequestHeaders bounds the headers of one Check (ext_authz or
 	// Authorizer); more are denied with request_invalid. Default
 	// DefaultMaxRequestHeaders (limits.go).
@@ -171,6 +193,18 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("server config: ShutdownTimeout %v is negative: use 0 for the default (%v)", c.ShutdownTimeout, DefaultShutdownTimeout))
 	}
+	if c.MaxInflight < 0 {
+		errs = append(errs, fmt.Errorf("server config: MaxInflight %d is negative: use 0 for the default (%d)", c.MaxInflight, DefaultMaxInflight))
+	}
+	if c.MaxConnections < 0 {
+		errs = append(errs, fmt.Errorf("server config: MaxConnections %d is negative: use 0 for no cap", c.MaxConnections))
+	}
+	if c.MaxConnectionIdle < 0 {
+		errs = append(errs, fmt.Errorf("server config: MaxConnectionIdle %v is negative: use 0 for the default (%v)", c.MaxConnectionIdle, DefaultMaxConnectionIdle))
+	}
+	if c.MaxConnectionAge < 0 {
+		errs = append(errs, fmt.Errorf("server config: MaxConnectionAge %v is negative: use 0 for the default (%v)", c.MaxConnectionAge, DefaultMaxConnectionAge))
+	}
 	if err := c.Audit.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -217,6 +251,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = DefaultMaxInflight
+	}
+	if c.MaxConnectionIdle == 0 {
+		c.MaxConnectionIdle = DefaultMaxConnectionIdle
+	}
+	if c.MaxConnectionAge == 0 {
+		c.MaxConnectionAge = DefaultMaxConnectionAge
 	}
 	return c
 }

@@ -665,7 +665,7 @@ func BenchmarkE2ECheck(b *testing.B) {
 func BenchmarkExtAuthzHandler(b *testing.B) {
 	e := startE2E(b, nil)
 	good := mint(b, e.signer, "alice", "app", "items:read", time.Now(), time.Hour)
-	x := &ExtAuthz{engine: e.srv.engine, responder: e.srv.responder}
+	x := &ExtAuthz{funnel: testFunnel(e.srv, nil, nil), responder: e.srv.responder}
 	allow := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
 		Method: "GET", Path: "/api/items/1", Headers: map[string]string{"authorization": "Bearer " + good},
 	}}}}

@@ -5,9 +5,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
-	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/envoy"
-	"github.com/scopegate/scopegate/server/audit"
 )
 
 // ExtAuthz serves Envoy's ext_authz v3 Authorization service. Every request
@@ -16,10 +14,8 @@ import (
 // for a transport failure (and apply failure_mode_allow to it).
 type ExtAuthz struct {
 	authv3.UnimplementedAuthorizationServer
-	engine    *decision.Engine
+	funnel    *funnel
 	responder *envoy.Responder
-	metrics   *Metrics      // nil records nothing
-	auditLog  *audit.Logger // nil audits nothing
 }
 
 var _ authv3.AuthorizationServer = (*ExtAuthz)(nil)
@@ -28,7 +24,10 @@ var _ authv3.AuthorizationServer = (*ExtAuthz)(nil)
 // decision through extAuthzCheckHandler, which leaves encoding an allow to
 // the codec (extauthz_fast.go).
 func (x *ExtAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	r := x.check(ctx, req)
+	r, err := x.check(ctx, req)
+	if err != nil {
+		return nil, err
+	}
 	if a, ok := r.(*allowReply); ok {
 		return x.responder.Response(&a.d), nil
 	}

@@ -2,16 +2,16 @@ package server
 
 import (
 	"context"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"google.golang.org/grpc/status"
+
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/envoy"
-	"github.com/scopegate/scopegate/server/audit"
 )
 
 // The served ext_authz Check. The generated service handler would make the
@@ -44,30 +44,39 @@ func extAuthzCheckHandler(srv any, ctx context.Context, dec func(any) error, int
 	}
 	x := srv.(*ExtAuthz)
 	if interceptor == nil {
-		return x.check(ctx, in), nil
+		return x.check(ctx, in)
 	}
 	info := extAuthzCheckInfo
 	info.Server = srv
 	return interceptor(ctx, in, &info, func(ctx context.Context, req any) (any, error) {
-		return x.check(ctx, req.(*authv3.CheckRequest)), nil
+		return x.check(ctx, req.(*authv3.CheckRequest))
 	})
 }
 
-// check decides req and returns the reply for the codec: an *allowReply
-// or a *authv3.CheckResponse.
-func (x *ExtAuthz) check(ctx context.Context, req *authv3.CheckRequest) any {
-	start := time.Now()
-	rep := &allowReply{responder: x.responder}
-	var r decision.Request
-	envoy.RequestFromCheck(req, &r)
-	rep.d = x.engine.Decide(ctx, &r)
-	d := &rep.d
-	x.metrics.observe(apiExtAuthz, d, start)
-	x.auditLog.Record(ctx, audit.ExtAuthz, &r, d, start, "")
-	if d.Allow {
-		return rep
+// check takes req through the funnel and returns the reply for the codec:
+// an *allowReply or a *authv3.CheckResponse; or the caller's own deadline
+// or cancellation as a gRPC status, when it gave up first.
+func (x *ExtAuthz) check(ctx context.Context, req *authv3.CheckRequest) (any, error) {
+	f := x.funnel
+	var ex exchange
+	f.begin(&ex, apiEnvoy)
+	ctx, cancel := f.bound(ctx)
+	invalid := envoy.RequestFromCheck(req, &ex.req)
+	f.decide(ctx, &ex, invalid, extAuthzHeaderSize(req))
+	if cancel != nil {
+		cancel()
 	}
-	return x.responder.Response(d)
+	var out any
+	if ex.d.Allow {
+		out = &allowReply{d: ex.d, responder: x.responder}
+	} else {
+		out = x.responder.Response(&ex.d)
+	}
+	f.record(ctx, &ex)
+	if ex.callerGone {
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	return out, nil
 }
 
 // appendAllow appends the CheckResponse the Responder builds for the allow

@@ -17,7 +17,6 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/envoy"
-	"github.com/scopegate/scopegate/server/audit"
 )
 
 // Paths the HTTP listener answers itself, when a request names no original
@@ -69,14 +68,13 @@ func validatePathPrefix(p string) error {
 //  4. Anything else is a forward-auth check of its own method and path
 //     (Envoy's HTTP mode without a prefix).
 type HTTPHandler struct {
-	engine    *decision.Engine
+	funnel    *funnel
 	responder *envoy.Responder
 	http      *envoy.HTTPResponder
 	opts      envoy.ForwardAuthOptions
 	log       *slog.Logger
 	ready     func() bool
 	debug     bool
-	auditLog  *audit.Logger // nil audits nothing
 }
 
 var _ http.Handler = (*HTTPHandler)(nil)
@@ -84,14 +82,13 @@ var _ http.Handler = (*HTTPHandler)(nil)
 // newHTTPHandler returns the handler of s's HTTP listener.
 func newHTTPHandler(s *Server) *HTTPHandler {
 	return &HTTPHandler{
-		engine:    s.engine,
+		funnel:    s.funnel,
 		responder: s.responder,
 		http:      envoy.NewHTTPResponder(s.responder),
 		opts:      envoy.ForwardAuthOptions{PathPrefix: s.cfg.HTTPPathPrefix},
 		log:       s.log,
 		ready:     s.serving,
 		debug:     s.log.Enabled(context.Background(), slog.LevelDebug),
-		auditLog:  s.auditing.log,
 	}
 }
 
@@ -164,20 +161,24 @@ func isJSONPost(r *http.Request) bool {
 	return err == nil && mt == "application/json"
 }
 
-// forwardAuth answers one forward-auth check. It never reads the body.
+// forwardAuth answers one forward-auth check through the funnel
+// (funnel.go). It never reads the body. Over a limit or past the check
+// timeout, the answer is in-band like every deny: a JSON body naming the
+// reason, with X-Scopegate-Reason.
 func (h *HTTPHandler) forwardAuth(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	var req decision.Request
-	var d decision.Decision
-	if detail := envoy.RequestFromHTTP(r, &h.opts, &req); detail != "" {
-		d = decision.Decision{Code: decision.RequestInvalid, Detail: detail, Policy: h.engine.Policy()}
-	} else {
-		d = h.engine.Decide(r.Context(), &req)
+	f := h.funnel
+	var x exchange
+	f.begin(&x, apiHTTP)
+	ctx, cancel := f.bound(r.Context())
+	invalid := envoy.RequestFromHTTP(r, &h.opts, &x.req)
+	f.decide(ctx, &x, invalid, httpHeaderSize(r.Header))
+	if cancel != nil {
+		cancel()
 	}
-	h.http.Write(w, &d)
-	h.auditLog.Record(r.Context(), audit.HTTP, &req, &d, start, "")
+	h.http.Write(w, &x.d)
+	f.record(ctx, &x)
 	if h.debug {
-		h.log.Debug("forward-auth check", "method", req.Method, "allow", d.Allow, "reason", d.Code.String(), "request_id", req.RequestID)
+		h.log.Debug("forward-auth check", "method", x.req.Method, "allow", x.d.Allow, "reason", x.d.Code.String(), "request_id", x.req.RequestID)
 	}
 }
 
@@ -205,7 +206,7 @@ func (h *HTTPHandler) recoverPanic(w http.ResponseWriter, r *http.Request) {
 		panic(p)
 	}
 	h.log.ErrorContext(r.Context(), "panic in HTTP handler", "panic", p, "stack", string(debug.Stack()))
-	d := decision.Decision{Code: decision.Internal, Detail: "internal error"}
+	d := decision.Reject(nil, decision.Internal, "internal error")
 	h.http.Write(w, &d)
 }
 
@@ -224,11 +225,22 @@ func (s *Server) initHTTP() {
 		ReadTimeout:       httpReadTimeout,
 		WriteTimeout:      httpWriteTimeout,
 		IdleTimeout:       httpIdleTimeout,
-		// The same bound as on the gRPC Check calls: a forward-auth request
-		// is only headers. net/http answers 431 past it.
-		MaxHeaderBytes: s.cfg.MaxRequestHeaderBytes,
+		// The header limits are the funnel's, answered in-band like on
+		// the gRPC calls (a 400 naming the limit). net/http's own bound,
+		// which answers an out-of-band 431, sits above them only as the
+		// ceiling on what one request may make the server buffer.
+		MaxHeaderBytes: httpHeaderCeiling(s.cfg.MaxRequestHeaderBytes),
 		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+}
+
+// httpHeaderCeiling is net/http's MaxHeaderBytes for a header-bytes limit
+// of limit: twice it, plus room for the request line and the header
+// framing the limit does not count (": " and CRLF per field), so that a
+// request just over the limit, or carrying many small headers, reaches the
+// funnel's in-band answer.
+func httpHeaderCeiling(limit int) int {
+	return 2*limit + 16<<10
 }
 
 // HTTPHandler returns the handler of the HTTP listener, to mount in another

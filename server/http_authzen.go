@@ -1,16 +1,15 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/envoy"
-	"github.com/scopegate/scopegate/server/audit"
 )
 
 // MaxAuthZENEvaluations bounds the items of one access evaluations request.
@@ -23,22 +22,31 @@ var (
 
 // authzenEvaluation serves POST /access/v1/evaluation. A decision, allow
 // or deny, is a 200 with {"decision": …}; a request scopegate cannot
-// evaluate is a 400 naming the field; an internal error is a 500.
+// evaluate (malformed, over a header limit) is a 400 naming the field; an
+// internal error (the check timeout included) is a 500. Each answer is
+// one decision through the funnel, metered and audited with api authzen.
 func (h *HTTPHandler) authzenEvaluation(w http.ResponseWriter, r *http.Request) {
-	body, ok := readAuthZENBody(w, r)
+	ctx, cancel := h.funnel.bound(r.Context())
+	if cancel != nil {
+		defer cancel()
+	}
+	if !h.authzenAdmit(ctx, w, r) {
+		return
+	}
+	body, ok := h.readAuthZENBody(ctx, w, r)
 	if !ok {
 		return
 	}
 	ev, perr := envoy.ParseAuthZENEvaluation(body)
 	if perr != nil {
-		writeAuthZENError(w, r, http.StatusBadRequest, perr)
+		h.authzenRefuse(ctx, w, r, http.StatusBadRequest, perr)
 		return
 	}
-	h.authzenSingle(w, r, ev)
+	h.authzenSingle(ctx, w, r, ev)
 }
 
-func (h *HTTPHandler) authzenSingle(w http.ResponseWriter, r *http.Request, ev *envoy.AuthZENEvaluation) {
-	res, ierr := h.evaluate(r, ev, "")
+func (h *HTTPHandler) authzenSingle(ctx context.Context, w http.ResponseWriter, r *http.Request, ev *envoy.AuthZENEvaluation) {
+	res, ierr := h.evaluate(ctx, r, ev, "")
 	if ierr != nil {
 		writeAuthZENError(w, r, http.StatusBadRequest, ierr)
 		return
@@ -55,22 +63,31 @@ func (h *HTTPHandler) authzenSingle(w http.ResponseWriter, r *http.Request, ev *
 // the top-level subject, action, resource and context it does not set; an
 // item scopegate cannot evaluate gets decision false with context.error
 // naming the field, and counts as a deny for the short-circuit semantics.
+// The check timeout bounds the whole request: items left when it passes
+// are answered as internal errors without being decided.
 func (h *HTTPHandler) authzenEvaluations(w http.ResponseWriter, r *http.Request) {
-	body, ok := readAuthZENBody(w, r)
+	ctx, cancel := h.funnel.bound(r.Context())
+	if cancel != nil {
+		defer cancel()
+	}
+	if !h.authzenAdmit(ctx, w, r) {
+		return
+	}
+	body, ok := h.readAuthZENBody(ctx, w, r)
 	if !ok {
 		return
 	}
 	evs, perr := envoy.ParseAuthZENEvaluations(body)
 	if perr != nil {
-		writeAuthZENError(w, r, http.StatusBadRequest, perr)
+		h.authzenRefuse(ctx, w, r, http.StatusBadRequest, perr)
 		return
 	}
 	if len(evs.Evaluations) == 0 {
-		h.authzenSingle(w, r, &evs.AuthZENEvaluation)
+		h.authzenSingle(ctx, w, r, &evs.AuthZENEvaluation)
 		return
 	}
 	if len(evs.Evaluations) > MaxAuthZENEvaluations {
-		writeAuthZENError(w, r, http.StatusBadRequest, &envoy.AuthZENError{Field: "evaluations",
+		h.authzenRefuse(ctx, w, r, http.StatusBadRequest, &envoy.AuthZENError{Field: "evaluations",
 			Message: "holds " + strconv.Itoa(len(evs.Evaluations)) + " items; send at most " + strconv.Itoa(MaxAuthZENEvaluations) + " per request"})
 		return
 	}
@@ -78,7 +95,7 @@ func (h *HTTPHandler) authzenEvaluations(w http.ResponseWriter, r *http.Request)
 	out := envoy.AuthZENEvaluationsResponse{Evaluations: make([]envoy.AuthZENResponse, 0, len(evs.Evaluations))}
 	for i := range evs.Evaluations {
 		it := evs.Item(i)
-		res, ierr := h.evaluate(r, &it, "evaluations["+strconv.Itoa(i)+"].")
+		res, ierr := h.evaluate(ctx, r, &it, "evaluations["+strconv.Itoa(i)+"].")
 		if ierr != nil {
 			res = envoy.AuthZENInvalid(ierr)
 		}
@@ -90,28 +107,67 @@ func (h *HTTPHandler) authzenEvaluations(w http.ResponseWriter, r *http.Request)
 	writeAuthZENJSON(w, r, http.StatusOK, out)
 }
 
-// evaluate decides one evaluation. The HTTP call's Authorization header is
-// the subject's token when subject.properties.token is absent.
-func (h *HTTPHandler) evaluate(r *http.Request, ev *envoy.AuthZENEvaluation, field string) (envoy.AuthZENResponse, *envoy.AuthZENError) {
-	start := time.Now()
-	var req decision.Request
-	if err := ev.Request(field, r.Header["Authorization"], &req); err != nil {
-		return envoy.AuthZENResponse{}, err
-	}
+// evaluate takes one evaluation through the funnel. The HTTP call's
+// Authorization header is the subject's token when
+// subject.properties.token is absent. An evaluation that does not
+// translate is refused (request_invalid, recorded) and its error returned.
+func (h *HTTPHandler) evaluate(ctx context.Context, r *http.Request, ev *envoy.AuthZENEvaluation, field string) (envoy.AuthZENResponse, *envoy.AuthZENError) {
+	f := h.funnel
+	var x exchange
+	f.begin(&x, apiAuthZEN)
+	ierr := ev.Request(field, r.Header["Authorization"], &x.req)
 	if v := r.Header[envoy.HeaderRequestID]; len(v) > 0 {
-		req.RequestID = v[0]
+		x.req.RequestID = v[0]
 	}
-	d := h.engine.Decide(r.Context(), &req)
-	if d.Allow {
-		if msg := ev.SubjectMismatch(&d); msg != "" {
-			d = decision.Decision{Code: decision.RequestInvalid, Detail: msg, Path: d.Path, Route: d.Route, Policy: d.Policy}
+	if ierr != nil {
+		f.reject(&x, decision.RequestInvalid, ierr.Error())
+		f.record(ctx, &x)
+		return envoy.AuthZENResponse{}, ierr
+	}
+	// The HTTP call's headers were held to the limits once, in
+	// authzenAdmit; an item adds none of its own.
+	f.decide(ctx, &x, "", headerSize{})
+	if x.d.Allow {
+		if msg := ev.SubjectMismatch(&x.d); msg != "" {
+			d := decision.Reject(x.d.Policy, decision.RequestInvalid, msg)
+			d.Path, d.Route = x.d.Path, x.d.Route
+			x.d = d
 		}
 	}
-	h.auditLog.Record(r.Context(), audit.AuthZEN, &req, &d, start, "")
+	res := envoy.AuthZENResult(&x.d, h.responder.WWWAuthenticate(&x.d))
+	f.record(ctx, &x)
 	if h.debug {
-		h.log.Debug("AuthZEN evaluation", "method", req.Method, "allow", d.Allow, "reason", d.Code.String(), "request_id", req.RequestID)
+		h.log.Debug("AuthZEN evaluation", "method", x.req.Method, "allow", x.d.Allow, "reason", x.d.Code.String(), "request_id", x.req.RequestID)
 	}
-	return envoy.AuthZENResult(&d, h.responder.WWWAuthenticate(&d)), nil
+	return res, nil
+}
+
+// authzenAdmit holds the HTTP call's headers to the funnel's limits; over
+// one, it answers 400 in AuthZEN's error shape, records the refusal and
+// reports false.
+func (h *HTTPHandler) authzenAdmit(ctx context.Context, w http.ResponseWriter, r *http.Request) bool {
+	over := h.funnel.limits.over(httpHeaderSize(r.Header))
+	if over == "" {
+		return true
+	}
+	h.authzenRefuse(ctx, w, r, http.StatusBadRequest, &envoy.AuthZENError{Message: over})
+	return false
+}
+
+// authzenRefuse answers a request refused before any evaluation was
+// decided (over a limit, a body that does not read or parse), and records
+// it as one request_invalid decision: the answer is also what is counted.
+func (h *HTTPHandler) authzenRefuse(ctx context.Context, w http.ResponseWriter, r *http.Request, status int, e *envoy.AuthZENError) {
+	f := h.funnel
+	var x exchange
+	f.begin(&x, apiAuthZEN)
+	if v := r.Header[envoy.HeaderRequestID]; len(v) > 0 {
+		x.req.RequestID = v[0]
+	}
+	x.req.Host = r.Host
+	f.reject(&x, decision.RequestInvalid, e.Error())
+	writeAuthZENError(w, r, status, e)
+	f.record(ctx, &x)
 }
 
 // authzenMetadata serves GET /.well-known/authzen-configuration. The base
@@ -126,17 +182,17 @@ func (h *HTTPHandler) authzenMetadata(w http.ResponseWriter, r *http.Request) {
 }
 
 // readAuthZENBody reads a body of at most MaxAuthZENBodyBytes, answering
-// 413 or 400 itself when it cannot.
-func readAuthZENBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+// 413 or 400 itself (and recording the refusal) when it cannot.
+func (h *HTTPHandler) readAuthZENBody(ctx context.Context, w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxAuthZENBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			writeAuthZENError(w, r, http.StatusRequestEntityTooLarge, &envoy.AuthZENError{
+			h.authzenRefuse(ctx, w, r, http.StatusRequestEntityTooLarge, &envoy.AuthZENError{
 				Message: "the body is larger than " + strconv.Itoa(MaxAuthZENBodyBytes) + " bytes: split the evaluations over several requests"})
 			return nil, false
 		}
-		writeAuthZENError(w, r, http.StatusBadRequest, &envoy.AuthZENError{Message: "the body could not be read: " + err.Error()})
+		h.authzenRefuse(ctx, w, r, http.StatusBadRequest, &envoy.AuthZENError{Message: "the body could not be read: " + err.Error()})
 		return nil, false
 	}
 	return body, true

@@ -575,19 +575,3 @@ func TestHTTPReservedPathsAreLiteral(t *testing.T) {
 		})
 	}
 }
-
-// TestHTTPHeaderLimit: the forward-auth listener bounds a request's headers
-// by the same MaxRequestHeaderBytes as the gRPC Check calls. (net/http
-// allows a fixed slack above the bound, so the edge is not exact here.)
-func TestHTTPHeaderLimit(t *testing.T) {
-	const limit = 4096
-	e := startHTTPE2E(t, func(c *Config) { c.MaxRequestHeaderBytes = limit })
-	small := e.do(t, "GET", "/healthz", nil, "X-Pad", strings.Repeat("p", limit/2))
-	if small.StatusCode == http.StatusRequestHeaderFieldsTooLarge {
-		t.Fatalf("headers of %d bytes refused with %d", limit/2, small.StatusCode)
-	}
-	big := e.do(t, "GET", "/healthz", nil, "X-Pad", strings.Repeat("p", 4*limit))
-	if big.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
-		t.Fatalf("headers of %d bytes answered %d, want 431", 4*limit, big.StatusCode)
-	}
-}

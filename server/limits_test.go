@@ -273,10 +273,11 @@ func TestLimitsCheckTimeout(t *testing.T) {
 	})
 }
 
-// TestLimitsCallerGoneIsNotAnswered drives the interceptor directly: a
-// decision that returns after the caller's own deadline passed (its key
-// lookup cut short) is not sent as an answer, while one cut short by the
-// server's check timeout is an in-band internal error. Deterministic,
+// TestLimitsCallerGoneIsNotAnswered drives the ext_authz handler
+// directly: a decision that returns after the caller's own deadline passed
+// (its key lookup cut short) is not sent as an answer, while one cut short
+// by the server's check timeout is an in-band internal error. Either way
+// exactly one decision is counted, as what was answered. Deterministic,
 // unlike racing a client timer over loopback.
 func TestLimitsCallerGoneIsNotAnswered(t *testing.T) {
 	e, err := NewServer(Config{PolicyPath: "testdata/attack-policy.yaml", Logger: atkLogger(), CheckTimeout: 50 * time.Millisecond,
@@ -284,36 +285,56 @@ func TestLimitsCallerGoneIsNotAnswered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := checkWithHeaders(map[string]string{})
-	waitDone := func(ctx context.Context, _ any) (any, error) {
-		<-ctx.Done()
-		return &authv3.CheckResponse{}, nil // what a decision on a cut-short lookup returns
+	t.Cleanup(e.Stop)
+	signer, err := decisiontest.NewECSigner("unknown-kid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := signer.Mint(decisiontest.StandardClaims("https://issuer.test/", "orders-api", "alice", "app", "orders:read", time.Hour, time.Now()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An unknown kid makes the decision wait in RefreshUnknownKid until
+	// its context ends.
+	req := checkWithHeaders(map[string]string{"authorization": "Bearer " + tok})
+	x := &ExtAuthz{funnel: e.funnel, responder: e.responder}
+	internal := func() float64 {
+		v, _ := gather(t, e.metrics.Registry()).value(metricDecisions, "api", "envoy", "reason", "internal")
+		return v
 	}
 
 	t.Run("the caller's deadline passed", func(t *testing.T) {
+		before := internal()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 		defer cancel()
-		resp, err := e.limitUnary(ctx, req, nil, waitDone)
+		resp, err := x.check(ctx, req)
 		if status.Code(err) != codes.DeadlineExceeded || resp != nil {
-			t.Fatalf("limitUnary = %v, %v; want no response and DeadlineExceeded", resp, err)
+			t.Fatalf("check = %v, %v; want no response and DeadlineExceeded", resp, err)
+		}
+		if got := internal() - before; got != 1 {
+			t.Errorf("%v internal decisions counted, want 1", got)
 		}
 	})
 	t.Run("the caller cancelled", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		resp, err := e.limitUnary(ctx, req, nil, waitDone)
+		resp, err := x.check(ctx, req)
 		if status.Code(err) != codes.Canceled || resp != nil {
-			t.Fatalf("limitUnary = %v, %v; want no response and Canceled", resp, err)
+			t.Fatalf("check = %v, %v; want no response and Canceled", resp, err)
 		}
 	})
 	t.Run("the server's check timeout passed", func(t *testing.T) {
-		resp, err := e.limitUnary(context.Background(), req, nil, waitDone)
+		before := internal()
+		resp, err := x.check(context.Background(), req)
 		if err != nil {
-			t.Fatalf("limitUnary error %v, want an in-band answer", err)
+			t.Fatalf("check error %v, want an in-band answer", err)
 		}
 		r, _ := resp.(*authv3.CheckResponse)
 		if r.GetStatus().GetMessage() != decision.Internal.String() || !strings.Contains(r.GetErrorResponse().GetBody(), "check timeout") {
 			t.Fatalf("response %v, want an internal error naming the check timeout", resp)
+		}
+		if got := internal() - before; got != 1 {
+			t.Errorf("%v internal decisions counted, want 1", got)
 		}
 	})
 }
@@ -374,22 +395,21 @@ func TestLimitsConfigValidate(t *testing.T) {
 	}
 }
 
-// BenchmarkLimitUnary measures what the limits add to a Check: the header
-// scan, and the deadline check for a caller that sent one (Envoy always
-// does).
-func BenchmarkLimitUnary(b *testing.B) {
-	s := &Server{limits: newLimits(Config{MaxRequestHeaders: DefaultMaxRequestHeaders, MaxRequestHeaderBytes: DefaultMaxRequestHeaderBytes, CheckTimeout: DefaultCheckTimeout})}
+// BenchmarkFunnelLimits measures what the limits add to a Check: the
+// header scan, and the deadline check for a caller that sent one (Envoy
+// always does).
+func BenchmarkFunnelLimits(b *testing.B) {
+	f := &funnel{limits: newLimits(Config{MaxRequestHeaders: DefaultMaxRequestHeaders, MaxRequestHeaderBytes: DefaultMaxRequestHeaderBytes, CheckTimeout: DefaultCheckTimeout})}
 	req := checkWithHeaders(map[string]string{
 		":method": "GET", ":path": "/orders/1", ":authority": "api.test", ":scheme": "https",
 		"authorization": "Bearer " + strings.Repeat("t", 700), "user-agent": "bench/1.0", "accept": "*/*",
 		"x-request-id": "0123456789abcdef", "x-forwarded-for": "203.0.113.7", "x-forwarded-proto": "https",
 	})
-	resp := &authv3.CheckResponse{}
-	handler := func(context.Context, any) (any, error) { return resp, nil }
 	ctx := envoyDeadline{context.Background()}
 	b.ReportAllocs()
 	for b.Loop() {
-		if out, err := s.limitUnary(ctx, req, nil, handler); err != nil || out != resp {
+		bounded, cancel := f.bound(ctx)
+		if cancel != nil || bounded != ctx || f.limits.over(extAuthzHeaderSize(req)) != "" {
 			b.Fatal("limits changed an ordinary request")
 		}
 	}

@@ -21,19 +21,20 @@ import (
 // (to a Prometheus in the cluster) is a deliberate --metrics-addr choice.
 const DefaultMetricsAddr = "127.0.0.1:9090"
 
-// apiKind names the API a decision came through, for the latency
-// histogram's api label.
+// apiKind names the API a decision came through, for the metrics' api
+// label and the audit record.
 type apiKind uint8
 
 // The decision APIs.
 const (
-	apiExtAuthz apiKind = iota
-	apiAuthorizer
-	apiHTTP
+	apiEnvoy     apiKind = iota // Envoy ext_authz v3 gRPC
+	apiScopegate                // the scopegate.v1.Authorizer Check RPC
+	apiHTTP                     // HTTP forward-auth (nginx, Caddy, Traefik, Envoy's HTTP service)
+	apiAuthZEN                  // AuthZEN evaluation(s), each item one decision
 	numAPIs
 )
 
-var apiNames = [numAPIs]string{apiExtAuthz: "ext_authz", apiAuthorizer: "authorizer", apiHTTP: "http"}
+var apiNames = [numAPIs]string{apiEnvoy: "envoy", apiScopegate: "scopegate", apiHTTP: "http", apiAuthZEN: "authzen"}
 
 // decisionBuckets span a cached decision (a few µs) to a cold token
 // verification or an ownership lookup (ms), up to the point where a proxy
@@ -65,6 +66,9 @@ const (
 	metricRevocationSyncAge = "scopegate_revocation_sync_age_seconds"
 	metricAuditDropped      = "scopegate_audit_dropped_total"
 	metricServing           = "scopegate_serving"
+	metricGRPCInflight      = "scopegate_grpc_inflight_calls"
+	metricGRPCRefused       = "scopegate_grpc_refused_calls_total"
+	metricShadowSkipped     = "scopegate_shadow_skipped_total"
 )
 
 // Indexes of Metrics.reloads.
@@ -84,10 +88,11 @@ const (
 type Metrics struct {
 	reg *prometheus.Registry
 
-	// allow counts allows; deny[c] counts denies with code c. Every one
-	// of the 256 entries is set, so indexing by a Code needs no check.
-	allow   prometheus.Counter
-	deny    [256]prometheus.Counter
+	// allow[api] counts allows; deny[api][c] counts denies with code c.
+	// Every one of the 256 entries is set, so indexing by a Code needs no
+	// check.
+	allow   [numAPIs]prometheus.Counter
+	deny    [numAPIs][256]prometheus.Counter
 	latency [numAPIs]prometheus.Observer
 
 	reloads    [2]prometheus.Counter
@@ -111,21 +116,23 @@ func newMetrics(engine *decision.Engine, serving func() bool) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
 	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: metricDecisions,
-		Help: "Decisions made, by result (allow or deny) and reason code (ok for an allow).",
-	}, []string{"result", "reason"})
-	m.allow = decisions.WithLabelValues("allow", decision.OK.String())
-	internal := decisions.WithLabelValues("deny", decision.Internal.String())
-	for i := range m.deny {
-		m.deny[i] = internal
-	}
-	for _, c := range decision.Codes() {
-		if c != decision.OK {
-			m.deny[c] = decisions.WithLabelValues("deny", c.String())
+		Help: "Decisions answered, by API (envoy, scopegate, http, authzen), result (allow or deny) and reason code (ok for an allow). Requests refused for a limit or a timeout count as the deny they were answered with.",
+	}, []string{"api", "result", "reason"})
+	for api, name := range apiNames {
+		m.allow[api] = decisions.WithLabelValues(name, "allow", decision.OK.String())
+		internal := decisions.WithLabelValues(name, "deny", decision.Internal.String())
+		for i := range m.deny[api] {
+			m.deny[api][i] = internal
 		}
+		for _, c := range decision.Codes() {
+			if c != decision.OK {
+				m.deny[api][c] = decisions.WithLabelValues(name, "deny", c.String())
+			}
+		}
+		// A deny that claims OK is answered as internal (fail closed);
+		// count it the same way.
+		m.deny[api][decision.OK] = internal
 	}
-	// A deny that claims OK is answered as internal (fail closed); count
-	// it the same way.
-	m.deny[decision.OK] = internal
 
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    metricDecisionDuration,
@@ -168,19 +175,19 @@ func newMetrics(engine *decision.Engine, serving func() bool) *Metrics {
 	return m
 }
 
-// observe records one decision made through api, started at start. It is
-// on the decision path: a nil receiver (handlers built without metrics, in
-// benchmarks) records nothing.
-func (m *Metrics) observe(api apiKind, d *decision.Decision, start time.Time) {
+// observe records one decision answered through api, which took took. It
+// is on the decision path: a nil receiver (handlers built without metrics,
+// in benchmarks) records nothing.
+func (m *Metrics) observe(api apiKind, d *decision.Decision, took time.Duration) {
 	if m == nil {
 		return
 	}
 	if d.Allow {
-		m.allow.Inc()
+		m.allow[api].Inc()
 	} else {
-		m.deny[d.Code].Inc()
+		m.deny[api][d.Code].Inc()
 	}
-	m.latency[api].Observe(time.Since(start).Seconds())
+	m.latency[api].Observe(took.Seconds())
 	// Governance signals: rare, so their label lookups stay off the
 	// common path.
 	if rep, ok := d.DriftReport(); ok {
@@ -196,6 +203,16 @@ func (m *Metrics) observe(api apiKind, d *decision.Decision, start time.Time) {
 		for _, scope := range d.DeprecatedScopesUsed() {
 			m.deprecated.WithLabelValues(scope).Inc()
 		}
+	}
+	m.observeShadow(d)
+}
+
+// observeShadow counts the would-be outcome of a shadow rule, if d has
+// one. Shadow routes are evaluated after the answer (funnel.go), so their
+// outcome is counted apart from the decision.
+func (m *Metrics) observeShadow(d *decision.Decision) {
+	if m == nil {
+		return
 	}
 	if sh := d.Shadow; sh.Route != nil {
 		result := "allow"
@@ -400,6 +417,25 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if f := c.m.auditDropped.Load(); f != nil {
 		ch <- prometheus.MustNewConstMetric(descAuditDropped, prometheus.CounterValue, (*f)())
 	}
+}
+
+// exportGate exports the gRPC gate's calls in flight and refusals, and the
+// decisions recorded without their shadow outcome.
+func (m *Metrics) exportGate(g *gate, sh *shadowRunner) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: metricGRPCInflight,
+			Help: "gRPC calls in flight, counted from stream start (before their message is read).",
+		}, func() float64 { n, _ := g.stats(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: metricGRPCRefused,
+			Help: "gRPC calls refused with RESOURCE_EXHAUSTED because --max-inflight calls were in flight.",
+		}, func() float64 { _, n := g.stats(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: metricShadowSkipped,
+			Help: "Decisions a shadow route matched that were recorded without its would-be outcome, because the shadow queue was full.",
+		}, func() float64 { return float64(sh.skipped.Load()) }),
+	)
 }
 
 // Metrics returns the server's instrumentation, for the components that

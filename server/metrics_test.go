@@ -34,14 +34,15 @@ func gather(t testing.TB, g prometheus.Gatherer) gathered {
 	return out
 }
 
-// value returns the value of the series of family name whose labels
-// include want (label=value pairs), and whether there is one. Counters,
-// gauges and histograms (their sample count) are read.
+// value returns the sum of the series of family name whose labels include
+// want (label=value pairs), and whether there is one. Counters, gauges
+// and histograms (their sample count) are read.
 func (g gathered) value(name string, want ...string) (float64, bool) {
 	f := g[name]
 	if f == nil {
 		return 0, false
 	}
+	sum, found := 0.0, false
 next:
 	for _, m := range f.GetMetric() {
 		labels := map[string]string{}
@@ -55,14 +56,14 @@ next:
 		}
 		switch {
 		case m.Counter != nil:
-			return m.GetCounter().GetValue(), true
+			sum, found = sum+m.GetCounter().GetValue(), true
 		case m.Gauge != nil:
-			return m.GetGauge().GetValue(), true
+			sum, found = sum+m.GetGauge().GetValue(), true
 		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount()), true
+			sum, found = sum+float64(m.GetHistogram().GetSampleCount()), true
 		}
 	}
-	return 0, false
+	return sum, found
 }
 
 func extAuthzRequest(method, path, authz string) *authv3.CheckRequest {
@@ -111,8 +112,10 @@ func TestMetricsDecisions(t *testing.T) {
 		"insufficient scope":   {metricDecisions, []string{"result", "deny", "reason", "insufficient_scope"}, 1},
 		"no route":             {metricDecisions, []string{"result", "deny", "reason", "no_route"}, 1},
 		"internal (none)":      {metricDecisions, []string{"result", "deny", "reason", "internal"}, 0},
-		"ext_authz latency":    {metricDecisionDuration, []string{"api", "ext_authz"}, 4},
-		"authorizer latency":   {metricDecisionDuration, []string{"api", "authorizer"}, 2},
+		"envoy latency":        {metricDecisionDuration, []string{"api", "envoy"}, 4},
+		"scopegate latency":    {metricDecisionDuration, []string{"api", "scopegate"}, 2},
+		"envoy decisions":      {metricDecisions, []string{"api", "envoy"}, 4},
+		"scopegate decisions":  {metricDecisions, []string{"api", "scopegate"}, 2},
 		"http latency (none)":  {metricDecisionDuration, []string{"api", "http"}, 0},
 		"token cache misses":   {metricTokenCacheMisses, nil, 1},
 		"token cache hits":     {metricTokenCacheHits, nil, 3},
@@ -203,7 +206,7 @@ func TestMetricsFedByComponents(t *testing.T) {
 func TestMetricsNilSafe(t *testing.T) {
 	var m *Metrics
 	d := decision.Decision{Code: decision.TokenMissing}
-	m.observe(apiExtAuthz, &d, time.Now())
+	m.observe(apiEnvoy, &d, time.Microsecond)
 	m.policyReloaded(true)
 	m.ObserveDrift("c", "s", "monitor")
 	m.ObserveDeprecated("s")
@@ -219,10 +222,10 @@ func TestMetricsEveryCodeCounted(t *testing.T) {
 	m := e.srv.Metrics()
 	for _, c := range decision.Codes() {
 		d := decision.Decision{Allow: c == decision.OK, Code: c}
-		m.observe(apiHTTP, &d, time.Now())
+		m.observe(apiHTTP, &d, time.Microsecond)
 	}
 	bogus := decision.Decision{Code: decision.Code(250)}
-	m.observe(apiHTTP, &bogus, time.Now())
+	m.observe(apiHTTP, &bogus, time.Microsecond)
 	g := gather(t, m.Registry())
 	for _, c := range decision.Codes() {
 		result, want := "deny", 1.0
@@ -232,7 +235,7 @@ func TestMetricsEveryCodeCounted(t *testing.T) {
 		case decision.Internal:
 			want = 2 // its own, and the unknown code
 		}
-		if got, _ := g.value(metricDecisions, "result", result, "reason", c.String()); got != want {
+		if got, _ := g.value(metricDecisions, "api", "http", "result", result, "reason", c.String()); got != want {
 			t.Errorf("%s{result=%s,reason=%s} = %v, want %v", metricDecisions, result, c, got, want)
 		}
 	}
@@ -340,7 +343,7 @@ func TestReadyzNotServing(t *testing.T) {
 func BenchmarkExtAuthzObserved(b *testing.B) {
 	e := startE2E(b, nil)
 	good := mint(b, e.signer, "alice", "app", "items:read", time.Now(), time.Hour)
-	x := &ExtAuthz{engine: e.srv.engine, responder: e.srv.responder, metrics: e.srv.metrics}
+	x := &ExtAuthz{funnel: testFunnel(e.srv, e.srv.metrics, nil), responder: e.srv.responder}
 	ctx := context.Background()
 	for name, req := range map[string]*authv3.CheckRequest{
 		"allow": extAuthzRequest("GET", "/api/items/1", "Bearer "+good),
@@ -371,7 +374,7 @@ func BenchmarkMetricsObserve(b *testing.B) {
 	start := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		m.observe(apiExtAuthz, &d, start)
+		m.observe(apiEnvoy, &d, time.Since(start))
 	}
 }
 

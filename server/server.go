@@ -22,6 +22,8 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/envoy"
 	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
@@ -45,6 +47,12 @@ const (
 	keepaliveServerPing    = time.Minute
 	keepalivePingTimeout   = 20 * time.Second
 )
+
+// connectionAgeGrace is how long calls in flight on a connection past its
+// MaxConnectionAge get to finish: the check timeout, at least a second.
+func connectionAgeGrace(cfg Config) time.Duration {
+	return max(cfg.CheckTimeout, time.Second)
+}
 
 // Server is the scopegate gRPC server: one listener serving Envoy ext_authz
 // v3, the scopegate Authorizer API, gRPC health and server reflection, all
@@ -73,7 +81,8 @@ type Server struct {
 	status   healthpb.HealthCheckResponse_ServingStatus // last set; UNKNOWN before the first
 
 	metrics *Metrics // metrics.go
-	limits  limits   // limits.go
+	funnel  *funnel  // funnel.go: the one path of every decision request
+	gate    *gate    // gate.go: gRPC calls in flight, bounded from stream start
 	ops     opsState // shutdown.go, reload.go, metrics_listener.go
 
 	auditing auditState // auditlog.go
@@ -118,11 +127,20 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("start decision engine: %w", err)
 	}
 	s.responder = envoy.NewResponder(envoy.ResponderOptions{Realm: cfg.Realm})
+	s.funnel = &funnel{engine: s.engine, limits: newLimits(cfg), auditBlock: cfg.Audit.Block}
+	// Registered before the audit log's flush, so that records waiting for
+	// their shadow evaluation reach the log before it closes.
+	s.OnShutdown(func(ctx context.Context) {
+		if r := s.funnel.shadow; r != nil {
+			r.close(ctx)
+		}
+	})
 	if err := s.startAudit(); err != nil {
 		s.engine.Close()
 		s.closeBackground()
 		return nil, err
 	}
+	s.funnel.audit = s.auditing.log
 	s.initHTTP()
 	s.metrics = newMetrics(s.engine, func() bool { return s.servingStatus() == healthpb.HealthCheckResponse_SERVING })
 	if oc := s.ownersCache; oc != nil {
@@ -137,9 +155,11 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 
-	s.limits = newLimits(cfg)
+	s.funnel.metrics = s.metrics
+	s.funnel.shadow = newShadowRunner(s.funnel, cfg.CheckTimeout)
+	s.gate = &gate{max: int64(cfg.MaxInflight), timeout: cfg.CheckTimeout}
+	s.metrics.exportGate(s.gate, s.funnel.shadow)
 	unary, stream := s.interceptors()
-	unary = append(unary, s.limitUnary)
 	s.grpc = grpc.NewServer(
 		// Cheaper CheckRequest decoding and CheckResponse marshalling, and
 		// handler goroutines that keep their grown stacks (codec.go).
@@ -149,6 +169,10 @@ func NewServer(cfg Config) (*Server, error) {
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		// Every call is admitted against the in-flight cap and bounded by
+		// the check timeout from stream start, before its message is read
+		// (gate.go).
+		grpc.InTapHandle(s.gate.tap),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             keepaliveMinClientPing,
 			PermitWithoutStream: true,
@@ -156,10 +180,17 @@ func NewServer(cfg Config) (*Server, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:    keepaliveServerPing,
 			Timeout: keepalivePingTimeout,
+			// A connection that carries no call for this long is closed
+			// (GOAWAY); one older than MaxConnectionAge is asked to
+			// reconnect, which also spreads long-lived proxy connections
+			// over replicas. Calls in flight get the grace to finish.
+			MaxConnectionIdle:     cfg.MaxConnectionIdle,
+			MaxConnectionAge:      cfg.MaxConnectionAge,
+			MaxConnectionAgeGrace: connectionAgeGrace(cfg),
 		}),
 	)
-	s.grpc.RegisterService(&extAuthzServiceDesc, &ExtAuthz{engine: s.engine, responder: s.responder, metrics: s.metrics, auditLog: s.auditing.log})
-	scopegatev1.RegisterAuthorizerServer(s.grpc, &Authorizer{engine: s.engine, responder: s.responder, metrics: s.metrics, auditLog: s.auditing.log})
+	s.grpc.RegisterService(&extAuthzServiceDesc, &ExtAuthz{funnel: s.funnel, responder: s.responder})
+	scopegatev1.RegisterAuthorizerServer(s.grpc, &Authorizer{funnel: s.funnel, responder: s.responder})
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -258,8 +289,14 @@ func notCheck(_ context.Context, c interceptors.CallMeta) bool {
 func (s *Server) Engine() *decision.Engine { return s.engine }
 
 // Serve accepts connections on lis until Stop. It returns nil after Stop.
+// With Config.MaxConnections set, it holds at most that many connections
+// open at once; further clients wait in the listen backlog until one
+// closes.
 func (s *Server) Serve(lis net.Listener) error {
-	s.log.Info("serving gRPC", "addr", lis.Addr().String())
+	s.log.Info("serving gRPC", "addr", lis.Addr().String(), "max_connections", s.cfg.MaxConnections, "max_inflight", s.cfg.MaxInflight)
+	if n := s.cfg.MaxConnections; n > 0 {
+		lis = netutil.LimitListener(lis, n)
+	}
 	return s.grpc.Serve(lis)
 }
 
