@@ -29,6 +29,10 @@ type serveCmd struct {
 	maxHeaderBytes int
 	maxPolicyBytes int
 	checkTimeout   time.Duration
+	maxInflight    int
+	maxConns       int
+	connIdle       time.Duration
+	connAge        time.Duration
 }
 
 func (s *serveCmd) define(fs *flag.FlagSet) {
@@ -43,7 +47,11 @@ func (s *serveCmd) define(fs *flag.FlagSet) {
 	fs.IntVar(&s.maxHeaders, "max-request-headers", server.DefaultMaxRequestHeaders, "most headers one check may carry; more are denied with request_invalid")
 	fs.IntVar(&s.maxHeaderBytes, "max-request-header-bytes", server.DefaultMaxRequestHeaderBytes, "most bytes the headers of one check may total (names and values); more are denied with request_invalid")
 	fs.IntVar(&s.maxPolicyBytes, "max-policy-bytes", 16<<20, "largest policy file loaded, at start and on reload; a larger one is refused unread")
-	fs.DurationVar(&s.checkTimeout, "check-timeout", server.DefaultCheckTimeout, "longest a decision may take on the server side; a slower one is answered as an internal error")
+	fs.DurationVar(&s.checkTimeout, "check-timeout", server.DefaultCheckTimeout, "longest a decision may take on the server side, for every protocol (gRPC calls from stream start, reading the message included); a slower one is answered as an internal error")
+	fs.IntVar(&s.maxInflight, "max-inflight", server.DefaultMaxInflight, "most gRPC calls in flight at once, across connections, counted from stream start; more are refused with RESOURCE_EXHAUSTED")
+	fs.IntVar(&s.maxConns, "max-connections", 0, "most gRPC connections open at once; further clients wait in the listen backlog (0: no cap)")
+	fs.DurationVar(&s.connIdle, "max-connection-idle", server.DefaultMaxConnectionIdle, "close a gRPC connection that carried no call for this long")
+	fs.DurationVar(&s.connAge, "max-connection-age", server.DefaultMaxConnectionAge, "ask a gRPC client to reconnect after this long (calls in flight get the check timeout to finish)")
 }
 
 func (s *serveCmd) run(ctx context.Context, c *cli) int {
@@ -88,6 +96,11 @@ func (s *serveCmd) run(ctx context.Context, c *cli) int {
 	}
 	cfg.MaxRequestHeaders, cfg.MaxRequestHeaderBytes, cfg.CheckTimeout = s.maxHeaders, s.maxHeaderBytes, s.checkTimeout
 	cfg.MaxPolicyBytes = s.maxPolicyBytes
+	if s.maxInflight <= 0 || s.maxConns < 0 || s.connIdle <= 0 || s.connAge <= 0 {
+		return c.usageError("serve", "--max-inflight, --max-connection-idle and --max-connection-age must be positive and --max-connections at least 0 (defaults %d, %v, %v, 0 for no cap)",
+			server.DefaultMaxInflight, server.DefaultMaxConnectionIdle, server.DefaultMaxConnectionAge)
+	}
+	cfg.MaxInflight, cfg.MaxConnections, cfg.MaxConnectionIdle, cfg.MaxConnectionAge = s.maxInflight, s.maxConns, s.connIdle, s.connAge
 	if err := server.Run(ctx, cfg); err != nil {
 		return c.policyError("serve", err)
 	}
