@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
@@ -72,8 +73,12 @@ func (g *gate) tap(ctx context.Context, info *tap.Info) (context.Context, error)
 		return nil, errInflightFull
 	}
 	// ctx is the stream's: grpc cancels it when the stream ends, however
-	// it ends, which gives the slot back.
-	context.AfterFunc(ctx, g.release)
+	// it ends, which gives the slot back. A unary call that reaches its
+	// handler gives it back there instead (unary), sparing the goroutine
+	// AfterFunc would start.
+	t := &gateTicket{g: g}
+	t.stop = context.AfterFunc(ctx, g.release)
+	ctx = context.WithValue(ctx, gateTicketKey{}, t)
 	if !boundedMethods[info.FullMethodName] {
 		return ctx, nil
 	}
@@ -88,6 +93,25 @@ func (g *gate) tap(ctx context.Context, info *tap.Info) (context.Context, error)
 }
 
 func (g *gate) release() { g.inflight.Add(-1) }
+
+// gateTicket is an admitted call's slot.
+type gateTicket struct {
+	g    *gate
+	stop func() bool // stops the release at stream end
+}
+
+type gateTicketKey struct{}
+
+// unary is the first unary interceptor: once the handler has answered, it
+// gives the call's slot back itself, unless the stream already ended and
+// did.
+func (g *gate) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	if t, ok := ctx.Value(gateTicketKey{}).(*gateTicket); ok && t.stop() {
+		t.g.release()
+	}
+	return resp, err
+}
 
 // stats returns the gRPC calls in flight now and the calls refused over
 // the cap since start.

@@ -160,6 +160,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.gate = &gate{max: int64(cfg.MaxInflight), timeout: cfg.CheckTimeout}
 	s.metrics.exportGate(s.gate, s.funnel.shadow)
 	unary, stream := s.interceptors()
+	unary = append([]grpc.UnaryServerInterceptor{s.gate.unary}, unary...)
 	s.grpc = grpc.NewServer(
 		// Cheaper CheckRequest decoding and CheckResponse marshalling, and
 		// handler goroutines that keep their grown stacks (codec.go).
