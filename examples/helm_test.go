@@ -229,7 +229,7 @@ func TestHelmValuesSchemaBites(t *testing.T) {
 	// The ServiceMonitor needs the metrics Service; the Istio policy needs
 	// a selector.
 	for set, want := range map[string]string{
-		"metrics.serviceMonitor.enabled=true":     "metrics.service.enabled",
+		"metrics.serviceMonitor.enabled=true":    "metrics.service.enabled",
 		"istio.authorizationPolicy.enabled=true": "istio.authorizationPolicy.selector",
 	} {
 		out, err := runHelm(t, helm, "template", "scopegate", chartDir, "--set", set)
