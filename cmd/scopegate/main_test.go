@@ -607,3 +607,23 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	defer s.mu.Unlock()
 	return s.w.Write(p)
 }
+
+// TestTokenOutsideRepository: the development keys are built in, so
+// `scopegate token` works from a directory that is not the repository.
+func TestTokenOutsideRepository(t *testing.T) {
+	t.Chdir(t.TempDir())
+	for _, args := range [][]string{
+		{"--scope", "orders:read"},
+		{"--key", "examples/keys/dev-ec.key.pem"},
+		{"--key", "examples/keys/dev-ed25519.key.pem"},
+	} {
+		tok := mint(t, args...)
+		if h := jwsPart(t, tok, 0); h["kid"] == "" {
+			t.Errorf("%v: no kid in %v", args, h)
+		}
+	}
+	code, _, errs := runCLI(t, "", "token", "--key", "examples/keys/missing.pem")
+	if code == exitOK || !strings.Contains(errs, "--key examples/keys/missing.pem: no such file") {
+		t.Errorf("missing key: exit %d: %s", code, errs)
+	}
+}
