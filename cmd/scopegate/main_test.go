@@ -217,8 +217,8 @@ func TestCheckBadPolicy(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			code, out, errs := runCLI(t, "", "check", "--policy", tc.policy, "--path", "/orders/1")
-			if code != exitError {
-				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, exitError, out, errs)
+			if code != exitUsage {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, exitUsage, out, errs)
 			}
 			for _, w := range tc.wantLines {
 				if !strings.Contains(errs, w) {
@@ -249,16 +249,28 @@ func TestUsage(t *testing.T) {
 		"-h of serve":                {[]string{"serve", "-h"}, "", exitOK, "-grpc-addr string", ""},
 		"version":                    {[]string{"version"}, "", exitOK, "scopegate ", ""},
 		"--version":                  {[]string{"--version"}, "", exitOK, "scopegate ", ""},
-		"unknown flag":               {[]string{"check", "--polcy", "x"}, "", exitUsage, "", "flag provided but not defined: -polcy"},
+		"unknown flag":               {[]string{"check", "--polcy", "x"}, "", exitUsage, "", "unknown flag: --polcy; did you mean --policy?"},
+		"unknown flag, longer":       {[]string{"serve", "--grpc-address", "x"}, "", exitUsage, "", "unknown flag: --grpc-address; did you mean --grpc-addr?"},
+		"unknown flag, single dash":  {[]string{"serve", "-grpc-address", "x"}, "", exitUsage, "", "did you mean --grpc-addr?"},
+		"unknown flag, no neighbour": {[]string{"token", "--frobnicate"}, "", exitUsage, "", "unknown flag: --frobnicate\n"},
+		"old single-dash flag":       {[]string{"token", "-scope", "a", "-sub=bob"}, "", exitOK, ".", ""},
+		"typo in a command":          {[]string{"chek"}, "", exitUsage, "", "Did you mean this?\n\tcheck"},
+		"typo in a subcommand":       {[]string{"report", "usag"}, "", exitUsage, "", `unknown command "usag" for "scopegate report"; did you mean usage?`},
+		"group without subcommand":   {[]string{"revocations"}, "", exitUsage, "", "name a subcommand"},
+		"completion bash":            {[]string{"completion", "bash"}, "", exitOK, "bash completion", ""},
+		"completion zsh":             {[]string{"completion", "zsh"}, "", exitOK, "#compdef scopegate", ""},
+		"completion fish":            {[]string{"completion", "fish"}, "", exitOK, "complete -c scopegate", ""},
+		"help shows exit codes":      {[]string{"--help"}, "", exitOK, "3  deny", ""},
 		"positional argument":        {[]string{"check", "--policy", "p.yaml", "--path", "/x", "extra"}, "", exitUsage, "", `unexpected argument "extra"`},
 		"check without policy":       {[]string{"check", "--path", "/x"}, "", exitUsage, "", "--policy is required"},
 		"check without path":         {[]string{"check", "--policy", "p.yaml"}, "", exitUsage, "", "--path is required"},
 		"check bad source ip":        {[]string{"check", "--policy", "p.yaml", "--path", "/x", "--source-ip", "10.0.0.1:80"}, "", exitUsage, "", "is not an IP address"},
 		"check empty stdin token":    {[]string{"check", "--policy", "p.yaml", "--path", "/x", "--token", "-"}, "  \n", exitUsage, "", "standard input is empty"},
 		"token alg does not fit":     {[]string{"token", "--alg", "ES256"}, "", exitUsage, "", `"ES256" does not fit an RSA key`},
-		"token missing key":          {[]string{"token", "--key", "testdata/none.pem"}, "", exitError, "", "none.pem"},
+		"token missing key":          {[]string{"token", "--key", "testdata/none.pem"}, "", exitUsage, "", "--key testdata/none.pem: no such file"},
 		"token bad claim":            {[]string{"token", "--claim", "novalue"}, "", exitUsage, "", "is not key=value"},
-		"bad duration":               {[]string{"token", "--ttl", "forever"}, "", exitUsage, "", "invalid value"},
+		"bad duration":               {[]string{"token", "--ttl", "forever"}, "", exitUsage, "", `--ttl "forever": want a duration (units s, m, h), e.g. 1h0m0s`},
+		"bad integer":                {[]string{"serve", "--token-cache-size", "lots"}, "", exitUsage, "", `--token-cache-size "lots": want an integer, e.g. 100000`},
 		"serve without policy":       {[]string{"serve"}, "", exitUsage, "", "--policy is required"},
 		"serve bad log level":        {[]string{"serve", "--policy", "p.yaml", "--log-level", "loud"}, "", exitUsage, "", "--log-level"},
 		"client bad api":             {[]string{"client", "--api", "soap"}, "", exitUsage, "", `--api "soap"`},

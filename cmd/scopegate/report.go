@@ -26,17 +26,6 @@ import (
 // the token stays out of the process list and the shell history.
 const adminTokenEnv = "SCOPEGATE_ADMIN_TOKEN"
 
-// joinSubcommand turns "report usage ..." into the two-word command
-// "report usage" when one is registered.
-func joinSubcommand(name string, rest []string) (string, []string) {
-	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		if _, ok := lookup(name + " " + rest[0]); ok {
-			return name + " " + rest[0], rest[1:]
-		}
-	}
-	return name, rest
-}
-
 // reportUsageCmd asks a running scopegate's Admin API which scopes each
 // client was granted and which it used, and lists the over-scoped clients
 // first: the grants to withdraw for least privilege.

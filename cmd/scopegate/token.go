@@ -53,11 +53,11 @@ func (t *tokenCmd) run(_ context.Context, c *cli) int {
 	}
 	pemBytes, err := readKeyFile(t.key)
 	if err != nil {
-		return c.fail("token", err)
+		return c.usageError("token", "%v", err)
 	}
 	key, err := decisiontest.ParsePrivateKeyPEM(pemBytes)
 	if err != nil {
-		return c.fail("token", fmt.Errorf("%s: %w", t.key, err))
+		return c.usageError("token", "--key %s: %v", t.key, err)
 	}
 	kind, err := decisiontest.KeyKind(key.Public())
 	if err != nil {
