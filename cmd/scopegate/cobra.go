@@ -98,9 +98,9 @@ func (c *cli) rootCommand() *cobra.Command {
 		Short: "OAuth scope authorization decisions for APIs",
 		Long: "scopegate: OAuth scope authorization decisions for APIs.\n\n" +
 			"Every command lists its flags with --help (scopegate help COMMAND).\n\n" + exitCodeTable,
-		Version:           versionString(),
-		SilenceErrors:     true,
-		SilenceUsage:      true,
+		Version:       versionString(),
+		SilenceErrors: true,
+		SilenceUsage:  true,
 	}
 	root.SetVersionTemplate(versionLine() + "\n")
 	root.SetIn(c.stdin)

@@ -19,7 +19,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
-
 )
 
 // Exit codes, the same for every command (exitCodeTable). A deny is not

@@ -163,16 +163,24 @@ func TestServeConfigErrors(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("policy: p.yaml\ngrpc_adr: 127.0.0.1:1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	typed := filepath.Join(dir, "typed.yaml")
+	if err := os.WriteFile(typed, []byte("policy: p.yaml\ntoken_cache_size: lots\nshutdown_timeout: 10\nwatch_policy: maybe\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for name, tc := range map[string]struct {
 		args []string
 		env  map[string]string
 		want string
 	}{
-		"unknown key":     {[]string{"serve", "--config", bad}, nil, `unknown key "grpc_adr": did you mean grpc_addr?`},
-		"bad env value":   {[]string{"serve", "--policy", "p.yaml"}, map[string]string{"SCOPEGATE_SHUTDOWN_TIMEOUT": "later"}, "SCOPEGATE_SHUTDOWN_TIMEOUT"},
-		"bad log format":  {[]string{"serve", "--policy", "p.yaml", "--log-format", "xml"}, nil, `--log-format "xml" is not one of json, text`},
-		"missing file":    {[]string{"serve", "--config", filepath.Join(dir, "none.yaml")}, nil, "none.yaml"},
-		"policy from env": {[]string{"serve", "--log-format", "xml"}, map[string]string{"SCOPEGATE_POLICY": "p.yaml"}, "--log-format"},
+		"unknown key":          {[]string{"serve", "--config", bad}, nil, `unknown key "grpc_adr": did you mean grpc_addr?`},
+		"bad env value":        {[]string{"serve", "--policy", "p.yaml"}, map[string]string{"SCOPEGATE_SHUTDOWN_TIMEOUT": "later"}, "SCOPEGATE_SHUTDOWN_TIMEOUT"},
+		"bad log format":       {[]string{"serve", "--policy", "p.yaml", "--log-format", "xml"}, nil, `--log-format "xml" is not one of json, text`},
+		"wrong type, int":      {[]string{"serve", "--config", typed}, nil, `typed.yaml:2: token_cache_size: "lots": want an integer, e.g. 100000`},
+		"wrong type, duration": {[]string{"serve", "--config", typed}, nil, `typed.yaml:3: shutdown_timeout: "10": want a duration (units s, m, h), e.g. 10s`},
+		"wrong type, bool":     {[]string{"serve", "--config", typed}, nil, `typed.yaml:4: watch_policy: "maybe": want true or false`},
+		"wrong type, env":      {[]string{"serve", "--policy", "p.yaml"}, map[string]string{"SCOPEGATE_MAX_TOKEN_BYTES": "big"}, `SCOPEGATE_MAX_TOKEN_BYTES="big": want an integer, e.g. 16384`},
+		"missing file":         {[]string{"serve", "--config", filepath.Join(dir, "none.yaml")}, nil, "none.yaml"},
+		"policy from env":      {[]string{"serve", "--log-format", "xml"}, map[string]string{"SCOPEGATE_POLICY": "p.yaml"}, "--log-format"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var out, errb bytes.Buffer
