@@ -16,7 +16,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -134,7 +133,7 @@ func (k *clientCmd) run(ctx context.Context, c *cli) int {
 	}
 
 	if k.json {
-		b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}.Marshal(resp)
+		b, err := protoJSON(resp)
 		if err != nil {
 			return c.fail("client", err)
 		}

@@ -213,10 +213,23 @@ func (c *cli) cobraCommand(ci commandInfo, name string) *cobra.Command {
 		},
 	}
 	cc.Flags().AddGoFlagSet(fs)
-	if oc, ok := cmd.(outputCommand); ok {
-		oc.outputFlags(cc.Flags())
-	}
+	out := addOutputFlag(cc)
 	cc.Flags().SortFlags = false
+	run := cc.RunE
+	cc.RunE = func(cc *cobra.Command, args []string) error {
+		w, flush, err := out.apply(cc.Flags(), c.stdout)
+		if err != nil {
+			return &cmdLineErr{cc, err}
+		}
+		saved := c.stdout
+		c.stdout = w
+		err = run(cc, args)
+		c.stdout = saved
+		if ferr := flush(); ferr != nil && err == nil {
+			err = ferr
+		}
+		return err
+	}
 	return cc
 }
 

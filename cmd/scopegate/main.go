@@ -64,8 +64,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 // standard library style) and run(ctx, c) int (its exit code), and add
 // one commandInfo to commands(). A command that takes file arguments also
 // implements argsCommand; one whose flags also come from SCOPEGATE_* and
-// --config implements layeredCommand; one that prints data implements
-// outputCommand. Adding a flag: one fs.XxxVar line in the command's
+// --config implements layeredCommand; one with a boolean --json flag gets
+// -o json|yaml|table (output.go). Adding a flag: one fs.XxxVar line in the command's
 // define; help, completion, suggestions and (for serve) the environment
 // variable and config key follow from it. cobra.go builds the command
 // tree from this list.

@@ -639,3 +639,34 @@ func TestTokenOutsideRepository(t *testing.T) {
 		t.Errorf("missing key: exit %d: %s", code, errs)
 	}
 }
+
+// TestOutputFormats: -o json is --json, -o yaml carries the same fields,
+// and an unknown format is a usage error naming the choices.
+func TestOutputFormats(t *testing.T) {
+	pol := examplePolicy(t)
+	tok := mint(t, "--scope", "orders:read")
+	base := []string{"check", "--policy", pol, "--path", "/orders/1", "--token", tok}
+	_, legacy, _ := runCLI(t, "", append(base, "--json")...)
+	code, js, errs := runCLI(t, "", append(base, "-o", "json")...)
+	if code != exitOK || js != legacy || !strings.Contains(js, `"allow": true`) {
+		t.Fatalf("-o json: exit %d, %q (--json: %q) %s", code, js, legacy, errs)
+	}
+	code, ym, errs := runCLI(t, "", append(base, "--output", "yaml")...)
+	if code != exitOK || !strings.Contains(ym, "allow: true\n") || !strings.Contains(ym, "route: read-order\n") || strings.Contains(ym, "{") {
+		t.Fatalf("-o yaml: exit %d:\n%s%s", code, ym, errs)
+	}
+	code, tab, _ := runCLI(t, "", append(base, "-o", "table")...)
+	if code != exitOK || !strings.HasPrefix(tab, "ALLOW") {
+		t.Errorf("-o table: exit %d: %s", code, tab)
+	}
+	code, _, errs = runCLI(t, "", append(base, "-o", "xml")...)
+	if code != exitUsage || !strings.Contains(errs, `--output "xml": want one of json, yaml, table`) {
+		t.Errorf("-o xml: exit %d: %s", code, errs)
+	}
+	for _, cmd := range []string{"lint", "test", "diff", "check", "client", "revoke", "revocations list", "report usage", "unrevoke"} {
+		code, out, _ := runCLI(t, "", append(strings.Fields(cmd), "--help")...)
+		if code != exitOK || !strings.Contains(out, "-o, --output json|yaml|table") {
+			t.Errorf("%s --help lacks -o:\n%s", cmd, out)
+		}
+	}
+}

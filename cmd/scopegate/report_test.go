@@ -91,7 +91,19 @@ func TestReportUsage(t *testing.T) {
 		"json": {
 			env:    env,
 			args:   []string{"--json", "--unused-for", "36h"},
-			out:    []string{`"client_id": "z-greedy"`, `"last_used"`},
+			out:    []string{`"client_id": "z-greedy"`, `"last_used"`, `"count": 3`, `"count": 12`},
+			unused: 36 * time.Hour,
+		},
+		"-o json": {
+			env:    env,
+			args:   []string{"-o", "json", "--unused-for", "36h"},
+			out:    []string{`"client_id": "z-greedy"`, `"count": 3`},
+			unused: 36 * time.Hour,
+		},
+		"-o yaml": {
+			env:    env,
+			args:   []string{"--output=yaml", "--unused-for", "36h"},
+			out:    []string{"client_id: z-greedy", "count: 3\n"},
 			unused: 36 * time.Hour,
 		},
 		"token flag": {
@@ -146,10 +158,13 @@ func TestReportUsage(t *testing.T) {
 					t.Errorf("the over-scoped client is not listed first:\n%s", out)
 				}
 			}
-			if name == "json" {
+			if strings.HasSuffix(name, "json") {
 				var v map[string]any
 				if err := json.Unmarshal([]byte(out), &v); err != nil {
 					t.Errorf("--json output is not JSON: %v", err)
+				}
+				if strings.Contains(out, `"count": "`) {
+					t.Errorf("a count is a string, not a number:\n%s", out)
 				}
 			}
 		})
