@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -222,5 +224,26 @@ func TestServeAuditFlags(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want usage error naming %s", code, errs, c.err)
 			}
 		})
+	}
+}
+
+// TestAdminSettingsFromEnvironment: the Admin API address and token come
+// from SCOPEGATE_ADMIN_ADDR and SCOPEGATE_ADMIN_TOKEN_FILE when no flag
+// gives them, so a shell sets them once.
+func TestAdminSettingsFromEnvironment(t *testing.T) {
+	_, addr := startFakeAdmin(t)
+	tokFile := filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(tokFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{adminAddrEnv: addr, adminTokenFileEnv: tokFile}
+	code, out, errs := runReport(t, env, "", "report", "usage")
+	if code != exitOK || !strings.Contains(out, "a-tidy") {
+		t.Fatalf("exit %d:\n%s%s", code, out, errs)
+	}
+	env[adminTokenFileEnv] = filepath.Join(t.TempDir(), "none")
+	code, _, errs = runReport(t, env, "", "report", "usage")
+	if code != exitUsage || !strings.Contains(errs, adminTokenFileEnv+"=") {
+		t.Errorf("missing token file: exit %d: %s", code, errs)
 	}
 }
