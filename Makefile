@@ -1,20 +1,34 @@
-# scopegate: `make run` serves the bundled example policy with the development
-# keys; `make test` runs every unit and in-process end-to-end test.
+# scopegate: `make build` builds bin/scopegate; `make run` builds it and
+# serves the bundled example policy with the development keys; `make test`
+# runs every unit and in-process end-to-end test.
+#
+# make run takes settings as SCOPEGATE_* variables (in the environment or on
+# the make command line) and extra flags in ARGS:
+#   make run SCOPEGATE_METRICS_ADDR=127.0.0.1:9300
+#   make run ARGS='--log-format text --http-addr ""'
 GO        ?= go
 POLICY    ?= examples/policy.yaml
+ARGS      ?=
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 PKGS      := ./...
+# The version stamped into the binary: the nearest tag, else the commit.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -buildid= -X main.version=$(VERSION)
+
+# SCOPEGATE_* given on the make command line reach the server too.
+export $(filter SCOPEGATE_%,$(.VARIABLES))
 
 .PHONY: run test build lint bench bench-load fuzz soak e2e tools clean
 
-run:
-	$(GO) run ./cmd/scopegate serve --policy $(POLICY)
+run: build
+	exec ./bin/scopegate serve --policy $(POLICY) $(ARGS)
 
 test:
 	$(GO) test -race -count=1 $(PKGS)
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/scopegate ./cmd/scopegate
+	@echo "building bin/scopegate $(VERSION) (the first build compiles the dependencies: a minute or two)"
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/scopegate ./cmd/scopegate
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \

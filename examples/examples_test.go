@@ -403,7 +403,7 @@ func TestKubernetes(t *testing.T) {
 		pm := p.(map[string]any)
 		ports[pm["name"].(string)] = pm["containerPort"].(int)
 	}
-	for name, want := range map[string]int{"grpc": 9191, "http": 9192, "metrics": 9090} {
+	for name, want := range map[string]int{"grpc": 9191, "http": 9192, "metrics": 9194} {
 		if ports[name] != want {
 			t.Errorf("container port %s = %d, want %d", name, ports[name], want)
 		}

@@ -138,6 +138,12 @@ func (cf *ConfigFile) Value(key string) (string, bool) {
 func ApplyLayers(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) error {
 	onCommandLine := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+	return ApplyLayersExcept(fs, onCommandLine, lookupEnv)
+}
+
+// ApplyLayersExcept is ApplyLayers for flags parsed by another parser
+// (the command line's): onCommandLine names the flags it set.
+func ApplyLayersExcept(fs *flag.FlagSet, onCommandLine map[string]bool, lookupEnv func(string) (string, bool)) error {
 
 	var path string
 	if f := fs.Lookup(ConfigFlag); f != nil {
@@ -169,7 +175,7 @@ func ApplyLayers(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) error 
 		}
 		if v, ok := lookupEnv(EnvName(f.Name)); ok {
 			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("environment %s=%q: %v", EnvName(f.Name), v, err))
+				errs = append(errs, fmt.Errorf("environment %s=%q: %v", EnvName(f.Name), v, valueError(f, err)))
 			}
 			return
 		}
@@ -178,11 +184,39 @@ func ApplyLayers(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) error 
 		}
 		if v, ok := cf.values[ConfigKey(f.Name)]; ok {
 			if err := fs.Set(f.Name, v.value); err != nil {
-				errs = append(errs, fmt.Errorf("config file %s:%d: %s: %q: %v", cf.Path, v.line, ConfigKey(f.Name), v.value, err))
+				errs = append(errs, fmt.Errorf("config file %s:%d: %s: %q: %v", cf.Path, v.line, ConfigKey(f.Name), v.value, valueError(f, err)))
 			}
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// valueError says what value f wants, with an example, when the flag
+// package's own error ("parse error", "invalid syntax") does not.
+func valueError(f *flag.Flag, err error) error {
+	example := f.DefValue
+	var want string
+	switch fmt.Sprintf("%T", f.Value) {
+	case "*flag.intValue", "*flag.int64Value":
+		want = "an integer"
+	case "*flag.uintValue", "*flag.uint64Value":
+		want = "a whole number (0 or more)"
+	case "*flag.float64Value":
+		want = "a number"
+	case "*flag.durationValue":
+		want = "a duration (units s, m, h)"
+	case "*flag.boolValue":
+		want, example = "true or false", ""
+	default:
+		return err
+	}
+	if strings.Contains(err.Error(), "out of range") {
+		want += " in range"
+	}
+	if example != "" && example != "0" && example != "0s" {
+		return fmt.Errorf("want %s, e.g. %s", want, example)
+	}
+	return fmt.Errorf("want %s", want)
 }
 
 // checkKeys reports every key of the file that names no flag of fs.

@@ -417,7 +417,7 @@ func TestRunServesHTTP(t *testing.T) {
 	}
 	defer busy.Close()
 	err = Run(context.Background(), Config{PolicyPath: filepath.Join(dir, "policy.yaml"), GRPCAddr: freeAddr(), HTTPAddr: busy.Addr().String(), Logger: quietLogger()})
-	if err == nil || !strings.Contains(err.Error(), "HTTPAddr") {
+	if err == nil || !strings.Contains(err.Error(), "HTTP listener") {
 		t.Errorf("Run on a busy HTTP address = %v", err)
 	}
 }

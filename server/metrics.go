@@ -19,7 +19,7 @@ import (
 // DefaultMetricsAddr is the operator listener scopegate serve binds unless
 // told otherwise: loopback only, because it also serves pprof. Exposing it
 // (to a Prometheus in the cluster) is a deliberate --metrics-addr choice.
-const DefaultMetricsAddr = "127.0.0.1:9090"
+const DefaultMetricsAddr = "127.0.0.1:9194"
 
 // apiKind names the API a decision came through, for the metrics' api
 // label and the audit record.

@@ -73,10 +73,21 @@ func (s *Server) listenOps(addr string) (net.Addr, error) {
 	if addr == "" {
 		return nil, nil
 	}
-	lis, err := net.Listen("tcp", addr)
+	lis, err := bind(ListenerMetrics, "MetricsAddr", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s (MetricsAddr): %w", addr, err)
+		return nil, err
 	}
+	go func() {
+		if err := s.serveOps(lis); err != nil {
+			s.log.Error("metrics listener stopped", "addr", lis.Addr().String(), "error", err)
+		}
+	}()
+	return lis.Addr(), nil
+}
+
+// serveOps serves the operator listener on lis until Stop; it returns nil
+// after Stop.
+func (s *Server) serveOps(lis net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.opsHandler(),
 		ReadHeaderTimeout: opsReadHeaderTimeout,
@@ -85,15 +96,18 @@ func (s *Server) listenOps(addr string) (net.Addr, error) {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.ops.mu.Lock()
+	if s.ops.stopped {
+		s.ops.mu.Unlock()
+		lis.Close()
+		return nil
+	}
 	s.ops.http = srv
 	s.ops.mu.Unlock()
-	go func() {
-		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("metrics listener stopped", "addr", lis.Addr().String(), "error", err)
-		}
-	}()
 	s.log.Info("serving metrics, health and pprof", "addr", lis.Addr().String())
-	return lis.Addr(), nil
+	if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 // closeOpsListener stops the operator listener, letting a scrape in
@@ -102,6 +116,7 @@ func (s *Server) closeOpsListener() {
 	s.ops.mu.Lock()
 	srv := s.ops.http
 	s.ops.http = nil
+	s.ops.stopped = true
 	s.ops.mu.Unlock()
 	if srv == nil {
 		return

@@ -2,11 +2,14 @@ package server
 
 import (
 	"context"
+	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,32 +97,75 @@ func TestRunOperatorListener(t *testing.T) {
 	}
 }
 
-// TestRunMetricsAddrInUse: a metrics address that cannot be bound stops Run
-// with an error naming the setting.
-func TestRunMetricsAddrInUse(t *testing.T) {
+// TestRunAddrInUse: an address that cannot be bound, whichever listener it
+// is, stops Run with a *ListenError naming the listener and the setting,
+// before anything is announced: no health status, no "serving" line.
+func TestRunAddrInUse(t *testing.T) {
 	e := startE2E(t, nil)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	err = Run(context.Background(), Config{
-		PolicyPath:  filepath.Join(e.dir, "policy.yaml"),
-		GRPCAddr:    freeAddr(t),
-		HTTPAddr:    freeAddr(t),
-		MetricsAddr: l.Addr().String(),
-		Logger:      quietLogger(),
-	})
-	if err == nil || !strings.Contains(err.Error(), "MetricsAddr") {
-		t.Fatalf("Run = %v, want an error naming MetricsAddr", err)
+	taken := l.Addr().String()
+	for _, tc := range []struct {
+		listener, setting string
+		edit              func(*Config)
+	}{
+		{ListenerGRPC, "GRPCAddr", func(c *Config) { c.GRPCAddr = taken }},
+		{ListenerHTTP, "HTTPAddr", func(c *Config) { c.HTTPAddr = taken }},
+		{ListenerMetrics, "MetricsAddr", func(c *Config) { c.MetricsAddr = taken }},
+		{ListenerAdmin, "Admin.Addr", func(c *Config) { c.Admin.Addr = taken }},
+	} {
+		t.Run(tc.setting, func(t *testing.T) {
+			var logs strings.Builder
+			cfg := Config{
+				PolicyPath:  filepath.Join(e.dir, "policy.yaml"),
+				GRPCAddr:    freeAddr(t),
+				HTTPAddr:    freeAddr(t),
+				MetricsAddr: freeAddr(t),
+				Logger:      slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)),
+			}
+			tc.edit(&cfg)
+			err := Run(context.Background(), cfg)
+			var le *ListenError
+			if !errors.As(err, &le) {
+				t.Fatalf("Run = %v, want a *ListenError", err)
+			}
+			if le.Listener != tc.listener || le.Setting != tc.setting || le.Addr != taken || !le.InUse() {
+				t.Errorf("ListenError = %+v, want listener %s, setting %s, addr %s, in use", le, tc.listener, tc.setting, taken)
+			}
+			msg := err.Error()
+			if strings.Contains(msg, tc.setting) || !strings.Contains(msg, taken) || !strings.Contains(msg, "in use") {
+				t.Errorf("message %q: want the address and \"in use\", not the field name", msg)
+			}
+			if strings.Count(msg, taken) != 1 {
+				t.Errorf("message %q names the address more than once", msg)
+			}
+			if out := logs.String(); strings.Contains(out, "SERVING") || strings.Contains(out, "serving") {
+				t.Errorf("announced before every listener was bound:\n%s", out)
+			}
+		})
 	}
+}
+
+// syncWriter serializes writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
 
 func TestConfigValidateMetricsAddr(t *testing.T) {
 	for addr, ok := range map[string]bool{
 		"":               true,
-		"127.0.0.1:9090": true,
-		":9090":          true,
+		"127.0.0.1:9194": true,
+		":9194":          true,
 		"localhost":      false,
 		"1.2.3.4:99999":  false,
 		"1.2.3.4:http":   false,

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -67,7 +66,8 @@ type Server struct {
 	ownersCache *cache.Ownership
 	log         *slog.Logger
 	keys        decision.KeySourceFactory
-	registry    *jwks.Registry // nil when Config.KeySources was given
+	registry    *jwks.Registry  // nil when Config.KeySources was given
+	bg          context.Context // background work; cancelled by Stop
 	cancel      context.CancelFunc
 	engine      *decision.Engine
 	responder   *envoy.Responder
@@ -93,13 +93,18 @@ type Server struct {
 // It does not listen: call Serve with a listener. A policy that does not
 // load is returned as an error wrapping *decision.LoadError, naming every
 // problem.
-func NewServer(cfg Config) (*Server, error) {
+func NewServer(cfg Config) (*Server, error) { return newServer(cfg, true) }
+
+// newServer is NewServer; announce false leaves the health status UNKNOWN
+// (and unlogged) until startHealth, which Run calls once every listener is
+// bound.
+func newServer(cfg Config, announce bool) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, log: cfg.Logger, keys: cfg.KeySources, cancel: cancel}
+	s := &Server{cfg: cfg, log: cfg.Logger, keys: cfg.KeySources, bg: ctx, cancel: cancel}
 	if s.keys == nil {
 		s.registry = jwks.NewRegistry(ctx)
 		s.keys = s.registry.Factory()
@@ -197,9 +202,16 @@ func NewServer(cfg Config) (*Server, error) {
 	reflection.Register(s.grpc)
 
 	s.log.Info("policy loaded", "policy", cfg.PolicyPath, "version", pol.Version, "routes", len(pol.Routes), "issuers", len(pol.Issuers))
-	s.updateHealth()
-	go s.watchHealth(ctx)
+	if announce {
+		s.startHealth()
+	}
 	return s, nil
+}
+
+// startHealth sets the first health status and keeps it current.
+func (s *Server) startHealth() {
+	s.updateHealth()
+	go s.watchHealth(s.bg)
 }
 
 // healthInterval is how often readiness is re-evaluated, so that an issuer
@@ -373,66 +385,4 @@ func (s *Server) closeBackground() {
 		s.ownersCache.Close()
 	}
 	s.cancel()
-}
-
-// Run builds a Server from cfg, listens on cfg.GRPCAddr and (unless
-// cfg.DisableHTTP) cfg.HTTPAddr, and serves until ctx is cancelled, then
-// stops gracefully. It returns the error that prevented serving, or nil
-// after a clean stop.
-func Run(ctx context.Context, cfg Config) error {
-	s, err := NewServer(cfg)
-	if err != nil {
-		return err
-	}
-	if err := s.startOps(); err != nil {
-		s.Stop()
-		return err
-	}
-	lis, err := net.Listen("tcp", s.cfg.GRPCAddr)
-	if err != nil {
-		s.Stop()
-		return fmt.Errorf("listen on %s (GRPCAddr): %w", s.cfg.GRPCAddr, err)
-	}
-	httpLis, err := s.listenHTTP()
-	if err != nil {
-		lis.Close()
-		s.Stop()
-		return err
-	}
-	adminLis, err := s.listenAdmin()
-	if err != nil {
-		lis.Close()
-		if httpLis != nil {
-			httpLis.Close()
-		}
-		s.Stop()
-		return err
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- s.Serve(lis) }()
-	httpErrc := make(chan error, 1)
-	if httpLis != nil {
-		go func() { httpErrc <- s.ServeHTTPListener(httpLis) }()
-	}
-	adminErrc := make(chan error, 1)
-	if adminLis != nil {
-		go func() { adminErrc <- s.ServeAdmin(adminLis) }()
-	}
-	select {
-	case <-ctx.Done():
-		s.Stop()
-		if err := <-errc; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			return err
-		}
-		return nil
-	case err := <-errc:
-		s.Stop()
-		return fmt.Errorf("serve gRPC on %s: %w", s.cfg.GRPCAddr, err)
-	case err := <-httpErrc:
-		s.Stop()
-		return fmt.Errorf("serve HTTP on %s: %w", s.cfg.HTTPAddr, err)
-	case err := <-adminErrc:
-		s.Stop()
-		return fmt.Errorf("serve the Admin API on %s: %w", s.cfg.Admin.Addr, err)
-	}
 }

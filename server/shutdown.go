@@ -15,10 +15,13 @@ import (
 // it (startOps); Stop tears it down (stopOps) after the decision listeners
 // have drained.
 type opsState struct {
-	mu    sync.Mutex
-	http  *http.Server
-	hooks []func(context.Context)
-	stops []func()
+	mu   sync.Mutex
+	http *http.Server
+	// stopped is set once the operator listener is closed, so a serveOps
+	// that starts late does not serve after Stop.
+	stopped bool
+	hooks   []func(context.Context)
+	stops   []func()
 
 	// reloadMu serializes watcher- and signal-triggered reloads and
 	// guards lastState.
@@ -49,6 +52,12 @@ func (s *Server) startOps() error {
 	if _, err := s.listenOps(s.cfg.MetricsAddr); err != nil {
 		return err
 	}
+	return s.startReloaders()
+}
+
+// startReloaders starts reloading the policy on SIGHUP and, with
+// Config.WatchPolicy, when its file changes.
+func (s *Server) startReloaders() error {
 	if s.cfg.WatchPolicy {
 		stop, err := s.watchPolicy()
 		if err != nil {

@@ -125,7 +125,8 @@ func authorizationValue(tok string) string {
 }
 
 // policyError prints every problem of a policy that failed to load and
-// returns exitError.
+// returns exitUsage (an input that cannot be used); any other error is
+// printed as it is, with exitError.
 func (c *cli) policyError(cmd string, err error) int {
 	var le *decision.LoadError
 	if !errors.As(err, &le) {
@@ -141,7 +142,7 @@ func (c *cli) policyError(cmd string, err error) int {
 	for _, p := range le.Problems {
 		fmt.Fprintf(c.stderr, "  %s\n", p.String())
 	}
-	return exitError
+	return exitUsage
 }
 
 // writeDecisionText prints the one-line verdict, then the trace if any:

@@ -16,7 +16,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -51,7 +50,7 @@ type clientCmd struct {
 }
 
 func (k *clientCmd) define(fs *flag.FlagSet) {
-	fs.StringVar(&k.addr, "addr", "127.0.0.1:9191", "gRPC address of the server (host:port)")
+	fs.StringVar(&k.addr, "addr", "", "gRPC address of the server (host:port); default $SCOPEGATE_ADDR, else 127.0.0.1:9191")
 	fs.StringVar(&k.api, "api", apiEnvoy, "API to call: envoy (envoy.service.auth.v3.Authorization/Check) or scopegate (scopegate.v1.Authorizer/Check)")
 	fs.StringVar(&k.method, "method", "GET", "HTTP method of the request")
 	fs.StringVar(&k.path, "path", "/orders/1", "request path, optionally with a query")
@@ -105,6 +104,12 @@ func (k *clientCmd) run(ctx context.Context, c *cli) int {
 		}
 	}
 
+	if k.addr == "" {
+		k.addr = "127.0.0.1:9191"
+		if v, ok := c.env("SCOPEGATE_ADDR"); ok && strings.TrimSpace(v) != "" {
+			k.addr = strings.TrimSpace(v)
+		}
+	}
 	// Plain-text gRPC: the client is a smoke-test tool for a server on a
 	// trusted network (or loopback), as Envoy usually reaches its ext_authz.
 	conn, err := grpc.NewClient(k.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -134,7 +139,7 @@ func (k *clientCmd) run(ctx context.Context, c *cli) int {
 	}
 
 	if k.json {
-		b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}.Marshal(resp)
+		b, err := protoJSON(resp)
 		if err != nil {
 			return c.fail("client", err)
 		}

@@ -27,6 +27,9 @@ func (f *kvFlag) String() string {
 	return strings.Join(parts, ",")
 }
 
+// Type names the value in help (pflag.Value).
+func (*kvFlag) Type() string { return "key=value" }
+
 func (f *kvFlag) Set(s string) error {
 	k, v, ok := strings.Cut(s, "=")
 	if !ok || strings.TrimSpace(k) == "" {

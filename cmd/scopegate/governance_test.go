@@ -63,7 +63,7 @@ func TestGovernanceCommands(t *testing.T) {
 		},
 		"lint: -- ends the flags": {args: []string{"lint", "--", pol}, wantCode: exitOK},
 		"lint: a policy that does not load": {
-			args: []string{"lint", "testdata/bad-policy.yaml"}, wantCode: exitError,
+			args: []string{"lint", "testdata/bad-policy.yaml"}, wantCode: exitUsage,
 			wantOut: []string{"bad-policy.yaml:8: routes[0].match.path", "3 error(s)"},
 		},
 		"lint: no policy":         {args: []string{"lint"}, wantCode: exitUsage, wantErr: []string{"name the policy file"}},
@@ -71,8 +71,8 @@ func TestGovernanceCommands(t *testing.T) {
 		"lint: policy twice":      {args: []string{"lint", "--policy", pol, full}, wantCode: exitUsage, wantErr: []string{"the policy is given twice"}},
 		"lint: bad --now":         {args: []string{"lint", pol, "--now", "tomorrow"}, wantCode: exitUsage, wantErr: []string{"--now"}},
 		"lint: bad pattern":       {args: []string{"lint", pol, "--name-regex", "("}, wantCode: exitUsage, wantErr: []string{"invalid name pattern"}},
-		"lint: unknown flag":      {args: []string{"lint", pol, "--nope"}, wantCode: exitUsage, wantErr: []string{"flag provided but not defined: -nope"}},
-		"lint: --help after args": {args: []string{"lint", pol, "--help"}, wantCode: exitOK, wantOut: []string{"Usage: scopegate lint", "-openapi string", "Arguments:"}},
+		"lint: unknown flag":      {args: []string{"lint", pol, "--nope"}, wantCode: exitUsage, wantErr: []string{"unknown flag: --nope; did you mean --now?"}},
+		"lint: --help after args": {args: []string{"lint", pol, "--help"}, wantCode: exitOK, wantOut: []string{"scopegate lint POLICY [flags]", "--openapi string", "Arguments:"}},
 
 		"test the example with full coverage": {
 			args: []string{"test", pol, "--require-full-coverage"}, wantCode: exitOK,
@@ -94,12 +94,14 @@ func TestGovernanceCommands(t *testing.T) {
 			args: []string{"test", pol, "testdata/gov-partial_test.yaml", "--require-full-coverage"}, wantCode: exitError, last: `^2 passed, 0 failed$`,
 		},
 		"test: a broken test file": {
-			args: []string{"test", pol, "testdata/gov-broken_test.yaml"}, wantCode: exitUsage,
-			wantErr: []string{`gov-broken_test.yaml:4: unknown field "expectt"`},
+			args: []string{"test", pol, "testdata/gov-broken_test.yaml", "testdata/gov-partial_test.yaml"}, wantCode: exitUsage,
+			wantErr: []string{`gov-broken_test.yaml:4: unknown field "expectt"`, "1 test file(s) could not be read"},
+			last:    `^2 passed, 0 failed$`,
 		},
 		"test: a policy that does not load": {
 			args: []string{"test", "testdata/bad-policy.yaml", "testdata/gov-partial_test.yaml"}, wantCode: exitUsage,
 			wantErr: []string{"the policy has 3 error(s)"},
+			last:    `^0 passed, 0 failed \(the policy does not load`,
 		},
 		"test: no test files beside the policy": {
 			args: []string{"test", lonely}, wantCode: exitUsage, wantErr: []string{"no *_test.yaml file beside"},
@@ -124,7 +126,7 @@ func TestGovernanceCommands(t *testing.T) {
 		"diff: one file":         {args: []string{"diff", pol}, wantCode: exitUsage, wantErr: []string{"scopegate diff OLD NEW"}},
 		"diff: a bad policy":     {args: []string{"diff", pol, "testdata/bad-policy.yaml"}, wantCode: exitUsage, wantErr: []string{"bad-policy.yaml:8"}},
 		"catalog of the example": {args: []string{"catalog", pol, "--now", "2026-11-23T09:00:00Z"}, wantCode: exitOK, wantOut: []string{"# Scope catalog", "### `orders:refund`", "| `read-order` | all of `orders:read` | none | `GET /orders/example` | allow (200) |"}},
-		"catalog: a bad policy":  {args: []string{"catalog", "testdata/bad-policy.yaml"}, wantCode: exitError, wantErr: []string{"the policy has 3 error(s)"}},
+		"catalog: a bad policy":  {args: []string{"catalog", "testdata/bad-policy.yaml"}, wantCode: exitUsage, wantErr: []string{"the policy has 3 error(s)"}},
 		"help lists the commands": {
 			args: []string{"help"}, wantCode: exitOK, wantOut: []string{"  lint ", "  test ", "  diff ", "  catalog ", "  explain "},
 		},
@@ -160,7 +162,7 @@ func TestGovernanceJSON(t *testing.T) {
 			Errors   int
 			Problems []struct{ File, Message, Level string }
 		}
-		if err := json.Unmarshal([]byte(out), &got); err != nil || code != exitError || got.Errors != 3 || len(got.Problems) != 3 || got.Problems[0].Level != "error" {
+		if err := json.Unmarshal([]byte(out), &got); err != nil || code != exitUsage || got.Errors != 3 || len(got.Problems) != 3 || got.Problems[0].Level != "error" {
 			t.Errorf("exit %d, %v: %+v\n%s", code, err, got, out)
 		}
 	})
@@ -263,5 +265,46 @@ func TestExplainGovernance(t *testing.T) {
 	if len(got.Governance) != 1 || got.Governance[0].Scope != "orders:write" || got.Governance[0].Catalog == nil ||
 		got.Governance[0].Catalog.Owner != "team-orders" || len(got.Governance[0].Grants) != 1 || got.Governance[0].Grants[0].ApprovedBy != "dana" {
 		t.Errorf("governance = %+v", got.Governance)
+	}
+}
+
+// TestExitCodeTable: the one exit-code table holds for every command: a
+// policy that does not load is 2 everywhere, findings are 1, a deny is 3.
+func TestExitCodeTable(t *testing.T) {
+	pol := examplePath(t, "examples/policy.yaml")
+	bad := "testdata/bad-policy.yaml"
+	read := mint(t, "--scope", "orders:read")
+	cases := map[string]struct {
+		args []string
+		want int
+	}{
+		"lint ok":             {[]string{"lint", pol}, exitOK},
+		"check allow":         {[]string{"check", "--policy", pol, "--path", "/orders/1", "--token", read}, exitOK},
+		"check deny":          {[]string{"check", "--policy", pol, "--method", "POST", "--path", "/orders", "--token", read}, exitDeny},
+		"explain deny":        {[]string{"explain", "--policy", pol, "--method", "POST", "--path", "/orders", "--token", read}, exitDeny},
+		"lint findings":       {[]string{"lint", pol, "--name-regex", "^[a-z]+$"}, exitError},
+		"test failures":       {[]string{"test", pol, "testdata/gov-failing_test.yaml"}, exitError},
+		"diff wider":          {[]string{"diff", "--fail-on-wider", pol, "testdata/gov-diff-new.yaml"}, exitError},
+		"lint bad policy":     {[]string{"lint", bad}, exitUsage},
+		"check bad policy":    {[]string{"check", "--policy", bad, "--path", "/x"}, exitUsage},
+		"explain bad policy":  {[]string{"explain", "--policy", bad, "--path", "/x"}, exitUsage},
+		"catalog bad policy":  {[]string{"catalog", bad}, exitUsage},
+		"test bad policy":     {[]string{"test", bad, "testdata/gov-partial_test.yaml"}, exitUsage},
+		"diff bad policy":     {[]string{"diff", pol, bad}, exitUsage},
+		"serve bad policy":    {[]string{"serve", "--policy", bad, "--audit", "off"}, exitUsage},
+		"missing policy file": {[]string{"lint", "testdata/none.yaml"}, exitUsage},
+		"bad flag":            {[]string{"diff", "--fail-on-widr", pol, pol}, exitUsage},
+		"bad command":         {[]string{"lnt", pol}, exitUsage},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			code, out, errs := runCLI(t, "", tc.args...)
+			if code != tc.want {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.want, out, errs)
+			}
+			if strings.Contains(errs, "goroutine ") || strings.Contains(errs, "panic") {
+				t.Errorf("stack trace on stderr:\n%s", errs)
+			}
+		})
 	}
 }

@@ -20,51 +20,13 @@ type argsCommand interface {
 	setArgs(args []string) error
 }
 
-// takeArgs parses the rest of the command line of an argsCommand, flags
-// and file names in any order ("--" ends the flags). stop is set when run
-// must return code at once: --help, a bad flag or bad arguments.
-func (c *cli) takeArgs(ci commandInfo, fs *flag.FlagSet, cmd command) (code int, stop bool) {
-	ac, ok := cmd.(argsCommand)
-	if !ok {
-		return 0, false
-	}
-	var args []string
-	rest := fs.Args()
-	for len(rest) > 0 {
-		if rest[0] == "--" {
-			args = append(args, rest[1:]...)
-			break
-		}
-		args = append(args, rest[0])
-		if err := fs.Parse(rest[1:]); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				commandUsage(c.stdout, ci, fs)
-				return exitOK, true
-			}
-			fmt.Fprintf(c.stderr, "Run 'scopegate %s --help' for usage.\n", ci.name)
-			return exitUsage, true
-		}
-		// flag.Parse stops at the first non-flag argument and swallows a
-		// "--" it meets: tell the two apart by what it left.
-		left := fs.Args()
-		if consumed := len(rest) - 1 - len(left); consumed > 0 && rest[consumed] == "--" {
-			args = append(args, left...)
-			break
-		}
-		rest = left
-	}
-	if err := ac.setArgs(args); err != nil {
-		return c.usageError(ci.name, "%v", err), true
-	}
-	return 0, false
-}
-
 func init() {
 	commandNotes["lint"] = `Arguments:
   POLICY   the policy file (or --policy)
 
 Errors are printed first, then warnings, each as file:line: field: message.
-Exit codes: 0 no errors (warnings allowed), 1 errors, 2 usage error.`
+Exit codes: 0 no errors (warnings allowed), 1 errors, 2 a policy that does
+not load, or a usage error.`
 	commandNotes["test"] = `Arguments:
   POLICY       the policy file (or --policy)
   TESTFILES    test files; default: the *_test.yaml files beside the policy
@@ -83,7 +45,8 @@ Exit codes: 0, or 1 with --fail-on-wider when a change widens access,
 	commandNotes["catalog"] = `Arguments:
   POLICY   the policy file (or --policy)
 
-Exit codes: 0 written, 1 a policy that does not load, 2 usage error.`
+Exit codes: 0 written, 1 the output cannot be written, 2 a policy that
+does not load, or a usage error.`
 }
 
 // lintCmd checks a policy for what loads but is still wrong.
@@ -104,6 +67,9 @@ type lintCmd struct {
 type govListFlag []string
 
 func (f *govListFlag) String() string { return fmt.Sprint([]string(*f)) }
+
+// Type names the value in help (pflag.Value).
+func (*govListFlag) Type() string { return "string" }
 
 func (f *govListFlag) Set(s string) error {
 	*f = append(*f, s)
@@ -182,6 +148,9 @@ func (k *lintCmd) run(_ context.Context, c *cli) int {
 		}
 	} else {
 		writeLintText(c.stdout, res)
+	}
+	if res.Policy == nil && res.Errors() > 0 {
+		return exitUsage // the policy does not load: an input that cannot be used
 	}
 	if res.Errors() > 0 {
 		return exitError

@@ -3,15 +3,15 @@
 // (token), decide one request against a policy file offline (check), and
 // send one check to a running server (client).
 //
-// Exit codes: 0 success (for check and client: allow), 1 error, 2 usage
-// error, 3 deny. Scripts can therefore write
+// Every command exits with the codes of exitCodeTable (0 ok or allow, 1
+// findings or failures, 2 inputs that cannot be used, 3 deny). Scripts can
+// therefore write
 //
 //	scopegate check --policy policy.yaml --path /orders/1 --token "$T" && echo allowed
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,18 +19,32 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
-
-	"github.com/scopegate/scopegate/server"
 )
 
-// Exit codes. A deny is not an error: it has its own code so scripts can
-// tell "the request would be refused" from "the tool failed".
+// Exit codes, the same for every command (exitCodeTable). A deny is not
+// an error: it has its own code so scripts can tell "the request would be
+// refused" from "the tool failed".
 const (
-	exitOK    = 0
+	exitOK = 0
+	// exitError: findings or failures (lint errors, failed tests, a wider
+	// diff with --fail-on-wider, a server that cannot be reached or
+	// cannot listen).
 	exitError = 1
+	// exitUsage: the inputs cannot be used: a bad command line, or a file
+	// (policy, test, config, key) that is missing or does not load.
 	exitUsage = 2
 	exitDeny  = 3
 )
+
+// exitCodeTable is printed by scopegate --help and documented in
+// docs/cli.md.
+const exitCodeTable = `Exit codes (every command):
+  0  ok; for check and client: allow
+  1  findings or failures: lint errors, failed tests, a wider diff with
+     --fail-on-wider, a server that cannot be reached or cannot listen
+  2  inputs that cannot be used: a bad command, flag or argument, or a
+     policy, test, config or key file that is missing or does not load
+  3  deny (check, explain, client)`
 
 // version is set at link time: -ldflags "-X main.version=v1.2.3".
 var version = ""
@@ -45,6 +59,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	c := &cli{stdin: os.Stdin, stdout: stdout, stderr: stderr}
 	return c.run(context.Background(), args)
 }
+
+// Adding a command: write a type with define(fs *flag.FlagSet) (its flags,
+// standard library style) and run(ctx, c) int (its exit code), and add
+// one commandInfo to commands(). A command that takes file arguments also
+// implements argsCommand; one whose flags also come from SCOPEGATE_* and
+// --config implements layeredCommand; one with a boolean --json flag gets
+// -o json|yaml|table (output.go). Adding a flag: one fs.XxxVar line in the command's
+// define; help, completion, suggestions and (for serve) the environment
+// variable and config key follow from it. cobra.go builds the command
+// tree from this list.
 
 // cli carries the streams a command reads and writes, so tests can give
 // their own.
@@ -132,117 +156,6 @@ func commands() []commandInfo {
 	}
 }
 
-func lookup(name string) (commandInfo, bool) {
-	for _, ci := range commands() {
-		if ci.name == name {
-			return ci, true
-		}
-	}
-	return commandInfo{}, false
-}
-
-func (c *cli) run(ctx context.Context, args []string) int {
-	if len(args) == 0 {
-		c.usage(c.stderr)
-		return exitUsage
-	}
-	name, rest := joinSubcommand(args[0], args[1:])
-	switch name {
-	case "help", "-h", "-help", "--help":
-		if len(rest) == 0 {
-			c.usage(c.stdout)
-			return exitOK
-		}
-		ci, ok := lookup(strings.Join(rest, " "))
-		if !ok {
-			fmt.Fprintf(c.stderr, "scopegate help: unknown command %q\n", rest[0])
-			c.usage(c.stderr)
-			return exitUsage
-		}
-		fs, _ := newFlagSet(ci, c.stderr)
-		commandUsage(c.stdout, ci, fs)
-		return exitOK
-	case "-version", "--version", "-v":
-		name = "version"
-	}
-	ci, ok := lookup(name)
-	if !ok {
-		fmt.Fprintf(c.stderr, "scopegate: unknown command %q\n", name)
-		c.usage(c.stderr)
-		return exitUsage
-	}
-	fs, cmd := newFlagSet(ci, c.stderr)
-	if err := fs.Parse(rest); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			commandUsage(c.stdout, ci, fs)
-			return exitOK
-		}
-		// The flag package has printed what is wrong.
-		fmt.Fprintf(c.stderr, "Run 'scopegate %s --help' for usage.\n", ci.name)
-		return exitUsage
-	}
-	if code, stop := c.takeArgs(ci, fs, cmd); stop {
-		return code
-	} else if _, ok := cmd.(argsCommand); !ok && fs.NArg() > 0 {
-		return c.usageError(ci.name, "unexpected argument %q (every option is a --flag)", fs.Arg(0))
-	}
-	if _, ok := cmd.(layeredCommand); ok {
-		env := c.lookupEnv
-		if env == nil {
-			env = os.LookupEnv
-		}
-		if err := server.ApplyLayers(fs, env); err != nil {
-			return c.usageError(ci.name, "%v", err)
-		}
-	}
-	return cmd.run(ctx, c)
-}
-
-func newFlagSet(ci commandInfo, errOut io.Writer) (*flag.FlagSet, command) {
-	fs := flag.NewFlagSet("scopegate "+ci.name, flag.ContinueOnError)
-	fs.SetOutput(errOut)
-	fs.Usage = func() {} // run prints usage itself, to stdout for --help
-	cmd := ci.new()
-	cmd.define(fs)
-	if _, ok := cmd.(layeredCommand); ok {
-		annotateLayers(fs)
-	}
-	return fs, cmd
-}
-
-func (c *cli) usage(w io.Writer) {
-	fmt.Fprint(w, "scopegate: OAuth scope authorization decisions for APIs.\n\nUsage:\n  scopegate <command> [flags]\n\nCommands:\n")
-	width := len("help")
-	for _, ci := range commands() {
-		width = max(width, len(ci.name))
-	}
-	for _, ci := range commands() {
-		fmt.Fprintf(w, "  %-*s  %s\n", width, ci.name, ci.summary)
-	}
-	fmt.Fprintf(w, "  %-*s  show the flags of a command: scopegate help <command>\n\n", width, "help")
-	fmt.Fprint(w, "Exit codes: 0 ok (allow), 1 error, 2 usage error, 3 deny.\n")
-}
-
-func commandUsage(w io.Writer, ci commandInfo, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "Usage: scopegate %s [flags]\n\n%s.\n", ci.name, upperFirst(ci.summary))
-	n := 0
-	fs.VisitAll(func(*flag.Flag) { n++ })
-	if n > 0 {
-		fmt.Fprint(w, "\nFlags:\n")
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-	}
-	if note := commandNotes[ci.name]; note != "" {
-		fmt.Fprintf(w, "\n%s\n", note)
-	}
-	if ci.examples != "" {
-		fmt.Fprint(w, "\nExamples:\n")
-		for line := range strings.SplitSeq(ci.examples, "\n") {
-			fmt.Fprintf(w, "  %s\n", line)
-		}
-	}
-}
-
 // usageError reports a bad command line and returns exitUsage.
 func (c *cli) usageError(cmd, format string, args ...any) int {
 	fmt.Fprintf(c.stderr, "scopegate %s: %s\nRun 'scopegate %s --help' for usage.\n", cmd, fmt.Sprintf(format, args...), cmd)
@@ -267,8 +180,13 @@ type versionCmd struct{}
 func (*versionCmd) define(*flag.FlagSet) {}
 
 func (*versionCmd) run(_ context.Context, c *cli) int {
-	fmt.Fprintf(c.stdout, "scopegate %s (%s, %s/%s)\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintln(c.stdout, versionLine())
 	return exitOK
+}
+
+// versionLine is what version and --version print.
+func versionLine() string {
+	return fmt.Sprintf("scopegate %s (%s, %s/%s)", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 // versionString is the link-time version, else the module version the

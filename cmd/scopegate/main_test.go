@@ -217,8 +217,8 @@ func TestCheckBadPolicy(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			code, out, errs := runCLI(t, "", "check", "--policy", tc.policy, "--path", "/orders/1")
-			if code != exitError {
-				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, exitError, out, errs)
+			if code != exitUsage {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, exitUsage, out, errs)
 			}
 			for _, w := range tc.wantLines {
 				if !strings.Contains(errs, w) {
@@ -249,16 +249,28 @@ func TestUsage(t *testing.T) {
 		"-h of serve":                {[]string{"serve", "-h"}, "", exitOK, "-grpc-addr string", ""},
 		"version":                    {[]string{"version"}, "", exitOK, "scopegate ", ""},
 		"--version":                  {[]string{"--version"}, "", exitOK, "scopegate ", ""},
-		"unknown flag":               {[]string{"check", "--polcy", "x"}, "", exitUsage, "", "flag provided but not defined: -polcy"},
+		"unknown flag":               {[]string{"check", "--polcy", "x"}, "", exitUsage, "", "unknown flag: --polcy; did you mean --policy?"},
+		"unknown flag, longer":       {[]string{"serve", "--grpc-address", "x"}, "", exitUsage, "", "unknown flag: --grpc-address; did you mean --grpc-addr?"},
+		"unknown flag, single dash":  {[]string{"serve", "-grpc-address", "x"}, "", exitUsage, "", "did you mean --grpc-addr?"},
+		"unknown flag, no neighbour": {[]string{"token", "--frobnicate"}, "", exitUsage, "", "unknown flag: --frobnicate\n"},
+		"old single-dash flag":       {[]string{"token", "-scope", "a", "-sub=bob"}, "", exitOK, ".", ""},
+		"typo in a command":          {[]string{"chek"}, "", exitUsage, "", "Did you mean this?\n\tcheck"},
+		"typo in a subcommand":       {[]string{"report", "usag"}, "", exitUsage, "", `unknown command "usag" for "scopegate report"; did you mean usage?`},
+		"group without subcommand":   {[]string{"revocations"}, "", exitUsage, "", "name a subcommand"},
+		"completion bash":            {[]string{"completion", "bash"}, "", exitOK, "bash completion", ""},
+		"completion zsh":             {[]string{"completion", "zsh"}, "", exitOK, "#compdef scopegate", ""},
+		"completion fish":            {[]string{"completion", "fish"}, "", exitOK, "complete -c scopegate", ""},
+		"help shows exit codes":      {[]string{"--help"}, "", exitOK, "3  deny", ""},
 		"positional argument":        {[]string{"check", "--policy", "p.yaml", "--path", "/x", "extra"}, "", exitUsage, "", `unexpected argument "extra"`},
 		"check without policy":       {[]string{"check", "--path", "/x"}, "", exitUsage, "", "--policy is required"},
 		"check without path":         {[]string{"check", "--policy", "p.yaml"}, "", exitUsage, "", "--path is required"},
 		"check bad source ip":        {[]string{"check", "--policy", "p.yaml", "--path", "/x", "--source-ip", "10.0.0.1:80"}, "", exitUsage, "", "is not an IP address"},
 		"check empty stdin token":    {[]string{"check", "--policy", "p.yaml", "--path", "/x", "--token", "-"}, "  \n", exitUsage, "", "standard input is empty"},
 		"token alg does not fit":     {[]string{"token", "--alg", "ES256"}, "", exitUsage, "", `"ES256" does not fit an RSA key`},
-		"token missing key":          {[]string{"token", "--key", "testdata/none.pem"}, "", exitError, "", "none.pem"},
+		"token missing key":          {[]string{"token", "--key", "testdata/none.pem"}, "", exitUsage, "", "--key testdata/none.pem: no such file"},
 		"token bad claim":            {[]string{"token", "--claim", "novalue"}, "", exitUsage, "", "is not key=value"},
-		"bad duration":               {[]string{"token", "--ttl", "forever"}, "", exitUsage, "", "invalid value"},
+		"bad duration":               {[]string{"token", "--ttl", "forever"}, "", exitUsage, "", `--ttl "forever": want a duration (units s, m, h), e.g. 1h0m0s`},
+		"bad integer":                {[]string{"serve", "--token-cache-size", "lots"}, "", exitUsage, "", `--token-cache-size "lots": want an integer, e.g. 100000`},
 		"serve without policy":       {[]string{"serve"}, "", exitUsage, "", "--policy is required"},
 		"serve bad log level":        {[]string{"serve", "--policy", "p.yaml", "--log-level", "loud"}, "", exitUsage, "", "--log-level"},
 		"client bad api":             {[]string{"client", "--api", "soap"}, "", exitUsage, "", `--api "soap"`},
@@ -606,4 +618,55 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// TestTokenOutsideRepository: the development keys are built in, so
+// `scopegate token` works from a directory that is not the repository.
+func TestTokenOutsideRepository(t *testing.T) {
+	t.Chdir(t.TempDir())
+	for _, args := range [][]string{
+		{"--scope", "orders:read"},
+		{"--key", "examples/keys/dev-ec.key.pem"},
+		{"--key", "examples/keys/dev-ed25519.key.pem"},
+	} {
+		tok := mint(t, args...)
+		if h := jwsPart(t, tok, 0); h["kid"] == "" {
+			t.Errorf("%v: no kid in %v", args, h)
+		}
+	}
+	code, _, errs := runCLI(t, "", "token", "--key", "examples/keys/missing.pem")
+	if code == exitOK || !strings.Contains(errs, "--key examples/keys/missing.pem: no such file") {
+		t.Errorf("missing key: exit %d: %s", code, errs)
+	}
+}
+
+// TestOutputFormats: -o json is --json, -o yaml carries the same fields,
+// and an unknown format is a usage error naming the choices.
+func TestOutputFormats(t *testing.T) {
+	pol := examplePolicy(t)
+	tok := mint(t, "--scope", "orders:read")
+	base := []string{"check", "--policy", pol, "--path", "/orders/1", "--token", tok}
+	_, legacy, _ := runCLI(t, "", append(base, "--json")...)
+	code, js, errs := runCLI(t, "", append(base, "-o", "json")...)
+	if code != exitOK || js != legacy || !strings.Contains(js, `"allow": true`) {
+		t.Fatalf("-o json: exit %d, %q (--json: %q) %s", code, js, legacy, errs)
+	}
+	code, ym, errs := runCLI(t, "", append(base, "--output", "yaml")...)
+	if code != exitOK || !strings.Contains(ym, "allow: true\n") || !strings.Contains(ym, "route: read-order\n") || strings.Contains(ym, "{") {
+		t.Fatalf("-o yaml: exit %d:\n%s%s", code, ym, errs)
+	}
+	code, tab, _ := runCLI(t, "", append(base, "-o", "table")...)
+	if code != exitOK || !strings.HasPrefix(tab, "ALLOW") {
+		t.Errorf("-o table: exit %d: %s", code, tab)
+	}
+	code, _, errs = runCLI(t, "", append(base, "-o", "xml")...)
+	if code != exitUsage || !strings.Contains(errs, `--output "xml": want one of json, yaml, table`) {
+		t.Errorf("-o xml: exit %d: %s", code, errs)
+	}
+	for _, cmd := range []string{"lint", "test", "diff", "check", "client", "revoke", "revocations list", "report usage", "unrevoke"} {
+		code, out, _ := runCLI(t, "", append(strings.Fields(cmd), "--help")...)
+		if code != exitOK || !strings.Contains(out, "-o, --output json|yaml|table") {
+			t.Errorf("%s --help lacks -o:\n%s", cmd, out)
+		}
+	}
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -15,7 +13,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
@@ -25,17 +22,6 @@ import (
 // adminTokenEnv holds the Admin API token when --token is not given, so
 // the token stays out of the process list and the shell history.
 const adminTokenEnv = "SCOPEGATE_ADMIN_TOKEN"
-
-// joinSubcommand turns "report usage ..." into the two-word command
-// "report usage" when one is registered.
-func joinSubcommand(name string, rest []string) (string, []string) {
-	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		if _, ok := lookup(name + " " + rest[0]); ok {
-			return name + " " + rest[0], rest[1:]
-		}
-	}
-	return name, rest
-}
 
 // reportUsageCmd asks a running scopegate's Admin API which scopes each
 // client was granted and which it used, and lists the over-scoped clients
@@ -90,17 +76,9 @@ func (r *reportUsageCmd) run(ctx context.Context, c *cli) int {
 		return c.fail(name, fmt.Errorf("UsageReport on %s: %w", r.admin, err))
 	}
 	if r.json {
-		b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(resp)
-		if err != nil {
+		if err := printJSON(c.stdout, resp); err != nil {
 			return c.fail(name, err)
 		}
-		// protojson varies its spacing on purpose; re-indent for output
-		// that scripts and diffs can rely on.
-		var out bytes.Buffer
-		if err := json.Indent(&out, b, "", "  "); err != nil {
-			return c.fail(name, err)
-		}
-		fmt.Fprintf(c.stdout, "%s\n", out.Bytes())
 		return exitOK
 	}
 	printUsageTable(c.stdout, resp, time.Now())

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -91,7 +93,19 @@ func TestReportUsage(t *testing.T) {
 		"json": {
 			env:    env,
 			args:   []string{"--json", "--unused-for", "36h"},
-			out:    []string{`"client_id": "z-greedy"`, `"last_used"`},
+			out:    []string{`"client_id": "z-greedy"`, `"last_used"`, `"count": 3`, `"count": 12`},
+			unused: 36 * time.Hour,
+		},
+		"-o json": {
+			env:    env,
+			args:   []string{"-o", "json", "--unused-for", "36h"},
+			out:    []string{`"client_id": "z-greedy"`, `"count": 3`},
+			unused: 36 * time.Hour,
+		},
+		"-o yaml": {
+			env:    env,
+			args:   []string{"--output=yaml", "--unused-for", "36h"},
+			out:    []string{"client_id: z-greedy", "count: 3\n"},
 			unused: 36 * time.Hour,
 		},
 		"token flag": {
@@ -146,10 +160,13 @@ func TestReportUsage(t *testing.T) {
 					t.Errorf("the over-scoped client is not listed first:\n%s", out)
 				}
 			}
-			if name == "json" {
+			if strings.HasSuffix(name, "json") {
 				var v map[string]any
 				if err := json.Unmarshal([]byte(out), &v); err != nil {
 					t.Errorf("--json output is not JSON: %v", err)
+				}
+				if strings.Contains(out, `"count": "`) {
+					t.Errorf("a count is a string, not a number:\n%s", out)
 				}
 			}
 		})
@@ -207,5 +224,26 @@ func TestServeAuditFlags(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want usage error naming %s", code, errs, c.err)
 			}
 		})
+	}
+}
+
+// TestAdminSettingsFromEnvironment: the Admin API address and token come
+// from SCOPEGATE_ADMIN_ADDR and SCOPEGATE_ADMIN_TOKEN_FILE when no flag
+// gives them, so a shell sets them once.
+func TestAdminSettingsFromEnvironment(t *testing.T) {
+	_, addr := startFakeAdmin(t)
+	tokFile := filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(tokFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{adminAddrEnv: addr, adminTokenFileEnv: tokFile}
+	code, out, errs := runReport(t, env, "", "report", "usage")
+	if code != exitOK || !strings.Contains(out, "a-tidy") {
+		t.Fatalf("exit %d:\n%s%s", code, out, errs)
+	}
+	env[adminTokenFileEnv] = filepath.Join(t.TempDir(), "none")
+	code, _, errs = runReport(t, env, "", "report", "usage")
+	if code != exitUsage || !strings.Contains(errs, adminTokenFileEnv+"=") {
+		t.Errorf("missing token file: exit %d: %s", code, errs)
 	}
 }

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,7 +18,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -45,7 +42,7 @@ type adminClient struct {
 }
 
 func (a *adminClient) define(fs *flag.FlagSet) {
-	fs.StringVar(&a.admin, "admin", "127.0.0.1:9193", "gRPC address of the scopegate Admin API (host:port)")
+	fs.StringVar(&a.admin, "admin", "", "gRPC address of the scopegate Admin API (host:port); default $"+adminAddrEnv+", else "+defaultAdminAddr)
 	fs.StringVar(&a.token, "token", "", "Admin API token, sent as \"authorization: Bearer <token>\"; default $"+adminTokenEnv+"; \"-\" reads it from standard input")
 	fs.DurationVar(&a.timeout, "timeout", 10*time.Second, "deadline of the call")
 	fs.BoolVar(&a.tls, "tls", false, "connect with TLS (system roots, or --ca-file)")
@@ -96,7 +93,33 @@ func (a *adminClient) finish(c *cli, name string, err error) int {
 	return c.fail(name, err)
 }
 
+// Client-side settings from the environment, so that scripts and shells
+// set them once instead of on every call.
+const (
+	adminAddrEnv      = "SCOPEGATE_ADMIN_ADDR"
+	adminTokenFileEnv = "SCOPEGATE_ADMIN_TOKEN_FILE"
+	defaultAdminAddr  = "127.0.0.1:9193"
+)
+
+func (c *cli) env(name string) (string, bool) {
+	if c.lookupEnv != nil {
+		return c.lookupEnv(name)
+	}
+	return os.LookupEnv(name)
+}
+
+// adminToken resolves the Admin API address (--admin, else
+// $SCOPEGATE_ADMIN_ADDR, else the default) and returns the token:
+// --token, else $SCOPEGATE_ADMIN_TOKEN, else the file named by
+// $SCOPEGATE_ADMIN_TOKEN_FILE.
 func (a *adminClient) adminToken(c *cli) (string, error) {
+	if a.admin == "" {
+		if v, ok := c.env(adminAddrEnv); ok && strings.TrimSpace(v) != "" {
+			a.admin = strings.TrimSpace(v)
+		} else {
+			a.admin = defaultAdminAddr
+		}
+	}
 	switch a.token {
 	case "-":
 		b, err := io.ReadAll(io.LimitReader(c.stdin, maxStdinToken))
@@ -113,8 +136,17 @@ func (a *adminClient) adminToken(c *cli) (string, error) {
 		if env == nil {
 			env = os.LookupEnv
 		}
-		tok, _ := env(adminTokenEnv)
-		return strings.TrimSpace(tok), nil
+		if tok, ok := env(adminTokenEnv); ok {
+			return strings.TrimSpace(tok), nil
+		}
+		if path, ok := env(adminTokenFileEnv); ok && path != "" {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return "", fmt.Errorf("%s=%s: %v", adminTokenFileEnv, path, errors.Unwrap(err))
+			}
+			return strings.TrimSpace(string(b)), nil
+		}
+		return "", nil
 	}
 	return a.token, nil
 }
@@ -148,17 +180,14 @@ func (a *adminClient) credentials() (credentials.TransportCredentials, error) {
 	return credentials.NewTLS(cfg), nil
 }
 
-// printJSON prints m as indented protojson.
+// printJSON prints m as indented JSON (protoJSON: proto field names,
+// numbers as numbers).
 func printJSON(w io.Writer, m proto.Message) error {
-	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+	b, err := protoJSON(m)
 	if err != nil {
 		return err
 	}
-	var out bytes.Buffer
-	if err := json.Indent(&out, b, "", "  "); err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(w, "%s\n", out.Bytes())
+	_, err = fmt.Fprintf(w, "%s\n", b)
 	return err
 }
 

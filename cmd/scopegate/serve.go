@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/server"
 )
 
@@ -101,8 +104,16 @@ func (s *serveCmd) run(ctx context.Context, c *cli) int {
 			server.DefaultMaxInflight, server.DefaultMaxConnectionIdle, server.DefaultMaxConnectionAge)
 	}
 	cfg.MaxInflight, cfg.MaxConnections, cfg.MaxConnectionIdle, cfg.MaxConnectionAge = s.maxInflight, s.maxConns, s.connIdle, s.connAge
+	if err := cfg.Validate(); err != nil {
+		return c.usageError("serve", "%s", serveErrorText(err))
+	}
 	if err := server.Run(ctx, cfg); err != nil {
-		return c.policyError("serve", err)
+		var le *decision.LoadError
+		if errors.As(err, &le) {
+			return c.policyError("serve", err)
+		}
+		fmt.Fprintf(c.stderr, "scopegate serve: %s\n", serveErrorText(err))
+		return exitError
 	}
 	return exitOK
 }

@@ -95,6 +95,9 @@ func (q *queryFlag) String() string {
 	return strings.Join(names, ",")
 }
 
+// Type names the value in help (pflag.Value).
+func (*queryFlag) Type() string { return "LOOKUP=SQL" }
+
 func (q *queryFlag) Set(v string) error {
 	name, sql, ok := strings.Cut(v, "=")
 	if !ok || strings.TrimSpace(name) == "" || strings.TrimSpace(sql) == "" {

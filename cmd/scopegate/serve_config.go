@@ -1,11 +1,14 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
+	"net"
+	"regexp"
 	"strings"
 	"time"
 
@@ -118,4 +121,70 @@ func (o *opsFlags) newLogger(w io.Writer, level slog.Level) (*slog.Logger, error
 	default:
 		return nil, fmt.Errorf("--log-format %q is not one of json, text", o.logFormat)
 	}
+}
+
+// serveFlagOf maps the server.Config fields that the server's errors name
+// to the serve flags that set them, so that a user reads the flag (and
+// with it the variable and config key), never a Go field name.
+var serveFlagOf = map[string]string{
+	"PolicyPath":            "policy",
+	"GRPCAddr":              "grpc-addr",
+	"HTTPAddr":              "http-addr",
+	"HTTPPathPrefix":        "http-path-prefix",
+	"MetricsAddr":           "metrics-addr",
+	"TokenCacheSize":        "token-cache-size",
+	"MaxTokenBytes":         "max-token-bytes",
+	"MaxRecvMsgSize":        "max-recv-msg-size",
+	"MaxConcurrentStreams":  "max-concurrent-streams",
+	"MaxRequestHeaders":     "max-request-headers",
+	"MaxRequestHeaderBytes": "max-request-header-bytes",
+	"MaxPolicyBytes":        "max-policy-bytes",
+	"CheckTimeout":          "check-timeout",
+	"ShutdownTimeout":       "shutdown-timeout",
+	"Admin.Addr":            "admin-addr",
+	"Admin.Scope":           "admin-scope",
+	"Admin.TLSCertFile":     "admin-tls-cert",
+	"Admin.TLSKeyFile":      "admin-tls-key",
+	"Admin.ClientCAFile":    "admin-client-ca",
+	"Revocation.Resync":     "revocation-resync",
+	"Revocation.StaleAfter": "revocation-stale-after",
+	"Audit.UsageStore":      "store",
+	"Audit.Usage":           "usage",
+	"Audit":                 "audit",
+}
+
+var configFieldRE = regexp.MustCompile(`\b(?:(?:Admin|Revocation|Audit)\.)?[A-Z][A-Za-z]+\b`)
+
+// serveErrorText is err as a serve user should read it: a listener that
+// cannot bind names its flag, variable and config key and the fix; the
+// server's configuration errors name flags instead of Config fields.
+func serveErrorText(err error) string {
+	var le *server.ListenError
+	if errors.As(err, &le) {
+		name := serveFlagOf[le.Setting]
+		msg := fmt.Sprintf("--%s %s (%s, config %s): the %s listener cannot listen: %s", name, le.Addr, server.EnvName(name), server.ConfigKey(name), le.Listener, le.Reason())
+		if le.InUse() {
+			msg += fmt.Sprintf(".\n  Stop what holds the port (ss -ltnp 'sport = :%s' shows it), or choose another address: --%s 127.0.0.1:PORT or %s=127.0.0.1:PORT", portOf(le.Addr), name, server.EnvName(name))
+		} else {
+			msg += fmt.Sprintf(".\n  Choose another address with --%s HOST:PORT or %s", name, server.EnvName(name))
+		}
+		if name != "grpc-addr" {
+			msg += fmt.Sprintf("; an empty value (--%s \"\") turns the %s listener off", name, le.Listener)
+		}
+		return msg
+	}
+	msg := strings.ReplaceAll(err.Error(), "server config: ", "")
+	return configFieldRE.ReplaceAllStringFunc(msg, func(w string) string {
+		if f, ok := serveFlagOf[w]; ok {
+			return "--" + f
+		}
+		return w
+	})
+}
+
+func portOf(addr string) string {
+	if _, p, err := net.SplitHostPort(addr); err == nil {
+		return p
+	}
+	return addr
 }

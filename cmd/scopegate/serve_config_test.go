@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,7 +45,7 @@ func TestServeSettingsPrecedence(t *testing.T) {
 	file := filepath.Join(dir, "scopegate.yaml")
 	if err := os.WriteFile(file, []byte(`policy: /etc/scopegate/policy.yaml
 grpc_addr: 0.0.0.0:9191
-metrics_addr: 0.0.0.0:9090
+metrics_addr: 0.0.0.0:9194
 log_level: debug
 log_format: text
 token_cache_size: 5000
@@ -64,7 +65,7 @@ watch_policy: false
 		watch                                bool
 	}
 	defaults := want{"", server.DefaultGRPCAddr, server.DefaultMetricsAddr, "info", "json", server.DefaultTokenCacheSize, server.DefaultMaxConcurrentStreams, server.DefaultShutdownTimeout, true}
-	fromFile := want{"/etc/scopegate/policy.yaml", "0.0.0.0:9191", "0.0.0.0:9090", "debug", "text", 5000, 64, 25 * time.Second, false}
+	fromFile := want{"/etc/scopegate/policy.yaml", "0.0.0.0:9191", "0.0.0.0:9194", "debug", "text", 5000, 64, 25 * time.Second, false}
 	for name, tc := range map[string]struct {
 		args []string
 		env  map[string]string
@@ -83,7 +84,7 @@ watch_policy: false
 		"flags over the environment": {
 			args: []string{"--config", file, "--grpc-addr", "127.0.0.1:8000", "--shutdown-timeout", "3s", "--policy", "p.yaml"},
 			env:  map[string]string{"SCOPEGATE_GRPC_ADDR": "127.0.0.1:7000", "SCOPEGATE_SHUTDOWN_TIMEOUT": "4s"},
-			want: want{"p.yaml", "127.0.0.1:8000", "0.0.0.0:9090", "debug", "text", 5000, 64, 3 * time.Second, false},
+			want: want{"p.yaml", "127.0.0.1:8000", "0.0.0.0:9194", "debug", "text", 5000, 64, 3 * time.Second, false},
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -162,16 +163,24 @@ func TestServeConfigErrors(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("policy: p.yaml\ngrpc_adr: 127.0.0.1:1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	typed := filepath.Join(dir, "typed.yaml")
+	if err := os.WriteFile(typed, []byte("policy: p.yaml\ntoken_cache_size: lots\nshutdown_timeout: 10\nwatch_policy: maybe\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for name, tc := range map[string]struct {
 		args []string
 		env  map[string]string
 		want string
 	}{
-		"unknown key":     {[]string{"serve", "--config", bad}, nil, `unknown key "grpc_adr": did you mean grpc_addr?`},
-		"bad env value":   {[]string{"serve", "--policy", "p.yaml"}, map[string]string{"SCOPEGATE_SHUTDOWN_TIMEOUT": "later"}, "SCOPEGATE_SHUTDOWN_TIMEOUT"},
-		"bad log format":  {[]string{"serve", "--policy", "p.yaml", "--log-format", "xml"}, nil, `--log-format "xml" is not one of json, text`},
-		"missing file":    {[]string{"serve", "--config", filepath.Join(dir, "none.yaml")}, nil, "none.yaml"},
-		"policy from env": {[]string{"serve", "--log-format", "xml"}, map[string]string{"SCOPEGATE_POLICY": "p.yaml"}, "--log-format"},
+		"unknown key":          {[]string{"serve", "--config", bad}, nil, `unknown key "grpc_adr": did you mean grpc_addr?`},
+		"bad env value":        {[]string{"serve", "--policy", "p.yaml"}, map[string]string{"SCOPEGATE_SHUTDOWN_TIMEOUT": "later"}, "SCOPEGATE_SHUTDOWN_TIMEOUT"},
+		"bad log format":       {[]string{"serve", "--policy", "p.yaml", "--log-format", "xml"}, nil, `--log-format "xml" is not one of json, text`},
+		"wrong type, int":      {[]string{"serve", "--config", typed}, nil, `typed.yaml:2: token_cache_size: "lots": want an integer, e.g. 100000`},
+		"wrong type, duration": {[]string{"serve", "--config", typed}, nil, `typed.yaml:3: shutdown_timeout: "10": want a duration (units s, m, h), e.g. 10s`},
+		"wrong type, bool":     {[]string{"serve", "--config", typed}, nil, `typed.yaml:4: watch_policy: "maybe": want true or false`},
+		"wrong type, env":      {[]string{"serve", "--policy", "p.yaml"}, map[string]string{"SCOPEGATE_MAX_TOKEN_BYTES": "big"}, `SCOPEGATE_MAX_TOKEN_BYTES="big": want an integer, e.g. 16384`},
+		"missing file":         {[]string{"serve", "--config", filepath.Join(dir, "none.yaml")}, nil, "none.yaml"},
+		"policy from env":      {[]string{"serve", "--log-format", "xml"}, map[string]string{"SCOPEGATE_POLICY": "p.yaml"}, "--log-format"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var out, errb bytes.Buffer
@@ -254,5 +263,83 @@ func TestKubernetesExampleSettings(t *testing.T) {
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("the example's settings do not validate: %v", err)
+	}
+}
+
+// TestServeListenErrors: a port in use, on any of the four listeners, is
+// reported with the flag, the variable and the fix, before anything is
+// announced, and without a Go field name.
+func TestServeListenErrors(t *testing.T) {
+	pol := examplePolicy(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	taken := busy.Addr().String()
+	free := func() string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().String()
+	}
+	for _, flagName := range []string{"grpc-addr", "http-addr", "metrics-addr", "admin-addr"} {
+		t.Run(flagName, func(t *testing.T) {
+			addrs := map[string]string{"grpc-addr": free(), "http-addr": free(), "metrics-addr": free(), "admin-addr": free()}
+			addrs[flagName] = taken
+			args := []string{"serve", "--policy", pol, "--audit", "off", "--watch-policy=false"}
+			for f, a := range addrs {
+				args = append(args, "--"+f, a)
+			}
+			code, _, errs := runCLI(t, "", args...)
+			if code != exitError {
+				t.Fatalf("exit %d, want %d: %s", code, exitError, errs)
+			}
+			env := server.EnvName(flagName)
+			for _, want := range []string{"--" + flagName + " " + taken, env, "in use", "choose another address"} {
+				if !strings.Contains(errs, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, errs)
+				}
+			}
+			for _, bad := range []string{"GRPCAddr", "HTTPAddr", "MetricsAddr", "Admin.Addr", "SERVING", "serving"} {
+				if strings.Contains(errs, bad) {
+					t.Errorf("stderr has %q:\n%s", bad, errs)
+				}
+			}
+		})
+	}
+}
+
+// TestServeConfigFieldNames: the server's configuration errors reach a
+// serve user with flag names, never Go field names.
+func TestServeConfigFieldNames(t *testing.T) {
+	pol := examplePolicy(t)
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"cert without key":  {[]string{"--admin-addr", "127.0.0.1:0", "--admin-tls-cert", "c.pem"}, "--admin-tls-cert and --admin-tls-key go together"},
+		"grpc not hostport": {[]string{"--grpc-addr", "9191"}, `--grpc-addr "9191" is not host:port`},
+		"metrics bad port":  {[]string{"--metrics-addr", "127.0.0.1:99999"}, `--metrics-addr "127.0.0.1:99999"`},
+		"admin bad port":    {[]string{"--admin-addr", "localhost"}, `--admin-addr "localhost"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, _, errs := runCLI(t, "", append([]string{"serve", "--policy", pol, "--audit", "off"}, tc.args...)...)
+			if code != exitUsage {
+				t.Fatalf("exit %d, want %d: %s", code, exitUsage, errs)
+			}
+			if !strings.Contains(errs, tc.want) {
+				t.Errorf("stderr lacks %q:\n%s", tc.want, errs)
+			}
+			if m := configFieldRE.FindAllString(errs, -1); len(m) > 0 {
+				for _, w := range m {
+					if _, ok := serveFlagOf[w]; ok {
+						t.Errorf("stderr names the field %s:\n%s", w, errs)
+					}
+				}
+			}
+		})
 	}
 }

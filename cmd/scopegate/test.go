@@ -66,12 +66,12 @@ func (k *testCmd) run(ctx context.Context, c *cli) int {
 		}
 	}
 	var tests []*policytest.File
-	bad := false
+	bad := 0
 	for _, p := range files {
 		f, err := policytest.ReadFile(p)
 		if err != nil {
 			fmt.Fprintf(c.stderr, "%v\n", err)
-			bad = true
+			bad++
 			continue
 		}
 		tests = append(tests, f)
@@ -84,12 +84,13 @@ func (k *testCmd) run(ctx context.Context, c *cli) int {
 		} else {
 			fmt.Fprintf(c.stderr, "scopegate test: %v\n", err)
 		}
+		// The summary line ends every run, so CI logs always show it.
+		if !k.json {
+			fmt.Fprintf(c.stdout, "0 passed, 0 failed (the policy does not load; %d test file(s) not run)\n", len(files))
+		}
 		return exitUsage
 	}
 	defer r.Close()
-	if bad {
-		return exitUsage
-	}
 	rep := r.Run(ctx, tests)
 	if k.json {
 		if err := rep.WriteJSON(c.stdout); err != nil {
@@ -97,6 +98,10 @@ func (k *testCmd) run(ctx context.Context, c *cli) int {
 		}
 	} else {
 		rep.WriteText(c.stdout, k.verbose)
+	}
+	if bad > 0 {
+		fmt.Fprintf(c.stderr, "scopegate test: %d test file(s) could not be read; their cases did not run\n", bad)
+		return exitUsage
 	}
 	if rep.Failed > 0 || k.fullCoverage && !rep.Coverage.Full() {
 		return exitError

@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/scopegate/scopegate/decision/decisiontest"
+	devkeys "github.com/scopegate/scopegate/examples/keys"
 )
 
 // defaultKey is the bundled development RSA key; see examples/keys.
@@ -28,7 +33,7 @@ type tokenCmd struct {
 }
 
 func (t *tokenCmd) define(fs *flag.FlagSet) {
-	fs.StringVar(&t.key, "key", defaultKey, "PEM private key to sign with (PKCS#8, PKCS#1 or SEC1); a relative path is also looked up from the repository root")
+	fs.StringVar(&t.key, "key", defaultKey, "PEM private key to sign with (PKCS#8, PKCS#1 or SEC1); the development keys examples/keys/dev-{rsa,ec,ed25519}.key.pem are built in")
 	fs.StringVar(&t.kid, "kid", "", "key id header (default: the development kid for the key's kind: dev-rsa-1, dev-ec-1 or dev-ed-1)")
 	fs.StringVar(&t.alg, "alg", "", "signing algorithm (default: from the key: RS256, ES256/ES384/ES512 or EdDSA)")
 	fs.StringVar(&t.iss, "iss", "https://id.example.com/", "issuer (iss claim)")
@@ -46,9 +51,13 @@ func (t *tokenCmd) run(_ context.Context, c *cli) int {
 	if t.key == "" {
 		return c.usageError("token", "--key is required")
 	}
-	key, err := decisiontest.ParsePrivateKeyPEMFile(repoPath(t.key))
+	pemBytes, err := readKeyFile(t.key)
 	if err != nil {
-		return c.fail("token", err)
+		return c.usageError("token", "%v", err)
+	}
+	key, err := decisiontest.ParsePrivateKeyPEM(pemBytes)
+	if err != nil {
+		return c.usageError("token", "--key %s: %v", t.key, err)
 	}
 	kind, err := decisiontest.KeyKind(key.Public())
 	if err != nil {
@@ -101,6 +110,23 @@ func (t *tokenCmd) run(_ context.Context, c *cli) int {
 	}
 	fmt.Fprintln(c.stdout, tok)
 	return exitOK
+}
+
+// readKeyFile reads the PEM key at path. A path that names one of the
+// bundled development keys (examples/keys/dev-*.key.pem) and is not found
+// on disk is read from the copy built into the binary, so that
+// `scopegate token` works from any directory.
+func readKeyFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(repoPath(path))
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return b, err
+	}
+	if filepath.ToSlash(filepath.Dir(filepath.Clean(path))) == decisiontest.ExampleKeysDir {
+		if eb, eerr := devkeys.FS.ReadFile(filepath.Base(path)); eerr == nil {
+			return eb, nil
+		}
+	}
+	return nil, fmt.Errorf("--key %s: no such file; give the path of a PEM private key, or leave --key out to use the built-in development key", path)
 }
 
 // jsonOrString decodes s as JSON (numbers kept exact) when it is one valid
