@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -341,5 +342,32 @@ func TestServeConfigFieldNames(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestServeFlagOfCoversConfig: every plain setting of server.Config has
+// its flag in serveFlagOf, so a server error naming a new field is never
+// shown to a user with the Go field name. Fields that no flag sets are
+// listed here on purpose.
+func TestServeFlagOfCoversConfig(t *testing.T) {
+	notFlags := map[string]bool{
+		"DisableHTTP": true, // --http-addr "" disables it
+		"Realm":       true, // set from the policy
+		"WatchPolicy": true, // --watch-policy is a bool with no error text
+	}
+	typ := reflect.TypeOf(server.Config{})
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		switch f.Type.Kind() {
+		case reflect.String, reflect.Int, reflect.Int64, reflect.Uint32, reflect.Bool:
+		default:
+			continue // loggers, clocks, stores, nested sections
+		}
+		if notFlags[f.Name] {
+			continue
+		}
+		if _, ok := serveFlagOf[f.Name]; !ok {
+			t.Errorf("server.Config.%s has no entry in serveFlagOf: add its flag name", f.Name)
+		}
 	}
 }
