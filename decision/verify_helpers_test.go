@@ -162,6 +162,7 @@ func testIssuer(keys KeySource) *Issuer {
 		Fingerprint: 1,
 	}
 	iss.KeyRef = KeyRef{Issuer: testIss, File: fmt.Sprintf("test-%d.jwks", testKeyFiles.Add(1))}
+	iss.bound = new(atomic.Pointer[boundKeys]) // as the compiler does
 	if keys != nil {
 		testKeySources.Store(iss.KeyRef.File, keys)
 	}
