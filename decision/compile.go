@@ -11,28 +11,44 @@ import (
 
 // CompileOptions are what the compiler needs from outside the policy file.
 type CompileOptions struct {
-	// KeySources opens each issuer's key source. Required when the policy
-	// has issuers.
-	KeySources KeySourceFactory
 	// MaxPolicyBytes refuses, unparsed, a larger policy text; 0 means the
 	// default of 16 MiB.
 	MaxPolicyBytes int
 }
 
-// LoadFile reads, validates and compiles the policy file at path. Every
-// problem found is reported at once in a *LoadError, each with its line and
-// the fix.
+// LoadFile reads, validates and compiles the policy file at path, and reads
+// and validates every issuer's jwks_file (Load). Every problem found is
+// reported at once in a *LoadError, each with its line and the fix.
+//
+// It is the one loading path of every command (serve, check, lint, test,
+// diff, catalog): a policy that one of them refuses, every one refuses with
+// the same message. Only a jwks_url is not fetched; the server fetches it
+// in the background (store/jwks.Registry).
 func LoadFile(path string, opts CompileOptions) (*Policy, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &LoadError{Problems: []Problem{{File: path, Message: "cannot read the policy file: " + err.Error()}}}
 	}
-	return Compile(data, path, opts)
+	return Load(data, path, opts)
 }
 
-// Compile validates and compiles a policy from its YAML text. filename is
-// used in messages and to resolve relative jwks_file paths.
+// Load is LoadFile for a policy text already read: Compile, and every
+// issuer's jwks_file read and validated (relative to filename's directory)
+// with ParseKeySet, its keys kept in Issuer.FileKeys.
+func Load(data []byte, filename string, opts CompileOptions) (*Policy, error) {
+	return compileText(data, filename, opts, true)
+}
+
+// Compile validates and compiles a policy from its YAML text. It does no
+// I/O: issuers get key set references (Issuer.KeyRef), resolved at decision
+// time by the engine's KeyResolver, and no jwks_file is read (Load reads
+// them). filename is used in messages and to resolve relative jwks_file
+// paths.
 func Compile(data []byte, filename string, opts CompileOptions) (*Policy, error) {
+	return compileText(data, filename, opts, false)
+}
+
+func compileText(data []byte, filename string, opts CompileOptions, readKeys bool) (*Policy, error) {
 	limit := maxPolicyBytes
 	if opts.MaxPolicyBytes > 0 {
 		limit = opts.MaxPolicyBytes
@@ -42,7 +58,7 @@ func Compile(data []byte, filename string, opts CompileOptions) (*Policy, error)
 		return nil, &LoadError{Problems: probs}
 	}
 	c := &compiler{file: filename, li: li, probs: probs}
-	pol := c.compile(pf, filepath.Dir(filename), opts)
+	pol := c.compile(pf, filepath.Dir(filename), readKeys)
 	if hasErrors(c.probs) {
 		return nil, &LoadError{Problems: c.probs}
 	}
@@ -76,7 +92,7 @@ func (c *compiler) errorf(line int, field, format string, args ...any) {
 	c.probs = append(c.probs, Problem{File: c.file, Line: line, Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
-func (c *compiler) compile(pf *PolicyFile, baseDir string, opts CompileOptions) *Policy {
+func (c *compiler) compile(pf *PolicyFile, baseDir string, readKeys bool) *Policy {
 	pol := &Policy{
 		File:        pf,
 		Environment: pf.Environment,
@@ -116,11 +132,7 @@ func (c *compiler) compile(pf *PolicyFile, baseDir string, opts CompileOptions) 
 			c.errorf(c.li.line("issuers", i, "issuer"), field+".issuer", "issuer %q is listed twice; merge the two entries", spec.Issuer)
 			continue
 		}
-		if opts.KeySources == nil {
-			c.errorf(line, field, "no key source is configured to load this issuer's keys")
-			continue
-		}
-		iss, ps := compileIssuer(spec, field, baseDir, opts.KeySources)
+		iss, ps := compileIssuer(spec, field, baseDir, readKeys)
 		for _, p := range ps {
 			p.File = c.file
 			if p.Line == 0 {

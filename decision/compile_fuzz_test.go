@@ -27,11 +27,11 @@ func FuzzCompilePolicy(f *testing.F) {
 		}
 	}
 	f.Add([]byte(fuzzPolicy))
-	keys := func(*IssuerSpec, string) (KeySource, error) { return StaticKeys{}, nil }
+	keys := StaticKeyResolver(StaticKeys{})
 	clock := func() time.Time { return fuzzNow }
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p1, err1 := Compile(data, "fuzz.yaml", CompileOptions{KeySources: keys})
-		p2, err2 := Compile(data, "fuzz.yaml", CompileOptions{KeySources: keys})
+		p1, err1 := Compile(data, "fuzz.yaml", CompileOptions{})
+		p2, err2 := Compile(data, "fuzz.yaml", CompileOptions{})
 		if (err1 == nil) != (err2 == nil) {
 			t.Fatalf("compiling twice: %v, then %v", err1, err2)
 		}
@@ -64,12 +64,12 @@ func FuzzCompilePolicy(f *testing.F) {
 				t.Fatalf("route %d differs:\n%+v\n%+v", i, a, b)
 			}
 		}
-		e1, err := NewEngine(p1, Options{Clock: clock, TokenCacheSize: 64})
+		e1, err := NewEngine(p1, Options{Clock: clock, TokenCacheSize: 64, Keys: keys})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer e1.Close()
-		e2, err := NewEngine(p2, Options{Clock: clock, TokenCacheSize: 64})
+		e2, err := NewEngine(p2, Options{Clock: clock, TokenCacheSize: 64, Keys: keys})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -403,9 +403,7 @@ func compileConstraintFixture(t testing.TB) *Policy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol, err := Compile(data, "policy.yaml", CompileOptions{
-		KeySources: func(*IssuerSpec, string) (KeySource, error) { return StaticKeys{}, nil },
-	})
+	pol, err := Compile(data, "policy.yaml", CompileOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,7 +424,7 @@ func TestConstraintWarnings(t *testing.T) {
 		t.Fatalf("parse: %v", probs)
 	}
 	c := &compiler{file: "policy.yaml", li: li}
-	c.compile(pf, ".", CompileOptions{KeySources: func(*IssuerSpec, string) (KeySource, error) { return StaticKeys{}, nil }})
+	c.compile(pf, ".", false)
 	want := map[string]string{
 		"networks.spare":               `network "spare" is not used`,
 		"windows.never":                `window "never" is not used`,
@@ -471,7 +469,7 @@ func (m memOwners) CachedOwners(_, key string) ([]string, bool, bool) {
 func BenchmarkCheckConstraints(b *testing.B) {
 	pol := compileConstraintFixture(b)
 	now := time.Date(2026, 11, 24, 15, 0, 0, 0, time.UTC)
-	e, err := NewEngine(pol, Options{Clock: func() time.Time { return now }, Ownership: memOwners{"42": {"alice"}}})
+	e, err := NewEngine(pol, Options{Keys: StaticKeyResolver(StaticKeys{}), Clock: func() time.Time { return now }, Ownership: memOwners{"42": {"alice"}}})
 	if err != nil {
 		b.Fatal(err)
 	}

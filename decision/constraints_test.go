@@ -61,14 +61,12 @@ func newConFixture(t testing.TB, policy string, store decision.OwnershipStore) *
 		t.Fatal(err)
 	}
 	keys := staticKeys(t, signer)
-	pol, err := decision.Compile([]byte(policy), "policy.yaml", decision.CompileOptions{
-		KeySources: func(*decision.IssuerSpec, string) (decision.KeySource, error) { return keys, nil },
-	})
+	pol, err := decision.Compile([]byte(policy), "policy.yaml", decision.CompileOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &conFixture{signer: signer, now: conNow}
-	eng, err := decision.NewEngine(pol, decision.Options{Clock: func() time.Time { return f.now }, Ownership: store})
+	eng, err := decision.NewEngine(pol, decision.Options{Keys: decision.StaticKeyResolver(keys), Clock: func() time.Time { return f.now }, Ownership: store})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -680,9 +678,7 @@ func TestCompileConstraintProblems(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = decision.Compile(data, "bad.yaml", decision.CompileOptions{
-		KeySources: func(*decision.IssuerSpec, string) (decision.KeySource, error) { return decision.StaticKeys{}, nil },
-	})
+	_, err = decision.Compile(data, "bad.yaml", decision.CompileOptions{})
 	var le *decision.LoadError
 	if !errors.As(err, &le) {
 		t.Fatalf("err = %v, want *LoadError", err)

@@ -56,14 +56,12 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	keys := staticKeys(t, rsaSigner)
-	pol, err := decision.Compile([]byte(decidePolicy), "policy.yaml", decision.CompileOptions{
-		KeySources: func(*decision.IssuerSpec, string) (decision.KeySource, error) { return keys, nil },
-	})
+	pol, err := decision.Compile([]byte(decidePolicy), "policy.yaml", decision.CompileOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	eng, err := decision.NewEngine(pol, decision.Options{Clock: func() time.Time { return now }})
+	eng, err := decision.NewEngine(pol, decision.Options{Keys: decision.StaticKeyResolver(keys), Clock: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,11 +192,8 @@ func TestSetPolicySwapsAtomically(t *testing.T) {
 	if d := f.engine.Decide(context.Background(), req); !d.Allow {
 		t.Fatalf("before swap: %s", d.Code)
 	}
-	keys := staticKeys(t, f.rsa)
 	stricter := strings.Replace(decidePolicy, "all_of: [orders:read]", "all_of: [orders:read, orders:audit]", 1)
-	pol, err := decision.Compile([]byte(stricter), "policy.yaml", decision.CompileOptions{
-		KeySources: func(*decision.IssuerSpec, string) (decision.KeySource, error) { return keys, nil },
-	})
+	pol, err := decision.Compile([]byte(stricter), "policy.yaml", decision.CompileOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,9 +222,7 @@ routes:
     require: {all_of: [x]}
 default: allow
 `
-	_, err := decision.Compile([]byte(bad), "bad.yaml", decision.CompileOptions{
-		KeySources: func(*decision.IssuerSpec, string) (decision.KeySource, error) { return decision.StaticKeys{}, nil },
-	})
+	_, err := decision.Compile([]byte(bad), "bad.yaml", decision.CompileOptions{})
 	var le *decision.LoadError
 	if !errors.As(err, &le) {
 		t.Fatalf("err = %v, want *LoadError", err)

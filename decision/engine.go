@@ -157,6 +157,11 @@ type Options struct {
 	// (MarkRevocationsSynced): past it, routes that require a high-risk
 	// scope deny with revocation_stale. Zero means no bound (revoke.go).
 	RevocationStaleAfter time.Duration
+	// Keys finds each issuer's key set (Issuer.KeyRef) when a token is
+	// verified: store/jwks.Registry on a server, StaticKeyResolver in tests
+	// and tools. When nil, or when it has no key set for an issuer yet,
+	// that issuer's tokens are denied with key_set_unavailable.
+	Keys KeyResolver
 }
 
 // Engine decides requests against the current policy. It is safe for
@@ -186,7 +191,7 @@ func NewEngine(pol *Policy, opts Options) (*Engine, error) {
 	if opts.MaxTokenBytes <= 0 {
 		opts.MaxTokenBytes = 16 << 10
 	}
-	v, err := newVerifier(verifierConfig{MaxEntries: opts.TokenCacheSize})
+	v, err := newVerifier(verifierConfig{MaxEntries: opts.TokenCacheSize, Keys: opts.Keys})
 	if err != nil {
 		if coarse {
 			sharedClock.release()
@@ -213,6 +218,25 @@ func (e *Engine) Close() {
 			sharedClock.release()
 		}
 	})
+}
+
+// IssuerKeys returns the key source the engine verifies iss's tokens with,
+// or nil when its key set is not available (health checks, metrics).
+func (e *Engine) IssuerKeys(iss *Issuer) KeySource { return e.verifier.keys.source(iss) }
+
+// KeysReady reports whether every issuer of pol has a key set with at least
+// one key: the server is not ready to serve until it does. It returns the
+// first issuer without keys.
+func (e *Engine) KeysReady(pol *Policy) (ready bool, missing string) {
+	if pol == nil {
+		return false, ""
+	}
+	for name, iss := range pol.Issuers {
+		if src := e.IssuerKeys(iss); src == nil || len(src.Keys()) == 0 {
+			return false, name
+		}
+	}
+	return true, ""
 }
 
 // PurgeTokenCache drops every verified token, so each is verified again on

@@ -43,9 +43,7 @@ clients:
 
 func compileInfo(t *testing.T) *decision.Policy {
 	t.Helper()
-	pol, err := decision.Compile([]byte(infoPolicy), "info.yaml", decision.CompileOptions{
-		KeySources: func(*decision.IssuerSpec, string) (decision.KeySource, error) { return decision.StaticKeys{}, nil },
-	})
+	pol, err := decision.Compile([]byte(infoPolicy), "info.yaml", decision.CompileOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

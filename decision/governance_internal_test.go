@@ -16,7 +16,7 @@ func compileProblems(t *testing.T, text string) (*Policy, []Problem) {
 		t.Fatalf("parse: %v", probs)
 	}
 	c := &compiler{file: "p.yaml", li: li, probs: probs}
-	pol := c.compile(pf, ".", CompileOptions{KeySources: func(*IssuerSpec, string) (KeySource, error) { return StaticKeys{}, nil }})
+	pol := c.compile(pf, ".", false)
 	return pol, c.probs
 }
 

@@ -28,10 +28,8 @@ var govNow = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 
 func compileGov(t testing.TB, text string, signers ...*decisiontest.Signer) (*decision.Policy, error) {
 	t.Helper()
-	keys := staticKeys(t, signers...)
-	return decision.Compile([]byte(text), "policy.yaml", decision.CompileOptions{
-		KeySources: func(*decision.IssuerSpec, string) (decision.KeySource, error) { return keys, nil },
-	})
+	_ = signers // the engine's resolver serves their keys (newGovFixture)
+	return decision.Compile([]byte(text), "policy.yaml", decision.CompileOptions{})
 }
 
 func readGovFile(t testing.TB, name string) string {
@@ -57,6 +55,7 @@ func newGovFixture(t testing.TB, text, aud string, opts decision.Options) *govFi
 	now := govNow
 	f.clock.Store(&now)
 	opts.Clock = func() time.Time { return *f.clock.Load() }
+	opts.Keys = decision.StaticKeyResolver(staticKeys(t, s))
 	eng, err := decision.NewEngine(pol, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -5,8 +5,10 @@ import (
 	"hash/fnv"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,11 +28,11 @@ var DefaultScopeClaims = []string{"scope", "scp", "scopes"}
 // allowedAlgorithms are the asymmetric JWS algorithms an issuer may list.
 var allowedAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
-// compileIssuer validates one issuer of a policy file and opens its key
-// source. field names the issuer in problems, e.g. "issuers[0]"; baseDir
-// resolves a relative jwks_file. Keys are opened only for an issuer with no
-// other error, so a bad entry never starts a fetch.
-func compileIssuer(spec *IssuerSpec, field string, baseDir string, keys KeySourceFactory) (*Issuer, []Problem) {
+// compileIssuer validates one issuer of a policy file and builds its key
+// set reference. field names the issuer in problems, e.g. "issuers[0]";
+// baseDir resolves a relative jwks_file. With readKeys, a jwks_file is read
+// and validated (Load); a jwks_url is never fetched here.
+func compileIssuer(spec *IssuerSpec, field string, baseDir string, readKeys bool) (*Issuer, []Problem) {
 	var probs []Problem
 	add := func(sub, msg string) {
 		f := field
@@ -142,25 +144,42 @@ func compileIssuer(spec *IssuerSpec, field string, baseDir string, keys KeySourc
 	if problemsHaveError(probs) {
 		return nil, probs
 	}
-	if keys == nil {
-		add("", "no key source is available to open this issuer's keys")
-		return nil, probs
-	}
-	src, err := keys(spec, baseDir)
-	if err != nil {
-		if spec.JWKSURL != "" {
-			add("jwks_url", "cannot fetch keys from "+spec.JWKSURL+": "+err.Error())
-		} else {
+	iss.KeyRef = keyRefOf(spec, baseDir)
+	iss.bound = new(atomic.Pointer[boundKeys])
+	if readKeys && iss.KeyRef.File != "" {
+		keys, err := ReadKeyFile(iss.KeyRef.File)
+		if err != nil {
 			add("jwks_file", "cannot read keys from "+spec.JWKSFile+": "+err.Error())
+			return nil, probs
 		}
-		return nil, probs
+		iss.FileKeys = keys
 	}
-	if src == nil {
-		add("", "the key source for this issuer could not be opened")
-		return nil, probs
-	}
-	iss.Keys = src
 	return iss, probs
+}
+
+// keyRefOf is the key set reference of an issuer whose spec is valid.
+func keyRefOf(spec *IssuerSpec, baseDir string) KeyRef {
+	resolve := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(baseDir, p)
+	}
+	ref := KeyRef{Issuer: spec.Issuer}
+	if spec.JWKSFile != "" {
+		ref.File = resolve(spec.JWKSFile)
+	} else {
+		ref.URL = spec.JWKSURL
+		ref.CAFile = resolve(spec.JWKSCAFile)
+		if spec.JWKSRefreshInterval != nil {
+			ref.RefreshInterval = spec.JWKSRefreshInterval.Duration
+		}
+		if spec.JWKSMinRefreshInterval != nil {
+			ref.MinRefreshInterval = spec.JWKSMinRefreshInterval.Duration
+		}
+	}
+	ref.id = keyRefID(&ref)
+	return ref
 }
 
 // checkJWKSURL returns why u cannot be a JWKS endpoint, or "".

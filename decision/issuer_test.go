@@ -1,7 +1,6 @@
 package decision
 
 import (
-	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -20,9 +19,9 @@ func validIssuerSpec() IssuerSpec {
 func TestCompileIssuer(t *testing.T) {
 	dur := func(d time.Duration) *Duration { return &Duration{d} }
 	cases := []struct {
-		name    string
-		edit    func(*IssuerSpec)
-		factory error // the key source factory fails with this
+		name     string
+		edit     func(*IssuerSpec)
+		readKeys bool // read the jwks_file (Load), which does not exist
 		// wantField/wantMsg: the first error problem; "" means no error.
 		wantField string
 		wantMsg   string
@@ -32,7 +31,7 @@ func TestCompileIssuer(t *testing.T) {
 		{name: "defaults", check: func(t *testing.T, iss *Issuer) {
 			if iss.ClockSkew != 30*time.Second || !slices.Equal(iss.ScopeClaims, []string{"scope", "scp", "scopes"}) ||
 				!slices.Equal(iss.Algorithms, []string{"RS256", "ES256"}) || !slices.Equal(iss.Audiences, []string{"orders-api"}) ||
-				iss.Name != "https://id.example.com/" || iss.Keys == nil || iss.Fingerprint == 0 || iss.Line != 0 {
+				iss.Name != "https://id.example.com/" || iss.KeyRef.File != "/policies/keys/jwks.json" || iss.FileKeys != nil || iss.Fingerprint == 0 || iss.Line != 0 {
 				t.Errorf("issuer = %+v", iss)
 			}
 		}},
@@ -71,10 +70,28 @@ func TestCompileIssuer(t *testing.T) {
 			s.JWKSRefreshInterval, s.JWKSMinRefreshInterval = dur(time.Minute), dur(time.Hour)
 		}, wantField: "issuers[0].jwks_min_refresh_interval", wantMsg: "must not exceed"},
 		{name: "ca file with jwks_file warns", edit: func(s *IssuerSpec) { s.JWKSCAFile = "ca.pem" }, warning: "only to jwks_url"},
-		{name: "file factory error", factory: errors.New("open keys/jwks.json: no such file or directory"),
-			wantField: "issuers[0].jwks_file", wantMsg: "cannot read keys from keys/jwks.json: open keys/jwks.json: no such file"},
-		{name: "url factory error", edit: func(s *IssuerSpec) { s.JWKSFile, s.JWKSURL = "", "https://id.example.com/jwks" },
-			factory: errors.New("status 503"), wantField: "issuers[0].jwks_url", wantMsg: "cannot fetch keys from https://id.example.com/jwks: status 503"},
+		{name: "missing jwks_file read by Load", readKeys: true,
+			wantField: "issuers[0].jwks_file", wantMsg: "cannot read keys from keys/jwks.json: open /policies/keys/jwks.json: no such file"},
+		{name: "missing jwks_file not read by Compile", check: func(t *testing.T, iss *Issuer) {
+			if iss.FileKeys != nil {
+				t.Errorf("Compile read keys: %v", iss.FileKeys)
+			}
+		}},
+		{name: "url is referenced, not fetched", readKeys: true, edit: func(s *IssuerSpec) {
+			s.JWKSFile, s.JWKSURL, s.JWKSCAFile = "", "https://id.example.com/jwks", "ca.pem"
+			s.JWKSRefreshInterval, s.JWKSMinRefreshInterval = dur(time.Hour), dur(time.Minute)
+		}, check: func(t *testing.T, iss *Issuer) {
+			want := KeyRef{Issuer: "https://id.example.com/", URL: "https://id.example.com/jwks", CAFile: "/policies/ca.pem",
+				RefreshInterval: time.Hour, MinRefreshInterval: time.Minute}
+			got := iss.KeyRef
+			got.id, want.id = "", ""
+			if got != want {
+				t.Errorf("key ref = %+v, want %+v", got, want)
+			}
+			if iss.KeyRef.ID() == "" || iss.FileKeys != nil {
+				t.Errorf("id %q, file keys %v", iss.KeyRef.ID(), iss.FileKeys)
+			}
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,18 +99,7 @@ func TestCompileIssuer(t *testing.T) {
 			if tc.edit != nil {
 				tc.edit(&spec)
 			}
-			calls := 0
-			factory := func(s *IssuerSpec, baseDir string) (KeySource, error) {
-				calls++
-				if s != &spec || baseDir != "/policies" {
-					t.Errorf("factory got spec %p baseDir %q", s, baseDir)
-				}
-				if tc.factory != nil {
-					return nil, tc.factory
-				}
-				return StaticKeys{}, nil
-			}
-			iss, probs := compileIssuer(&spec, "issuers[0]", "/policies", factory)
+			iss, probs := compileIssuer(&spec, "issuers[0]", "/policies", tc.readKeys)
 			for _, p := range probs {
 				if p.Line != 0 || p.File != "" {
 					t.Errorf("problem %v has a line or file", p)
@@ -113,8 +119,8 @@ func TestCompileIssuer(t *testing.T) {
 				if firstErr != nil {
 					t.Fatalf("unexpected problem: %v", firstErr)
 				}
-				if iss == nil || calls != 1 {
-					t.Fatalf("issuer %v, factory calls %d", iss, calls)
+				if iss == nil {
+					t.Fatal("no issuer")
 				}
 				if tc.warning != "" && !slices.ContainsFunc(probs, func(p Problem) bool { return p.Warning && strings.Contains(p.Message, tc.warning) }) {
 					t.Errorf("no warning containing %q in %v", tc.warning, probs)
@@ -133,9 +139,6 @@ func TestCompileIssuer(t *testing.T) {
 			if firstErr.Field != tc.wantField || !strings.Contains(firstErr.Message, tc.wantMsg) {
 				t.Errorf("problem = %v, want %s: ...%s...", firstErr, tc.wantField, tc.wantMsg)
 			}
-			if tc.factory == nil && calls != 0 {
-				t.Errorf("the key source was opened for an issuer with errors")
-			}
 		})
 	}
 }
@@ -147,7 +150,7 @@ func TestIssuerFingerprint(t *testing.T) {
 		if edit != nil {
 			edit(&s)
 		}
-		iss, probs := compileIssuer(&s, "issuers[0]", "", func(*IssuerSpec, string) (KeySource, error) { return StaticKeys{}, nil })
+		iss, probs := compileIssuer(&s, "issuers[0]", "", false)
 		if iss == nil {
 			t.Fatalf("compile: %v", probs)
 		}

@@ -8,7 +8,6 @@ import (
 // TestLimitsPolicySize loads a policy padded to exactly the size limit
 // (accepted) and one byte more (refused unread, with the limit named).
 func TestLimitsPolicySize(t *testing.T) {
-	keys := func(*IssuerSpec, string) (KeySource, error) { return StaticKeys{}, nil }
 	pad := func(n int) []byte {
 		// One long comment line: the cheapest text for the parser to skip.
 		body := fuzzPolicy + "# "
@@ -18,10 +17,10 @@ func TestLimitsPolicySize(t *testing.T) {
 	if len(at) != maxPolicyBytes {
 		t.Fatalf("padded to %d bytes, want %d", len(at), maxPolicyBytes)
 	}
-	if _, err := Compile(at, "at.yaml", CompileOptions{KeySources: keys}); err != nil {
+	if _, err := Compile(at, "at.yaml", CompileOptions{}); err != nil {
 		t.Errorf("a policy of exactly %d bytes: %v", maxPolicyBytes, err)
 	}
-	_, err := Compile(pad(maxPolicyBytes+1), "over.yaml", CompileOptions{KeySources: keys})
+	_, err := Compile(pad(maxPolicyBytes+1), "over.yaml", CompileOptions{})
 	if err == nil || !strings.Contains(err.Error(), "16 MiB") {
 		t.Errorf("a policy of %d bytes = %v, want the size limit named", maxPolicyBytes+1, err)
 	}
@@ -50,8 +49,7 @@ func TestLimitsPathBytes(t *testing.T) {
 // TestLimitsConfigurable: paths.max_length and CompileOptions.MaxPolicyBytes
 // move the two limits, each tested at its new edge.
 func TestLimitsConfigurable(t *testing.T) {
-	keys := func(*IssuerSpec, string) (KeySource, error) { return StaticKeys{}, nil }
-	pol, err := Compile([]byte("paths: {max_length: 100}\nroutes:\n  - {name: all, match: {path: \"/{rest...}\"}, public: true}\n"), "p.yaml", CompileOptions{KeySources: keys})
+	pol, err := Compile([]byte("paths: {max_length: 100}\nroutes:\n  - {name: all, match: {path: \"/{rest...}\"}, public: true}\n"), "p.yaml", CompileOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,15 +63,15 @@ func TestLimitsConfigurable(t *testing.T) {
 	if _, detail, ok := normalizePath("/x/%41"+strings.Repeat("a", 95), &pol.Paths); ok || detail != "path longer than 100 bytes" {
 		t.Errorf("one byte over on the slow path: ok=%v %q", ok, detail)
 	}
-	if _, err := Compile([]byte("paths: {max_length: -1}\nroutes:\n  - {name: all, match: {path: \"/{rest...}\"}, public: true}\n"), "p.yaml", CompileOptions{KeySources: keys}); err == nil || !strings.Contains(err.Error(), "paths.max_length") {
+	if _, err := Compile([]byte("paths: {max_length: -1}\nroutes:\n  - {name: all, match: {path: \"/{rest...}\"}, public: true}\n"), "p.yaml", CompileOptions{}); err == nil || !strings.Contains(err.Error(), "paths.max_length") {
 		t.Errorf("a negative max_length: %v", err)
 	}
 
 	text := []byte("routes:\n  - {name: all, match: {path: \"/{rest...}\"}, public: true}\n")
-	if _, err := Compile(text, "p.yaml", CompileOptions{KeySources: keys, MaxPolicyBytes: len(text)}); err != nil {
+	if _, err := Compile(text, "p.yaml", CompileOptions{MaxPolicyBytes: len(text)}); err != nil {
 		t.Errorf("a policy of exactly MaxPolicyBytes: %v", err)
 	}
-	if _, err := Compile(text, "p.yaml", CompileOptions{KeySources: keys, MaxPolicyBytes: len(text) - 1}); err == nil || !strings.Contains(err.Error(), "more than the limit") {
+	if _, err := Compile(text, "p.yaml", CompileOptions{MaxPolicyBytes: len(text) - 1}); err == nil || !strings.Contains(err.Error(), "more than the limit") {
 		t.Errorf("one byte over MaxPolicyBytes: %v", err)
 	}
 }

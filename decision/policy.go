@@ -83,11 +83,19 @@ type Issuer struct {
 	// RequireATJWT requires typ at+jwt (RFC 9068).
 	RequireATJWT bool
 	ScopeClaims  []string
-	Keys         KeySource
+	// KeyRef names the issuer's key set; the engine's KeyResolver finds it
+	// at decision time.
+	KeyRef KeyRef
+	// FileKeys are the keys of a jwks_file as Load read them (nil for a
+	// jwks_url, and after Compile, which reads nothing). A key source may
+	// start serving with them.
+	FileKeys []Key
 	// Fingerprint changes whenever a setting that affects token validation
 	// changes, so cached verifications made under other settings are redone.
 	Fingerprint uint64
 	Line        int
+
+	issuerBinding
 }
 
 // Problem is one error (or warning) found while loading a policy: where it

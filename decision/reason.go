@@ -40,6 +40,8 @@ const (
 	ScopeDrift
 	Revoked
 	RevocationStale
+	// Keys.
+	KeySetUnavailable
 	numCodes
 )
 
@@ -102,6 +104,7 @@ var codes = [numCodes]codeInfo{
 	ScopeRetired:                   {"scope_retired", "the route can only be satisfied by a retired scope", 403, ChallengeInsufficientScope},
 	ScopeDrift:                     {"scope_drift", "the token carries scopes its client was not granted", 403, ChallengeNone},
 	Revoked:                        {"revoked", "the token, its subject or its client has been revoked", 401, ChallengeInvalidToken},
+	KeySetUnavailable:              {"key_set_unavailable", "the issuer's key set has not been loaded yet (its JWKS endpoint has not answered); denied to fail closed", 503, ChallengeNone},
 	RevocationStale:                {"revocation_stale", "the revocation list is older than the staleness bound for a high-risk scope; denied to fail closed", 403, ChallengeNone},
 }
 

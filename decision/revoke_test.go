@@ -37,9 +37,7 @@ func newRevFixture(t testing.TB, opts decision.Options) *revFixture {
 		t.Fatal(err)
 	}
 	keys := decision.StaticKeys{{Kid: s.Kid, Alg: s.Alg, Public: s.Key.Public()}}
-	pol, err := decision.Compile(text, "policy.yaml", decision.CompileOptions{
-		KeySources: func(*decision.IssuerSpec, string) (decision.KeySource, error) { return keys, nil },
-	})
+	pol, err := decision.Compile(text, "policy.yaml", decision.CompileOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,6 +45,7 @@ func newRevFixture(t testing.TB, opts decision.Options) *revFixture {
 	now := revNow
 	f.clock.Store(&now)
 	opts.Clock = func() time.Time { return *f.clock.Load() }
+	opts.Keys = decision.StaticKeyResolver(keys)
 	if f.engine, err = decision.NewEngine(pol, opts); err != nil {
 		t.Fatal(err)
 	}

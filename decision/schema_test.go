@@ -478,12 +478,11 @@ func TestPolicyDocExample(t *testing.T) {
 	if _, _, probs := parsePolicyFile(src, "policy.yaml"); len(probs) > 0 {
 		t.Fatalf("the example of %s has problems: %v", policyDocPath, probs)
 	}
-	keys := func(*IssuerSpec, string) (KeySource, error) { return StaticKeys{}, nil }
-	pol, err := Compile(src, "policy.yaml", CompileOptions{KeySources: keys})
+	pol, err := Compile(src, "policy.yaml", CompileOptions{})
 	if err != nil {
 		t.Fatalf("the example of %s does not compile: %v", policyDocPath, err)
 	}
-	e, err := NewEngine(pol, Options{})
+	e, err := NewEngine(pol, Options{Keys: StaticKeyResolver(StaticKeys{})})
 	if err != nil {
 		t.Fatal(err)
 	}

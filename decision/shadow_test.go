@@ -28,10 +28,7 @@ routes:
 
 func TestShadowRouteNeverAnswers(t *testing.T) {
 	f := newFixture(t)
-	keys := staticKeys(t, f.rsa)
-	pol, err := decision.Compile([]byte(shadowPolicy), "policy.yaml", decision.CompileOptions{
-		KeySources: func(*decision.IssuerSpec, string) (decision.KeySource, error) { return keys, nil },
-	})
+	pol, err := decision.Compile([]byte(shadowPolicy), "policy.yaml", decision.CompileOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,9 +71,7 @@ func TestShadowRouteNeverAnswers(t *testing.T) {
 
 func TestUnknownModeIsALoadError(t *testing.T) {
 	bad := strings.Replace(shadowPolicy, "mode: shadow", "mode: shadw", 1)
-	_, err := decision.Compile([]byte(bad), "policy.yaml", decision.CompileOptions{
-		KeySources: func(*decision.IssuerSpec, string) (decision.KeySource, error) { return decision.StaticKeys{}, nil },
-	})
+	_, err := decision.Compile([]byte(bad), "policy.yaml", decision.CompileOptions{})
 	if err == nil || !strings.Contains(err.Error(), `unknown mode "shadw"`) {
 		t.Fatalf("err = %v, want an unknown-mode error", err)
 	}

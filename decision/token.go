@@ -83,8 +83,3 @@ func (s StaticKeys) RefreshUnknownKid(context.Context, string) ([]Key, bool) { r
 
 // Epoch implements KeySource.
 func (s StaticKeys) Epoch() uint64 { return 0 }
-
-// KeySourceFactory opens the KeySource for an issuer of a policy. baseDir is
-// the directory of the policy file, against which a relative jwks_file is
-// resolved. The server passes a factory that reuses sources across reloads.
-type KeySourceFactory func(spec *IssuerSpec, baseDir string) (KeySource, error)

@@ -91,6 +91,8 @@ type cacheEntry struct {
 type verifierConfig struct {
 	// MaxEntries bounds the token cache.
 	MaxEntries int64
+	// Keys resolves issuers' key sets (Options.Keys).
+	Keys KeyResolver
 }
 
 // verifier verifies bearer tokens against a policy's issuers and caches the
@@ -106,6 +108,8 @@ type verifier struct {
 	lookups lookupCounter
 	// headers remembers recently seen protected headers.
 	headers headerMemo
+	// keys finds each issuer's key set.
+	keys keyBinder
 }
 
 func newVerifier(cfg verifierConfig) (*verifier, error) {
@@ -123,7 +127,7 @@ func newVerifier(cfg verifierConfig) (*verifier, error) {
 	if err != nil {
 		return nil, errors.New("token cache: " + err.Error())
 	}
-	return &verifier{cache: c}, nil
+	return &verifier{cache: c, keys: newKeyBinder(cfg.Keys)}, nil
 }
 
 // tokenSeed keys tokenKeyHash; it is chosen per process, so nobody outside
@@ -156,21 +160,27 @@ func (v *verifier) verify(ctx context.Context, raw string, pol *Policy, now time
 	v.lookups.Add(1)
 	if e, ok := v.cache.Get(raw); ok && e != nil && e.raw == raw && e.gen == v.gen.Load() {
 		if vt := e.vt; vt != nil {
-			if iss := pol.Issuers[vt.Token.Issuer]; iss != nil && iss.Fingerprint == vt.fingerprint && iss.Keys != nil && iss.Keys.Epoch() == vt.epoch {
+			if iss := pol.Issuers[vt.Token.Issuer]; iss != nil && iss.Fingerprint == vt.fingerprint && v.keysAt(iss, vt.epoch) {
 				if code, detail := checkTimes(vt, iss.ClockSkew, nowN); code != OK {
 					return nil, code, detail
 				}
 				return vt, OK, ""
 			}
-		} else if nowN < e.until && e.stillHolds(pol) {
+		} else if nowN < e.until && e.stillHolds(v, pol) {
 			return nil, e.code, e.detail
 		}
 	}
 	return v.verifyCold(ctx, raw, pol, now)
 }
 
+// keysAt reports whether iss's key set is still at epoch.
+func (v *verifier) keysAt(iss *Issuer, epoch uint64) bool {
+	src := v.keys.source(iss)
+	return src != nil && src.Epoch() == epoch
+}
+
 // stillHolds reports whether a cached failure would still happen under pol.
-func (e *cacheEntry) stillHolds(pol *Policy) bool {
+func (e *cacheEntry) stillHolds(v *verifier, pol *Policy) bool {
 	switch e.dep {
 	case depNone:
 		return true
@@ -178,7 +188,7 @@ func (e *cacheEntry) stillHolds(pol *Policy) bool {
 		return pol.Issuers[e.iss] == nil
 	default:
 		iss := pol.Issuers[e.iss]
-		return iss != nil && iss.Fingerprint == e.fingerprint && iss.Keys != nil && iss.Keys.Epoch() == e.epoch
+		return iss != nil && iss.Fingerprint == e.fingerprint && v.keysAt(iss, e.epoch)
 	}
 }
 
@@ -391,12 +401,13 @@ func (v *verifier) verifyToken(ctx context.Context, raw string, pol *Policy) (*v
 	if iss == nil {
 		return nil, &verifyFailure{code: IssuerUnknown, detail: "issuer " + untrusted(issName) + " is not one of the policy's issuers", cacheable: true, dep: depIssuerAbsent, iss: issName}
 	}
-	if iss.Keys == nil {
-		return nil, &verifyFailure{code: KeyNotFound, detail: "issuer " + untrusted(issName) + " has no key source"}
+	src := v.keys.source(iss)
+	if src == nil {
+		return nil, &verifyFailure{code: KeySetUnavailable, detail: "the key set of issuer " + untrusted(issName) + " is not available yet"}
 	}
 	// The epoch is read before the keys: a result is never recorded under
 	// an epoch newer than the keys it was verified with.
-	epoch := iss.Keys.Epoch()
+	epoch := src.Epoch()
 	fail := func(code Code, detail string) *verifyFailure {
 		return &verifyFailure{code: code, detail: detail, cacheable: true, dep: depIssuer, iss: issName, issuer: iss, epoch: epoch}
 	}
@@ -417,9 +428,14 @@ func (v *verifier) verifyToken(ctx context.Context, raw string, pol *Policy) (*v
 	}
 
 	// 6. Key.
-	key, detail, missing := pickVerifyKey(iss.Keys.Keys(), kid, alg)
+	keys := src.Keys()
+	if len(keys) == 0 {
+		// Never remembered: the first key set may arrive at any moment.
+		return nil, &verifyFailure{code: KeySetUnavailable, detail: "the key set of issuer " + untrusted(issName) + " has not been loaded yet (" + iss.KeyRef.Location() + ")"}
+	}
+	key, detail, missing := pickVerifyKey(keys, kid, alg)
 	if missing && kid != "" {
-		if keys, refreshed := iss.Keys.RefreshUnknownKid(ctx, kid); refreshed {
+		if keys, refreshed := src.RefreshUnknownKid(ctx, kid); refreshed {
 			key, detail, _ = pickVerifyKey(keys, kid, alg)
 		}
 	}

@@ -44,6 +44,7 @@ default: deny
 type fuzzIssuer struct {
 	key    *ecdsa.PrivateKey
 	pol    *Policy
+	keys   StaticKeys
 	tokens []string
 	// signed holds the signing inputs ("header.payload") the issuer
 	// signed: the only ones a verifying token may carry.
@@ -71,11 +72,11 @@ func newFuzzIssuer() (*fuzzIssuer, error) {
 		return nil, err
 	}
 	keys := StaticKeys{{Kid: "k1", Alg: "ES256", Public: &k.PublicKey}}
-	pol, err := Compile([]byte(fuzzPolicy), "fuzz.yaml", CompileOptions{KeySources: func(*IssuerSpec, string) (KeySource, error) { return keys, nil }})
+	pol, err := Compile([]byte(fuzzPolicy), "fuzz.yaml", CompileOptions{})
 	if err != nil {
 		return nil, err
 	}
-	fi := &fuzzIssuer{key: k, pol: pol, signed: map[string]bool{}}
+	fi := &fuzzIssuer{key: k, pol: pol, keys: keys, signed: map[string]bool{}}
 	claims := func(scope any, edit func(map[string]any)) map[string]any {
 		c := map[string]any{"iss": "https://issuer.fuzz/", "aud": "api", "sub": "alice", "client_id": "app",
 			"iat": fuzzNow.Unix(), "exp": fuzzNow.Add(time.Hour).Unix(), "jti": "j1", "scope": scope}
@@ -176,7 +177,7 @@ func FuzzVerifyToken(f *testing.F) {
 	f.Add("e30.e30.", "/t")
 	f.Add("a.b.c.d.e", "/t")
 	f.Add("{\"payload\":\"e30\"}", "/t")
-	eng, err := NewEngine(fi.pol, Options{Clock: func() time.Time { return fuzzNow }, TokenCacheSize: 1 << 12})
+	eng, err := NewEngine(fi.pol, Options{Keys: StaticKeyResolver(fi.keys), Clock: func() time.Time { return fuzzNow }, TokenCacheSize: 1 << 12})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -149,18 +150,38 @@ func (c *countingKeys) set(keys []Key) {
 	c.epoch.Add(1)
 }
 
-// testIssuer returns the issuer tests verify against.
+// testIssuer returns the issuer tests verify against, its key set keys
+// (nil: none) for the resolver of newTestVerifier.
 func testIssuer(keys KeySource) *Issuer {
-	return &Issuer{
+	iss := &Issuer{
 		Name:        testIss,
 		Audiences:   []string{testAud, "api://other"},
 		Algorithms:  []string{"RS256", "PS256", "ES256", "EdDSA"},
 		ClockSkew:   30 * time.Second,
 		ScopeClaims: DefaultScopeClaims,
-		Keys:        keys,
 		Fingerprint: 1,
 	}
+	iss.KeyRef = KeyRef{Issuer: testIss, File: fmt.Sprintf("test-%d.jwks", testKeyFiles.Add(1))}
+	iss.bound = new(atomic.Pointer[boundKeys]) // as the compiler does
+	if keys != nil {
+		testKeySources.Store(iss.KeyRef.File, keys)
+	}
+	return iss
 }
+
+// testKeySources are the key sets of testIssuer's issuers, by their
+// KeyRef.File (a copy of an issuer keeps its keys).
+var (
+	testKeySources sync.Map // string -> KeySource
+	testKeyFiles   atomic.Int64
+)
+
+var testResolver = KeyResolverFunc(func(ref *KeyRef) KeySource {
+	if v, ok := testKeySources.Load(ref.File); ok {
+		return v.(KeySource)
+	}
+	return nil
+})
 
 func testPolicyWith(issuers ...*Issuer) *Policy {
 	p := &Policy{Issuers: map[string]*Issuer{}}
@@ -172,7 +193,7 @@ func testPolicyWith(issuers ...*Issuer) *Policy {
 
 func newTestVerifier(t testing.TB) *verifier {
 	t.Helper()
-	v, err := newVerifier(verifierConfig{MaxEntries: 1000})
+	v, err := newVerifier(verifierConfig{MaxEntries: 1000, Keys: testResolver})
 	if err != nil {
 		t.Fatal(err)
 	}

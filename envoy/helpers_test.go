@@ -10,11 +10,7 @@ import (
 // the tests here never verify a signature.
 func testPolicy(t testing.TB) *decision.Policy {
 	t.Helper()
-	pol, err := decision.LoadFile("testdata/policy.yaml", decision.CompileOptions{
-		KeySources: func(*decision.IssuerSpec, string) (decision.KeySource, error) {
-			return decision.StaticKeys{}, nil
-		},
-	})
+	pol, err := decision.LoadFile("testdata/policy.yaml", decision.CompileOptions{})
 	if err != nil {
 		t.Fatalf("load test policy: %v", err)
 	}

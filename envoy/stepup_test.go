@@ -32,14 +32,12 @@ func TestStepUpChallenge(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys := decision.StaticKeys{{Kid: signer.Kid, Alg: signer.Alg, Public: signer.Key.Public()}}
-	pol, err := decision.Compile([]byte(stepUpPolicy), "policy.yaml", decision.CompileOptions{
-		KeySources: func(*decision.IssuerSpec, string) (decision.KeySource, error) { return keys, nil },
-	})
+	pol, err := decision.Compile([]byte(stepUpPolicy), "policy.yaml", decision.CompileOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	eng, err := decision.NewEngine(pol, decision.Options{Clock: func() time.Time { return now }})
+	eng, err := decision.NewEngine(pol, decision.Options{Keys: decision.StaticKeyResolver(keys), Clock: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}

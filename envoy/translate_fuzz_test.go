@@ -80,13 +80,11 @@ func newTranslateFuzz() (*translateFuzz, error) {
 		return nil, err
 	}
 	keys := decision.StaticKeys{{Kid: "k1", Alg: "ES256", Public: &k.PublicKey}}
-	pol, err := decision.Compile([]byte(translateFuzzPolicy), "fuzz.yaml", decision.CompileOptions{
-		KeySources: func(*decision.IssuerSpec, string) (decision.KeySource, error) { return keys, nil },
-	})
+	pol, err := decision.Compile([]byte(translateFuzzPolicy), "fuzz.yaml", decision.CompileOptions{})
 	if err != nil {
 		return nil, err
 	}
-	eng, err := decision.NewEngine(pol, decision.Options{Clock: func() time.Time { return fuzzNow }, TokenCacheSize: 1 << 10})
+	eng, err := decision.NewEngine(pol, decision.Options{Keys: decision.StaticKeyResolver(keys), Clock: func() time.Time { return fuzzNow }, TokenCacheSize: 1 << 10})
 	if err != nil {
 		return nil, err
 	}

@@ -451,8 +451,7 @@ func TestKubernetes(t *testing.T) {
 		t.Errorf("policy %q is not in the ConfigMap mount %q", policyPath, mount)
 	}
 	policy := at(t, cm, "data", filepath.Base(policyPath)).(string)
-	static := func(*decision.IssuerSpec, string) (decision.KeySource, error) { return decision.StaticKeys(nil), nil }
-	if _, err := decision.Compile([]byte(policy), "configmap policy.yaml", decision.CompileOptions{KeySources: static}); err != nil {
+	if _, err := decision.Compile([]byte(policy), "configmap policy.yaml", decision.CompileOptions{}); err != nil {
 		t.Errorf("the ConfigMap's policy does not compile: %v", err)
 	}
 	// The PDB and Service select the Deployment's pods.

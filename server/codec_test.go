@@ -272,9 +272,7 @@ func TestCodecRoundTrip(t *testing.T) {
 
 func codecPolicy(t testing.TB) *decision.Policy {
 	t.Helper()
-	pol, err := decision.LoadFile("testdata/policy.yaml", decision.CompileOptions{
-		KeySources: func(*decision.IssuerSpec, string) (decision.KeySource, error) { return decision.StaticKeys{}, nil },
-	})
+	pol, err := decision.LoadFile("testdata/policy.yaml", decision.CompileOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

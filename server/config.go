@@ -117,9 +117,16 @@ type Config struct {
 	Realm string
 	// Clock is the engine's clock; default time.Now. Tests inject one.
 	Clock func() time.Time
-	// KeySources opens issuers' key sets; default the JWKS registry
-	// (files and URLs). Tests and embedders may pass their own.
-	KeySources decision.KeySourceFactory
+	// Keys finds issuers' key sets at decision time; default a
+	// store/jwks.Registry (files and URLs, fetched in the background).
+	// Tests and embedders may pass their own.
+	Keys decision.KeyResolver
+	// KeyStartupTimeout, when positive, makes NewServer fail if some
+	// issuer's key set has not been loaded within it (a JWKS endpoint down
+	// at start). Zero, the default, starts anyway: the server is
+	// NOT_SERVING, and the issuer's tokens are denied with
+	// key_set_unavailable, until the keys arrive.
+	KeyStartupTimeout time.Duration
 	// MetricsAddr is the host:port of the operator listener Run starts:
 	// /metrics, /healthz, /readyz and /debug/pprof. "" starts none (the
 	// library default; scopegate serve defaults to DefaultMetricsAddr).
@@ -158,6 +165,9 @@ func (c *Config) Validate() error {
 	}
 	if err := validateAddr("MetricsAddr", c.MetricsAddr, DefaultMetricsAddr); err != nil {
 		errs = append(errs, err)
+	}
+	if c.KeyStartupTimeout < 0 {
+		errs = append(errs, errors.New("server config: KeyStartupTimeout is negative: use 0 to start without keys (NOT_SERVING until they arrive) or a positive timeout to fail instead"))
 	}
 	if c.HTTPAddr != "" {
 		if _, port, err := net.SplitHostPort(c.HTTPAddr); err != nil {

@@ -60,13 +60,11 @@ func TestAppendAllowIsTheResponderMessage(t *testing.T) {
 		return "Bearer " + tok
 	}
 	for _, upstream := range []string{"", "upstream: {strip_authorization: true, subject_header: x-user, client_header: x-app, scopes_header: x-scopes}\n"} {
-		pol, err := decision.Compile([]byte(fastAllowPolicy+upstream), "policy.yaml", decision.CompileOptions{
-			KeySources: func(*decision.IssuerSpec, string) (decision.KeySource, error) { return keys, nil },
-		})
+		pol, err := decision.Compile([]byte(fastAllowPolicy+upstream), "policy.yaml", decision.CompileOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		eng, err := decision.NewEngine(pol, decision.Options{Clock: func() time.Time { return now }})
+		eng, err := decision.NewEngine(pol, decision.Options{Keys: decision.StaticKeyResolver(keys), Clock: func() time.Time { return now }})
 		if err != nil {
 			t.Fatal(err)
 		}

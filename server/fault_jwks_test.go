@@ -96,7 +96,9 @@ func startFaultServer(t testing.TB, policy string, edit func(*Config)) (*faultSe
 	if err := os.WriteFile(path, []byte(policy), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{PolicyPath: path, Logger: atkLogger(), ShutdownTimeout: time.Second}
+	// Tests decide at once: wait for the first key set (the default, 0,
+	// starts without it; TestFaultJWKSDownAtStart tests that).
+	cfg := Config{PolicyPath: path, Logger: atkLogger(), ShutdownTimeout: time.Second, KeyStartupTimeout: 10 * time.Second}
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -177,44 +179,107 @@ func faultToken(t testing.TB, s *decisiontest.Signer) string {
 	return tok
 }
 
+// TestFaultJWKSDownAtStart: a JWKS endpoint that is down at start (refusing
+// connections, answering 503, serving garbage, or hanging) leaves the
+// server running NOT_SERVING, denying the issuer's tokens with
+// key_set_unavailable, until the endpoint comes back; then it turns
+// SERVING without a restart. With KeyStartupTimeout the server refuses to
+// start instead, naming the endpoint and the cause.
 func TestFaultJWKSDownAtStart(t *testing.T) {
-	t.Run("endpoint refuses connections: the server does not start", func(t *testing.T) {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	s := faultSigner(t, "k1")
+	good := decisiontest.JWKS(s)
+	downs := map[string]struct {
+		set     func(j *jwksEndpoint)
+		wantErr string // in the KeyStartupTimeout error
+	}{
+		"refuses connections": {set: nil, wantErr: "connect"},
+		"answers 503":         {set: func(j *jwksEndpoint) { j.serve(http.StatusServiceUnavailable, []byte("down")) }, wantErr: "503"},
+		"serves garbage":      {set: func(j *jwksEndpoint) { j.serve(http.StatusOK, []byte("<html>login</html>")) }, wantErr: "not a valid JWKS"},
+	}
+	for name, tc := range downs {
+		// url returns the endpoint's URL and a function that brings it up.
+		endpoint := func(t *testing.T) (string, func()) {
+			if tc.set == nil {
+				lis, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				addr := lis.Addr().String()
+				lis.Close()
+				return "http://" + addr + "/jwks.json", func() {
+					l, err := net.Listen("tcp", addr)
+					if err != nil {
+						t.Skipf("cannot listen on %s again: %v", addr, err)
+					}
+					srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(good) })}
+					go func() { _ = srv.Serve(l) }()
+					t.Cleanup(func() { _ = srv.Close() })
+				}
+			}
+			j := newJWKSEndpoint(t, good)
+			tc.set(j)
+			return j.url(), func() { j.serve(http.StatusOK, good) }
 		}
-		url := "http://" + lis.Addr().String() + "/jwks.json"
-		lis.Close()
-		start := time.Now()
-		_, err = startFaultServer(t, faultPolicyYAML(url), nil)
-		if err == nil {
-			t.Fatal("NewServer started without keys")
-		}
-		if !strings.Contains(err.Error(), url) {
-			t.Errorf("error %q does not name the JWKS URL", err)
-		}
-		if d := time.Since(start); d > 15*time.Second {
-			t.Errorf("failing took %v", d)
-		}
-	})
-	t.Run("endpoint answers 503: the server does not start", func(t *testing.T) {
-		j := newJWKSEndpoint(t, []byte("down for maintenance"))
-		j.serve(http.StatusServiceUnavailable, []byte("down"))
-		if _, err := startFaultServer(t, faultPolicyYAML(j.url()), nil); err == nil || !strings.Contains(err.Error(), "503") {
-			t.Fatalf("NewServer = %v, want an error naming the 503", err)
-		}
-	})
-	t.Run("endpoint serves garbage: the server does not start", func(t *testing.T) {
-		j := newJWKSEndpoint(t, []byte("<html>login</html>"))
-		if _, err := startFaultServer(t, faultPolicyYAML(j.url()), nil); err == nil || !strings.Contains(err.Error(), "JWKS") {
-			t.Fatalf("NewServer = %v, want an error saying the JWKS is invalid", err)
-		}
-	})
+		t.Run(name+": NOT_SERVING, then SERVING when it comes back", func(t *testing.T) {
+			url, up := endpoint(t)
+			start := time.Now()
+			f, err := startFaultServer(t, faultPolicyYAML(url), func(c *Config) { c.KeyStartupTimeout = 0 })
+			if err != nil {
+				t.Fatalf("NewServer: %v (the server must start and wait for keys)", err)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("starting took %v: it must not wait for the endpoint", d)
+			}
+			if st := f.health(t); st != healthpb.HealthCheckResponse_NOT_SERVING {
+				t.Errorf("health %v while the endpoint is down, want NOT_SERVING", st)
+			}
+			if code := readyz(t, f.srv); code != http.StatusServiceUnavailable {
+				t.Errorf("/readyz = %d while the endpoint is down, want 503", code)
+			}
+			tok := faultToken(t, s)
+			if code := f.decide(t, "/orders/1", tok); code != decision.KeySetUnavailable.String() {
+				t.Errorf("a token while keys are unavailable = %s, want key_set_unavailable", code)
+			}
+			if code := f.decide(t, "/healthz", tok); code != decision.OK.String() {
+				t.Errorf("public route = %s, want ok", code)
+			}
+			up()
+			deadline := time.Now().Add(10 * time.Second)
+			for f.health(t) != healthpb.HealthCheckResponse_SERVING {
+				if time.Now().After(deadline) {
+					t.Fatal("still NOT_SERVING 10s after the endpoint came back")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			t.Logf("SERVING %v after start", time.Since(start).Round(time.Millisecond))
+			if code := readyz(t, f.srv); code != http.StatusOK {
+				t.Errorf("/readyz = %d once keys arrived, want 200", code)
+			}
+			if code := f.decide(t, "/orders/1", tok); code != decision.OK.String() {
+				t.Errorf("decision once keys arrived = %s, want ok", code)
+			}
+		})
+		t.Run(name+": with KeyStartupTimeout the server does not start", func(t *testing.T) {
+			url, _ := endpoint(t)
+			start := time.Now()
+			_, err := startFaultServer(t, faultPolicyYAML(url), func(c *Config) { c.KeyStartupTimeout = 500 * time.Millisecond })
+			if err == nil {
+				t.Fatal("NewServer started without keys")
+			}
+			if !strings.Contains(err.Error(), url) || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "KeyStartupTimeout") {
+				t.Errorf("error %q does not name the URL, the cause (%q) and the setting", err, tc.wantErr)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("failing took %v", d)
+			}
+		})
+	}
 	t.Run("key source with no keys yet: NOT_SERVING and fail closed", func(t *testing.T) {
 		empty := &slowKeys{release: make(chan struct{})}
 		close(empty.release)
 		f, err := startFaultServer(t, faultPolicyYAML("https://unused.test/jwks.json"), func(c *Config) {
-			c.KeySources = func(*decision.IssuerSpec, string) (decision.KeySource, error) { return empty, nil }
+			c.Keys = decision.StaticKeyResolver(empty)
+			c.KeyStartupTimeout = 0
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -226,11 +291,8 @@ func TestFaultJWKSDownAtStart(t *testing.T) {
 			t.Errorf("scopegate_serving = %v, want 0", v)
 		}
 		tok := faultToken(t, faultSigner(t, "k1"))
-		if code := f.decide(t, "/orders/1", tok); code != decision.KeyNotFound.String() {
-			t.Errorf("a token with no keys to check it = %s, want key_not_found", code)
-		}
-		if code := f.decide(t, "/healthz", tok); code != decision.OK.String() {
-			t.Errorf("public route = %s, want ok", code)
+		if code := f.decide(t, "/orders/1", tok); code != decision.KeySetUnavailable.String() {
+			t.Errorf("a token with no keys to check it = %s, want key_set_unavailable", code)
 		}
 		// Keys arrive: the next health evaluation turns SERVING.
 		s := faultSigner(t, "k1")
@@ -243,6 +305,85 @@ func TestFaultJWKSDownAtStart(t *testing.T) {
 			t.Errorf("decision once keys arrived = %s, want ok", code)
 		}
 	})
+}
+
+// TestFaultJWKSHangingReload: a reload that adds an issuer whose JWKS
+// endpoint hangs returns at once; the old issuers keep deciding, the new
+// one is denied key_set_unavailable until its keys arrive, and a reload
+// that removes it stops its fetches.
+func TestFaultJWKSHangingReload(t *testing.T) {
+	s := faultSigner(t, "k1")
+	j := newJWKSEndpoint(t, decisiontest.JWKS(s))
+	release := make(chan struct{})
+	var hangHits atomic.Int64
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hangHits.Add(1)
+		select {
+		case <-release:
+			_, _ = w.Write(decisiontest.JWKS(s))
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(hang.Close)
+	t.Cleanup(func() { close(release) })
+	f, err := startFaultServer(t, faultPolicyYAML(j.url()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := strings.Replace(faultPolicyYAML(j.url()), "routes:", `  - issuer: https://slow.example/
+    audiences: [`+atkAudience+`]
+    jwks_url: `+hang.URL+`/jwks.json
+    algorithms: [ES256]
+routes:`, 1)
+	path := f.srv.cfg.PolicyPath
+	if err := os.WriteFile(path, []byte(second), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := f.srv.reloadPolicy("test", true); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	t.Logf("reload with a hanging identity provider took %v", took)
+	if took > time.Second {
+		t.Errorf("reload took %v while the new issuer's endpoint hangs", took)
+	}
+	if code := f.decide(t, "/orders/1", faultToken(t, s)); code != decision.OK.String() {
+		t.Errorf("existing issuer after the reload = %s, want ok", code)
+	}
+	slowTok, err := s.Mint(decisiontest.StandardClaims("https://slow.example/", atkAudience, "alice", "app", "orders:read", time.Hour, time.Now()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := f.decide(t, "/orders/1", slowTok); code != decision.KeySetUnavailable.String() {
+		t.Errorf("new issuer before its keys arrive = %s, want key_set_unavailable", code)
+	}
+	if st := f.health(t); st != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("health %v with an issuer without keys, want NOT_SERVING", st)
+	}
+	// Removing the issuer stops its source.
+	if err := os.WriteFile(path, []byte(faultPolicyYAML(j.url())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.srv.reloadPolicy("test", true); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range f.srv.registry.Statuses() {
+		if strings.Contains(st.Location, hang.URL) {
+			t.Errorf("the removed issuer's source still runs: %+v", st)
+		}
+	}
+	if st := f.health(t); st != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("health %v after removing the issuer without keys, want SERVING", st)
+	}
+}
+
+// readyz returns the status /readyz answers.
+func readyz(t testing.TB, s *Server) int {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	s.opsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	return rec.Code
 }
 
 // TestFaultJWKSDownLater breaks a JWKS endpoint in every way a server can

@@ -231,7 +231,7 @@ func TestLimitsCheckTimeout(t *testing.T) {
 	t.Cleanup(func() { close(keys.release) })
 	e := startAttackServer(t, "attack-policy.yaml", func(c *Config) {
 		c.CheckTimeout = timeout
-		c.KeySources = func(*decision.IssuerSpec, string) (decision.KeySource, error) { return keys, nil }
+		c.Keys = decision.StaticKeyResolver(keys)
 	})
 	// The key source needs the signers startAttackServer made; it is read
 	// only when a decision runs, so fill it in now.
@@ -281,7 +281,7 @@ func TestLimitsCheckTimeout(t *testing.T) {
 // unlike racing a client timer over loopback.
 func TestLimitsCallerGoneIsNotAnswered(t *testing.T) {
 	e, err := NewServer(Config{PolicyPath: "testdata/attack-policy.yaml", Logger: atkLogger(), CheckTimeout: 50 * time.Millisecond,
-		KeySources: func(*decision.IssuerSpec, string) (decision.KeySource, error) { return &slowKeys{}, nil }})
+		Keys: decision.StaticKeyResolver(&slowKeys{})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +347,7 @@ func TestLimitsConcurrentStreams(t *testing.T) {
 	e := startAttackServer(t, "attack-policy.yaml", func(c *Config) {
 		c.MaxConcurrentStreams = streams
 		c.CheckTimeout = 30 * time.Second
-		c.KeySources = func(*decision.IssuerSpec, string) (decision.KeySource, error) { return keys, nil }
+		c.Keys = decision.StaticKeyResolver(keys)
 	})
 	keys.keys.Store(&[]decision.Key{keyOf(e.ec1)})
 	var wg sync.WaitGroup

@@ -380,12 +380,21 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		sort.Strings(names)
 		for _, name := range names {
 			iss := pol.Issuers[name]
-			if iss == nil || iss.Keys == nil {
+			if iss == nil {
 				continue
 			}
-			src, ok := iss.Keys.(statusSource)
+			keys := c.engine.IssuerKeys(iss)
+			if keys == nil { // no key set yet: 0 keys, ScopegateJWKSEmpty fires
+				kind := "url"
+				if iss.KeyRef.File != "" {
+					kind = "file"
+				}
+				ch <- prometheus.MustNewConstMetric(descJWKSKeys, prometheus.GaugeValue, 0, name, kind)
+				continue
+			}
+			src, ok := keys.(statusSource)
 			if !ok {
-				ch <- prometheus.MustNewConstMetric(descJWKSKeys, prometheus.GaugeValue, float64(len(iss.Keys.Keys())), name, "static")
+				ch <- prometheus.MustNewConstMetric(descJWKSKeys, prometheus.GaugeValue, float64(len(keys.Keys())), name, "static")
 				continue
 			}
 			st := src.Status()

@@ -310,7 +310,7 @@ func TestOpsListener(t *testing.T) {
 // stays 200); after Stop, the listener is closed.
 func TestReadyzNotServing(t *testing.T) {
 	e := startE2E(t, func(c *Config) {
-		c.KeySources = func(*decision.IssuerSpec, string) (decision.KeySource, error) { return decision.StaticKeys(nil), nil }
+		c.Keys = decision.StaticKeyResolver(decision.StaticKeys(nil))
 	})
 	base := startOpsT(t, e.srv)
 	if st := e.srv.servingStatus(); st != healthpb.HealthCheckResponse_NOT_SERVING {

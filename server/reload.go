@@ -2,12 +2,16 @@ package server
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/store/jwks"
 )
 
 // defaultReloadDebounce is how long the watcher waits after the last
@@ -120,6 +124,73 @@ func (s *Server) reloadOnSignal(sig <-chan os.Signal, done <-chan struct{}) {
 			return
 		case <-sig:
 			_ = s.reloadPolicy("SIGHUP", true)
+		}
+	}
+}
+
+// loadPolicy loads the policy file (decision.LoadFile, the loading path
+// every command shares) and starts fetching the key sets it names that are
+// not running yet. It never waits on an identity provider: a new jwks_url
+// is fetched in the background and its keys are swapped in when they
+// arrive, so a reload stays fast while the provider hangs.
+func (s *Server) loadPolicy() (*decision.Policy, error) {
+	pol, err := decision.LoadFile(s.cfg.PolicyPath, decision.CompileOptions{MaxPolicyBytes: s.cfg.MaxPolicyBytes})
+	if err != nil {
+		return nil, err
+	}
+	if s.registry != nil {
+		if err := s.registry.Open(pol); err != nil {
+			return nil, fmt.Errorf("key sets: %w", err)
+		}
+	}
+	return pol, nil
+}
+
+// keySetChanged is the registry's OnChange: it asks watchHealth to
+// re-evaluate readiness now, so a key set that arrives late turns the
+// server SERVING at once. It never blocks.
+func (s *Server) keySetChanged() {
+	select {
+	case s.keysChanged <- struct{}{}:
+	default:
+	}
+}
+
+// keyWaitPoll is how often waitForKeys looks for keys besides the
+// registry's change notices.
+const keyWaitPoll = 100 * time.Millisecond
+
+// waitForKeys waits, when Config.KeyStartupTimeout is set, until every
+// issuer of pol has keys, and fails naming the first one without when the
+// timeout passes. Without a timeout it returns at once: the server starts
+// NOT_SERVING and turns SERVING when the keys arrive.
+func (s *Server) waitForKeys(pol *decision.Policy) error {
+	if s.cfg.KeyStartupTimeout <= 0 {
+		return nil
+	}
+	deadline := time.NewTimer(s.cfg.KeyStartupTimeout)
+	defer deadline.Stop()
+	poll := time.NewTicker(keyWaitPoll)
+	defer poll.Stop()
+	for {
+		ready, missing := s.engine.KeysReady(pol)
+		if ready {
+			return nil
+		}
+		select {
+		case <-s.keysChanged:
+		case <-poll.C:
+		case <-deadline.C:
+			msg := fmt.Sprintf("the key set of issuer %s was not loaded within %s (KeyStartupTimeout)", missing, s.cfg.KeyStartupTimeout)
+			if iss := pol.Issuers[missing]; iss != nil {
+				msg += " from " + iss.KeyRef.Location()
+				if src, ok := s.engine.IssuerKeys(iss).(interface{ Status() jwks.Status }); ok {
+					if err := src.Status().LastError; err != nil {
+						msg += ": " + err.Error()
+					}
+				}
+			}
+			return errors.New(msg + "; set the timeout to 0 to start NOT_SERVING and wait for the keys instead")
 		}
 	}
 }

@@ -65,8 +65,9 @@ type Server struct {
 	// ownersCache caches the configured ownership store, nil without one.
 	ownersCache *cache.Ownership
 	log         *slog.Logger
-	keys        decision.KeySourceFactory
-	registry    *jwks.Registry  // nil when Config.KeySources was given
+	keys        decision.KeyResolver
+	registry    *jwks.Registry  // nil when Config.Keys was given
+	keysChanged chan struct{}   // a key set changed: re-evaluate health
 	bg          context.Context // background work; cancelled by Stop
 	cancel      context.CancelFunc
 	engine      *decision.Engine
@@ -104,12 +105,13 @@ func newServer(cfg Config, announce bool) (*Server, error) {
 	}
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, log: cfg.Logger, keys: cfg.KeySources, bg: ctx, cancel: cancel}
+	s := &Server{cfg: cfg, log: cfg.Logger, keys: cfg.Keys, bg: ctx, cancel: cancel, keysChanged: make(chan struct{}, 1)}
 	if s.keys == nil {
 		s.registry = jwks.NewRegistry(ctx)
-		s.keys = s.registry.Factory()
+		s.registry.OnChange = s.keySetChanged
+		s.keys = s.registry
 	}
-	pol, err := decision.LoadFile(cfg.PolicyPath, decision.CompileOptions{KeySources: s.keys, MaxPolicyBytes: cfg.MaxPolicyBytes})
+	pol, err := s.loadPolicy()
 	if err != nil {
 		s.closeBackground()
 		return nil, fmt.Errorf("load policy: %w", err)
@@ -126,10 +128,16 @@ func newServer(cfg Config, announce bool) (*Server, error) {
 		MaxTokenBytes:        cfg.MaxTokenBytes,
 		RevocationStaleAfter: cfg.Revocation.staleAfter(),
 		Ownership:            owners,
+		Keys:                 s.keys,
 	})
 	if err != nil {
 		s.closeBackground()
 		return nil, fmt.Errorf("start decision engine: %w", err)
+	}
+	if err := s.waitForKeys(pol); err != nil {
+		s.engine.Close()
+		s.closeBackground()
+		return nil, err
 	}
 	s.responder = envoy.NewResponder(envoy.ResponderOptions{Realm: cfg.Realm})
 	s.funnel = &funnel{engine: s.engine, limits: newLimits(cfg), auditBlock: cfg.Audit.Block}
@@ -224,16 +232,10 @@ const healthInterval = 5 * time.Second
 // Stop it changes nothing (health.Server ignores updates once shut down).
 func (s *Server) updateHealth() {
 	st := healthpb.HealthCheckResponse_SERVING
-	pol := s.engine.Policy()
-	if pol == nil {
+	if ready, missing := s.engine.KeysReady(s.engine.Policy()); !ready {
 		st = healthpb.HealthCheckResponse_NOT_SERVING
-	} else {
-		for name, iss := range pol.Issuers {
-			if iss.Keys == nil || len(iss.Keys.Keys()) == 0 {
-				st = healthpb.HealthCheckResponse_NOT_SERVING
-				s.log.Debug("issuer has no keys yet; not serving", "issuer", name)
-				break
-			}
+		if missing != "" {
+			s.log.Debug("issuer has no keys yet; not serving", "issuer", missing)
 		}
 	}
 	s.healthMu.Lock()
@@ -256,6 +258,8 @@ func (s *Server) watchHealth(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			s.updateHealth()
+		case <-s.keysChanged:
 			s.updateHealth()
 		}
 	}
@@ -321,13 +325,9 @@ func (s *Server) Reload() error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	old := s.engine.Policy()
-	pol, err := decision.LoadFile(s.cfg.PolicyPath, decision.CompileOptions{KeySources: s.keys, MaxPolicyBytes: s.cfg.MaxPolicyBytes})
+	pol, err := s.loadPolicy()
 	if err != nil {
 		s.log.Error("policy reload failed; the policy in force is kept", "policy", s.cfg.PolicyPath, "version", old.Version, "error", err)
-		if s.registry != nil {
-			// Close key sources the failed compile opened.
-			s.registry.Retain(old)
-		}
 		s.metrics.policyReloaded(false)
 		return fmt.Errorf("reload policy: %w", err)
 	}

@@ -47,7 +47,7 @@ func startBlocking(t *testing.T, timeout time.Duration) (*e2e, *blockingKeys, st
 	src := &blockingKeys{entered: make(chan struct{}), release: make(chan struct{})}
 	e := startE2E(t, func(c *Config) {
 		c.ShutdownTimeout = timeout
-		c.KeySources = func(*decision.IssuerSpec, string) (decision.KeySource, error) { return src, nil }
+		c.Keys = decision.StaticKeyResolver(src)
 	})
 	keys, err := jwks.ParseSet(decisiontest.JWKS(e.signer))
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/store/internal/backoff"
 )
 
 // RevocationSink receives the revocations a RevocationSyncer maintains;
@@ -26,6 +27,8 @@ const (
 	// minSyncRetry is the first retry delay after a failed resync; it
 	// doubles up to the resync interval.
 	minSyncRetry = time.Second
+	// resyncJitter spreads the periodic resync by up to a tenth either way.
+	resyncJitter = 0.1
 	// eventQueue bounds the notifications waiting to be applied; when it is
 	// full, a resync replaces them.
 	eventQueue = 1024
@@ -326,14 +329,18 @@ func (s *RevocationSyncer) handle(ctx context.Context) {
 	}
 }
 
-// periodic resyncs every interval, and at once when asked; after a
-// failure it retries sooner, backing off up to the interval.
+// periodic resyncs every interval (give or take a tenth, so replicas
+// started together do not all reload at the same instant), and at once
+// when asked; after a failure it retries sooner, backing off (jittered) up
+// to the interval.
 func (s *RevocationSyncer) periodic(ctx context.Context, failed bool) {
 	defer s.wg.Done()
-	retry := minSyncRetry
-	next := s.interval
+	retry := backoff.Policy{Min: minSyncRetry, Max: s.interval}
+	failures := 0
+	next := backoff.Jitter(s.interval, resyncJitter)
 	if failed {
-		next = retry
+		failures = 1
+		next = retry.Delay(failures)
 	}
 	t := time.NewTimer(next)
 	defer t.Stop()
@@ -354,11 +361,11 @@ func (s *RevocationSyncer) periodic(ctx context.Context, failed bool) {
 			if ctx.Err() != nil {
 				return
 			}
-			t.Reset(retry)
-			retry = min(retry*2, s.interval)
+			failures++
+			t.Reset(retry.Delay(failures))
 			continue
 		}
-		retry = minSyncRetry
-		t.Reset(s.interval)
+		failures = 0
+		t.Reset(backoff.Jitter(s.interval, resyncJitter))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -243,9 +244,7 @@ func TestEncodersMatchTheTypes(t *testing.T) {
 // TestVerdicts decodes real responses and checks them against every kind:
 // each matches its own kind only.
 func TestVerdicts(t *testing.T) {
-	pol, err := decision.Compile(generatePolicy(3, 0, "v"), "policy.yaml", decision.CompileOptions{
-		KeySources: func(*decision.IssuerSpec, string) (decision.KeySource, error) { return decision.StaticKeys{}, nil },
-	})
+	pol, err := decision.Compile(generatePolicy(3, 0, "v"), "policy.yaml", decision.CompileOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,11 +333,25 @@ func TestGeneratedPolicyLoads(t *testing.T) {
 	}
 }
 
-// loadPolicy compiles a written policy with its JWKS file.
+// loadPolicy loads a written policy with its JWKS file; the registry
+// serves its keys.
 func loadPolicy(t testing.TB, path string) (*decision.Policy, error) {
 	reg := jwks.NewRegistry(context.Background())
 	t.Cleanup(reg.Close)
-	return decision.LoadFile(path, decision.CompileOptions{KeySources: reg.Factory()})
+	pol, err := reg.Load(context.Background(), path, decision.CompileOptions{})
+	if err == nil {
+		registries.Store(pol, reg)
+	}
+	return pol, err
+}
+
+// registries maps a policy loadPolicy returned to the registry serving
+// its keys.
+var registries sync.Map
+
+func keysOf(pol *decision.Policy) decision.KeyResolver {
+	r, _ := registries.Load(pol)
+	return r.(*jwks.Registry)
 }
 
 func TestMint(t *testing.T) {
@@ -475,7 +488,7 @@ func benchDecide(b *testing.B, ss map[string]*decisiontest.Signer, routes, clien
 	if err != nil {
 		b.Fatal(err)
 	}
-	eng, err := decision.NewEngine(pol, decision.Options{})
+	eng, err := decision.NewEngine(pol, decision.Options{Keys: keysOf(pol)})
 	if err != nil {
 		b.Fatal(err)
 	}

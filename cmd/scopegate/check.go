@@ -87,11 +87,11 @@ func (k *checkCmd) run(ctx context.Context, c *cli) int {
 
 	reg := jwks.NewRegistry(ctx)
 	defer reg.Close()
-	pol, err := decision.LoadFile(repoPath(k.policy), decision.CompileOptions{KeySources: reg.Factory()})
+	pol, err := reg.Load(ctx, repoPath(k.policy), decision.CompileOptions{})
 	if err != nil {
 		return c.policyError("check", err)
 	}
-	eng, err := decision.NewEngine(pol, decision.Options{})
+	eng, err := decision.NewEngine(pol, decision.Options{Keys: reg})
 	if err != nil {
 		return c.fail("check", err)
 	}

@@ -162,6 +162,9 @@ func writeLintText(w io.Writer, res *lint.Result) {
 	for _, p := range res.Problems {
 		fmt.Fprintln(w, p.String())
 	}
+	for _, n := range res.Notes {
+		fmt.Fprintln(w, n)
+	}
 	errs := res.Errors()
 	fmt.Fprintf(w, "%d error(s), %d warning(s)\n", errs, len(res.Problems)-errs)
 }
@@ -179,7 +182,8 @@ func writeLintJSON(w io.Writer, res *lint.Result) error {
 		Errors   int               `json:"errors"`
 		Warnings int               `json:"warnings"`
 		Problems []lintProblemJSON `json:"problems"`
-	}{Problems: []lintProblemJSON{}}
+		Notes    []string          `json:"notes,omitempty"`
+	}{Problems: []lintProblemJSON{}, Notes: res.Notes}
 	for _, p := range res.Problems {
 		out.Problems = append(out.Problems, govProblemJSON(p))
 	}

@@ -69,6 +69,7 @@ type opsFlags struct {
 	maxConcurrentStreams uint
 	shutdownTimeout      time.Duration
 	watchPolicy          bool
+	jwksStartupTimeout   time.Duration
 }
 
 func (o *opsFlags) define(fs *flag.FlagSet) {
@@ -81,6 +82,7 @@ func (o *opsFlags) define(fs *flag.FlagSet) {
 	fs.UintVar(&o.maxConcurrentStreams, "max-concurrent-streams", uint(server.DefaultMaxConcurrentStreams), "concurrent gRPC calls allowed per connection")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "how long requests in flight (then shutdown hooks) may take to finish on SIGTERM")
 	fs.BoolVar(&o.watchPolicy, "watch-policy", true, "reload the policy when its file changes")
+	fs.DurationVar(&o.jwksStartupTimeout, "jwks-startup-timeout", 0, "exit with status 1 if an issuer's key set (a jwks_url) is not loaded within this time of starting; 0 starts anyway, NOT_SERVING until the keys arrive")
 }
 
 // apply copies the flags into cfg. Values that server.Config would read as
@@ -98,6 +100,8 @@ func (o *opsFlags) apply(cfg *server.Config) error {
 		return fmt.Errorf("--max-concurrent-streams %d: give a number from 1 to %d (default %d)", o.maxConcurrentStreams, uint32(math.MaxUint32), server.DefaultMaxConcurrentStreams)
 	case o.shutdownTimeout <= 0:
 		return fmt.Errorf("--shutdown-timeout %v: give a positive duration such as 10s (default %v)", o.shutdownTimeout, server.DefaultShutdownTimeout)
+	case o.jwksStartupTimeout < 0:
+		return fmt.Errorf("--jwks-startup-timeout %v: give 0 (start NOT_SERVING and wait for the keys) or a positive duration such as 30s", o.jwksStartupTimeout)
 	}
 	cfg.MetricsAddr = o.metricsAddr
 	cfg.TokenCacheSize = o.tokenCacheSize
@@ -106,6 +110,7 @@ func (o *opsFlags) apply(cfg *server.Config) error {
 	cfg.MaxConcurrentStreams = uint32(o.maxConcurrentStreams)
 	cfg.ShutdownTimeout = o.shutdownTimeout
 	cfg.WatchPolicy = o.watchPolicy
+	cfg.KeyStartupTimeout = o.jwksStartupTimeout
 	return nil
 }
 

@@ -242,7 +242,7 @@ clients:
 		},
 		"a missing jwks_file": {
 			policy: strings.Replace(issuer, "jwks_url: https://id.test/jwks.json", "jwks_file: nowhere.json", 1) + "routes:\n  - name: a\n    match: {path: /a}\n",
-			errors: []string{"cannot read jwks_file nowhere.json"},
+			errors: []string{"cannot read keys from nowhere.json: open nowhere.json"},
 		},
 	}
 	for name, tc := range cases {
@@ -336,4 +336,52 @@ func TestRepresentativesBound(t *testing.T) {
 	if !ok || strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("representatives = %v, want %v", got, want)
 	}
+}
+
+// TestLintKeyFiles: lint reads every jwks_file as serve does, so a file
+// serve refuses is a lint error with serve's message; a jwks_url is noted,
+// not fetched.
+func TestLintKeyFiles(t *testing.T) {
+	dir := t.TempDir()
+	policy := func(keys string) string {
+		return "issuers:\n  - issuer: https://id.test/\n    audiences: [api]\n    " + keys +
+			"\n    algorithms: [ES256]\nroutes:\n  - name: a\n    match: {path: /a}\n    require: {all_of: [a:read]}\n"
+	}
+	for name, tc := range map[string]struct {
+		file, want string
+	}{
+		"malformed JSON":  {`{"keys": [`, "not a valid JWKS"},
+		"only an oct key": {`{"keys":[{"kty":"oct","kid":"s","k":"c2VjcmV0"}]}`, "symmetric (oct) key"},
+		"no keys":         {`{"keys":[]}`, "the key set has no keys"},
+		"a private key":   {`{"keys":[{"kty":"EC","crv":"P-256","kid":"p","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM","d":"870MB6gfuTJ4HtUnUvYMyJpr5eUZNP4Bk43bVdj3eAE"}]}`, "private key"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".json")
+			if err := os.WriteFile(path, []byte(tc.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			src := policy("jwks_file: " + filepath.Base(path))
+			res, err := Lint([]byte(src), filepath.Join(dir, "policy.yaml"), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, loadErr := decision.Load([]byte(src), filepath.Join(dir, "policy.yaml"), decision.CompileOptions{})
+			if res.Errors() != 1 || loadErr == nil {
+				t.Fatalf("lint errors %d (%v), load error %v; want one each", res.Errors(), res.Problems, loadErr)
+			}
+			got := res.Problems[0].String()
+			if !strings.Contains(got, tc.want) || !strings.Contains(got, "issuers[0].jwks_file") || !strings.Contains(loadErr.Error(), got) {
+				t.Errorf("lint says %q; load says %q; want the same problem, naming %q", got, loadErr, tc.want)
+			}
+		})
+	}
+	t.Run("jwks_url is noted, not fetched", func(t *testing.T) {
+		res, err := Lint([]byte(policy("jwks_url: https://127.0.0.1:1/jwks.json")), "policy.yaml", Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Errors() != 0 || len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "policy.yaml:2: note: issuers[0].jwks_url: https://127.0.0.1:1/jwks.json is not fetched offline") {
+			t.Errorf("problems %v, notes %q", res.Problems, res.Notes)
+		}
+	})
 }

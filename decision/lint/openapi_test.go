@@ -14,7 +14,7 @@ func compileClean(t *testing.T) *decision.Policy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol, err := decision.Compile(data, "testdata/clean.yaml", decision.CompileOptions{KeySources: lintKeys})
+	pol, err := decision.Compile(data, "testdata/clean.yaml", decision.CompileOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -84,18 +83,10 @@ func (d *Diff) Count(v Verdict) int {
 // Wider reports whether any change widens access.
 func (d *Diff) Wider() bool { return d.Count(Wider) > 0 }
 
-// Load compiles a policy file for diffing: as the server does, but without
-// reading key sets.
+// Load loads a policy file for diffing, as every command does
+// (decision.LoadFile: a broken jwks_file fails here as in serve).
 func Load(path string) (*decision.Policy, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, &decision.LoadError{Problems: []decision.Problem{{File: path, Message: "cannot read the policy file: " + err.Error()}}}
-	}
-	return decision.Compile(data, path, decision.CompileOptions{KeySources: noKeys})
-}
-
-func noKeys(*decision.IssuerSpec, string) (decision.KeySource, error) {
-	return decision.StaticKeys{}, nil
+	return decision.LoadFile(path, decision.CompileOptions{})
 }
 
 // Compare reports the changes from old to new; grants are judged as they

@@ -16,7 +16,7 @@ var diffAt = time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 
 func compile(t *testing.T, text string) *decision.Policy {
 	t.Helper()
-	pol, err := decision.Compile([]byte(text), "p.yaml", decision.CompileOptions{KeySources: noKeys})
+	pol, err := decision.Compile([]byte(text), "p.yaml", decision.CompileOptions{})
 	if err != nil {
 		t.Fatalf("compile: %v\n%s", err, text)
 	}

@@ -52,9 +52,10 @@ func Load(path string, opts Options) (*Runner, error) {
 	return New(data, path, opts)
 }
 
-// New compiles a policy from its text for testing. Every issuer's key set
-// is replaced by a throwaway key the runner signs test tokens with, so
-// jwks_file and jwks_url need not be reachable. A policy that does not load
+// New loads a policy from its text for testing (decision.Load, as every
+// command does: a jwks_file is read and must be a valid key set). Every
+// issuer then verifies with a throwaway key the runner signs test tokens
+// with, so a jwks_url need not be reachable. A policy that does not load
 // returns its *decision.LoadError.
 func New(data []byte, filename string, opts Options) (*Runner, error) {
 	r := &Runner{
@@ -67,30 +68,32 @@ func New(data []byte, filename string, opts Options) (*Runner, error) {
 	if r.defaultNow == nil {
 		r.defaultNow = time.Now
 	}
-	var keyErr error
-	factory := func(spec *decision.IssuerSpec, _ string) (decision.KeySource, error) {
+	// The policy loads as it does everywhere (a broken jwks_file fails
+	// here as in serve); then every issuer verifies with a throwaway key.
+	pol, err := decision.Load(data, filename, decision.CompileOptions{})
+	if err != nil {
+		return nil, err
+	}
+	keys := map[string]decision.KeySource{}
+	for _, spec := range pol.File.Issuers {
+		if _, done := keys[spec.Issuer]; done || pol.Issuers[spec.Issuer] == nil {
+			continue
+		}
 		s, err := r.signerFor(spec.Algorithms)
 		if err != nil {
-			keyErr = err
 			return nil, err
 		}
 		r.signers[spec.Issuer] = s
 		if r.first == nil {
 			r.first = s
 		}
-		return decision.StaticKeys{{Kid: s.Kid, Alg: s.Alg, Public: s.Public()}}, nil
-	}
-	pol, err := decision.Compile(data, filename, decision.CompileOptions{KeySources: factory})
-	if err != nil {
-		if keyErr != nil && !errors.As(err, new(*decision.LoadError)) {
-			return nil, keyErr
-		}
-		return nil, err
+		keys[spec.Issuer] = decision.StaticKeys{{Kid: s.Kid, Alg: s.Alg, Public: s.Public()}}
 	}
 	r.pol = pol
 	eng, err := decision.NewEngine(pol, decision.Options{
 		Clock:     func() time.Time { return r.now },
 		Ownership: r.owners,
+		Keys:      decision.KeyResolverFunc(func(ref *decision.KeyRef) decision.KeySource { return keys[ref.Issuer] }),
 	})
 	if err != nil {
 		return nil, err

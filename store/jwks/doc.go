@@ -10,6 +10,9 @@
 // that is not a key set), the last good keys keep serving and the error is
 // recorded for health checks and metrics.
 //
-// A Registry shares one running source per file or URL across policy
-// reloads, so a reload does not refetch every key set.
+// A Registry is the engine's decision.KeyResolver: it shares one running
+// source per file or URL across issuers and policy reloads, so a reload
+// does not refetch every key set, and opens new ones without waiting (a
+// URL's first fetch runs in the background, retried with a jittered
+// backoff, its keys swapped in when they arrive).
 package jwks

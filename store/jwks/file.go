@@ -18,7 +18,7 @@ const (
 	// DefaultFileMinCheck bounds the checks an unknown kid triggers.
 	DefaultFileMinCheck = time.Second
 	// maxFileBytes bounds a JWKS file, like a fetched one.
-	maxFileBytes = 1 << 20
+	maxFileBytes = decision.MaxKeySetBytes
 )
 
 // FileOptions tune a File source.
@@ -31,6 +31,8 @@ type FileOptions struct {
 	// MinCheckInterval bounds the extra checks unknown kids trigger;
 	// default DefaultFileMinCheck.
 	MinCheckInterval time.Duration
+	// OnChange, if set, is called after the key set's content changed.
+	OnChange func()
 }
 
 // File serves the keys of a JWKS file and reloads them when the file
@@ -66,6 +68,15 @@ func (s fileStamp) same(fi os.FileInfo) bool {
 // Close is called. It fails if the file cannot be read or holds no usable
 // key.
 func NewFile(ctx context.Context, path string, opts FileOptions) (*File, error) {
+	f := newFile(path, opts)
+	if _, err := f.check(); err != nil {
+		return nil, err
+	}
+	go f.run(ctx)
+	return f, nil
+}
+
+func newFile(path string, opts FileOptions) *File {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = DefaultPollInterval
 	}
@@ -73,11 +84,25 @@ func NewFile(ctx context.Context, path string, opts FileOptions) (*File, error) 
 		opts.MinCheckInterval = DefaultFileMinCheck
 	}
 	f := &File{path: path, opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
-	if _, err := f.check(); err != nil {
-		return nil, err
+	f.onChange = opts.OnChange
+	return f
+}
+
+// startFile is NewFile for the registry: it serves seed (the keys
+// decision.LoadFile read from the file) if given, else reads the file, and
+// never fails: a file that cannot be read leaves the key set empty, with
+// the error in LastError, until a poll finds it fixed.
+func startFile(ctx context.Context, path string, opts FileOptions, seed []decision.Key) *File {
+	f := newFile(path, opts)
+	if len(seed) > 0 {
+		// The first poll reads the file again: a change since it was read
+		// is picked up, the same keys leave the epoch alone.
+		f.publish(seed)
+	} else {
+		_, _ = f.check() // the error is recorded for LastError
 	}
 	go f.run(ctx)
-	return f, nil
+	return f
 }
 
 func (f *File) run(ctx context.Context) {
@@ -127,7 +152,7 @@ func (f *File) check() (bool, error) {
 		f.fail(err)
 		return false, err
 	}
-	keys, err := ParseSet(data)
+	keys, err := decision.ParseKeySet(data)
 	if err != nil {
 		f.fail(err)
 		return false, err

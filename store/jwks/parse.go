@@ -1,102 +1,17 @@
 package jwks
 
 import (
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/fnv"
-	"strings"
-
-	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/scopegate/scopegate/decision"
 )
 
-// ParseSet parses a JWKS (or a single JWK) into verification keys. Keys
-// meant for encryption (use other than "sig", or key_ops without
-// "verify") and key types scopegate cannot verify with are skipped; a set
-// holding a private or symmetric key is refused outright, because
-// publishing one is a leak the operator must hear about; a set with no
-// usable key is an error.
-func ParseSet(data []byte) ([]decision.Key, error) {
-	// Non-strict parsing keeps a key set usable when it also carries key
-	// types this version does not understand (they become placeholders,
-	// skipped below).
-	set, err := jwk.Parse(data, jwk.WithStrictKeySetParsing(false))
-	if err != nil {
-		return nil, fmt.Errorf("not a valid JWKS: %w", err)
-	}
-	var keys []decision.Key
-	var skipped []string
-	for i := range set.Len() {
-		k, ok := set.Key(i)
-		if !ok {
-			continue
-		}
-		kid, _ := k.KeyID()
-		name := fmt.Sprintf("key %d", i)
-		if kid != "" {
-			name = fmt.Sprintf("key %q", kid)
-		}
-		if _, unsupported := k.(jwk.UnsupportedKey); unsupported {
-			skipped = append(skipped, name+": unsupported key type "+k.KeyType().String())
-			continue
-		}
-		if _, sym := k.(jwk.SymmetricKey); sym {
-			return nil, fmt.Errorf("%s is a symmetric (oct) key: a JWKS is public, so a shared secret in it is leaked; remove it and rotate the secret", name)
-		}
-		if priv, err := jwk.IsPrivateKey(k); err == nil && priv {
-			return nil, fmt.Errorf("%s is a private key: publish only public keys in a JWKS (and rotate this one)", name)
-		}
-		if use, ok := k.KeyUsage(); ok && use != "" && use != "sig" {
-			skipped = append(skipped, name+": use is "+use)
-			continue
-		}
-		if ops, ok := k.KeyOps(); ok && len(ops) > 0 && !hasVerifyOp(ops) {
-			skipped = append(skipped, name+": key_ops has no verify")
-			continue
-		}
-		var raw any
-		if err := jwk.Export(k, &raw); err != nil {
-			skipped = append(skipped, name+": "+err.Error())
-			continue
-		}
-		switch pub := raw.(type) {
-		case *rsa.PublicKey, *ecdsa.PublicKey:
-		case ed25519.PublicKey:
-		case *ed25519.PublicKey:
-			raw = *pub
-		default:
-			skipped = append(skipped, fmt.Sprintf("%s: %T cannot verify signatures", name, raw))
-			continue
-		}
-		alg := ""
-		if a, ok := k.Algorithm(); ok {
-			alg = a.String()
-		}
-		keys = append(keys, decision.Key{Kid: kid, Alg: alg, Public: raw})
-	}
-	if len(keys) == 0 {
-		if len(skipped) > 0 {
-			return nil, errors.New("the key set has no usable signature verification key (" + strings.Join(skipped, "; ") + ")")
-		}
-		return nil, errors.New("the key set has no keys")
-	}
-	return keys, nil
-}
-
-func hasVerifyOp(ops jwk.KeyOperationList) bool {
-	for _, op := range ops {
-		if op == jwk.KeyOpVerify {
-			return true
-		}
-	}
-	return false
-}
+// ParseSet parses a JWKS (or a single JWK) into verification keys. It is
+// decision.ParseKeySet, the one parser every command and key source uses.
+func ParseSet(data []byte) ([]decision.Key, error) { return decision.ParseKeySet(data) }
 
 // fingerprint identifies a key set's content: kid, alg and public key of
 // every key, in order. Two fetches of the same set give the same value, so

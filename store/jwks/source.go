@@ -47,6 +47,8 @@ type keyState struct {
 
 	refreshes atomic.Uint64
 	failures  atomic.Uint64
+
+	onChange func() // set before the source starts; may be nil
 }
 
 // Keys implements decision.KeySource. The slice is shared: callers must not
@@ -94,18 +96,24 @@ func (s *keyState) Failures() uint64 { return s.failures.Load() }
 // the current ones, and records the success.
 func (s *keyState) publish(keys []decision.Key) {
 	fp := fingerprint(keys)
+	changed := false
 	s.mu.Lock()
 	cur := s.snap.Load()
 	switch {
 	case cur == nil:
 		s.snap.Store(&snapshot{keys: keys, epoch: 1, fp: fp})
+		changed = true
 	case cur.fp != fp:
 		s.snap.Store(&snapshot{keys: keys, epoch: cur.epoch + 1, fp: fp})
+		changed = true
 	}
 	s.lastErr = nil
 	s.lastSuccess = time.Now()
 	s.mu.Unlock()
 	s.refreshes.Add(1)
+	if changed && s.onChange != nil {
+		s.onChange()
+	}
 }
 
 // fail records a failed load; the last good keys keep serving.

@@ -16,7 +16,10 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/store/internal/backoff"
 )
 
 // URL defaults.
@@ -32,7 +35,7 @@ const (
 	// DefaultUnknownKidTimeout bounds a fetch a request waits for.
 	DefaultUnknownKidTimeout = 3 * time.Second
 	// MaxBodyBytes bounds a JWKS response.
-	MaxBodyBytes = 1 << 20
+	MaxBodyBytes = decision.MaxKeySetBytes
 )
 
 // URLOptions tune a URL source.
@@ -54,6 +57,8 @@ type URLOptions struct {
 	CAFile string
 	// HTTPClient replaces the default client (CAFile is then ignored).
 	HTTPClient *http.Client
+	// OnChange, if set, is called after the key set's content changed.
+	OnChange func()
 }
 
 func (o *URLOptions) defaults() {
@@ -90,28 +95,41 @@ type URL struct {
 	ctx    context.Context // parent of every fetch; ends at Close
 	cancel context.CancelFunc
 
-	mu          sync.Mutex // guards inflight and lastAttempt
-	inflight    *fetchCall
+	// fetches coalesces concurrent fetches (the background loop and
+	// requests naming unknown kids) into one.
+	fetches singleflight.Group
+
+	mu          sync.Mutex // guards fetching, lastAttempt, rateLimited
+	fetching    bool
 	lastAttempt time.Time
 	rateLimited uint64
 
+	first     chan struct{} // closed when the first fetch has finished
+	firstErr  error         // its error, set before first is closed
 	closeOnce sync.Once
 	done      chan struct{}
 }
 
 var _ decision.KeySource = (*URL)(nil)
 
-// fetchCall is one fetch that concurrent callers share.
-type fetchCall struct {
-	done   chan struct{}
-	err    error
+// fetchResult is what one fetch returns to everyone who waited on it.
+type fetchResult struct {
 	maxAge time.Duration // from Cache-Control, 0 if none
 }
 
-// NewURL fetches the JWKS at rawURL and keeps refetching it until ctx ends
-// or Close is called. It fails if the first fetch fails, so a server never
-// starts without keys.
-func NewURL(ctx context.Context, rawURL string, opts URLOptions) (*URL, error) {
+// Retries before the first key set has been fetched: sooner than the
+// refresh backoff, because until then the issuer's tokens are denied.
+const (
+	startRetryMin = time.Second
+	startRetryMax = 30 * time.Second
+)
+
+// StartURL starts fetching the JWKS at rawURL in the background and keeps
+// refetching it until ctx ends or Close is called. It does not wait: until
+// the first fetch succeeds Keys is empty (the engine denies the issuer's
+// tokens with key_set_unavailable) and failed fetches are retried with a
+// jittered backoff. It fails only for a URL or CA file that can never work.
+func StartURL(ctx context.Context, rawURL string, opts URLOptions) (*URL, error) {
 	opts.defaults()
 	if err := checkURL(rawURL); err != nil {
 		return nil, err
@@ -124,16 +142,36 @@ func NewURL(ctx context.Context, rawURL string, opts URLOptions) (*URL, error) {
 		}
 	}
 	uctx, cancel := context.WithCancel(ctx)
-	u := &URL{url: rawURL, opts: opts, client: client, ctx: uctx, cancel: cancel, done: make(chan struct{})}
-	c := u.start(opts.Timeout)
-	<-c.done
-	if c.err != nil {
-		cancel()
-		return nil, c.err
-	}
-	go u.run(u.nextDelay(c, 0))
+	u := &URL{url: rawURL, opts: opts, client: client, ctx: uctx, cancel: cancel,
+		first: make(chan struct{}), done: make(chan struct{})}
+	u.onChange = opts.OnChange
+	go u.run()
 	return u, nil
 }
+
+// NewURL is StartURL, then waits for the first fetch: it fails if that
+// fetch fails, for callers that must not run without keys.
+func NewURL(ctx context.Context, rawURL string, opts URLOptions) (*URL, error) {
+	u, err := StartURL(ctx, rawURL, opts)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-u.first:
+	case <-ctx.Done():
+		u.Close()
+		return nil, ctx.Err()
+	}
+	if u.firstErr != nil {
+		u.Close()
+		return nil, u.firstErr
+	}
+	return u, nil
+}
+
+// Ready returns a channel closed once the first fetch has finished, and
+// whether it succeeded.
+func (u *URL) Ready() <-chan struct{} { return u.first }
 
 // checkURL refuses anything but https, except plain http to this host for
 // tests and local sidecars.
@@ -186,76 +224,89 @@ func newHTTPClient(opts URLOptions) (*http.Client, error) {
 	}, nil
 }
 
-// run refetches in the background until Close.
-func (u *URL) run(first time.Duration) {
+// run fetches at once, then refetches in the background until Close.
+func (u *URL) run() {
 	defer close(u.done)
-	t := time.NewTimer(first)
-	defer t.Stop()
+	var t *time.Timer
 	failuresInRow := 0
-	for {
+	for first := true; ; first = false {
+		res, err := u.join(u.opts.Timeout)
+		if first {
+			u.firstErr = err
+			close(u.first)
+		}
+		if u.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			failuresInRow++
+		} else {
+			failuresInRow = 0
+		}
+		d := u.nextDelay(res, failuresInRow)
+		if t == nil {
+			t = time.NewTimer(d)
+			defer t.Stop()
+		} else {
+			t.Reset(d)
+		}
 		select {
 		case <-u.ctx.Done():
 			return
 		case <-t.C:
 		}
-		c := u.start(u.opts.Timeout)
-		select {
-		case <-u.ctx.Done():
-			return
-		case <-c.done:
-		}
-		if c.err != nil {
-			failuresInRow++
-		} else {
-			failuresInRow = 0
-		}
-		t.Reset(u.nextDelay(c, failuresInRow))
 	}
 }
 
 // nextDelay is the wait before the next background fetch: the response's
-// max-age bounded to [MinRefreshInterval, RefreshInterval], or after
-// failures a backoff from MinRefreshInterval doubling up to RefreshInterval.
-func (u *URL) nextDelay(c *fetchCall, failuresInRow int) time.Duration {
+// max-age bounded to [MinRefreshInterval, RefreshInterval], less up to a
+// tenth so that replicas drift apart; after failures a jittered backoff
+// from MinRefreshInterval doubling up to RefreshInterval, or, while no key
+// set was ever fetched, from 1s up to 30s (both at most those bounds).
+func (u *URL) nextDelay(res fetchResult, failuresInRow int) time.Duration {
 	lo, hi := u.opts.MinRefreshInterval, u.opts.RefreshInterval
 	if failuresInRow > 0 {
-		d := lo
-		for i := 1; i < failuresInRow && d < hi; i++ {
-			d *= 2
+		if u.Keys() == nil {
+			lo, hi = min(lo, startRetryMin), min(hi, startRetryMax)
 		}
-		return min(d, hi)
+		return backoff.Policy{Min: lo, Max: hi}.Delay(failuresInRow)
 	}
-	if c.maxAge > 0 {
-		return max(lo, min(c.maxAge, hi))
+	d := hi
+	if res.maxAge > 0 {
+		d = max(lo, min(res.maxAge, hi))
 	}
-	return hi
+	return max(lo, d-backoff.Jitter(d/20, 1))
 }
 
-// start begins a fetch, or joins the one in flight.
-func (u *URL) start(timeout time.Duration) *fetchCall {
+// join starts a fetch, or joins the one in flight, and waits for it.
+func (u *URL) join(timeout time.Duration) (fetchResult, error) {
+	select {
+	case r := <-u.startFetch(timeout):
+		if r.Err != nil {
+			return fetchResult{}, r.Err
+		}
+		return r.Val.(fetchResult), nil
+	case <-u.ctx.Done():
+		return fetchResult{}, errClosed
+	}
+}
+
+// startFetch begins a fetch, or joins the one in flight (singleflight).
+func (u *URL) startFetch(timeout time.Duration) <-chan singleflight.Result {
 	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.startLocked(timeout)
-}
-
-func (u *URL) startLocked(timeout time.Duration) *fetchCall {
-	if u.inflight != nil {
-		return u.inflight
-	}
-	c := &fetchCall{done: make(chan struct{})}
-	u.inflight = c
+	u.fetching = true
 	u.lastAttempt = time.Now()
-	go func() {
-		c.maxAge, c.err = u.fetch(timeout)
-		if c.err != nil {
-			u.fail(c.err)
+	u.mu.Unlock()
+	return u.fetches.DoChan("", func() (any, error) {
+		maxAge, err := u.fetch(timeout)
+		if err != nil {
+			u.fail(err)
 		}
 		u.mu.Lock()
-		u.inflight = nil
+		u.fetching = false
 		u.mu.Unlock()
-		close(c.done)
-	}()
-	return c
+		return fetchResult{maxAge: maxAge}, err
+	})
 }
 
 // RefreshUnknownKid implements decision.KeySource. It refetches the set
@@ -266,30 +317,31 @@ func (u *URL) RefreshUnknownKid(ctx context.Context, kid string) ([]decision.Key
 	if keys := u.Keys(); hasKid(keys, kid) {
 		return keys, true // another refresh brought it meanwhile
 	}
-	u.mu.Lock()
 	if u.ctx.Err() != nil {
-		u.mu.Unlock()
 		return nil, false
 	}
-	if u.inflight == nil && time.Since(u.lastAttempt) < u.opts.MinRefreshInterval {
+	u.mu.Lock()
+	limited := !u.fetching && time.Since(u.lastAttempt) < u.opts.MinRefreshInterval
+	if limited {
 		u.rateLimited++
-		u.mu.Unlock()
+	}
+	u.mu.Unlock()
+	if limited {
 		return nil, false
 	}
-	c := u.startLocked(u.opts.UnknownKidTimeout)
-	u.mu.Unlock()
+	ch := u.startFetch(u.opts.UnknownKidTimeout)
 	// A joined background fetch may have a longer timeout than a request
 	// should wait.
 	wait := time.NewTimer(u.opts.UnknownKidTimeout)
 	defer wait.Stop()
 	select {
-	case <-c.done:
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, false
+		}
 	case <-wait.C:
 		return nil, false
 	case <-ctx.Done():
-		return nil, false
-	}
-	if c.err != nil {
 		return nil, false
 	}
 	return u.Keys(), true
@@ -322,7 +374,7 @@ func (u *URL) fetch(timeout time.Duration) (time.Duration, error) {
 	if len(body) > MaxBodyBytes {
 		return 0, fmt.Errorf("GET %s: the response is larger than 1 MiB", u.url)
 	}
-	keys, err := ParseSet(body)
+	keys, err := decision.ParseKeySet(body)
 	if err != nil {
 		return 0, fmt.Errorf("GET %s: %w", u.url, err)
 	}

@@ -179,6 +179,8 @@ func TestURLSourceCacheControl(t *testing.T) {
 		t.Fatalf("hits = %d", h)
 	}
 	lo, hi := u.opts.MinRefreshInterval, u.opts.RefreshInterval
+	// want is the delay before jitter: a refresh comes up to a tenth
+	// sooner (never below the floor), a retry between half and all of it.
 	cases := map[string]struct {
 		maxAge   time.Duration
 		failures int
@@ -194,8 +196,15 @@ func TestURLSourceCacheControl(t *testing.T) {
 		"failure over age": {30 * time.Minute, 2, 2 * lo},
 	}
 	for name, tc := range cases {
-		if got := u.nextDelay(&fetchCall{maxAge: tc.maxAge}, tc.failures); got != tc.want {
-			t.Errorf("%s: nextDelay = %v, want %v", name, got, tc.want)
+		for range 50 {
+			got := u.nextDelay(fetchResult{maxAge: tc.maxAge}, tc.failures)
+			low := max(lo, tc.want-tc.want/10)
+			if tc.failures > 0 {
+				low = tc.want / 2
+			}
+			if got < low || got > tc.want {
+				t.Fatalf("%s: nextDelay = %v, want in [%v, %v]", name, got, low, tc.want)
+			}
 		}
 	}
 	for header, want := range map[string]time.Duration{

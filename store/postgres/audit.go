@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/scopegate/scopegate/server/audit"
+	"github.com/scopegate/scopegate/store/internal/backoff"
 )
 
 // Defaults of AuditSinkOptions. A zero field means its default.
@@ -48,9 +49,9 @@ type AuditSink struct {
 	dropped atomic.Uint64
 	// After a failed COPY, records are only kept until retryAt, so that a
 	// database that is down costs one attempt per backoff, not one per
-	// batch; backoff doubles up to maxAuditBackoff.
-	retryAt time.Time
-	backoff time.Duration
+	// batch; the backoff (jittered) doubles up to maxAuditBackoff.
+	retryAt  time.Time
+	failures int
 }
 
 // Backoff between COPY attempts while PostgreSQL fails.
@@ -149,12 +150,12 @@ func (s *AuditSink) flush(ctx context.Context) error {
 	for len(s.pending) > 0 {
 		n := min(len(s.pending), s.opts.BatchSize*4)
 		if err := s.copy(ctx, s.pending[:n]); err != nil {
-			s.backoff = min(max(2*s.backoff, minAuditBackoff), maxAuditBackoff)
-			s.retryAt = time.Now().Add(s.backoff)
+			s.failures++
+			s.retryAt = time.Now().Add(backoff.Policy{Min: minAuditBackoff, Max: maxAuditBackoff}.Delay(s.failures))
 			s.trim()
 			return err
 		}
-		s.backoff, s.retryAt = 0, time.Time{}
+		s.failures, s.retryAt = 0, time.Time{}
 		clear(s.pending[:n])
 		s.pending = s.pending[n:]
 	}

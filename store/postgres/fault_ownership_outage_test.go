@@ -75,13 +75,11 @@ func TestOwnershipOutageEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys := decision.StaticKeys{{Kid: "k1", Alg: "ES256", Public: signer.Public()}}
-	pol, err := decision.Compile([]byte(outagePolicy), "outage.yaml", decision.CompileOptions{
-		KeySources: func(*decision.IssuerSpec, string) (decision.KeySource, error) { return keys, nil },
-	})
+	pol, err := decision.Compile([]byte(outagePolicy), "outage.yaml", decision.CompileOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := decision.NewEngine(pol, decision.Options{Ownership: own})
+	eng, err := decision.NewEngine(pol, decision.Options{Keys: decision.StaticKeyResolver(keys), Ownership: own})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/store"
+	"github.com/scopegate/scopegate/store/internal/backoff"
 )
 
 // Revocations live in scopegate_revocations, the system of record every
@@ -213,12 +214,13 @@ func scanRevocations(rows pgx.Rows) ([]decision.Revocation, error) {
 // (re)connection fn receives a Resync change, since notifications sent
 // while no one listened are lost.
 func (d *DB) WatchRevocations(ctx context.Context, fn func(store.RevocationChange)) error {
-	retry := listenRetryMin
+	retry := backoff.Policy{Min: listenRetryMin, Max: listenRetryMax}
+	failures := 0
 	for {
 		if err := d.usable(ctx); err != nil {
 			return err
 		}
-		err := d.listen(ctx, fn, func() { retry = listenRetryMin })
+		err := d.listen(ctx, fn, func() { failures = 0 })
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -226,9 +228,9 @@ func (d *DB) WatchRevocations(ctx context.Context, fn func(store.RevocationChang
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(retry):
+		case <-time.After(retry.Delay(failures + 1)):
 		}
-		retry = min(retry*2, listenRetryMax)
+		failures++
 	}
 }
 

@@ -84,13 +84,11 @@ func New(t testing.TB) *Fixture {
 		t.Fatal(err)
 	}
 	keys := decision.StaticKeys{{Kid: s.Kid, Alg: s.Alg, Public: s.Public()}}
-	pol, err := decision.Compile([]byte(Policy), "policy.yaml", decision.CompileOptions{
-		KeySources: func(*decision.IssuerSpec, string) (decision.KeySource, error) { return keys, nil },
-	})
+	pol, err := decision.Compile([]byte(Policy), "policy.yaml", decision.CompileOptions{})
 	if err != nil {
 		t.Fatalf("compile the fixture policy: %v", err)
 	}
-	eng, err := decision.NewEngine(pol, decision.Options{Clock: func() time.Time { return Now }})
+	eng, err := decision.NewEngine(pol, decision.Options{Keys: decision.StaticKeyResolver(keys), Clock: func() time.Time { return Now }})
 	if err != nil {
 		t.Fatal(err)
 	}
