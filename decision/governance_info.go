@@ -190,3 +190,18 @@ func (p *Policy) MatchRoute(method, path string) (r *Route, pathMatched bool) {
 	var params Params
 	return p.router.match(method, norm, &params)
 }
+
+// KnowsScope reports whether the policy declares scope name: in its
+// catalog when it has one, else in a route, grant or implication. Metrics
+// use it to keep scopes an identity provider invents out of their labels.
+func (p *Policy) KnowsScope(name string) bool {
+	if p == nil {
+		return false
+	}
+	if p.HasScopeCatalog() {
+		_, ok := p.gov.catalog[name]
+		return ok
+	}
+	_, ok := p.scopeIndex[name]
+	return ok
+}
