@@ -205,3 +205,19 @@ func (p *Policy) KnowsScope(name string) bool {
 	_, ok := p.scopeIndex[name]
 	return ok
 }
+
+// MatchShadowRoute returns the route that would decide method and path if
+// the routes in shadow mode were enforced too: a shadow route when one is
+// the one that matches (its would-be decision is what Decision.Shadow
+// records), else what MatchRoute returns.
+func (p *Policy) MatchShadowRoute(method, path string) (r *Route, pathMatched bool) {
+	if p == nil || p.shadowRouter == nil {
+		return p.MatchRoute(method, path)
+	}
+	norm, _, ok := normalizePath(path, &p.Paths)
+	if !ok {
+		return nil, false
+	}
+	var params Params
+	return p.shadowRouter.match(method, norm, &params)
+}

@@ -193,6 +193,7 @@ func writeLintText(w io.Writer, res *lint.Result) {
 	for _, p := range res.Problems {
 		fmt.Fprintln(w, p.String())
 	}
+	writeLintObservers(w, res) // lint_observers.go
 	errs := res.Errors()
 	fmt.Fprintf(w, "%d error(s), %d warning(s)\n", errs, len(res.Problems)-errs)
 }

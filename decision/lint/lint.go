@@ -51,6 +51,20 @@ type Result struct {
 	// Problems are the errors, then the warnings, each group in file and
 	// line order.
 	Problems []decision.Problem
+	// Observers are the routes in shadow mode that some request reaches,
+	// in file order: they decide nothing, and record what they would have
+	// answered (the documented rollout of a stricter route).
+	Observers []Observer
+}
+
+// Observer is a route in shadow mode and the enforced routes that answer
+// the requests it observes.
+type Observer struct {
+	Route string
+	Line  int
+	// Observes are the enforced routes' names, sorted; "" stands for no
+	// route (the policy's default answers).
+	Observes []string
 }
 
 // Errors counts the problems that are not warnings.
@@ -139,6 +153,7 @@ func Lint(data []byte, filename string, opts Options) (*Result, error) {
 	l.grants()
 	l.sunsets()
 	res.Problems = l.probs
+	res.Observers = l.observers
 	if openapi != nil {
 		res.Problems = append(res.Problems, CheckOpenAPI(pol, openapi, opts.OpenAPI, opts.OpenAPIOpts)...)
 	}
@@ -183,6 +198,8 @@ type linter struct {
 	nameRE *regexp.Regexp
 	strict bool
 	probs  []decision.Problem
+	// observers are the shadow routes found by shadowed.
+	observers []Observer
 }
 
 func (l *linter) add(warning bool, line int, field, format string, args ...any) {
@@ -419,6 +436,18 @@ func (l *linter) shadowed() {
 	for _, rep := range shadowedRoutes(l.pol) {
 		r := rep.route
 		field := fmt.Sprintf("routes[%d]", r.Index)
+		if r.Shadow && !rep.all {
+			obs := slices.Clone(rep.observes)
+			slices.Sort(obs)
+			l.observers = append(l.observers, Observer{Route: r.Name, Line: r.Line, Observes: obs})
+		}
+		if r.Shadow && len(rep.methods) == 0 && !rep.all {
+			continue
+		}
+		if rep.all && r.Shadow {
+			l.errorf(r.Line, field, "shadow route %q can never observe a request: even with the shadow routes enforced, every request its path and methods match is decided by a more specific route; remove it or change its path", r.Name)
+			continue
+		}
 		if rep.all {
 			l.errorf(r.Line, field, "route %q can never match: every request its path and methods match is decided by a more specific route; remove it or change its path", r.Name)
 			continue

@@ -337,3 +337,87 @@ func TestRepresentativesBound(t *testing.T) {
 		t.Errorf("representatives = %v, want %v", got, want)
 	}
 }
+
+// The documented shadow rollout (a stricter route of the same or a more
+// specific path in mode shadow) is reported as an observer, not as a route
+// that can never match; a shadow route that could not observe anything
+// even with the shadow routes enforced is still an error.
+func TestLintShadowRoutesAreObservers(t *testing.T) {
+	cases := map[string]struct {
+		routes    string
+		observers []Observer
+		errors    []string
+	}{
+		"the documented rollout: a more specific path": {routes: `
+  - name: orders
+    match: {methods: [GET], path: "/orders/{rest...}"}
+    require: {all_of: [orders:read]}
+  - name: order-strict
+    match: {methods: [GET], path: "/orders/{id}"}
+    require: {all_of: [orders:read, orders:audit]}
+    mode: shadow
+`, observers: []Observer{{Route: "order-strict", Line: 10, Observes: []string{"orders"}}}},
+		"observing two enforced routes": {routes: `
+  - name: list
+    match: {methods: [GET], path: "/orders"}
+    require: {all_of: [orders:read]}
+  - name: orders
+    match: {methods: [GET], path: "/orders/{x}/{rest...}"}
+    require: {all_of: [orders:read]}
+  - name: strict
+    match: {methods: [GET], path: "/orders/{rest...}"}
+    require: {all_of: [orders:read, orders:audit]}
+    mode: shadow
+`, observers: []Observer{{Route: "strict", Line: 13, Observes: []string{""}}}},
+		"a new route with no enforced route under it": {routes: `
+  - name: orders
+    match: {methods: [GET], path: "/orders"}
+    require: {all_of: [orders:read]}
+  - name: export
+    match: {methods: [GET], path: "/export"}
+    require: {all_of: [orders:read]}
+    mode: shadow
+`, observers: []Observer{{Route: "export", Line: 10, Observes: []string{""}}}},
+		"a shadow route under more specific enforced routes": {routes: `
+  - name: one
+    match: {methods: [GET], path: "/a/{x}"}
+    require: {all_of: [orders:read]}
+  - name: more
+    match: {methods: [GET], path: "/a/{x}/{rest...}"}
+    require: {all_of: [orders:read]}
+  - name: never
+    match: {methods: [GET], path: "/a/{rest...}"}
+    require: {all_of: [orders:read]}
+    mode: shadow
+`, errors: []string{`p.yaml:13: routes[2]: shadow route "never" can never observe a request`}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			res, err := Lint([]byte(issuer+"routes:"+tc.routes), "p.yaml", Options{Now: lintNow})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := render(res.Problems)
+			if strings.Contains(out, "can never match") || strings.Contains(out, "never decides") {
+				t.Errorf("a shadow route is reported as unreachable:\n%s", out)
+			}
+			if res.Errors() != len(tc.errors) {
+				t.Errorf("%d errors, want %d:\n%s", res.Errors(), len(tc.errors), out)
+			}
+			for _, e := range tc.errors {
+				if !strings.Contains(out, e) {
+					t.Errorf("no error %q in:\n%s", e, out)
+				}
+			}
+			if len(res.Observers) != len(tc.observers) {
+				t.Fatalf("observers = %+v, want %+v", res.Observers, tc.observers)
+			}
+			for i, o := range tc.observers {
+				g := res.Observers[i]
+				if g.Route != o.Route || g.Line != o.Line || strings.Join(g.Observes, ",") != strings.Join(o.Observes, ",") {
+					t.Errorf("observer %d = %+v, want %+v", i, g, o)
+				}
+			}
+		})
+	}
+}
