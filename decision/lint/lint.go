@@ -381,6 +381,7 @@ func (l *linter) unusedScopes() {
 // from another (orders:read and order:read).
 func (l *linter) unknownScopes() {
 	if l.pol.HasScopeCatalog() {
+		l.lookAlikes(l.scopeNames())
 		return
 	}
 	granted := map[string]bool{}
@@ -406,11 +407,40 @@ func (l *linter) unknownScopes() {
 	} else if len(names) > 0 {
 		l.warnf(l.li.line("routes"), "scopes", "the policy has no scope catalog, so a misspelt scope cannot be told from a new one; declare every scope under scopes:")
 	}
+	l.lookAlikes(names)
+}
+
+// lookAlikes warns about scope names equal but for case, or one edit
+// apart (orders:read and order:read). Without a catalog they are likely
+// misspellings; inside one, twins two teams declared. Names linked by
+// replacement or implies (orders:v1 → orders:v2) are meant to be related.
+func (l *linter) lookAlikes(names []scopeUse) {
+	related := map[[2]string]bool{}
+	for _, s := range l.pol.CatalogScopes() {
+		for _, t := range append(slices.Clone(s.Implies), s.Replacement) {
+			if t != "" {
+				related[[2]string{s.Name, t}], related[[2]string{t, s.Name}] = true, true
+			}
+		}
+	}
+	catalog := l.pol.HasScopeCatalog()
 	for i, a := range names {
 		for _, b := range names[:i] {
-			if a.name != b.name && (strings.EqualFold(a.name, b.name) || len(a.name) >= 6 && len(b.name) >= 6 && decision.Levenshtein(a.name, b.name) == 1) {
-				l.warnf(a.line, a.field, "scope %q looks like a misspelling of %q (line %d)", a.name, b.name, b.line)
+			if a.name == b.name || related[[2]string{a.name, b.name}] {
+				continue
 			}
+			if !strings.EqualFold(a.name, b.name) && !(len(a.name) >= 6 && len(b.name) >= 6 && decision.Levenshtein(a.name, b.name) == 1) {
+				continue
+			}
+			if !catalog {
+				l.warnf(a.line, a.field, "scope %q looks like a misspelling of %q (line %d)", a.name, b.name, b.line)
+				continue
+			}
+			how := "differ by one character"
+			if strings.EqualFold(a.name, b.name) {
+				how = "differ only in case"
+			}
+			l.warnf(a.line, a.field, "catalog scopes %q and %q (line %d) %s: clients and teams will confuse them; if they are one scope, keep one and mark the other deprecated with replacement, else rename one so the two are told apart", a.name, b.name, b.line, how)
 		}
 	}
 }

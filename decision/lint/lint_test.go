@@ -421,3 +421,55 @@ func TestLintShadowRoutesAreObservers(t *testing.T) {
 		})
 	}
 }
+
+// Look-alike scopes are reported inside a catalog too, where two teams
+// declaring twins is most likely; related names (replacement, implies)
+// are not.
+func TestLintCatalogLookAlikes(t *testing.T) {
+	route := "routes:\n  - name: a\n    match: {path: /a}\n    require: {any_of: [orders:read]}\n"
+	cases := map[string]struct {
+		scopes   string
+		warnings []string
+		absent   []string
+	}{
+		"one edit apart": {scopes: `
+  - {name: orders:read, description: d, owner: team-a}
+  - {name: order:read, description: d, owner: team-b}
+`, warnings: []string{`catalog scopes "order:read" and "orders:read" (line 11) differ by one character`}},
+		"equal but for case": {scopes: `
+  - {name: orders:read, description: d, owner: team-a}
+  - {name: Orders:Read, description: d, owner: team-b}
+`, warnings: []string{`catalog scopes "Orders:Read" and "orders:read" (line 11) differ only in case`}},
+		"a route naming a twin of a catalog scope": {scopes: `
+  - {name: orders:read, description: d, owner: team-a}
+  - {name: orders:reads, description: d, owner: team-b}
+`, warnings: []string{`catalog scopes "orders:reads" and "orders:read"`}},
+		"a replacement is related": {scopes: `
+  - {name: orders:read, description: d, owner: team-a}
+  - {name: orders:rea, description: d, owner: team-a, status: deprecated, replacement: orders:read, sunset: 2027-01-01}
+`, absent: []string{"differ by one"}},
+		"distinct names": {scopes: `
+  - {name: orders:read, description: d, owner: team-a}
+  - {name: orders:write, description: d, owner: team-a}
+`, absent: []string{"differ by one", "differ only in case", "misspelling"}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			res, err := Lint([]byte(issuer+route+"scopes:"+tc.scopes), "p.yaml", Options{Now: lintNow})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := render(res.Problems)
+			for _, w := range tc.warnings {
+				if !strings.Contains(out, w) {
+					t.Errorf("no warning %q in:\n%s", w, out)
+				}
+			}
+			for _, a := range tc.absent {
+				if strings.Contains(out, a) {
+					t.Errorf("unexpected %q in:\n%s", a, out)
+				}
+			}
+		})
+	}
+}
