@@ -78,6 +78,18 @@ func scrapeOrdersFull(t *testing.T) map[string]*dto.MetricFamily {
 		time.Sleep(20 * time.Millisecond)
 	}
 
+	// The operator listener starts before the gRPC one: wait for both.
+	for {
+		c, err := net.DialTimeout("tcp", grpcAddr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gRPC listener did not start on %s: %v", grpcAddr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
