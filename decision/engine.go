@@ -90,8 +90,14 @@ func (d *Decision) Message() string {
 
 // ScopesUsed returns the scopes that satisfied the route's requirement (for
 // an allow) or, for insufficient_scope, the required scopes the token did
-// carry. It allocates; call it off the hot path (audit, replies).
+// carry. On a SMART route they are the token's SMART scopes that granted
+// the request. It allocates; call it off the hot path (audit, replies).
 func (d *Decision) ScopesUsed() []string {
+	if d.gov.smartUsed != 0 {
+		out := make([]string, 0, bits.OnesCount64(d.gov.smartUsed))
+		d.smartScopesUsed(func(s string) bool { out = append(out, s); return true })
+		return out
+	}
 	if d.Route == nil || d.used == 0 {
 		return nil
 	}
@@ -116,6 +122,10 @@ func (d *Decision) ScopesUsed() []string {
 // without allocating.
 func (d *Decision) ScopesUsedSeq() iter.Seq[string] {
 	return func(yield func(string) bool) {
+		if d.gov.smartUsed != 0 {
+			d.smartScopesUsed(yield)
+			return
+		}
 		if d.Route == nil || d.used == 0 {
 			return
 		}

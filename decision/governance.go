@@ -88,6 +88,9 @@ type decisionGovernance struct {
 	smartPatient bool
 	// smartDone records that checkSMART ran for this decision.
 	smartDone bool
+	// smartUsed has bit i set when the token's i-th scope granted the
+	// SMART request (Decision.ScopesUsed).
+	smartUsed uint64
 }
 
 // catalogScope is one compiled catalog entry.
@@ -1018,8 +1021,12 @@ func (d *Decision) DeprecatedScopesUsed() []string {
 // route (or, on a SMART route, is a SMART scope of the token).
 func (d *Decision) scopeHelped(cs *catalogScope) bool {
 	if d.Route.smart != nil {
-		_, why := parseSMARTScope(cs.name)
-		return why == ""
+		found := false
+		d.smartScopesUsed(func(s string) bool {
+			found = s == cs.name
+			return !found
+		})
+		return found
 	}
 	i := 0
 	for _, list := range [2][]string{d.Route.AllOf, d.Route.AnyOf} {

@@ -28,10 +28,15 @@ import (
 type driftInfo struct {
 	client       string
 	unregistered bool
-	// extra are the scopes the client holds no active grant for, in token
-	// order; for drift that is only a straddle, the token's scopes in the
-	// straddled segments.
+	// scopes are every scope of the token the drift involves, in token
+	// order: extra ones and those in straddled segments (the cache key).
+	scopes []string
+	// extra are the scopes the client holds no active grant for (every
+	// scope, for an unregistered client), in token order.
 	extra []string
+	// straddled are the token's scopes in the straddled segments, in
+	// token order: granted or not, they are not approved together.
+	straddled []string
 	// expired are the scopes of extra that an expired grant used to cover.
 	expired []string
 	// segments are the straddled segments (0 when none).
@@ -203,22 +208,30 @@ func (g *governance) appendExtras(dst []string, pol *Policy, c *clientGrants, to
 func (g *governance) report(pol *Policy, c *clientGrants, tok *Token, grants []uint64, straddle uint64, enforced bool) *driftInfo {
 	var buf [16]string
 	extra := g.appendExtras(buf[:0], pol, c, tok, grants, straddle)
-	if last := c.last.Load(); last != nil && last.enforced == enforced && last.segments == straddle && slices.Equal(last.extra, extra) {
+	if last := c.last.Load(); last != nil && last.enforced == enforced && last.segments == straddle && slices.Equal(last.scopes, extra) {
 		return last
 	}
-	info := &driftInfo{client: c.id, extra: slices.Clone(extra), segments: straddle, enforced: enforced}
+	info := &driftInfo{client: c.id, scopes: slices.Clone(extra), segments: straddle, enforced: enforced}
 	first := c.phases[0].bits
-	var missing []string
-	for _, s := range info.extra {
+	for _, s := range info.scopes {
 		i, known := pol.scopeIndex[s]
+		if known && straddle != 0 {
+			if seg := g.segmentOf(i); seg >= 0 && straddle&(1<<seg) != 0 {
+				info.straddled = append(info.straddled, s)
+			}
+		}
 		if known && hasIndex(grants, i) {
 			continue // listed for the straddle only
 		}
-		missing = append(missing, s)
+		if known && g.modeFor(c, g.segmentOf(i)) <= modeOff {
+			continue // listed for the straddle only
+		}
+		info.extra = append(info.extra, s)
 		if known && hasIndex(first, i) {
 			info.expired = append(info.expired, s)
 		}
 	}
+	missing := info.extra
 	for s := straddle; s != 0; s &= s - 1 {
 		info.segNames = append(info.segNames, g.segNames[bits.TrailingZeros64(s)])
 	}
@@ -250,7 +263,7 @@ func (g *governance) unregisteredDrift(tok *Token) *driftInfo {
 	if last := g.lastUnregistered.Load(); last != nil && last.tok == tok {
 		return last
 	}
-	info := &driftInfo{client: tok.ClientID, unregistered: true, extra: tok.Scopes, enforced: g.unregistered == modeEnforce, tok: tok}
+	info := &driftInfo{client: tok.ClientID, unregistered: true, scopes: tok.Scopes, extra: tok.Scopes, enforced: g.unregistered == modeEnforce, tok: tok}
 	if tok.ClientID == "" {
 		info.detail = "the token names no client (no client_id or azp claim), so its scopes match no registered client's grants"
 	} else {
@@ -276,16 +289,16 @@ func quoteScopes(list []string) string {
 
 // Drift returns the scopes of the token that drift from its client's grants
 // and whether the drift was only monitored (the request allowed) rather than
-// enforced (denied with scope_drift). For a token of an unregistered client,
-// extra is every scope of the token; for a token that only straddles
-// segments, the scopes in those segments. extra is nil when the token does
-// not drift. It allocates; call it off the hot path (audit, metrics).
+// enforced (denied with scope_drift). The scopes are both kinds together:
+// scopes beyond the grants and scopes of straddled segments (DriftReport
+// tells them apart). For a token of an unregistered client, extra is every
+// scope of the token. extra is nil when the token does not drift. It allocates; call it off the hot path (audit, metrics).
 func (d *Decision) Drift() (extra []string, monitored bool) {
 	info := d.gov.drift
 	if info == nil {
 		return nil, false
 	}
-	return slices.Clone(info.extra), !info.enforced
+	return slices.Clone(info.scopes), !info.enforced
 }
 
 // DriftReport is the full drift found on a decision, for audit records.
@@ -294,8 +307,16 @@ type DriftReport struct {
 	Client string
 	// Unregistered is set when the client is not in the policy's clients.
 	Unregistered bool
-	// Extra are the scopes that drift (see Decision.Drift).
+	// Extra are the scopes the client holds no active grant for (never
+	// granted, expired, or outside the catalog; every scope of an
+	// unregistered client): the remedy is to add the grant, or to stop the
+	// authorization server issuing the scope.
 	Extra []string
+	// Straddled are the token's scopes in Segments, granted or not: the
+	// client holds them in one token without approval to combine those
+	// segments. The remedy is to approve the combination in the client's
+	// segments_together, or to split the client in two.
+	Straddled []string
 	// Expired are the scopes of Extra whose grant has expired.
 	Expired []string
 	// Segments are the segments the token straddles without approval.
@@ -317,6 +338,7 @@ func (d *Decision) DriftReport() (r DriftReport, ok bool) {
 		Client:       info.client,
 		Unregistered: info.unregistered,
 		Extra:        slices.Clone(info.extra),
+		Straddled:    slices.Clone(info.straddled),
 		Expired:      slices.Clone(info.expired),
 		Segments:     slices.Clone(info.segNames),
 		Enforced:     info.enforced,

@@ -190,3 +190,34 @@ func (p *Policy) MatchRoute(method, path string) (r *Route, pathMatched bool) {
 	var params Params
 	return p.router.match(method, norm, &params)
 }
+
+// KnowsScope reports whether the policy declares scope name: in its
+// catalog when it has one, else in a route, grant or implication. Metrics
+// use it to keep scopes an identity provider invents out of their labels.
+func (p *Policy) KnowsScope(name string) bool {
+	if p == nil {
+		return false
+	}
+	if p.HasScopeCatalog() {
+		_, ok := p.gov.catalog[name]
+		return ok
+	}
+	_, ok := p.scopeIndex[name]
+	return ok
+}
+
+// MatchShadowRoute returns the route that would decide method and path if
+// the routes in shadow mode were enforced too: a shadow route when one is
+// the one that matches (its would-be decision is what Decision.Shadow
+// records), else what MatchRoute returns.
+func (p *Policy) MatchShadowRoute(method, path string) (r *Route, pathMatched bool) {
+	if p == nil || p.shadowRouter == nil {
+		return p.MatchRoute(method, path)
+	}
+	norm, _, ok := normalizePath(path, &p.Paths)
+	if !ok {
+		return nil, false
+	}
+	var params Params
+	return p.shadowRouter.match(method, norm, &params)
+}

@@ -98,9 +98,12 @@ func TestGovernanceDecisions(t *testing.T) {
 		monitored     bool
 		segments      []string
 		expired       []string
-		unregistered  bool
-		deprecated    []string
-		detail        []string
+		// extra and straddled are the report's two kinds of drift; when
+		// the case names no segments, extra is drift and straddled none.
+		extra, straddled []string
+		unregistered     bool
+		deprecated       []string
+		detail           []string
 	}{
 		{name: "implied scope satisfies the route", client: "web-app", scope: "orders:write", method: "GET", path: "/orders/1", want: decision.OK},
 		{name: "transitive implication", client: "reporting", scope: "orders:admin", method: "GET", path: "/orders/1", want: decision.OK,
@@ -111,7 +114,8 @@ func TestGovernanceDecisions(t *testing.T) {
 		{name: "enforce: unknown scope", client: "web-app", scope: "orders:read x:unknown", method: "GET", path: "/orders/1", want: decision.ScopeDrift,
 			drift: []string{"x:unknown"}},
 		{name: "enforce: segments not approved together", client: "web-app", scope: "orders:read billing:read", method: "GET", path: "/orders/1", want: decision.ScopeDrift,
-			drift: []string{"orders:read", "billing:read"}, segments: []string{"orders", "billing"}, detail: []string{"segments_together"}},
+			drift: []string{"orders:read", "billing:read"}, segments: []string{"orders", "billing"}, detail: []string{"segments_together"},
+			straddled: []string{"orders:read", "billing:read"}},
 		{name: "segments approved together", client: "web-app", scope: "billing:read profile:read", method: "GET", path: "/invoices/7/customer", want: decision.OK},
 		{name: "grant expired", at: day(2026, 12, 2), client: "web-app", scope: "billing:read", method: "GET", path: "/invoices/7", want: decision.ScopeDrift,
 			drift: []string{"billing:read"}, expired: []string{"billing:read"}, detail: []string{"expired"}},
@@ -123,11 +127,16 @@ func TestGovernanceDecisions(t *testing.T) {
 		{name: "monitor: unknown scope", client: "mobile-app", scope: "orders:read foo:bar", method: "GET", path: "/orders/1", want: decision.OK,
 			drift: []string{"foo:bar"}, monitored: true},
 		{name: "monitor: straddle", client: "mobile-app", scope: "orders:read reports:read", method: "GET", path: "/reports", want: decision.OK,
-			drift: []string{"orders:read", "reports:read"}, monitored: true, segments: []string{"orders", "analytics-read"}},
+			drift: []string{"orders:read", "reports:read"}, monitored: true, segments: []string{"orders", "analytics-read"},
+			straddled: []string{"orders:read", "reports:read"}},
+		{name: "monitor: straddle and an ungranted scope", client: "mobile-app", scope: "orders:read reports:read orders:write", method: "GET", path: "/reports", want: decision.OK,
+			drift: []string{"orders:read", "reports:read", "orders:write"}, monitored: true, segments: []string{"orders", "analytics-read"},
+			extra: []string{"orders:write"}, straddled: []string{"orders:read", "reports:read", "orders:write"}},
 		{name: "segment mode raises monitor to enforce", client: "mobile-app", scope: "billing:read billing:write", method: "GET", path: "/invoices/7", want: decision.ScopeDrift,
 			drift: []string{"billing:write"}},
 		{name: "segment mode raises a straddle", client: "mobile-app", scope: "orders:read billing:read", method: "GET", path: "/orders/1", want: decision.ScopeDrift,
-			drift: []string{"orders:read", "billing:read"}, segments: []string{"orders", "billing"}},
+			drift: []string{"orders:read", "billing:read"}, segments: []string{"orders", "billing"},
+			straddled: []string{"orders:read", "billing:read"}},
 		{name: "deprecated scope still grants", client: "mobile-app", scope: "orders:v1", method: "GET", path: "/orders/1", want: decision.OK,
 			deprecated: []string{"orders:v1"}},
 		{name: "default mode client", client: "reporting", scope: "reports:read", method: "GET", path: "/reports", want: decision.OK},
@@ -168,6 +177,13 @@ func TestGovernanceDecisions(t *testing.T) {
 			if ok {
 				if !slices.Equal(rep.Segments, tc.segments) || !slices.Equal(rep.Expired, tc.expired) || rep.Unregistered != tc.unregistered || rep.Enforced == tc.monitored {
 					t.Errorf("report = %+v", rep)
+				}
+				wantExtra, wantStraddled := tc.extra, tc.straddled
+				if tc.segments == nil {
+					wantExtra, wantStraddled = tc.drift, nil
+				}
+				if !slices.Equal(rep.Extra, wantExtra) || !slices.Equal(rep.Straddled, wantStraddled) {
+					t.Errorf("report extra %q, straddled %q; want %q, %q", rep.Extra, rep.Straddled, wantExtra, wantStraddled)
 				}
 				if rep.Client != tc.client {
 					t.Errorf("report client = %q, want %q", rep.Client, tc.client)

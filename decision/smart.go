@@ -556,7 +556,9 @@ func (sr *smartRoute) relPath(d *Decision) string {
 // ---- Deciding ----
 
 // smartClass ranks the ways a token's scopes can grant an interaction, from
-// the least restricted: the PDP uses the first class any scope falls in.
+// the least restricted. The PDP tries the classes in this order and the
+// first that grants the request wins, so a scope added to a token can only
+// add a way to be allowed, never take one away.
 type smartClass uint8
 
 const (
@@ -567,11 +569,19 @@ const (
 	smartNone
 )
 
-// smartGrant finds how scopes grant fr. query has bit i set for each
-// scope i (of the first 64) whose restriction applies.
-func smartGrant(scopes []string, fr *fhirRequest) (smartClass, uint64) {
-	best := smartNone
-	var qOpen, qPatient uint64
+// smartGrants is how a token's scopes can grant one interaction: for each
+// class, whether some scope falls in it, and which of the token's first 64
+// scopes do (bit i for the i-th scope).
+type smartGrants struct {
+	any  [smartNone]bool
+	mask [smartNone]uint64
+}
+
+// smartGrant finds every scope of scopes that grants fr, by class. Query
+// restrictions are tracked for the first 64 scopes only (a restricted scope
+// beyond them grants nothing, since its restriction could not be passed on).
+func smartGrant(scopes []string, fr *fhirRequest) smartGrants {
+	var g smartGrants
 	for i, s := range scopes {
 		sc, why := parseSMARTScope(s)
 		if why != "" || !sc.Grants(fr.typ, fr.perm) {
@@ -581,33 +591,32 @@ func smartGrant(scopes []string, fr *fhirRequest) (smartClass, uint64) {
 		var cls smartClass
 		switch {
 		case sc.Query == "" && !patient:
-			return smartOpen, 0
+			cls = smartOpen
 		case sc.Query == "":
 			cls = smartPatientOnly
 		case i >= 64:
-			continue // restrictions are tracked for the first 64 scopes
+			continue
 		case !patient:
 			cls = smartQueryOpen
-			qOpen |= 1 << i
 		default:
 			cls = smartQueryPatient
-			qPatient |= 1 << i
 		}
-		best = min(best, cls)
+		g.any[cls] = true
+		if i < 64 {
+			g.mask[cls] |= 1 << i
+		}
 	}
-	switch best {
-	case smartQueryOpen:
-		return best, qOpen
-	case smartQueryPatient:
-		return best, qPatient
-	}
-	return best, 0
+	return g
 }
 
 // checkSMART authorizes a request on a SMART route: the token's SMART
 // scopes must grant the request's FHIR interaction. handled is false when
-// the route is not a SMART route. On an allow it records on d the
-// restrictions the upstream must apply (Decision.UpstreamHints).
+// the route is not a SMART route. Every scope that could grant the request
+// is tried, the least restricted class first; the request is denied only
+// when none can (a patient/ scope bound to another patient does not hide a
+// user/ scope that grants). On an allow it records on d the scopes that
+// granted it (Decision.ScopesUsed) and the restrictions the upstream must
+// apply (Decision.UpstreamHints).
 func (e *Engine) checkSMART(ctx context.Context, r *Request, d *Decision, now time.Time) (code Code, detail string, handled bool) {
 	route := d.Route
 	if route == nil || route.smart == nil {
@@ -615,7 +624,7 @@ func (e *Engine) checkSMART(ctx context.Context, r *Request, d *Decision, now ti
 	}
 	sr := route.smart
 	d.gov.smartDone = true
-	d.gov.smartQuery, d.gov.smartPatient = 0, false
+	d.gov.smartQuery, d.gov.smartPatient, d.gov.smartUsed = 0, false, 0
 	tok := d.Token
 	if tok == nil {
 		return TokenMissing, "", true
@@ -625,21 +634,42 @@ func (e *Engine) checkSMART(ctx context.Context, r *Request, d *Decision, now ti
 		r.Trace.add("smart", "fail", why)
 		return RequestInvalid, why, true
 	}
-	class, query := smartGrant(tok.Scopes, &fr)
-	switch class {
-	case smartNone:
-		detail = smartInsufficient(&fr)
-		r.Trace.add("smart", "fail", detail)
-		return InsufficientScope, detail, true
-	case smartOpen:
-	case smartPatientOnly, smartQueryPatient:
-		if code, detail = e.smartPatient(ctx, sr, &fr, tok, d); code != OK {
-			r.Trace.add("smart", "fail", detail)
-			return code, detail, true
+	g := smartGrant(tok.Scopes, &fr)
+	// The patient binding does not depend on which patient/ scope is
+	// tried: it is checked at most once.
+	patientChecked := false
+	patientCode, patientDetail := OK, ""
+	granted := false
+	for cls := smartOpen; cls < smartNone; cls++ {
+		if !g.any[cls] {
+			continue
 		}
+		if cls == smartPatientOnly || cls == smartQueryPatient {
+			if !patientChecked {
+				patientChecked = true
+				patientCode, patientDetail = e.smartPatient(ctx, sr, &fr, tok, d)
+			}
+			if patientCode != OK {
+				continue
+			}
+		} else {
+			d.gov.smartPatient = false
+		}
+		if cls == smartQueryOpen || cls == smartQueryPatient {
+			d.gov.smartQuery = g.mask[cls]
+		}
+		d.gov.smartUsed = g.mask[cls]
+		granted = true
+		break
 	}
-	if class == smartQueryOpen || class == smartQueryPatient {
-		d.gov.smartQuery = query
+	if !granted {
+		code, detail = patientCode, patientDetail
+		if !patientChecked {
+			code, detail = InsufficientScope, smartInsufficient(&fr)
+		}
+		d.gov.smartPatient = false
+		r.Trace.add("smart", "fail", detail)
+		return code, detail, true
 	}
 	if r.Trace != nil {
 		msg := "the token's SMART scopes grant " + interactionName(fr.perm) + " on " + typeLabel(fr.typ)
@@ -649,6 +679,21 @@ func (e *Engine) checkSMART(ctx context.Context, r *Request, d *Decision, now ti
 		r.Trace.add("smart", "pass", msg)
 	}
 	return OK, "", true
+}
+
+// smartScopesUsed yields the token's scopes that granted a SMART request.
+func (d *Decision) smartScopesUsed(yield func(string) bool) {
+	if d.Token == nil {
+		return
+	}
+	for i, s := range d.Token.Scopes {
+		if i >= 64 {
+			return
+		}
+		if d.gov.smartUsed&(1<<i) != 0 && !yield(s) {
+			return
+		}
+	}
 }
 
 func typeLabel(typ string) string {

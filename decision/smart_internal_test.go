@@ -124,8 +124,8 @@ func TestSMARTGrantAllocs(t *testing.T) {
 	scopes := []string{"openid", "fhirUser", "launch/patient", "patient/Condition.rs", "patient/Observation.rs?category=laboratory", "user/*.read"}
 	fr := fhirRequest{perm: SMARTRead, typ: "Observation", id: "1"}
 	n := testing.AllocsPerRun(100, func() {
-		if c, _ := smartGrant(scopes, &fr); c != smartOpen {
-			t.Fatal(c)
+		if g := smartGrant(scopes, &fr); !g.any[smartOpen] || g.mask[smartOpen] != 1<<5 {
+			t.Fatal(g)
 		}
 	})
 	if n != 0 {

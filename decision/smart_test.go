@@ -3,6 +3,7 @@ package decision_test
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -306,4 +307,135 @@ func FuzzParseSMARTScope(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Adding a scope never takes SMART access away: every scope that could
+// grant the request is tried (issue: a patient/ scope bound to another
+// patient hid a user/ scope that grants). The granting scopes are the ones
+// used.
+func TestSMARTEveryGrantingScopeIsTried(t *testing.T) {
+	store := &fakeOwners{owners: map[string][]string{
+		"Observation/obs1": {"123"},
+		"Observation/obs2": {"456"},
+	}}
+	f := newGovFixture(t, readGovFile(t, "smart.yaml"), "fhir-api", decision.Options{Ownership: store})
+	patient := map[string]any{"patient": "123"}
+	userLab := "user/Observation.rs?" + labCategory
+	cases := []struct {
+		name   string
+		scope  string
+		claims map[string]any
+		path   string
+		want   decision.Code
+		used   []string
+		hints  map[string]string
+	}{
+		{name: "patient scope of another patient beside a user query scope", scope: "patient/Observation.rs " + userLab, claims: patient, path: "/fhir/Observation/obs2",
+			want: decision.OK, used: []string{userLab}, hints: map[string]string{decision.HintFHIRRestriction: labCategory}},
+		{name: "same, scopes in the other order", scope: userLab + " patient/Observation.rs", claims: patient, path: "/fhir/Observation/obs2",
+			want: decision.OK, used: []string{userLab}, hints: map[string]string{decision.HintFHIRRestriction: labCategory}},
+		{name: "the user query scope alone", scope: userLab, claims: patient, path: "/fhir/Observation/obs2",
+			want: decision.OK, used: []string{userLab}, hints: map[string]string{decision.HintFHIRRestriction: labCategory}},
+		{name: "patient scope without patient claim beside a user query scope", scope: "patient/Observation.rs " + userLab, path: "/fhir/Observation",
+			want: decision.OK, used: []string{userLab}, hints: map[string]string{decision.HintFHIRRestriction: labCategory}},
+		{name: "patient scope of the patient wins over the query scope", scope: "patient/Observation.rs " + userLab, claims: patient, path: "/fhir/Observation/obs1",
+			want: decision.OK, used: []string{"patient/Observation.rs"}},
+		{name: "unknown resource beside a user query scope", scope: "patient/Observation.rs " + userLab, claims: patient, path: "/fhir/Observation/nope",
+			want: decision.OK, used: []string{userLab}, hints: map[string]string{decision.HintFHIRRestriction: labCategory}},
+		{name: "patient query scope of another patient beside a user query scope", scope: "patient/Observation.rs?category=vital-signs " + userLab, claims: patient, path: "/fhir/Observation/obs2",
+			want: decision.OK, used: []string{userLab}, hints: map[string]string{decision.HintFHIRRestriction: labCategory}},
+		{name: "only patient scopes of another patient", scope: "patient/Observation.rs patient/Observation.rs?" + labCategory, claims: patient, path: "/fhir/Observation/obs2",
+			want: decision.NotOwner},
+		{name: "an unrestricted user scope is used alone", scope: "patient/Observation.rs user/Observation.r " + userLab, claims: patient, path: "/fhir/Observation/obs2",
+			want: decision.OK, used: []string{"user/Observation.r"}},
+		{name: "every unrestricted user scope that grants is used", scope: "user/Observation.r openid user/*.rs", path: "/fhir/Observation/obs2",
+			want: decision.OK, used: []string{"user/Observation.r", "user/*.rs"}},
+		{name: "the patient scope that grants a search", scope: "openid patient/Observation.rs launch/patient", claims: patient, path: "/fhir/Observation",
+			want: decision.OK, used: []string{"patient/Observation.rs"}, hints: map[string]string{decision.HintFHIRPatient: "123"}},
+		{name: "scopes that do not grant are not used", scope: "user/Condition.rs user/Observation.s", path: "/fhir/Observation",
+			want: decision.OK, used: []string{"user/Observation.s"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := f.decide("GET", tc.path, f.token(t, "", tc.scope, tc.claims))
+			if d.Code != tc.want || d.Allow != (tc.want == decision.OK) {
+				t.Fatalf("code = %s (%s), want %s", d.Code, d.Message(), tc.want)
+			}
+			if !d.Allow {
+				return
+			}
+			if got := d.ScopesUsed(); !slices.Equal(got, tc.used) {
+				t.Errorf("ScopesUsed = %q, want %q", got, tc.used)
+			}
+			if got := slices.Collect(d.ScopesUsedSeq()); !slices.Equal(got, tc.used) {
+				t.Errorf("ScopesUsedSeq = %q, want %q", got, tc.used)
+			}
+			if got := d.UpstreamHints(); !mapsEqual(got, tc.hints) {
+				t.Errorf("hints = %v, want %v", got, tc.hints)
+			}
+		})
+	}
+}
+
+// Property: for random SMART scope sets S and an extra scope x, a request
+// allowed with S is allowed with S ∪ {x}, whatever x is and wherever it
+// goes in the token.
+func TestSMARTGrantMonotonic(t *testing.T) {
+	store := &fakeOwners{owners: map[string][]string{
+		"Observation/mine":   {"123"},
+		"Observation/theirs": {"456"},
+		"Condition/mine":     {"123"},
+	}}
+	f := newGovFixture(t, readGovFile(t, "smart.yaml"), "fhir-api", decision.Options{Ownership: store})
+	contexts := []string{"patient", "user", "system"}
+	types := []string{"Observation", "Condition", "Patient", "*"}
+	perms := []string{"r", "s", "rs", "cruds", "read", "c", "u", "d"}
+	queries := []string{"", "", "?" + labCategory, "?category=vital-signs"}
+	extras := []string{"openid", "launch/patient", "patient/Observation.dus"}
+	requests := []struct{ method, path string }{
+		{"GET", "/fhir/Observation/mine"}, {"GET", "/fhir/Observation/theirs"}, {"GET", "/fhir/Observation/nope"},
+		{"GET", "/fhir/Observation"}, {"GET", "/fhir/Patient/123"}, {"GET", "/fhir/Patient/999"},
+		{"GET", "/fhir/Patient/999/Observation"}, {"POST", "/fhir/Observation"}, {"PUT", "/fhir/Condition/mine"},
+		{"DELETE", "/fhir/Condition/theirs"}, {"GET", "/fhir/_history"},
+	}
+	claimSets := []map[string]any{{"patient": "123"}, nil}
+	rnd := rand.New(rand.NewPCG(20260413, 13))
+	scope := func() string {
+		if rnd.IntN(8) == 0 {
+			return extras[rnd.IntN(len(extras))]
+		}
+		return contexts[rnd.IntN(len(contexts))] + "/" + types[rnd.IntN(len(types))] + "." + perms[rnd.IntN(len(perms))] + queries[rnd.IntN(len(queries))]
+	}
+	checked := 0
+	for range 300 {
+		n := rnd.IntN(4)
+		set := make([]string, 0, n+1)
+		for range n {
+			set = append(set, scope())
+		}
+		x := scope()
+		at := rnd.IntN(len(set) + 1)
+		withX := slices.Insert(slices.Clone(set), at, x)
+		claims := claimSets[rnd.IntN(len(claimSets))]
+		tokS := f.token(t, "", strings.Join(set, " "), claims)
+		tokX := f.token(t, "", strings.Join(withX, " "), claims)
+		for _, rq := range requests {
+			a := f.decide(rq.method, rq.path, tokS)
+			if !a.Allow {
+				continue
+			}
+			checked++
+			b := f.decide(rq.method, rq.path, tokX)
+			if !b.Allow {
+				t.Fatalf("%s %s: allowed with [%s] but denied %s (%s) with [%s]", rq.method, rq.path,
+					strings.Join(set, " "), b.Code, b.Message(), strings.Join(withX, " "))
+			}
+			if len(b.ScopesUsed()) == 0 {
+				t.Fatalf("%s %s with [%s]: allowed with no scope used", rq.method, rq.path, strings.Join(withX, " "))
+			}
+		}
+	}
+	if checked < 50 {
+		t.Fatalf("only %d allowed requests were checked; the generator is too narrow", checked)
+	}
 }

@@ -2,6 +2,7 @@ package envoy
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -162,11 +163,54 @@ func UpstreamHeaders(d *decision.Decision) [3]UpstreamHeader {
 }
 
 // HintHeaders returns the SMART on FHIR restriction headers of an allow on
-// a SMART route (decision.HintFHIRRestriction, decision.HintFHIRPatient),
-// both always present, empty when the decision carries no such hint, so a
-// proxy overwrites whatever the client sent under those names. It returns
-// nil for every other route. It allocates; SMART routes only.
+// a SMART route (decision.HintFHIRRestriction, decision.HintFHIRPatient)
+// that carry a value; a hint the decision does not carry is not sent (see
+// HintHeadersToRemove). It returns nil for every other route. It
+// allocates; SMART routes only.
 func HintHeaders(d *decision.Decision) []UpstreamHeader {
+	if !d.Allow || !d.Route.IsSMART() {
+		return nil
+	}
+	hints := d.UpstreamHints()
+	if len(hints) == 0 {
+		return nil
+	}
+	out := make([]UpstreamHeader, 0, len(hints))
+	for _, name := range hintNames {
+		if v := hints[name]; v != "" {
+			out = append(out, UpstreamHeader{Name: name, Value: v})
+		}
+	}
+	return out
+}
+
+// HintHeadersToRemove returns the hint header names an allow on a SMART
+// route does not set, which ext_authz lists in headers_to_remove so that
+// a copy the client sent never reaches the FHIR server. nil for other
+// routes.
+func HintHeadersToRemove(d *decision.Decision) []string {
+	if !d.Allow || !d.Route.IsSMART() {
+		return nil
+	}
+	hints := d.UpstreamHints()
+	var out []string
+	for _, name := range hintNames {
+		if hints[name] == "" {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// hintNames are the SMART hint headers, in the order they are sent.
+var hintNames = [2]string{decision.HintFHIRRestriction, decision.HintFHIRPatient}
+
+// forwardAuthHints returns both SMART hint headers of an allow on a SMART
+// route, empty when the decision carries no such hint. Forward-auth
+// gateways copy listed auth-response headers onto the request: an empty
+// value overwrites a client's copy, and a Caddy that is sent no value at
+// all forwards its literal placeholder. nil for other routes.
+func forwardAuthHints(d *decision.Decision) []UpstreamHeader {
 	if !d.Allow || !d.Route.IsSMART() {
 		return nil
 	}
@@ -237,6 +281,9 @@ func (r *Responder) allow(d *decision.Decision) *authv3.CheckResponse {
 	}
 	if d.Policy != nil && d.Policy.Upstream.StripAuthorization {
 		b.ok.HeadersToRemove = stripAuthz
+	}
+	if rm := HintHeadersToRemove(d); rm != nil {
+		b.ok.HeadersToRemove = append(slices.Clone(b.ok.HeadersToRemove), rm...)
 	}
 	b.wrap.OkResponse = &b.ok
 	b.resp.Status = okStatus

@@ -131,7 +131,7 @@ func (h *HTTPResponder) writeAllow(w http.ResponseWriter, hdr http.Header, d *de
 		vals[i] = up[i].Value
 		hdr[names[i]] = vals[i : i+1 : i+1]
 	}
-	for _, hh := range HintHeaders(d) { // SMART routes only
+	for _, hh := range forwardAuthHints(d) { // SMART routes only
 		hdr.Set(hh.Name, hh.Value)
 	}
 	hdr[httpHeaderReason] = httpReasonOK

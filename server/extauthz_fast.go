@@ -99,6 +99,9 @@ func appendAllow(b []byte, d *decision.Decision) ([]byte, bool) {
 	if d.Policy != nil && d.Policy.Upstream.StripAuthorization {
 		e.strAlways(fOKHeadersToRemove, "authorization")
 	}
+	for _, h := range envoy.HintHeadersToRemove(d) {
+		e.strAlways(fOKHeadersToRemove, h)
+	}
 	e.close(at)
 
 	var route, subject, client string

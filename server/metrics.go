@@ -4,7 +4,6 @@ import (
 	"math"
 	"net/http"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -101,9 +100,6 @@ type Metrics struct {
 	drift      *prometheus.CounterVec
 	shadow     *prometheus.CounterVec
 	deprecated *prometheus.CounterVec
-	// sunsetScopes are the deprecated scopes seen in use; their sunset
-	// dates are exported so an alert can tell "in use near its sunset".
-	sunsetScopes sync.Map // string → struct{}
 
 	revocationAge atomic.Pointer[func() float64]
 	auditDropped  atomic.Pointer[func() float64]
@@ -153,10 +149,7 @@ func newMetrics(engine *decision.Engine, serving func() bool) *Metrics {
 		Name: metricPolicyLastReload,
 		Help: "Unix time at which the policy in force was loaded.",
 	})
-	m.drift = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: metricDrift,
-		Help: "Tokens seen carrying a scope beyond their client's grants, by client, scope and mode (monitor or enforce).",
-	}, []string{"client", "scope", "mode"})
+	m.drift = newDriftCounter() // metrics_governance.go
 	m.shadow = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: metricShadow,
 		Help: "Would-be decisions of routes in shadow mode, by route, result (allow or deny) and reason; they never answer a request.",
@@ -169,6 +162,7 @@ func newMetrics(engine *decision.Engine, serving func() bool) *Metrics {
 	m.reg.MustRegister(
 		decisions, latency, reloads, m.lastReload, m.drift, m.deprecated, m.shadow,
 		&stateCollector{m: m, engine: engine, serving: serving},
+		&governanceCollector{engine: engine},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -190,20 +184,7 @@ func (m *Metrics) observe(api apiKind, d *decision.Decision, took time.Duration)
 	m.latency[api].Observe(took.Seconds())
 	// Governance signals: rare, so their label lookups stay off the
 	// common path.
-	if rep, ok := d.DriftReport(); ok {
-		mode := "monitor"
-		if rep.Enforced {
-			mode = "enforce"
-		}
-		for _, scope := range rep.Extra {
-			m.drift.WithLabelValues(rep.Client, scope, mode).Inc()
-		}
-	}
-	if d.Allow {
-		for _, scope := range d.DeprecatedScopesUsed() {
-			m.deprecated.WithLabelValues(scope).Inc()
-		}
-	}
+	m.observeGovernance(d) // metrics_governance.go
 	m.observeShadow(d)
 }
 
@@ -252,31 +233,6 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // Handler serves the registry in the Prometheus exposition formats.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, MaxRequestsInFlight: 4})
-}
-
-// ObserveDrift counts one token of client carrying scope beyond the
-// client's grants; mode is how the policy treats drift ("monitor" or
-// "enforce"). Clients and scopes come from trusted issuers and the
-// policy, which bounds the label cardinality.
-func (m *Metrics) ObserveDrift(client, scope, mode string) {
-	if m == nil {
-		return
-	}
-	m.drift.WithLabelValues(client, scope, mode).Inc()
-}
-
-// ObserveDeprecated counts one allowed request that relied on the
-// deprecated scope. The scope's sunset date (from the policy in force) is
-// exported beside it, so an alert can fire when a scope is still used
-// close to its sunset.
-func (m *Metrics) ObserveDeprecated(scope string) {
-	if m == nil {
-		return
-	}
-	m.deprecated.WithLabelValues(scope).Inc()
-	if _, ok := m.sunsetScopes.Load(scope); !ok {
-		m.sunsetScopes.Store(scope, struct{}{})
-	}
 }
 
 // SetRevocationSyncAge makes f the source of the revocation sync age, in
@@ -339,8 +295,6 @@ var (
 		"Seconds since the revocation list was last synchronized.", nil, nil)
 	descAuditDropped = prometheus.NewDesc(metricAuditDropped,
 		"Audit records dropped because the audit buffer was full.", nil, nil)
-	descScopeSunset = prometheus.NewDesc(metricScopeSunset,
-		"Unix time of the sunset of a deprecated scope seen in use (from the policy in force).", []string{"scope"}, nil)
 	descServing = prometheus.NewDesc(metricServing,
 		"1 when the server is SERVING (policy and keys loaded), else 0.", nil, nil)
 )
@@ -349,7 +303,7 @@ var (
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPolicyInfo, descJWKSAge, descJWKSFailures, descJWKSKeys,
 		descTokenHits, descTokenMisses, descOwnershipHits, descOwnershipMisses,
-		descRevocationAge, descAuditDropped, descScopeSunset, descServing} {
+		descRevocationAge, descAuditDropped, descServing} {
 		ch <- d
 	}
 }
@@ -404,13 +358,6 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(descJWKSAge, prometheus.GaugeValue, st.Age.Seconds(), name, st.Kind)
 			}
 		}
-		c.m.sunsetScopes.Range(func(k, _ any) bool {
-			scope := k.(string)
-			if info, ok := pol.ScopeInfo(scope); ok && !info.Sunset.IsZero() {
-				ch <- prometheus.MustNewConstMetric(descScopeSunset, prometheus.GaugeValue, float64(info.Sunset.Unix()), scope)
-			}
-			return true
-		})
 	}
 
 	if f := c.m.ownership.Load(); f != nil {

@@ -21,7 +21,7 @@ type catalogCmd struct {
 func (k *catalogCmd) define(fs *flag.FlagSet) {
 	fs.StringVar(&k.policy, "policy", "", "policy file (or give it as the argument)")
 	fs.StringVar(&k.out, "out", "", "write the Markdown to this file instead of standard output")
-	fs.StringVar(&k.now, "now", "", "decide the example requests at this RFC 3339 time (default: now), for reproducible output")
+	fs.StringVar(&k.now, "now", "", "decide the example requests at this RFC 3339 time (default: noon UTC of the latest grant approval in the policy, so the output depends on the policy alone)")
 }
 
 func (k *catalogCmd) setArgs(args []string) error { return govPolicyArg(&k.policy, args) }

@@ -181,6 +181,17 @@ func writeGovernanceText(w io.Writer, d *decision.Decision) {
 			mode = "enforced"
 		}
 		fmt.Fprintf(w, "    drift (%s): %s\n", mode, drift.Message)
+		if len(drift.Extra) > 0 {
+			fix := "add the grant to the client in the policy, or stop the authorization server issuing the scope"
+			if drift.Unregistered {
+				fix = "register the client under clients with its grants, or stop the authorization server issuing it tokens for this API"
+			}
+			fmt.Fprintf(w, "      extra scopes: %s: %s\n", strings.Join(drift.Extra, ", "), fix)
+		}
+		if len(drift.Segments) > 0 {
+			fmt.Fprintf(w, "      segment straddle: %s (scopes %s, granted or not): approve the combination in the client's segments_together, or split the client in one per segment\n",
+				strings.Join(drift.Segments, " + "), strings.Join(drift.Straddled, ", "))
+		}
 	}
 }
 

@@ -224,7 +224,16 @@ func TestExplainGovernance(t *testing.T) {
 		"check --explain shows drift and missing grants": {
 			args:     []string{"check", "--explain", "--policy", pol, "--path", "/admin/users", "--token", admin},
 			wantCode: exitOK,
-			want:     []string{"note:    client web-app holds no grant of it", `drift (monitored): client "web-app" holds no active grant for "admin:all"`},
+			want: []string{"note:    client web-app holds no grant of it", `drift (monitored): client "web-app" holds no active grant for "admin:all"`,
+				"extra scopes: admin:all: add the grant to the client in the policy, or stop the authorization server issuing the scope"},
+			not: []string{"segment straddle:"},
+		},
+		"explain tells a straddle from extra scopes, each with its remedy": {
+			args: []string{"explain", "--policy", examplePath(t, "examples/orders-full.yaml"), "--path", "/admin/users", "--source-ip", "10.0.0.1",
+				"--token", mint(t, "--scope", "admin:all orders:read", "--client", "admin-console", "--ttl", "30m")},
+			wantCode: exitDeny,
+			want: []string{"extra scopes: orders:read: add the grant",
+				"segment straddle: orders + admin (scopes admin:all, orders:read, granted or not): approve the combination in the client's segments_together, or split the client"},
 		},
 		"without --explain nothing is added": {
 			args:     []string{"check", "--policy", pol, "--path", "/admin/users", "--token", admin},

@@ -10,9 +10,8 @@ import (
 // TestBrokenKeyFileEveryCommand: every command loads a policy through the
 // same path (decision.LoadFile), so a jwks_file that serve refuses fails
 // lint, test, diff, catalog and check too, with the same message and the
-// same exit status: 1, the status of a policy that does not load, except
-// for test and diff, whose 1 is a finding ("a case failed", "access
-// widens") and which exit 2 for a policy they cannot load.
+// same exit status: 2, an input that cannot be loaded (docs/cli.md), for
+// every command.
 func TestBrokenKeyFileEveryCommand(t *testing.T) {
 	const policy = `issuers:
   - issuer: https://id.example.com/
@@ -63,10 +62,7 @@ routes:
 			for cmd, args := range commands {
 				code, stdout, stderr := runCLI(t, "", args...)
 				out := stdout + stderr
-				want := exitError
-				if cmd == "diff" || cmd == "test" {
-					want = exitUsage
-				}
+				want := exitUsage
 				if code != want {
 					t.Errorf("%s: exit %d, want %d\n%s", cmd, code, want, out)
 				}

@@ -165,6 +165,7 @@ func writeLintText(w io.Writer, res *lint.Result) {
 	for _, n := range res.Notes {
 		fmt.Fprintln(w, n)
 	}
+	writeLintObservers(w, res) // lint_observers.go
 	errs := res.Errors()
 	fmt.Fprintf(w, "%d error(s), %d warning(s)\n", errs, len(res.Problems)-errs)
 }

@@ -27,9 +27,37 @@ import (
 
 // Options configure Render.
 type Options struct {
-	// Now is the clock the example requests are decided at; default the
-	// wall clock.
+	// Now is the clock the example requests are decided at. The default
+	// depends on the policy alone (ReferenceTime), so that the same policy
+	// always renders the same document.
 	Now time.Time
+}
+
+// ReferenceTime is when the example requests are decided without
+// Options.Now: noon UTC of the latest approval date of the policy's grants
+// (when the policy's grants were last reviewed), or of 2000-01-01 when no
+// grant has one. It depends on the policy text only.
+func ReferenceTime(pol *decision.Policy) time.Time {
+	latest := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	if pol != nil && pol.File != nil {
+		for _, c := range pol.File.Clients {
+			for _, g := range c.Grants {
+				if t, ok := parseDay(g.ApprovedAt); ok && t.After(latest) {
+					latest = t
+				}
+			}
+		}
+	}
+	y, m, d := latest.UTC().Date()
+	return time.Date(y, m, d, 12, 0, 0, 0, time.UTC)
+}
+
+func parseDay(s string) (time.Time, bool) {
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, true
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	return t, err == nil
 }
 
 // exampleSubject is the subject of the example tokens.
@@ -40,16 +68,18 @@ const exampleSubject = "example-user"
 // *decision.LoadError.
 func Render(ctx context.Context, w io.Writer, data []byte, filename string, opts Options) error {
 	now := opts.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
-	r, err := policytest.New(data, filename, policytest.Options{Now: func() time.Time { return now }})
+	clock := func() time.Time { return now }
+	r, err := policytest.New(data, filename, policytest.Options{Now: func() time.Time { return clock() }})
 	if err != nil {
 		return err
 	}
 	defer r.Close()
 	pol := r.Policy()
-	doc := &renderer{ctx: ctx, r: r, pol: pol, now: now}
+	reference := now.IsZero()
+	if reference {
+		now = ReferenceTime(pol)
+	}
+	doc := &renderer{ctx: ctx, r: r, pol: pol, now: now, reference: reference}
 	var b strings.Builder
 	doc.write(&b, filepath.Base(filename))
 	_, err = io.WriteString(w, b.String())
@@ -57,10 +87,12 @@ func Render(ctx context.Context, w io.Writer, data []byte, filename string, opts
 }
 
 type renderer struct {
-	ctx context.Context
-	r   *policytest.Runner
-	pol *decision.Policy
-	now time.Time
+	// reference is set when now is ReferenceTime rather than given.
+	reference bool
+	ctx       context.Context
+	r         *policytest.Runner
+	pol       *decision.Policy
+	now       time.Time
 }
 
 // scopeEntry is a scope to document: from the catalog, or (without one)
@@ -101,6 +133,9 @@ func (d *renderer) write(b *strings.Builder, source string) {
 		return
 	}
 	fmt.Fprintf(b, "Answers are those of a token holding only the scope, decided at %s", d.now.UTC().Format(time.RFC3339))
+	if d.reference {
+		b.WriteString(" (noon UTC of the latest grant approval in the policy; `--now` picks another time)")
+	}
 	b.WriteString(", from no particular address; the token lives an hour (or its scope's max_lifetime, if shorter), its client is a registered client granted the scope, when there is one, and its subject owns every resource.\n\n")
 
 	b.WriteString("| Scope | Segment | Risk | Status | Owner | Description |\n|---|---|---|---|---|---|\n")
@@ -164,7 +199,11 @@ func (d *renderer) scope(b *strings.Builder, e scopeEntry) {
 		fmt.Fprintf(b, "| Implies | %s |\n", codeList(s.Implies))
 	}
 	if e.spec != nil && e.spec.When != nil {
-		fmt.Fprintf(b, "| Constraints | %s |\n", cell(constraintNames(e.spec.When)))
+		if e.spec.Mode == "shadow" {
+			fmt.Fprintf(b, "| Constraints | %s (mode shadow: evaluated and recorded, **not enforced**) |\n", cell(constraintNames(e.spec.When)))
+		} else {
+			fmt.Fprintf(b, "| Constraints | %s |\n", cell(constraintNames(e.spec.When)))
+		}
 	}
 	if grants := d.holders(s.Name); len(grants) > 0 {
 		fmt.Fprintf(b, "| Granted to | %s |\n", cell(strings.Join(grants, ", ")))

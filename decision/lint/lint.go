@@ -53,6 +53,20 @@ type Result struct {
 	// Notes say what lint did not check, formatted for printing, e.g. that
 	// a jwks_url is not fetched. They are neither errors nor warnings.
 	Notes []string
+	// Observers are the routes in shadow mode that some request reaches,
+	// in file order: they decide nothing, and record what they would have
+	// answered (the documented rollout of a stricter route).
+	Observers []Observer
+}
+
+// Observer is a route in shadow mode and the enforced routes that answer
+// the requests it observes.
+type Observer struct {
+	Route string
+	Line  int
+	// Observes are the enforced routes' names, sorted; "" stands for no
+	// route (the policy's default answers).
+	Observes []string
 }
 
 // Errors counts the problems that are not warnings.
@@ -144,6 +158,7 @@ func Lint(data []byte, filename string, opts Options) (*Result, error) {
 	l.grants()
 	l.sunsets()
 	res.Problems = l.probs
+	res.Observers = l.observers
 	if openapi != nil {
 		res.Problems = append(res.Problems, CheckOpenAPI(pol, openapi, opts.OpenAPI, opts.OpenAPIOpts)...)
 	}
@@ -188,6 +203,8 @@ type linter struct {
 	nameRE *regexp.Regexp
 	strict bool
 	probs  []decision.Problem
+	// observers are the shadow routes found by shadowed.
+	observers []Observer
 }
 
 func (l *linter) add(warning bool, line int, field, format string, args ...any) {
@@ -369,6 +386,7 @@ func (l *linter) unusedScopes() {
 // from another (orders:read and order:read).
 func (l *linter) unknownScopes() {
 	if l.pol.HasScopeCatalog() {
+		l.lookAlikes(l.scopeNames())
 		return
 	}
 	granted := map[string]bool{}
@@ -394,11 +412,40 @@ func (l *linter) unknownScopes() {
 	} else if len(names) > 0 {
 		l.warnf(l.li.line("routes"), "scopes", "the policy has no scope catalog, so a misspelt scope cannot be told from a new one; declare every scope under scopes:")
 	}
+	l.lookAlikes(names)
+}
+
+// lookAlikes warns about scope names equal but for case, or one edit
+// apart (orders:read and order:read). Without a catalog they are likely
+// misspellings; inside one, twins two teams declared. Names linked by
+// replacement or implies (orders:v1 → orders:v2) are meant to be related.
+func (l *linter) lookAlikes(names []scopeUse) {
+	related := map[[2]string]bool{}
+	for _, s := range l.pol.CatalogScopes() {
+		for _, t := range append(slices.Clone(s.Implies), s.Replacement) {
+			if t != "" {
+				related[[2]string{s.Name, t}], related[[2]string{t, s.Name}] = true, true
+			}
+		}
+	}
+	catalog := l.pol.HasScopeCatalog()
 	for i, a := range names {
 		for _, b := range names[:i] {
-			if a.name != b.name && (strings.EqualFold(a.name, b.name) || len(a.name) >= 6 && len(b.name) >= 6 && decision.Levenshtein(a.name, b.name) == 1) {
-				l.warnf(a.line, a.field, "scope %q looks like a misspelling of %q (line %d)", a.name, b.name, b.line)
+			if a.name == b.name || related[[2]string{a.name, b.name}] {
+				continue
 			}
+			if !strings.EqualFold(a.name, b.name) && !(len(a.name) >= 6 && len(b.name) >= 6 && decision.Levenshtein(a.name, b.name) == 1) {
+				continue
+			}
+			if !catalog {
+				l.warnf(a.line, a.field, "scope %q looks like a misspelling of %q (line %d)", a.name, b.name, b.line)
+				continue
+			}
+			how := "differ by one character"
+			if strings.EqualFold(a.name, b.name) {
+				how = "differ only in case"
+			}
+			l.warnf(a.line, a.field, "catalog scopes %q and %q (line %d) %s: clients and teams will confuse them; if they are one scope, keep one and mark the other deprecated with replacement, else rename one so the two are told apart", a.name, b.name, b.line, how)
 		}
 	}
 }
@@ -424,6 +471,18 @@ func (l *linter) shadowed() {
 	for _, rep := range shadowedRoutes(l.pol) {
 		r := rep.route
 		field := fmt.Sprintf("routes[%d]", r.Index)
+		if r.Shadow && !rep.all {
+			obs := slices.Clone(rep.observes)
+			slices.Sort(obs)
+			l.observers = append(l.observers, Observer{Route: r.Name, Line: r.Line, Observes: obs})
+		}
+		if r.Shadow && len(rep.methods) == 0 && !rep.all {
+			continue
+		}
+		if rep.all && r.Shadow {
+			l.errorf(r.Line, field, "shadow route %q can never observe a request: even with the shadow routes enforced, every request its path and methods match is decided by a more specific route; remove it or change its path", r.Name)
+			continue
+		}
 		if rep.all {
 			l.errorf(r.Line, field, "route %q can never match: every request its path and methods match is decided by a more specific route; remove it or change its path", r.Name)
 			continue

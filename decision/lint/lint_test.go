@@ -385,3 +385,139 @@ func TestLintKeyFiles(t *testing.T) {
 		}
 	})
 }
+
+// The documented shadow rollout (a stricter route of the same or a more
+// specific path in mode shadow) is reported as an observer, not as a route
+// that can never match; a shadow route that could not observe anything
+// even with the shadow routes enforced is still an error.
+func TestLintShadowRoutesAreObservers(t *testing.T) {
+	cases := map[string]struct {
+		routes    string
+		observers []Observer
+		errors    []string
+	}{
+		"the documented rollout: a more specific path": {routes: `
+  - name: orders
+    match: {methods: [GET], path: "/orders/{rest...}"}
+    require: {all_of: [orders:read]}
+  - name: order-strict
+    match: {methods: [GET], path: "/orders/{id}"}
+    require: {all_of: [orders:read, orders:audit]}
+    mode: shadow
+`, observers: []Observer{{Route: "order-strict", Line: 10, Observes: []string{"orders"}}}},
+		"observing two enforced routes": {routes: `
+  - name: list
+    match: {methods: [GET], path: "/orders"}
+    require: {all_of: [orders:read]}
+  - name: orders
+    match: {methods: [GET], path: "/orders/{x}/{rest...}"}
+    require: {all_of: [orders:read]}
+  - name: strict
+    match: {methods: [GET], path: "/orders/{rest...}"}
+    require: {all_of: [orders:read, orders:audit]}
+    mode: shadow
+`, observers: []Observer{{Route: "strict", Line: 13, Observes: []string{""}}}},
+		"a new route with no enforced route under it": {routes: `
+  - name: orders
+    match: {methods: [GET], path: "/orders"}
+    require: {all_of: [orders:read]}
+  - name: export
+    match: {methods: [GET], path: "/export"}
+    require: {all_of: [orders:read]}
+    mode: shadow
+`, observers: []Observer{{Route: "export", Line: 10, Observes: []string{""}}}},
+		"a shadow route under more specific enforced routes": {routes: `
+  - name: one
+    match: {methods: [GET], path: "/a/{x}"}
+    require: {all_of: [orders:read]}
+  - name: more
+    match: {methods: [GET], path: "/a/{x}/{rest...}"}
+    require: {all_of: [orders:read]}
+  - name: never
+    match: {methods: [GET], path: "/a/{rest...}"}
+    require: {all_of: [orders:read]}
+    mode: shadow
+`, errors: []string{`p.yaml:13: routes[2]: shadow route "never" can never observe a request`}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			res, err := Lint([]byte(issuer+"routes:"+tc.routes), "p.yaml", Options{Now: lintNow})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := render(res.Problems)
+			if strings.Contains(out, "can never match") || strings.Contains(out, "never decides") {
+				t.Errorf("a shadow route is reported as unreachable:\n%s", out)
+			}
+			if res.Errors() != len(tc.errors) {
+				t.Errorf("%d errors, want %d:\n%s", res.Errors(), len(tc.errors), out)
+			}
+			for _, e := range tc.errors {
+				if !strings.Contains(out, e) {
+					t.Errorf("no error %q in:\n%s", e, out)
+				}
+			}
+			if len(res.Observers) != len(tc.observers) {
+				t.Fatalf("observers = %+v, want %+v", res.Observers, tc.observers)
+			}
+			for i, o := range tc.observers {
+				g := res.Observers[i]
+				if g.Route != o.Route || g.Line != o.Line || strings.Join(g.Observes, ",") != strings.Join(o.Observes, ",") {
+					t.Errorf("observer %d = %+v, want %+v", i, g, o)
+				}
+			}
+		})
+	}
+}
+
+// Look-alike scopes are reported inside a catalog too, where two teams
+// declaring twins is most likely; related names (replacement, implies)
+// are not.
+func TestLintCatalogLookAlikes(t *testing.T) {
+	route := "routes:\n  - name: a\n    match: {path: /a}\n    require: {any_of: [orders:read]}\n"
+	cases := map[string]struct {
+		scopes   string
+		warnings []string
+		absent   []string
+	}{
+		"one edit apart": {scopes: `
+  - {name: orders:read, description: d, owner: team-a}
+  - {name: order:read, description: d, owner: team-b}
+`, warnings: []string{`catalog scopes "order:read" and "orders:read" (line 11) differ by one character`}},
+		"equal but for case": {scopes: `
+  - {name: orders:read, description: d, owner: team-a}
+  - {name: Orders:Read, description: d, owner: team-b}
+`, warnings: []string{`catalog scopes "Orders:Read" and "orders:read" (line 11) differ only in case`}},
+		"a route naming a twin of a catalog scope": {scopes: `
+  - {name: orders:read, description: d, owner: team-a}
+  - {name: orders:reads, description: d, owner: team-b}
+`, warnings: []string{`catalog scopes "orders:reads" and "orders:read"`}},
+		"a replacement is related": {scopes: `
+  - {name: orders:read, description: d, owner: team-a}
+  - {name: orders:rea, description: d, owner: team-a, status: deprecated, replacement: orders:read, sunset: 2027-01-01}
+`, absent: []string{"differ by one"}},
+		"distinct names": {scopes: `
+  - {name: orders:read, description: d, owner: team-a}
+  - {name: orders:write, description: d, owner: team-a}
+`, absent: []string{"differ by one", "differ only in case", "misspelling"}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			res, err := Lint([]byte(issuer+route+"scopes:"+tc.scopes), "p.yaml", Options{Now: lintNow})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := render(res.Problems)
+			for _, w := range tc.warnings {
+				if !strings.Contains(out, w) {
+					t.Errorf("no warning %q in:\n%s", w, out)
+				}
+			}
+			for _, a := range tc.absent {
+				if strings.Contains(out, a) {
+					t.Errorf("unexpected %q in:\n%s", a, out)
+				}
+			}
+		})
+	}
+}

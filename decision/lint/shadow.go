@@ -42,6 +42,10 @@ type shadowReport struct {
 	// all is set when no request at all reaches it.
 	methods []string
 	all     bool
+	// observes are, for a route in shadow mode that some request reaches,
+	// the enforced routes that decide those requests ("" for none: the
+	// policy's default).
+	observes []string
 }
 
 func shadowedRoutes(pol *decision.Policy) []shadowReport {
@@ -96,13 +100,28 @@ func shadowedRoutes(pol *decision.Policy) []shadowReport {
 		if len(methods) == 0 {
 			methods = methodSet
 		}
-		var unreached []string
+		// A route in shadow mode never decides: it observes the requests
+		// it would decide if enforced, which the enforced routes answer.
+		match := pol.MatchRoute
+		if r.Shadow {
+			match = pol.MatchShadowRoute
+		}
+		var unreached, observes []string
 		for _, m := range methods {
 			reached := false
 			for _, p := range paths {
-				if got, _ := pol.MatchRoute(m, p); got == r {
+				if got, _ := match(m, p); got == r {
 					reached = true
-					break
+					if !r.Shadow {
+						break
+					}
+					name := ""
+					if by, _ := pol.MatchRoute(m, p); by != nil {
+						name = by.Name
+					}
+					if !slices.Contains(observes, name) {
+						observes = append(observes, name)
+					}
 				}
 			}
 			if !reached {
@@ -113,7 +132,9 @@ func shadowedRoutes(pol *decision.Policy) []shadowReport {
 		case len(unreached) == len(methods):
 			out = append(out, shadowReport{route: r, all: true})
 		case len(unreached) > 0 && len(r.Methods) > 0:
-			out = append(out, shadowReport{route: r, methods: unreached})
+			out = append(out, shadowReport{route: r, methods: unreached, observes: observes})
+		case r.Shadow:
+			out = append(out, shadowReport{route: r, observes: observes})
 		}
 	}
 	return out

@@ -60,6 +60,10 @@ type Change struct {
 	Verdict Verdict `json:"verdict"`
 	// Detail says what changed, in terms of access.
 	Detail string `json:"detail"`
+	// Old and New are the text before and after, for a change of text
+	// (a scope's description); empty otherwise.
+	Old string `json:"old,omitempty"`
+	New string `json:"new,omitempty"`
 }
 
 // Diff is every change from Old to New.
@@ -168,6 +172,13 @@ func (d *differ) scopes() {
 		}
 		if o.Owner != s.Owner {
 			d.add("scope", "changed", s.Name, Neutral, "owner %s → %s", orNone(o.Owner), orNone(s.Owner))
+		}
+		if o.Description != s.Description {
+			// The text users consent to: no decision changes, but a
+			// reviewer must see it.
+			d.add("scope", "changed", s.Name, Neutral, "description %q → %q (the text shown to users at consent)", o.Description, s.Description)
+			last := &d.out[len(d.out)-1]
+			last.Old, last.New = o.Description, s.Description
 		}
 		gained, lost := setDiff(o.Implies, s.Implies)
 		if len(gained) > 0 {

@@ -237,3 +237,52 @@ func TestLoad(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+// A scope's description is the text users consent to: a change of it is
+// reported, NEUTRAL, with the old and the new text (in JSON too).
+func TestDescriptionChange(t *testing.T) {
+	b, err := os.ReadFile("testdata/base.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := string(b)
+	for name, tc := range map[string]struct{ from, to, old, new string }{
+		"reworded":   {from: "description: r,", to: `description: "See and export your items",`, old: "r", new: "See and export your items"},
+		"to empty":   {from: "description: w,", to: `description: "",`, old: "w", new: ""},
+		"deprecated": {from: "description: old,", to: "description: older,", old: "old", new: "older"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if !strings.Contains(base, tc.from) {
+				t.Fatalf("base lacks %q", tc.from)
+			}
+			d := Compare(compile(t, base), compile(t, strings.Replace(base, tc.from, tc.to, 1)), diffAt)
+			if len(d.Changes) != 1 {
+				t.Fatalf("changes = %+v, want one", d.Changes)
+			}
+			c := d.Changes[0]
+			if c.Kind != "scope" || c.Op != "changed" || c.Verdict != Neutral || c.Old != tc.old || c.New != tc.new {
+				t.Errorf("change = %+v", c)
+			}
+			if !strings.Contains(c.Detail, `description "`+tc.old+`" → "`+tc.new+`"`) {
+				t.Errorf("detail %q lacks the old and new text", c.Detail)
+			}
+			var out bytes.Buffer
+			if err := d.WriteJSON(&out); err != nil {
+				t.Fatal(err)
+			}
+			var got struct {
+				Changes []map[string]any `json:"changes"`
+			}
+			if err := json.Unmarshal(out.Bytes(), &got); err != nil || len(got.Changes) != 1 || got.Changes[0]["old"] != nilIfEmpty(tc.old) || got.Changes[0]["new"] != nilIfEmpty(tc.new) {
+				t.Errorf("JSON %s", out.String())
+			}
+		})
+	}
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}

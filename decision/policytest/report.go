@@ -38,8 +38,9 @@ type CoverageItem struct {
 }
 
 // Coverage lists the policy's routes and scopes and which of them some
-// allowed case exercised: a route when it decided an allow, a scope when
-// it (or a scope it implies) satisfied an allowed route. A retired scope
+// allowed case exercised: a route when it decided an allow (a route in
+// shadow mode: when it would have allowed), a scope when it (or a scope it
+// implies) satisfied an allowed route. A retired scope
 // counts as exercised by a case denied scope_retired because of it.
 type Coverage struct {
 	Routes []CoverageItem `json:"routes"`
@@ -215,6 +216,23 @@ func newCoverage(pol *decision.Policy) *coverage {
 }
 
 func (c *coverage) record(pol *decision.Policy, d *decision.Decision) {
+	// A route in shadow mode never decides; a case whose request it would
+	// allow exercises it (and the scopes it requires that the token holds).
+	if sh := d.Shadow; sh.Route != nil && !sh.Scopes && sh.Allow {
+		c.routeHit[sh.Route.Name] = true
+		if d.Token != nil {
+			for _, s := range d.Token.Scopes {
+				held := Held(pol, s)
+				for _, req := range [2][]string{sh.Route.AllOf, sh.Route.AnyOf} {
+					for _, u := range req {
+						if held[u] {
+							c.scopeHit[s] = true
+						}
+					}
+				}
+			}
+		}
+	}
 	if d.Route == nil {
 		return
 	}
@@ -234,11 +252,10 @@ func (c *coverage) record(pol *decision.Policy, d *decision.Decision) {
 		return
 	}
 	if d.Route.IsSMART() {
-		// A SMART route is granted by the token's SMART resource scopes.
-		for _, s := range d.Token.Scopes {
-			if _, err := decision.ParseSMARTScope(s); err == nil {
-				c.scopeHit[s] = true
-			}
+		// A SMART route is granted by the token's SMART scopes that grant
+		// the request (Decision.ScopesUsed).
+		for _, s := range d.ScopesUsed() {
+			c.scopeHit[s] = true
 		}
 		return
 	}

@@ -379,3 +379,61 @@ func TestSMART(t *testing.T) {
 		t.Errorf("SMART tests:\n%s", out.String())
 	}
 }
+
+// A route in shadow mode is covered by a case it would allow, and so are
+// the scopes it requires: full coverage is reachable for the documented
+// shadow rollout.
+func TestCoverageCountsShadowRoutes(t *testing.T) {
+	cases := map[string]struct {
+		tests           string
+		uncoveredRoutes []string
+		uncoveredScopes []string
+	}{
+		"a case the shadow route would allow covers it": {tests: `
+tests:
+  - name: strict would allow
+    request: {path: /orders/1}
+    token: {sub: a, scope: "orders:read orders:audit"}
+    expect: {allow: true, route: orders-any}
+`},
+		"a case it would deny does not": {tests: `
+tests:
+  - name: strict would deny
+    request: {path: /orders/1}
+    token: {sub: a, scope: orders:read}
+    expect: {allow: true, route: orders-any}
+`, uncoveredRoutes: []string{"order-strict"}, uncoveredScopes: []string{"orders:audit"}},
+		"a request the shadow route does not match does not": {tests: `
+tests:
+  - name: deeper path
+    request: {path: /orders/1/lines}
+    token: {sub: a, scope: "orders:read orders:audit"}
+    expect: {allow: true, route: orders-any}
+`, uncoveredRoutes: []string{"order-strict"}, uncoveredScopes: []string{"orders:audit"}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			r := loadRunner(t, "shadow.yaml")
+			f, err := Parse([]byte(strings.TrimPrefix(tc.tests, "\n")), "testdata/t_test.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep := r.Run(context.Background(), []*File{f})
+			if rep.Failed != 0 {
+				var out bytes.Buffer
+				rep.WriteText(&out, false)
+				t.Fatalf("cases failed:\n%s", out.String())
+			}
+			routes, scopes := rep.Coverage.Uncovered()
+			if got := names(routes); !slices.Equal(got, tc.uncoveredRoutes) {
+				t.Errorf("uncovered routes %v, want %v", got, tc.uncoveredRoutes)
+			}
+			if got := names(scopes); !slices.Equal(got, tc.uncoveredScopes) {
+				t.Errorf("uncovered scopes %v, want %v", got, tc.uncoveredScopes)
+			}
+			if rep.Coverage.Full() != (tc.uncoveredRoutes == nil && tc.uncoveredScopes == nil) {
+				t.Errorf("Full() = %v", rep.Coverage.Full())
+			}
+		})
+	}
+}

@@ -148,7 +148,10 @@ func appendDrift(dst []byte, dr *decision.DriftReport) []byte {
 		dst = appendList(dst, "expired", dr.Expired)
 	}
 	if len(dr.Segments) > 0 {
+		// A straddle is apart from extra: its scopes are granted, only
+		// not approved together (segments_together).
 		dst = appendList(dst, "segments", dr.Segments)
+		dst = appendList(dst, "straddled", dr.Straddled)
 	}
 	return append(dst, '}')
 }
