@@ -145,6 +145,7 @@ var serveFlagOf = map[string]string{
 	"MaxRequestHeaderBytes": "max-request-header-bytes",
 	"MaxPolicyBytes":        "max-policy-bytes",
 	"CheckTimeout":          "check-timeout",
+	"KeyStartupTimeout":     "jwks-startup-timeout",
 	"MaxInflight":           "max-inflight",
 	"MaxConnections":        "max-connections",
 	"MaxConnectionIdle":     "max-connection-idle",
