@@ -33,9 +33,11 @@ import "unicode/utf8"
 //   - after decoding, the path must be valid UTF-8 (no stray byte >= 0x80,
 //     no overlong form such as %C0%AF): servers disagree on what invalid
 //     UTF-8 means;
-//   - runs of '/' collapse to one, and dot segments ("." and "..", also when
-//     spelled with %2E) are resolved as in RFC 3986 §5.2.4, except that ".."
-//     above the root is rejected rather than ignored;
+//   - runs of '/' collapse to one, and dot segments ("." and "..") are
+//     resolved as in RFC 3986 §5.2.4, except that ".." above the root is
+//     rejected rather than ignored; a dot segment spelled with an escape
+//     (%2E%2E, .%2e) is rejected: nginx and Envoy resolve it, Go's ServeMux
+//     serves it as a literal segment (/admin/%2e%2e/x reaches /admin/{rest...});
 //   - a trailing '/' is kept (the matcher ignores it).
 //
 // normalizePath is idempotent: the normalized form of a normalized path is
@@ -66,6 +68,7 @@ const (
 	pathMsgDoubleEscape  = "the path contains an escaped '%' followed by two hex digits (such as %2541), which a server that decodes twice reads as another character"
 	pathMsgBadUTF8       = "the path is not valid UTF-8 once its percent-escapes are decoded"
 	pathMsgAboveRoot     = "path climbs above the root: a '..' segment has no parent segment to remove"
+	pathMsgEncodedDot    = "the path has a '.' or '..' segment spelled with a percent-escape (%2E), which some servers resolve as a dot segment and others keep as a name; write it as '.' or '..'"
 )
 
 // normalizePath returns the normalized form of the request-target raw (see
@@ -310,6 +313,12 @@ func normalizeSlow(raw string, allowSemi bool, limit int, tooLong string) (strin
 			}
 		}
 		seg := out[segStart+1:]
+		if isDotSegment(seg) && !isDotSegment([]byte(p[i:j])) {
+			// Spelled with an escape (%2E, .%2E): nginx and Envoy's
+			// normalize_path resolve it, Go's ServeMux keeps it as a
+			// literal segment.
+			return "", pathMsgEncodedDot, false
+		}
 		switch {
 		case len(seg) == 1 && seg[0] == '.':
 			out = out[:segStart]
@@ -340,6 +349,11 @@ func normalizeSlow(raw string, allowSemi bool, limit int, tooLong string) (strin
 		out = append(out, '/')
 	}
 	return string(out), "", true
+}
+
+// isDotSegment reports whether seg is "." or "..".
+func isDotSegment(seg []byte) bool {
+	return len(seg) == 1 && seg[0] == '.' || len(seg) == 2 && seg[0] == '.' && seg[1] == '.'
 }
 
 // checkDecodedSegment rejects a canonical segment in which an escaped '%'

@@ -18,10 +18,12 @@ func TestNormalizePath(t *testing.T) {
 		"already normal":            {in: "/orders/17/items", want: "/orders/17/items"},
 		"dotdot resolved":           {in: "/orders/../admin", want: "/admin"},
 		"dot resolved":              {in: "/orders/./17", want: "/orders/17"},
-		"encoded dotdot":            {in: "/orders/%2e%2e/admin", want: "/admin"},
-		"encoded dotdot upper":      {in: "/orders/%2E%2E/admin", want: "/admin"},
-		"half encoded dotdot":       {in: "/orders/.%2e/admin", want: "/admin"},
-		"encoded dot":               {in: "/a/%2e/b", want: "/a/b"},
+		"encoded dotdot":            {in: "/orders/%2e%2e/admin", detail: pathMsgEncodedDot},
+		"encoded dotdot upper":      {in: "/orders/%2E%2E/admin", detail: pathMsgEncodedDot},
+		"half encoded dotdot":       {in: "/orders/.%2e/admin", detail: pathMsgEncodedDot},
+		"encoded dot":               {in: "/a/%2e/b", detail: pathMsgEncodedDot},
+		"encoded dot at end":        {in: "/a/%2E", detail: pathMsgEncodedDot},
+		"encoded dot in a name":     {in: "/a/%2e%2e%2e/b.%2ejs", want: "/a/.../b..js"},
 		"dotdot at end":             {in: "/a/b/..", want: "/a/"},
 		"dot at end":                {in: "/a/b/.", want: "/a/b/"},
 		"dotdot to root":            {in: "/a/..", want: "/"},
@@ -100,7 +102,7 @@ func TestNormalizePath(t *testing.T) {
 		"escape cut by query":       {in: "/a%4?1", detail: pathMsgBadEscape},
 		"above root":                {in: "/..", detail: pathMsgAboveRoot},
 		"above root deeper":         {in: "/a/../../b", detail: pathMsgAboveRoot},
-		"above root encoded":        {in: "/%2e%2e/etc/passwd", detail: pathMsgAboveRoot},
+		"above root encoded":        {in: "/%2e%2e/etc/passwd", detail: pathMsgEncodedDot},
 		"above root after slashes":  {in: "//..//x", detail: pathMsgAboveRoot},
 		"too long":                  {in: "/" + strings.Repeat("a", maxPathBytes), detail: pathMsgTooLong},
 		"longest accepted":          {in: "/" + strings.Repeat("a", maxPathBytes-1), want: "/" + strings.Repeat("a", maxPathBytes-1)},
@@ -140,7 +142,7 @@ func TestNormalizePath(t *testing.T) {
 func TestNormalizePathMessagesDistinct(t *testing.T) {
 	msgs := []string{pathMsgEmpty, pathMsgNoSlash, pathMsgTooLong, pathMsgBackslash, pathMsgNUL,
 		pathMsgControl, pathMsgSpace, pathMsgSemicolon, pathMsgHash, pathMsgEncodedSlash, pathMsgEncodedBSlash,
-		pathMsgEncodedNUL, pathMsgBadEscape, pathMsgDoubleEscape, pathMsgBadUTF8, pathMsgAboveRoot}
+		pathMsgEncodedNUL, pathMsgBadEscape, pathMsgDoubleEscape, pathMsgBadUTF8, pathMsgAboveRoot, pathMsgEncodedDot}
 	seen := map[string]bool{}
 	for _, m := range msgs {
 		if m == "" || seen[m] {

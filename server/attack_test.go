@@ -463,8 +463,11 @@ func TestAttackCorpus(t *testing.T) {
 
 		// --- path tricks (the token may read orders, never admin)
 		"dot-dot to admin":            {req: get("/orders/../admin", good), want: atkWant{code: decision.InsufficientScope}},
-		"encoded dot-dot to admin":    {req: get("/orders/%2e%2e/admin", good), want: atkWant{code: decision.InsufficientScope}},
-		"half-encoded dot-dot":        {req: get("/orders/.%2E/admin/users", good), want: atkWant{code: decision.InsufficientScope}},
+		"encoded dot-dot to admin":    {req: get("/orders/%2e%2e/admin", good), want: atkWant{code: decision.PathInvalid, message: "%2E"}},
+		"half-encoded dot-dot":        {req: get("/orders/.%2E/admin/users", good), want: atkWant{code: decision.PathInvalid, message: "%2E"}},
+		"encoded dot-dot to public":   {req: get("/admin/%2e%2e/healthz", ""), want: atkWant{code: decision.PathInvalid, message: "%2E"}},
+		"escaped reserved in a param": {req: get("/orders/%40me", good), want: atkWant{allow: true, code: decision.OK}},
+		"escaped admin letters":       {req: get("/%61dmin", good), want: atkWant{code: decision.InsufficientScope}},
 		"dot-dot above the root":      {req: get("/orders/../../admin", good), want: atkWant{code: decision.PathInvalid, message: "above the root"}},
 		"encoded slash":               {req: get("/orders/1%2F..%2F..%2Fadmin", good), want: atkWant{code: decision.PathInvalid, message: "%2F"}},
 		"encoded slash lower case":    {req: get("/orders/1%2fadmin", good), want: atkWant{code: decision.PathInvalid}},
