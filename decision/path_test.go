@@ -3,6 +3,7 @@ package decision
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -189,7 +190,7 @@ func FuzzNormalizePath(f *testing.F) {
 		if norm == "" || norm[0] != '/' || len(norm) > maxPathBytes {
 			t.Fatalf("normalizePath(%q) = %q: not a rooted path", in, norm)
 		}
-		if strings.Contains(norm, "//") || strings.ContainsAny(norm, "?#\\") {
+		if strings.Contains(norm, "//") || strings.ContainsAny(norm, "?#\\") || !utf8.ValidString(norm) {
 			t.Fatalf("normalizePath(%q) = %q: not normal", in, norm)
 		}
 		again, detail, ok := normalizePath(norm, opts)
