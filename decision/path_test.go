@@ -204,7 +204,9 @@ func BenchmarkNormalizePath(b *testing.B) {
 	cases := []struct{ name, in string }{
 		{"normal", "/api/v1/orders/8b7c6d5e/items/42"},
 		{"normal_query", "/api/v1/orders/8b7c6d5e/items/42?expand=lines&limit=20"},
+		{"normal_utf8", "/api/v1/menu/caf\u00e9-cr\u00e8me/\u65e5\u672c/42"},
 		{"needs_work", "/api//v1/./orders/%38b7c6d5e/../8b7c6d5e/items/%e2%82%ac"},
+		{"escaped_reserved", "/api/v1/users/%40me/docs/internal%3Asecrets"},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
