@@ -230,7 +230,36 @@ func checkPathPrefix(p string) error {
 			return fmt.Errorf("revocation: segment %q has an empty, \".\" or \"..\" path segment: write the normalized path, e.g. /v1/payments", p)
 		}
 	}
+	if _, detail, ok := normalizePath(p, prefixPathSpec(p)); !ok {
+		return fmt.Errorf("revocation: segment %q is not a path prefix a request path could have: %s", p, detail)
+	}
 	return nil
+}
+
+// prefixPathSpec is the path option under which a path prefix read without
+// its policy is normalized: a raw ';' is taken as written (the policy
+// allows it, or no path has it).
+func prefixPathSpec(p string) *PathSpec {
+	return &PathSpec{AllowSemicolon: strings.IndexByte(p, ';') >= 0}
+}
+
+// canonicalSegment returns a path-prefix segment in the canonical path
+// form ("/%6Frders" becomes "/orders"), so a prefix stored before paths
+// were canonicalized, or written by hand into a store, still matches the
+// paths it names; anything else is returned as it is. It allocates nothing
+// when seg is already canonical.
+func canonicalSegment(seg string) string {
+	if !strings.HasPrefix(seg, "/") {
+		return seg
+	}
+	norm, _, ok := normalizePath(seg, prefixPathSpec(seg))
+	if !ok {
+		return seg
+	}
+	if len(norm) > 1 {
+		norm = strings.TrimSuffix(norm, "/")
+	}
+	return norm
 }
 
 // Details of revocation denies. They tell the client what was revoked, not
@@ -329,6 +358,7 @@ func NewRevocationSet(revs []Revocation) *RevocationSet {
 		if r.Kind.String() == "" {
 			continue
 		}
+		r.Segment = canonicalSegment(r.Segment)
 		if _, dup := s.base.byID[r.ID]; dup {
 			continue
 		}
@@ -549,6 +579,7 @@ func (s *RevocationSet) Apply(put []Revocation, del []string) *RevocationSet {
 		if r.Kind.String() == "" {
 			continue
 		}
+		r.Segment = canonicalSegment(r.Segment)
 		if old := ns.get(r.ID); old != nil {
 			drop(old)
 		}
@@ -601,7 +632,7 @@ func (s *RevocationSet) Equal(revs []Revocation) bool {
 func sameRevocation(a, b *Revocation) bool {
 	return a.ID == b.ID && a.Kind == b.Kind && a.Issuer == b.Issuer && a.JTI == b.JTI &&
 		a.Subject == b.Subject && a.ClientID == b.ClientID && a.Scope == b.Scope &&
-		a.Segment == b.Segment && a.Reason == b.Reason && a.CreatedAt.Equal(b.CreatedAt) &&
+		canonicalSegment(a.Segment) == canonicalSegment(b.Segment) && a.Reason == b.Reason && a.CreatedAt.Equal(b.CreatedAt) &&
 		a.Until.Equal(b.Until) && a.CreatedBy == b.CreatedBy
 }
 

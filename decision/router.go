@@ -55,8 +55,18 @@ type tplSeg struct {
 }
 
 // parseTemplate parses a route's path template into its segments and the
-// names of its parameters, in order. Its errors say how to fix the template.
+// names of its parameters, in order, canonicalizing literal segments as if
+// paths.allow_semicolon were set (for callers that only check a template
+// or want its parameters). Its errors say how to fix the template.
 func parseTemplate(tpl string) (segs []tplSeg, paramNames []string, err error) {
+	return parseTemplateOpts(tpl, true)
+}
+
+// parseTemplateOpts is parseTemplate with the policy's allow_semicolon.
+// Each literal segment is stored in the canonical form request paths are
+// normalized to (see path.go), so "/users/%40me" and "/users/@me" are one
+// route, as they are one resource to an upstream that decodes the path.
+func parseTemplateOpts(tpl string, allowSemi bool) (segs []tplSeg, paramNames []string, err error) {
 	switch {
 	case tpl == "":
 		return nil, nil, errors.New(`the path template is empty; write a path such as "/orders/{id}"`)
@@ -102,19 +112,20 @@ func parseTemplate(tpl string) (segs []tplSeg, paramNames []string, err error) {
 		if strings.ContainsAny(s, "{}") {
 			return nil, nil, fmt.Errorf(`segment %q mixes text and braces: a parameter must be a whole segment, like "{id}"`, s)
 		}
-		// The literal must be its own normal form, or no normalized request
-		// path could match it. The "/_/" prefix keeps a ".." from climbing
-		// above the root, so it is reported as a dot segment.
-		norm, detail, ok := normalizePath("/_/"+s, &PathSpec{AllowSemicolon: true})
+		// The literal is kept in the canonical form request paths are
+		// normalized to, so that it matches every spelling of itself. The
+		// "/_/" prefix keeps a ".." from climbing above the root, so it is
+		// reported as a dot segment.
+		norm, detail, ok := normalizePath("/_/"+s, &PathSpec{AllowSemicolon: allowSemi})
 		switch {
+		case !ok && detail == pathMsgSemicolon:
+			return nil, nil, fmt.Errorf("segment %q contains ';', which request paths may not contain while paths.allow_semicolon is off; write it as %q or set paths.allow_semicolon", s, strings.ReplaceAll(s, ";", "%3B"))
 		case !ok:
 			return nil, nil, fmt.Errorf("segment %q: %s", s, detail)
 		case norm == "/_/" || norm == "/":
 			return nil, nil, fmt.Errorf("segment %q is a dot segment, which a normalized request path never contains; remove it", s)
-		case norm[3:] != s:
-			return nil, nil, fmt.Errorf("segment %q is not in normalized form, so no request path would match it; write it as %q", s, norm[3:])
 		}
-		segs = append(segs, tplSeg{kind: segLiteral, text: s})
+		segs = append(segs, tplSeg{kind: segLiteral, text: norm[3:]})
 	}
 	return segs, paramNames, nil
 }
@@ -185,15 +196,7 @@ func newRouter(routes []*Route, opts *PathSpec) (*router, []Problem) {
 			continue
 		}
 		field := fmt.Sprintf("routes[%d].match.path", r.Index)
-		segs, names, err := parseTemplate(r.Template)
-		if err == nil && !allowSemi {
-			for _, s := range segs {
-				if s.kind == segLiteral && strings.IndexByte(s.text, ';') >= 0 {
-					err = fmt.Errorf("segment %q contains ';', which request paths may not contain while paths.allow_semicolon is off; write it as %q or set paths.allow_semicolon", s.text, strings.ReplaceAll(s.text, ";", "%3B"))
-					break
-				}
-			}
-		}
+		segs, names, err := parseTemplateOpts(r.Template, allowSemi)
 		if err != nil {
 			probs = append(probs, Problem{Line: r.Line, Field: field, Message: fmt.Sprintf("invalid path template %q: %v", r.Template, err)})
 			continue

@@ -43,6 +43,7 @@ type Admin struct {
 	usage   UsageReporter
 	clock   func() time.Time
 	maxList int
+	scope   string // the admin scope: a revocation may name it
 }
 
 var _ scopegatev1.AdminServer = (*Admin)(nil)
@@ -85,6 +86,11 @@ func (a *Admin) Revoke(ctx context.Context, req *scopegatev1.RevokeRequest) (*sc
 	r, err := revocationFromRequest(req)
 	if err != nil {
 		return nil, err
+	}
+	// Refuse what could never match under the policy in force (naming the
+	// close match); store a path prefix in canonical form.
+	if err := a.engine.Policy().CheckRevocation(&r, a.scope); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	r.CreatedBy = callerOf(ctx)
 	noteAudit(ctx, "kind", r.Kind.String(), "target", r.Target(), "issuer", r.Issuer, "scope", r.Scope, "segment", r.Segment, "reason", r.Reason)

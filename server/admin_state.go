@@ -108,6 +108,7 @@ func (s *Server) startAdmin(ctx context.Context) error {
 		store:  src,
 		syncer: syncer,
 		clock:  time.Now,
+		scope:  ac.scope(),
 	}
 	if ac.UsageReporter != nil {
 		svc.usage = ac.UsageReporter

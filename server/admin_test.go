@@ -230,17 +230,25 @@ func TestAdminRevokeValidation(t *testing.T) {
 		want codes.Code
 		msg  string
 	}{
-		"no target":           {req: &scopegatev1.RevokeRequest{Reason: "r"}, want: codes.InvalidArgument, msg: "no target"},
-		"no reason":           {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_Subject{Subject: "alice"}}, want: codes.InvalidArgument, msg: "reason is required"},
-		"until in the past":   {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_Subject{Subject: "alice"}, Reason: "r", Until: past}, want: codes.InvalidArgument, msg: "not in the future"},
-		"token without jti":   {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_Token{Token: &scopegatev1.TokenTarget{Iss: testIssuer}}, Reason: "r"}, want: codes.InvalidArgument, msg: "jti"},
-		"token without iss":   {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_Token{Token: &scopegatev1.TokenTarget{Jti: "j"}}, Reason: "r"}, want: codes.InvalidArgument, msg: "issuer"},
-		"issuer with token":   {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_Token{Token: &scopegatev1.TokenTarget{Iss: testIssuer, Jti: "j"}}, Issuer: "https://x/", Reason: "r"}, want: codes.InvalidArgument, msg: "not used with a token"},
-		"scope and segment":   {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_ClientId{ClientId: "c"}, Scope: "a", Segment: "b", Reason: "r"}, want: codes.InvalidArgument, msg: "not both"},
-		"empty subject":       {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_Subject{}, Reason: "r"}, want: codes.InvalidArgument, msg: "subject is empty"},
-		"bad path segment":    {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_ClientId{ClientId: "c"}, Segment: "/v1/", Reason: "r"}, want: codes.InvalidArgument, msg: "trailing slash"},
-		"token with until":    {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_Token{Token: &scopegatev1.TokenTarget{Iss: testIssuer, Jti: "j"}}, Reason: "r", Until: timestamppb.New(time.Now().Add(time.Hour))}, want: codes.OK},
-		"unrevoke without id": {want: codes.InvalidArgument, msg: "id is empty"},
+		"no target":                         {req: &scopegatev1.RevokeRequest{Reason: "r"}, want: codes.InvalidArgument, msg: "no target"},
+		"no reason":                         {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_Subject{Subject: "alice"}}, want: codes.InvalidArgument, msg: "reason is required"},
+		"until in the past":                 {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_Subject{Subject: "alice"}, Reason: "r", Until: past}, want: codes.InvalidArgument, msg: "not in the future"},
+		"token without jti":                 {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_Token{Token: &scopegatev1.TokenTarget{Iss: testIssuer}}, Reason: "r"}, want: codes.InvalidArgument, msg: "jti"},
+		"token without iss":                 {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_Token{Token: &scopegatev1.TokenTarget{Jti: "j"}}, Reason: "r"}, want: codes.InvalidArgument, msg: "issuer"},
+		"issuer with token":                 {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_Token{Token: &scopegatev1.TokenTarget{Iss: testIssuer, Jti: "j"}}, Issuer: "https://x/", Reason: "r"}, want: codes.InvalidArgument, msg: "not used with a token"},
+		"scope and segment":                 {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_ClientId{ClientId: "c"}, Scope: "a", Segment: "b", Reason: "r"}, want: codes.InvalidArgument, msg: "not both"},
+		"empty subject":                     {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_Subject{}, Reason: "r"}, want: codes.InvalidArgument, msg: "subject is empty"},
+		"path prefix with a trailing slash": {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_ClientId{ClientId: "c"}, Segment: "/v1/", Reason: "r"}, want: codes.OK},
+		"path prefix that never matches":    {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_ClientId{ClientId: "c"}, Segment: "/api/a%2Fb", Reason: "r"}, want: codes.InvalidArgument, msg: "encoded slash"},
+		"path prefix with a raw hash":       {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_ClientId{ClientId: "c"}, Segment: "/api#x", Reason: "r"}, want: codes.InvalidArgument, msg: "'#'"},
+		"issuer without its slash":          {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_Subject{Subject: "alice"}, Issuer: "https://issuer.test", Reason: "r"}, want: codes.InvalidArgument, msg: `did you mean "https://issuer.test/"`},
+		"token of an unknown issuer":        {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_Token{Token: &scopegatev1.TokenTarget{Iss: "https://ISSUER.test/", Jti: "j"}}, Reason: "r"}, want: codes.InvalidArgument, msg: `did you mean "https://issuer.test/"`},
+		"scope typo":                        {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_ClientId{ClientId: "c"}, Scope: "item:read", Reason: "r"}, want: codes.InvalidArgument, msg: `did you mean "items:read"`},
+		"scope nobody requires":             {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_ClientId{ClientId: "c"}, Scope: "zzz", Reason: "r"}, want: codes.InvalidArgument, msg: "not a scope of the policy"},
+		"the admin scope":                   {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_ClientId{ClientId: "c"}, Scope: "scopegate:admin", Reason: "r"}, want: codes.OK},
+		"segment without a catalog":         {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_ClientId{ClientId: "c"}, Segment: "billing", Reason: "r"}, want: codes.InvalidArgument, msg: "declares no segments"},
+		"token with until":                  {req: &scopegatev1.RevokeRequest{Target: &scopegatev1.RevokeRequest_Token{Token: &scopegatev1.TokenTarget{Iss: testIssuer, Jti: "j"}}, Reason: "r", Until: timestamppb.New(time.Now().Add(time.Hour))}, want: codes.OK},
+		"unrevoke without id":               {want: codes.InvalidArgument, msg: "id is empty"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -258,6 +266,26 @@ func TestAdminRevokeValidation(t *testing.T) {
 			}
 			wantCode(t, err, tc.want, tc.msg)
 		})
+	}
+}
+
+// A path prefix is stored, listed and enforced in the canonical path form,
+// whatever spelling the operator gave.
+func TestAdminRevokePathPrefixCanonical(t *testing.T) {
+	a := startAdminE2E(t, nil)
+	resp, err := a.admin.Revoke(as(t, a.token), &scopegatev1.RevokeRequest{
+		Target: &scopegatev1.RevokeRequest_Subject{Subject: "alice"}, Segment: "/%61pi//items/", Reason: "INC-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetRevocation().GetSegment(); got != "/api/items" {
+		t.Errorf("stored segment %q, want /api/items", got)
+	}
+	tok := mint(t, a.signer, "alice", "app", "items:read items:write", time.Now(), time.Hour)
+	for _, path := range []string{"/api/items/1", "/%61pi/items/1", "/api/%69tems/1"} {
+		if v := a.viaExtAuthz(t, e2eCase{method: "GET", path: path, authz: "Bearer " + tok}); v.allow || v.code != "revoked" {
+			t.Errorf("GET %s: allow=%v %s, want revoked", path, v.allow, v.code)
+		}
 	}
 }
 

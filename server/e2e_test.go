@@ -281,7 +281,12 @@ func TestE2ESameVerdict(t *testing.T) {
 		"method not allowed": {method: "PATCH", path: "/api/items/42", authz: "Bearer " + good, code: decision.MethodNotAllowed, http: 403},
 		"path invalid":       {method: "GET", path: "/api/items/a%2Fb", authz: "Bearer " + good, code: decision.PathInvalid, http: 400},
 		"path above root":    {method: "GET", path: "/api/../../etc/passwd", code: decision.PathInvalid, http: 400},
-		"public route":       {method: "GET", path: "/healthz", allow: true, code: decision.OK, http: 200, headers: empty},
+		// A raw '#' is not a fragment in a request-target: no protocol may cut
+		// the path there and decide the public /healthz.
+		"raw hash":            {method: "GET", path: "/healthz#/../api/items/1", code: decision.PathInvalid, http: 400},
+		"raw hash with token": {method: "GET", path: "/healthz#/../api/items/1", authz: "Bearer " + readOnly, code: decision.PathInvalid, http: 400},
+		"escaped literal":     {method: "GET", path: "/%68ealth%7A", allow: true, code: decision.OK, http: 200, headers: empty},
+		"public route":        {method: "GET", path: "/healthz", allow: true, code: decision.OK, http: 200, headers: empty},
 		"public route with forged token": {method: "GET", path: "/healthz", authz: "Bearer " + forged, allow: true, code: decision.OK, http: 200,
 			headers: empty},
 		"sparse request": {sparse: true, code: decision.PathInvalid, http: 400},

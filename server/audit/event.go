@@ -71,10 +71,11 @@ type Observer interface {
 	Observe(e *Event)
 }
 
-// rawPathOf returns path up to its query or fragment.
+// rawPathOf returns path up to its query. A raw '#' is part of the path
+// as sent (scopegate refuses it), so the record shows it.
 func rawPathOf(path string) string {
 	for i := 0; i < len(path); i++ {
-		if path[i] == '?' || path[i] == '#' {
+		if path[i] == '?' {
 			return path[:i]
 		}
 	}

@@ -466,10 +466,12 @@ func TestProxies(t *testing.T) {
 			method: "GET", target: "/orders/../admin/x", token: read, status: 403, reason: "insufficient_scope",
 			challenge: `Bearer realm="scopegate", error="insufficient_scope", scope="admin:all", error_description="…`,
 		},
-		"encoded dot segments climb into admin": {
-			method: "GET", target: "/orders/%2e%2e/admin/x", token: read, status: 403, reason: "insufficient_scope",
-			challenge: `Bearer realm="scopegate", error="insufficient_scope", scope="admin:all", error_description="…`,
+		"encoded dot segments are refused": {
+			// Servers disagree: nginx resolves %2e%2e, Go's ServeMux keeps it
+			// as a name.
+			method: "GET", target: "/orders/%2e%2e/admin/x", token: read, status: 400, reason: "path_invalid",
 		},
+
 		"encoded slash": {
 			method: "GET", target: "/orders/1%2F..%2F..%2Fadmin%2Fx", token: read, status: 400, reason: "path_invalid",
 		},
