@@ -124,7 +124,24 @@ func scrapeOrdersFull(t *testing.T) map[string]*dto.MetricFamily {
 	check("legacy-app", "orders:v1", "GET", "/orders/1", true)                    // deprecated scope in use
 	check("web-app", "orders:write orders:v1", "GET", "/orders/1", false)         // beyond its grants: enforce
 	check("admin-console", "admin:all orders:read", "GET", "/admin/users", false) // straddles admin and orders, and orders:read is not granted
+	check("admin-console", "admin:all", "GET", "/admin/users/frida", true)        // observed by the shadow route admin-users-mfa
 
+	// Shadow routes are evaluated after the answer is sent: scrape until
+	// their outcome is counted.
+	for {
+		fams := scrape(t, base)
+		if len(fams["scopegate_shadow_decisions_total"].GetMetric()) > 0 {
+			return fams
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the shadow route's decision was never counted")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func scrape(t *testing.T, base string) map[string]*dto.MetricFamily {
+	t.Helper()
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -139,6 +156,27 @@ func scrapeOrdersFull(t *testing.T) map[string]*dto.MetricFamily {
 		t.Fatalf("parse the scrape: %v", err)
 	}
 	return fams
+}
+
+// scrapedLabels is a real scrape of orders-full as metric name → label
+// names, histograms also under their _bucket, _sum and _count series.
+func scrapedLabels(t *testing.T) map[string]map[string]bool {
+	t.Helper()
+	out := map[string]map[string]bool{}
+	for name, f := range scrapeOrdersFull(t) {
+		labels := familyLabels(f)
+		out[name] = labels
+		if f.GetType() == dto.MetricType_HISTOGRAM {
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				l := map[string]bool{"le": suffix == "_bucket"}
+				for k := range labels {
+					l[k] = true
+				}
+				out[name+suffix] = l
+			}
+		}
+	}
+	return out
 }
 
 var (

@@ -641,7 +641,7 @@ func TestDashboardQueriesNameExportedMetrics(t *testing.T) {
 	if dash.Title == "" || dash.UID == "" {
 		t.Fatal("the dashboard needs a title and a uid")
 	}
-	exported := exportedFamilies(t)
+	exported := scrapedLabels(t)
 	queries := map[string]string{}
 	for _, p := range dash.Panels {
 		if p.Type == "row" {

@@ -130,7 +130,7 @@ type Expect struct {
 // only that scope (and one holding none) expects an allow exactly when the
 // scope satisfies the route, computed from the catalog's implications, and
 // otherwise insufficient_scope (scope_retired for a retired scope that
-// would have). Public and SMART routes are left out.
+// would have). Public, SMART and shadow routes are left out.
 type Matrix struct {
 	// Routes limits the matrix to these routes; default every route that
 	// requires a token.
