@@ -62,6 +62,28 @@ type negativeEntry struct {
 	code        Code
 }
 
+// failureMemoSize is the number of recent failures' digests remembered
+// outside the cache (8 bytes each).
+const failureMemoSize = 4096
+
+// failureMemo admits a failure to the cache only when the same token
+// failed before, recently: a client retrying a bad token is answered from
+// the cache from its third try, while a flood of distinct bad tokens, each
+// sent once, never enters it, so it neither evicts verified tokens nor
+// wastes the budget on entries that are never hit. A slot holds the last
+// digest that hashed to it; lock-free, a lost race costs one verification.
+type failureMemo [failureMemoSize]atomic.Uint64
+
+// seenBefore reports whether digest failed recently, and records it.
+func (m *failureMemo) seenBefore(digest uint64) bool {
+	slot := &m[digest%failureMemoSize]
+	if slot.Load() == digest {
+		return true
+	}
+	slot.Store(digest)
+	return false
+}
+
 // tokenCacheConfig configures a tokenCache.
 type tokenCacheConfig struct {
 	// MaxBytes bounds the heap the cache's entries hold (default
@@ -81,6 +103,7 @@ type tokenCache struct {
 	// dropped at their TTL; rejections new entries the admission policy
 	// refused (all since start).
 	evictions, expirations, rejections atomic.Uint64
+	failures                           failureMemo
 }
 
 // Per-process keys of the two token hashes: nobody outside can craft
@@ -150,8 +173,12 @@ func (tc *tokenCache) setVerified(vt *verifiedToken, pol *Policy, ttl time.Durat
 	tc.c.SetWithTTL(vt.Token.raw, cacheValue{vt: vt}, vt.cost, ttl)
 }
 
-// setFailure remembers a failure of raw for negativeTTL.
+// setFailure remembers a failure of raw for negativeTTL, if raw failed
+// recently before (failureMemo).
 func (tc *tokenCache) setFailure(raw string, e *negativeEntry) {
+	if !tc.failures.seenBefore(e.digest) {
+		return
+	}
 	cost := tc.charge(itemOverhead + allocSize(int64(unsafe.Sizeof(negativeEntry{}))) + allocSize(int64(len(e.detail))))
 	tc.c.SetWithTTL(raw, cacheValue{neg: e}, cost, negativeTTL)
 }
