@@ -162,6 +162,7 @@ func newMetrics(engine *decision.Engine, serving func() bool) *Metrics {
 	m.reg.MustRegister(
 		decisions, latency, reloads, m.lastReload, m.drift, m.deprecated, m.shadow,
 		&stateCollector{m: m, engine: engine, serving: serving},
+		tokenCacheCollector{engine: engine},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

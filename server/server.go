@@ -108,6 +108,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.ownersCache = ownersCache
 	s.engine, err = decision.NewEngine(pol, decision.Options{
 		Clock:                cfg.Clock,
+		TokenCacheBytes:      cfg.TokenCacheBytes,
 		TokenCacheSize:       cfg.TokenCacheSize,
 		MaxTokenBytes:        cfg.MaxTokenBytes,
 		RevocationStaleAfter: cfg.Revocation.staleAfter(),

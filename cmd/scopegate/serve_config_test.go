@@ -106,7 +106,9 @@ func TestServeSettingsRefused(t *testing.T) {
 		args []string
 		want string
 	}{
-		"zero cache":       {[]string{"--token-cache-size", "0"}, "--token-cache-size 0: give a positive number"},
+		"negative cache":   {[]string{"--token-cache-size", "-1"}, "--token-cache-size -1: give a positive number of tokens, or 0"},
+		"zero cache bytes": {[]string{"--token-cache-bytes", "0"}, "--token-cache-bytes 0: give at least 1048576"},
+		"tiny cache bytes": {[]string{"--token-cache-bytes", "65536"}, "--token-cache-bytes 65536: give at least 1048576"},
 		"zero timeout":     {[]string{"--shutdown-timeout", "0s"}, "--shutdown-timeout 0s"},
 		"huge streams":     {[]string{"--max-concurrent-streams", "5000000000"}, "--max-concurrent-streams"},
 		"zero token bytes": {[]string{"--max-token-bytes", "0"}, "--max-token-bytes 0"},
