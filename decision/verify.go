@@ -235,6 +235,8 @@ func (m *headerMemo) parse(b64 string) (*parsedHeader, *verifyFailure) {
 	}
 	p, f := parseHeader(b64)
 	if f == nil {
+		// b64 may point into a whole request; the memo keeps a copy.
+		p.b64 = strings.Clone(b64)
 		slot.Store(p)
 	}
 	return p, f
