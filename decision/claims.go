@@ -1,11 +1,14 @@
 package decision
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/valyala/fastjson"
 )
@@ -21,27 +24,49 @@ import (
 // parse, so nothing read from one outlives the call that got it.
 var claimParsers fastjson.ParserPool
 
+// claimsMemo is the claims map a Token built on first use, with its
+// estimated heap size, which the token cache charges to the entry on the
+// next hit (tokencache.go).
+type claimsMemo struct {
+	m       map[string]any
+	bytes   int64
+	charged atomic.Bool
+}
+
 // Claims returns every claim of the token's payload, numbers as
 // json.Number, as encoding/json would decode them. The map is built on
 // first use and then shared: callers must not modify it.
 func (t *Token) Claims() map[string]any {
-	if m := t.claims.Load(); m != nil {
-		return *m
+	if c := t.claims.Load(); c != nil {
+		return c.m
 	}
-	m := decodeClaimsMap(t.payload)
-	t.claims.Store(&m)
+	m := decodeClaimsMap(t.raw)
+	c := &claimsMemo{m: m, bytes: mapBytes(m)}
+	if !t.claims.CompareAndSwap(nil, c) {
+		return t.claims.Load().m
+	}
 	return m
 }
 
 // SetClaims sets the claims Claims returns, for a Token built by hand (in
 // tests, or by a caller holding claims already decoded).
-func (t *Token) SetClaims(m map[string]any) { t.claims.Store(&m) }
+func (t *Token) SetClaims(m map[string]any) {
+	c := &claimsMemo{m: m}
+	c.charged.Store(true)
+	t.claims.Store(c)
+}
 
-// decodeClaimsMap converts a payload that readClaimsSet accepted. It cannot
-// fail on such a payload; anything else yields an empty map, under which
-// every claim condition fails closed.
-func decodeClaimsMap(payload []byte) map[string]any {
-	if len(payload) == 0 {
+// decodeClaimsMap converts the payload of a token that readClaimsSet
+// accepted. It cannot fail on such a token; anything else yields an empty
+// map, under which every claim condition fails closed.
+func decodeClaimsMap(raw string) map[string]any {
+	d1 := strings.IndexByte(raw, '.')
+	d2 := strings.LastIndexByte(raw, '.')
+	if d1 < 0 || d2 <= d1 {
+		return map[string]any{}
+	}
+	payload, err := jose64.DecodeString(raw[d1+1 : d2])
+	if err != nil || len(payload) == 0 {
 		return map[string]any{}
 	}
 	p := claimParsers.Get()
@@ -108,51 +133,59 @@ func parseClaimsSet(p *fastjson.Parser, payload []byte) (*fastjson.Object, *veri
 }
 
 // readTokenClaims fills vt from the claims set; it returns why a claim is
-// refused, or "".
-func readTokenClaims(obj *fastjson.Object, vt *verifiedToken, scopeClaims []string) string {
+// refused, or "". The strings a token keeps are copied into one arena
+// (claimArena), and a single audience the issuer expects is the policy's
+// own string: a cached token holds a few allocations, not one per claim.
+func readTokenClaims(obj *fastjson.Object, vt *verifiedToken, iss *Issuer) string {
 	t := &vt.Token
-	clientID, azp, detail := "", "", ""
+	var a claimArena
+	a.pend = a.small[:0]
+	var clientID, azp []byte
+	detail := ""
 	hasExp := false
+	vt.nbf, vt.iat = math.MinInt64, math.MinInt64
 	obj.Visit(func(k []byte, v *fastjson.Value) {
 		if detail != "" {
 			return
 		}
 		switch string(k) {
 		case "sub":
-			detail = readStringClaim("sub", v, &t.Subject)
+			detail = a.stringClaim("sub", v, &t.Subject)
 		case "jti":
-			detail = readStringClaim("jti", v, &t.JTI)
+			detail = a.stringClaim("jti", v, &t.JTI)
 		case "acr":
-			detail = readStringClaim("acr", v, &t.ACR)
+			detail = a.stringClaim("acr", v, &t.ACR)
 		case "client_id":
-			detail = readStringClaim("client_id", v, &clientID)
+			clientID, detail = stringClaimBytes("client_id", v)
 		case "azp":
-			detail = readStringClaim("azp", v, &azp)
+			azp, detail = stringClaimBytes("azp", v)
 		case "exp":
 			t.Expiry, vt.exp, detail = readNumericDate("exp", v)
 			hasExp = true
 		case "nbf":
 			t.NotBefore, vt.nbf, detail = readNumericDate("nbf", v)
-			vt.hasNbf = true
 		case "iat":
 			t.IssuedAt, vt.iat, detail = readNumericDate("iat", v)
-			vt.hasIat = true
 		case "auth_time":
 			t.AuthTime, _, detail = readNumericDate("auth_time", v)
 		case "amr":
 			var ok bool
-			if t.AMR, ok = jsonStrings(v); !ok {
+			if t.AMR, ok = a.strings(v); !ok {
 				detail = "claim amr must be an array of strings"
 			}
 		case "cnf":
-			detail = readCnf(v, t)
+			detail = a.readCnf(v, t)
 		case "aud":
 			if v.Type() == fastjson.TypeString {
-				t.Audience = []string{jsonString(v)}
+				b, _ := v.StringBytes()
+				if t.Audience, vt.sharedAud = expectedAudience(b, iss.Audiences); !vt.sharedAud {
+					t.Audience = make([]string, 1)
+					a.add(&t.Audience[0], b)
+				}
 				return
 			}
 			var ok bool
-			if t.Audience, ok = jsonStrings(v); !ok {
+			if t.Audience, ok = a.strings(v); !ok {
 				detail = "claim aud must be a string or an array of strings"
 			}
 		}
@@ -163,14 +196,197 @@ func readTokenClaims(obj *fastjson.Object, vt *verifiedToken, scopeClaims []stri
 	if !hasExp {
 		return "the token has no exp claim"
 	}
-	t.ClientID = clientID
-	if t.ClientID == "" {
-		t.ClientID = azp
+	if len(clientID) == 0 {
+		clientID = azp
 	}
-	if t.Scopes, detail = readTokenScopes(obj, scopeClaims); detail != "" {
+	a.add(&t.ClientID, clientID)
+	if detail = a.readScopes(obj, iss.ScopeClaims); detail != "" {
 		return detail
 	}
-	t.ScopeString = strings.Join(t.Scopes, " ")
+	vt.arena = int32(a.finish(t))
+	return ""
+}
+
+// expectedAudience returns the one-element slice of want that is aud, so
+// that a token naming the expected audience shares the policy's string.
+// The slice's capacity is 1: appending to it copies.
+func expectedAudience(aud []byte, want []string) ([]string, bool) {
+	for i := range want {
+		if want[i] == string(aud) {
+			return want[i : i+1 : i+1], true
+		}
+	}
+	return nil, false
+}
+
+// pendingString is a string a claimArena will copy into *dst.
+type pendingString struct {
+	dst *string
+	b   []byte
+}
+
+// claimArena gathers the strings a verified token keeps from its claims,
+// read from the parser (valid until it is reused), and copies them into
+// one allocation, each then a substring of it. The scopes are joined into
+// ScopeString there, and Scopes are substrings of it.
+type claimArena struct {
+	small  [12]pendingString
+	pend   []pendingString
+	scopes [][]byte
+	size   int
+}
+
+func (a *claimArena) add(dst *string, b []byte) {
+	if len(b) == 0 {
+		*dst = ""
+		return
+	}
+	a.pend = append(a.pend, pendingString{dst, b})
+	a.size += len(b)
+}
+
+// finish copies the strings; it returns the arena's heap size.
+func (a *claimArena) finish(t *Token) int64 {
+	n := a.size
+	for i, s := range a.scopes {
+		if i > 0 {
+			n++
+		}
+		n += len(s)
+	}
+	if n == 0 {
+		return 0
+	}
+	buf := make([]byte, 0, n)
+	for _, p := range a.pend {
+		start := len(buf)
+		buf = append(buf, p.b...)
+		*p.dst = unsafe.String(&buf[start], len(p.b))
+	}
+	if len(a.scopes) > 0 {
+		start := len(buf)
+		t.Scopes = make([]string, len(a.scopes))
+		for i, s := range a.scopes {
+			if i > 0 {
+				buf = append(buf, ' ')
+			}
+			from := len(buf)
+			buf = append(buf, s...)
+			t.Scopes[i] = unsafe.String(&buf[from], len(s))
+		}
+		t.ScopeString = unsafe.String(&buf[start], len(buf)-start)
+	}
+	return allocSize(int64(n))
+}
+
+func (a *claimArena) stringClaim(name string, v *fastjson.Value, dst *string) string {
+	b, detail := stringClaimBytes(name, v)
+	if detail == "" {
+		a.add(dst, b)
+	}
+	return detail
+}
+
+func stringClaimBytes(name string, v *fastjson.Value) ([]byte, string) {
+	if v.Type() != fastjson.TypeString {
+		return nil, "claim " + name + " must be a string"
+	}
+	b, _ := v.StringBytes()
+	return b, ""
+}
+
+func (a *claimArena) strings(v *fastjson.Value) ([]string, bool) {
+	if v.Type() != fastjson.TypeArray {
+		return nil, false
+	}
+	arr, _ := v.Array()
+	for _, e := range arr {
+		if e.Type() != fastjson.TypeString {
+			return nil, false
+		}
+	}
+	out := make([]string, len(arr))
+	for i, e := range arr {
+		b, _ := e.StringBytes()
+		a.add(&out[i], b)
+	}
+	return out, true
+}
+
+func (a *claimArena) readCnf(v *fastjson.Value, t *Token) string {
+	if v.Type() != fastjson.TypeObject {
+		return "claim cnf must be a JSON object"
+	}
+	o, _ := v.Object()
+	if dup := duplicateKey(o); dup != "" {
+		return "claim cnf names " + untrusted(dup) + " twice"
+	}
+	if x := o.Get("x5t#S256"); x != nil {
+		if x.Type() != fastjson.TypeString {
+			return "claim cnf.x5t#S256 must be a string"
+		}
+		b, _ := x.StringBytes()
+		a.add(&t.CnfX5tS256, b)
+	}
+	if x := o.Get("jkt"); x != nil {
+		if x.Type() != fastjson.TypeString {
+			return "claim cnf.jkt must be a string"
+		}
+		b, _ := x.StringBytes()
+		a.add(&t.CnfJKT, b)
+	}
+	return ""
+}
+
+// readScopes collects the granted scopes from the scope claims, in order:
+// union, token order, duplicates removed, exact strings.
+func (a *claimArena) readScopes(obj *fastjson.Object, names []string) string {
+	var small [16][]byte
+	out := small[:0]
+	add := func(s []byte) {
+		if len(s) == 0 {
+			return
+		}
+		for _, x := range out {
+			if string(x) == string(s) {
+				return
+			}
+		}
+		out = append(out, s)
+	}
+	for _, name := range names {
+		v := obj.Get(name)
+		if v == nil || v.Type() == fastjson.TypeNull {
+			continue
+		}
+		switch v.Type() {
+		case fastjson.TypeString:
+			b, _ := v.StringBytes()
+			for len(b) > 0 {
+				i := bytes.IndexByte(b, ' ')
+				if i < 0 {
+					add(b)
+					break
+				}
+				add(b[:i])
+				b = b[i+1:]
+			}
+		case fastjson.TypeArray:
+			arr, _ := v.Array()
+			for _, e := range arr {
+				if e.Type() != fastjson.TypeString {
+					return "claim " + name + " must be a space-separated string or an array of strings; it has a non-string element"
+				}
+				b, _ := e.StringBytes()
+				add(b)
+			}
+		default:
+			return "claim " + name + " must be a space-separated string or an array of strings"
+		}
+	}
+	if len(out) > 0 {
+		a.scopes = append([][]byte(nil), out...)
+	}
 	return ""
 }
 
@@ -199,52 +415,6 @@ func jsonString(v *fastjson.Value) string {
 	return string(b)
 }
 
-func readStringClaim(name string, v *fastjson.Value, dst *string) string {
-	if v.Type() != fastjson.TypeString {
-		return "claim " + name + " must be a string"
-	}
-	*dst = jsonString(v)
-	return ""
-}
-
-func jsonStrings(v *fastjson.Value) ([]string, bool) {
-	if v.Type() != fastjson.TypeArray {
-		return nil, false
-	}
-	a, _ := v.Array()
-	out := make([]string, len(a))
-	for i, e := range a {
-		if e.Type() != fastjson.TypeString {
-			return nil, false
-		}
-		out[i] = jsonString(e)
-	}
-	return out, true
-}
-
-func readCnf(v *fastjson.Value, t *Token) string {
-	if v.Type() != fastjson.TypeObject {
-		return "claim cnf must be a JSON object"
-	}
-	o, _ := v.Object()
-	if dup := duplicateKey(o); dup != "" {
-		return "claim cnf names " + untrusted(dup) + " twice"
-	}
-	if x := o.Get("x5t#S256"); x != nil {
-		if x.Type() != fastjson.TypeString {
-			return "claim cnf.x5t#S256 must be a string"
-		}
-		t.CnfX5tS256 = jsonString(x)
-	}
-	if x := o.Get("jkt"); x != nil {
-		if x.Type() != fastjson.TypeString {
-			return "claim cnf.jkt must be a string"
-		}
-		t.CnfJKT = jsonString(x)
-	}
-	return ""
-}
-
 // readNumericDate reads a JSON NumericDate (RFC 7519 §2): seconds since
 // the epoch, integer or not, clamped to ±maxNumericDate.
 func readNumericDate(name string, v *fastjson.Value) (time.Time, int64, string) {
@@ -265,39 +435,4 @@ func readNumericDate(name string, v *fastjson.Value) (time.Time, int64, string) 
 	}
 	sec = max(min(sec, maxNumericDate), -maxNumericDate)
 	return time.Unix(sec, nsec), sec*1e9 + nsec, ""
-}
-
-// readTokenScopes collects the granted scopes from the scope claims, in
-// order: union, token order, duplicates removed, exact strings.
-func readTokenScopes(obj *fastjson.Object, names []string) ([]string, string) {
-	var out []string
-	add := func(s string) {
-		if s == "" || listHas(out, s) {
-			return
-		}
-		out = append(out, s)
-	}
-	for _, name := range names {
-		v := obj.Get(name)
-		if v == nil || v.Type() == fastjson.TypeNull {
-			continue
-		}
-		switch v.Type() {
-		case fastjson.TypeString:
-			for f := range strings.SplitSeq(jsonString(v), " ") {
-				add(f)
-			}
-		case fastjson.TypeArray:
-			a, _ := v.Array()
-			for _, e := range a {
-				if e.Type() != fastjson.TypeString {
-					return nil, "claim " + name + " must be a space-separated string or an array of strings; it has a non-string element"
-				}
-				add(jsonString(e))
-			}
-		default:
-			return nil, "claim " + name + " must be a space-separated string or an array of strings"
-		}
-	}
-	return out, ""
 }

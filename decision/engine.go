@@ -155,8 +155,13 @@ type Options struct {
 	// every millisecond and costs one atomic load (see clock.go); tests inject
 	// their own.
 	Clock func() time.Time
-	// TokenCacheSize bounds the verified-token cache, in entries (default
-	// 100,000). Cost is counted per entry.
+	// TokenCacheBytes bounds the heap the verified-token cache holds
+	// (default DefaultTokenCacheBytes, at least 1 MiB). Each entry is
+	// charged what it keeps alive: the token, its claims, the cache's own
+	// bookkeeping (tokencache.go).
+	TokenCacheBytes int64
+	// TokenCacheSize, when positive, also bounds the cache in entries;
+	// zero means no entry bound (the byte budget alone).
 	TokenCacheSize int64
 	// MaxTokenBytes rejects longer bearer tokens unread (default 16 KiB).
 	MaxTokenBytes int
@@ -195,13 +200,10 @@ func NewEngine(pol *Policy, opts Options) (*Engine, error) {
 	if coarse {
 		opts.Clock = sharedClock.acquire()
 	}
-	if opts.TokenCacheSize <= 0 {
-		opts.TokenCacheSize = 100_000
-	}
 	if opts.MaxTokenBytes <= 0 {
 		opts.MaxTokenBytes = 16 << 10
 	}
-	v, err := newVerifier(verifierConfig{MaxEntries: opts.TokenCacheSize, Keys: opts.Keys})
+	v, err := newVerifier(verifierConfig{MaxBytes: opts.TokenCacheBytes, MaxEntries: opts.TokenCacheSize, Keys: opts.Keys})
 	if err != nil {
 		if coarse {
 			sharedClock.release()

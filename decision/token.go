@@ -34,10 +34,10 @@ type Token struct {
 	CnfX5tS256 string
 	CnfJKT     string
 
-	// payload is the token's claims set as JSON; Claims decodes it on
-	// first use (claims.go).
-	payload []byte
-	claims  atomic.Pointer[map[string]any]
+	// raw is the compact token; Claims decodes its payload on first use
+	// (claims.go), so a cached token keeps no second copy of its claims.
+	raw    string
+	claims atomic.Pointer[claimsMemo]
 
 	// Per-token memos of lookups whose inputs are immutable: the drift
 	// found under one policy and grant phase (governance_drift.go), and the

@@ -11,15 +11,12 @@ import (
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
-	"hash/maphash"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
 
-	"github.com/dgraph-io/ristretto/v2"
 	"github.com/lestrrat-go/jwx/v3/jws/jwsbb"
 	"github.com/valyala/fastjson"
 )
@@ -41,55 +38,37 @@ const maxNumericDate = 1 << 33
 var jose64 = base64.RawURLEncoding.Strict()
 
 // verifiedToken is a token whose signature and claims were verified, as the
-// token cache holds it. Everything but view is immutable once built.
+// token cache holds it. Everything but view is immutable once cached. It
+// is kept small (448 bytes, one size class): a cache of many tokens is
+// mostly these.
 type verifiedToken struct {
 	Token Token
 	// view caches the token's scopes as a bitset over the policy in force.
 	view atomic.Pointer[scopeView]
 
-	raw string
 	// fingerprint and epoch are the issuer's settings and key set the token
 	// was verified under; a cache hit under other ones re-verifies.
 	fingerprint uint64
 	epoch       uint64
-	// exp, nbf and iat in Unix nanoseconds; hasNbf/hasIat say whether the
-	// token carries them.
-	exp, nbf, iat  int64
-	hasNbf, hasIat bool
-}
-
-// negDep says what a cached failure depends on, so it is dropped as soon as
-// that changes.
-type negDep uint8
-
-const (
-	// depNone: the token is malformed whatever the policy and keys.
-	depNone negDep = iota
-	// depIssuerAbsent: the token's issuer is not in the policy.
-	depIssuerAbsent
-	// depIssuer: the issuer's settings (fingerprint) and key set (epoch).
-	depIssuer
-)
-
-// cacheEntry is a token cache value: a verified token, or a remembered
-// failure when vt is nil.
-type cacheEntry struct {
-	raw string
-	vt  *verifiedToken
+	// exp, nbf and iat in Unix nanoseconds; nbf and iat are math.MinInt64
+	// when the token has none, which no check can fail.
+	exp, nbf, iat int64
+	// gen is the cache generation the token was verified in (purge).
 	gen uint64
-
-	code        Code
-	detail      string
-	dep         negDep
-	iss         string
-	fingerprint uint64
-	epoch       uint64
-	until       int64 // Unix nanoseconds
+	// cost is what the token cache charges for the entry (tokencache.go);
+	// arena is the heap of the strings read from the claims (one
+	// allocation), and sharedAud says Audience is the policy's own slice.
+	cost      int64
+	arena     int32
+	sharedAud bool
 }
 
 // verifierConfig configures a verifier.
 type verifierConfig struct {
-	// MaxEntries bounds the token cache.
+	// MaxBytes bounds the token cache's heap (default
+	// DefaultTokenCacheBytes); MaxEntries, when positive, also bounds its
+	// entries.
+	MaxBytes   int64
 	MaxEntries int64
 	// Keys resolves issuers' key sets (Options.Keys).
 	Keys KeyResolver
@@ -98,7 +77,7 @@ type verifierConfig struct {
 // verifier verifies bearer tokens against a policy's issuers and caches the
 // results under the whole token string.
 type verifier struct {
-	cache *ristretto.Cache[string, *cacheEntry]
+	cache *tokenCache
 	// gen is bumped by purge; entries of older generations are ignored, so
 	// purging is safe while decisions run.
 	gen atomic.Uint64
@@ -113,37 +92,15 @@ type verifier struct {
 }
 
 func newVerifier(cfg verifierConfig) (*verifier, error) {
-	n := cfg.MaxEntries
-	if n <= 0 {
-		n = 100_000
-	}
-	c, err := ristretto.NewCache(&ristretto.Config[string, *cacheEntry]{
-		NumCounters:        n * 10,
-		MaxCost:            n,
-		BufferItems:        64,
-		IgnoreInternalCost: true,
-		KeyToHash:          tokenKeyHash,
-	})
+	c, err := newTokenCache(tokenCacheConfig{MaxBytes: cfg.MaxBytes, MaxEntries: cfg.MaxEntries})
 	if err != nil {
-		return nil, errors.New("token cache: " + err.Error())
+		return nil, err
 	}
 	return &verifier{cache: c, keys: newKeyBinder(cfg.Keys)}, nil
 }
 
-// tokenSeed keys tokenKeyHash; it is chosen per process, so nobody outside
-// can craft tokens that collide.
-var tokenSeed = maphash.MakeSeed()
-
-// tokenKeyHash hashes a token for the cache once, with the runtime's AES
-// hash. Ristretto's default hashes a string key twice (memhash for the
-// slot, xxhash to tell colliding keys apart): over an 850-byte token that
-// second pass costs about 100 ns on every lookup. It is not needed here:
-// every hit is compared against the whole token (cacheEntry.raw), so a
-// collision is only a miss.
-func tokenKeyHash(raw string) (uint64, uint64) { return maphash.String(tokenSeed, raw), 0 }
-
 // close stops the cache's goroutines; later verifications run uncached.
-func (v *verifier) close() { v.cache.Close() }
+func (v *verifier) close() { v.cache.c.Close() }
 
 // purge forgets every cached verification and failure. It is safe while
 // decisions run: entries of older generations are ignored, then evicted.
@@ -151,23 +108,28 @@ func (v *verifier) purge() { v.gen.Add(1) }
 
 // wait blocks until the cache has applied pending writes (it admits entries
 // asynchronously).
-func (v *verifier) wait() { v.cache.Wait() }
+func (v *verifier) wait() { v.cache.c.Wait() }
 
 // verify returns the verified token raw stands for, or the reason it is
 // rejected. A cache hit costs no signature check and allocates nothing.
 func (v *verifier) verify(ctx context.Context, raw string, pol *Policy, now time.Time) (*verifiedToken, Code, string) {
 	nowN := now.UnixNano()
 	v.lookups.Add(1)
-	if e, ok := v.cache.Get(raw); ok && e != nil && e.raw == raw && e.gen == v.gen.Load() {
+	if e, ok := v.cache.c.Get(raw); ok {
 		if vt := e.vt; vt != nil {
-			if iss := pol.Issuers[vt.Token.Issuer]; iss != nil && iss.Fingerprint == vt.fingerprint && v.keysAt(iss, vt.epoch) {
-				if code, detail := checkTimes(vt, iss.ClockSkew, nowN); code != OK {
-					return nil, code, detail
+			if vt.Token.raw == raw && vt.gen == v.gen.Load() {
+				if iss := pol.Issuers[vt.Token.Issuer]; iss != nil && iss.Fingerprint == vt.fingerprint && v.keysAt(iss, vt.epoch) {
+					if code, detail := checkTimes(vt, iss.ClockSkew, nowN); code != OK {
+						return nil, code, detail
+					}
+					if c := vt.Token.claims.Load(); c != nil && !c.charged.Load() {
+						v.cache.recharge(vt, c, nowN)
+					}
+					return vt, OK, ""
 				}
-				return vt, OK, ""
 			}
-		} else if nowN < e.until && e.stillHolds(v, pol) {
-			return nil, e.code, e.detail
+		} else if n := e.neg; n != nil && nowN < n.until && n.gen == v.gen.Load() && n.digest == tokenDigest(raw) && n.stillHolds(v, pol) {
+			return nil, n.code, n.detail
 		}
 	}
 	return v.verifyCold(ctx, raw, pol, now)
@@ -179,17 +141,11 @@ func (v *verifier) keysAt(iss *Issuer, epoch uint64) bool {
 	return src != nil && src.Epoch() == epoch
 }
 
-// stillHolds reports whether a cached failure would still happen under pol.
-func (e *cacheEntry) stillHolds(v *verifier, pol *Policy) bool {
-	switch e.dep {
-	case depNone:
-		return true
-	case depIssuerAbsent:
-		return pol.Issuers[e.iss] == nil
-	default:
-		iss := pol.Issuers[e.iss]
-		return iss != nil && iss.Fingerprint == e.fingerprint && v.keysAt(iss, e.epoch)
-	}
+// stillHolds reports whether a cached failure would still happen under pol:
+// the issuer's settings and key set are those it failed under.
+func (n *negativeEntry) stillHolds(v *verifier, pol *Policy) bool {
+	iss := pol.Issuers[n.issuer]
+	return iss != nil && iss.Fingerprint == n.fingerprint && v.keysAt(iss, n.epoch)
 }
 
 // checkTimes checks exp, nbf and iat against now with the issuer's skew.
@@ -198,29 +154,31 @@ func checkTimes(vt *verifiedToken, skew time.Duration, nowN int64) (Code, string
 	if nowN-s >= vt.exp {
 		return TokenExpired, "the token expired at " + vt.Token.Expiry.UTC().Format(time.RFC3339) + " (clock skew tolerated: " + skew.String() + ")"
 	}
-	if vt.hasNbf && vt.nbf > nowN+s {
+	if vt.nbf > nowN+s {
 		return TokenNotYetValid, "the token is not valid before " + vt.Token.NotBefore.UTC().Format(time.RFC3339) + " (nbf; clock skew tolerated: " + skew.String() + ")"
 	}
-	if vt.hasIat && vt.iat > nowN+s {
+	if vt.iat > nowN+s {
 		return TokenNotYetValid, "the token's iat is in the future (" + vt.Token.IssuedAt.UTC().Format(time.RFC3339) + "; clock skew tolerated: " + skew.String() + ")"
 	}
 	return OK, ""
 }
 
-// failure is a cold-path rejection and how long it may be remembered.
+// verifyFailure is a cold-path rejection. Only a failure that cost a
+// signature check is worth remembering (cacheable, with the issuer and key
+// set it depends on): a malformed token, an unknown issuer or a refused
+// algorithm is rejected again for less than a cache entry would cost, and
+// remembering them would let a flood of distinct garbage fill the cache.
 type verifyFailure struct {
 	code      Code
 	detail    string
 	cacheable bool
-	dep       negDep
-	iss       string
 	issuer    *Issuer
 	epoch     uint64
 }
 
 // malformed is a failure that no policy or key set can change.
 func malformedToken(detail string) *verifyFailure {
-	return &verifyFailure{code: TokenInvalid, detail: detail, cacheable: true, dep: depNone}
+	return &verifyFailure{code: TokenInvalid, detail: detail}
 }
 
 // verifyCold verifies raw from scratch and caches the outcome.
@@ -228,23 +186,21 @@ func (v *verifier) verifyCold(ctx context.Context, raw string, pol *Policy, now 
 	nowN := now.UnixNano()
 	gen := v.gen.Load()
 	v.colds.Add(1)
-	// raw is usually a substring of a whole decoded request; the cache and
-	// the verified token keep a copy of their own, not the request.
-	raw = strings.Clone(raw)
 	vt, f := v.verifyToken(ctx, raw, pol)
 	if f != nil {
 		if f.cacheable {
-			e := &cacheEntry{raw: raw, gen: gen, code: f.code, detail: f.detail, dep: f.dep, iss: f.iss, until: nowN + int64(negativeTTL)}
-			if f.issuer != nil {
-				e.fingerprint, e.epoch = f.issuer.Fingerprint, f.epoch
-			}
-			v.cache.SetWithTTL(raw, e, 1, negativeTTL)
+			v.cache.setFailure(raw, &negativeEntry{
+				digest: tokenDigest(raw), gen: gen, until: nowN + int64(negativeTTL),
+				fingerprint: f.issuer.Fingerprint, epoch: f.epoch, issuer: f.issuer.Name,
+				detail: f.detail, code: f.code,
+			})
 		}
 		return nil, f.code, f.detail
 	}
 	// Cached until exp, never beyond; a hit re-checks every time claim.
+	vt.gen = gen
 	if ttl := time.Duration(vt.exp - nowN); ttl > 0 {
-		v.cache.SetWithTTL(raw, &cacheEntry{raw: raw, vt: vt, gen: gen}, 1, ttl)
+		v.cache.setVerified(vt, pol, ttl)
 	}
 	if code, detail := checkTimes(vt, pol.Issuers[vt.Token.Issuer].ClockSkew, nowN); code != OK {
 		return nil, code, detail
@@ -289,6 +245,8 @@ func (m *headerMemo) parse(b64 string) (*parsedHeader, *verifyFailure) {
 	}
 	p, f := parseHeader(b64)
 	if f == nil {
+		// b64 may point into a whole request; the memo keeps a copy.
+		p.b64 = strings.Clone(b64)
 		slot.Store(p)
 	}
 	return p, f
@@ -337,7 +295,7 @@ func (v *verifier) verifyToken(ctx context.Context, raw string, pol *Policy) (*v
 	// The alphabet is checked here, on a miss, rather than on every
 	// request: each cached token passed it.
 	if code, detail := checkB64Token(raw); code != OK {
-		return nil, &verifyFailure{code: code, detail: detail, cacheable: true, dep: depNone}
+		return nil, &verifyFailure{code: code, detail: detail}
 	}
 	d1 := strings.IndexByte(raw, '.')
 	if d1 < 0 {
@@ -391,15 +349,15 @@ func (v *verifier) verifyToken(ctx context.Context, raw string, pol *Policy) (*v
 	// 4. Issuer, read before anything else because it selects the keys.
 	issV := claims.Get("iss")
 	if issV == nil {
-		return nil, &verifyFailure{code: IssuerUnknown, detail: "the token has no iss claim", cacheable: true}
+		return nil, &verifyFailure{code: IssuerUnknown, detail: "the token has no iss claim"}
 	}
 	if issV.Type() != fastjson.TypeString {
-		return nil, &verifyFailure{code: IssuerUnknown, detail: "the token's iss claim is not a string", cacheable: true}
+		return nil, &verifyFailure{code: IssuerUnknown, detail: "the token's iss claim is not a string"}
 	}
 	issName := jsonString(issV)
 	iss := pol.Issuers[issName]
 	if iss == nil {
-		return nil, &verifyFailure{code: IssuerUnknown, detail: "issuer " + untrusted(issName) + " is not one of the policy's issuers", cacheable: true, dep: depIssuerAbsent, iss: issName}
+		return nil, &verifyFailure{code: IssuerUnknown, detail: "issuer " + untrusted(issName) + " is not one of the policy's issuers"}
 	}
 	src := v.keys.source(iss)
 	if src == nil {
@@ -408,23 +366,28 @@ func (v *verifier) verifyToken(ctx context.Context, raw string, pol *Policy) (*v
 	// The epoch is read before the keys: a result is never recorded under
 	// an epoch newer than the keys it was verified with.
 	epoch := src.Epoch()
+	// refuse is a failure found before any key was looked up; fail one
+	// found after the signature check, remembered.
+	refuse := func(code Code, detail string) *verifyFailure {
+		return &verifyFailure{code: code, detail: detail}
+	}
 	fail := func(code Code, detail string) *verifyFailure {
-		return &verifyFailure{code: code, detail: detail, cacheable: true, dep: depIssuer, iss: issName, issuer: iss, epoch: epoch}
+		return &verifyFailure{code: code, detail: detail, cacheable: true, issuer: iss, epoch: epoch}
 	}
 
 	// 5. Algorithm and type.
 	if alg == "none" {
-		return nil, fail(AlgorithmNotAllowed, "alg none (an unsigned token) is never accepted")
+		return nil, refuse(AlgorithmNotAllowed, "alg none (an unsigned token) is never accepted")
 	}
 	if !listHas(iss.Algorithms, alg) {
 		detail := "alg " + untrusted(alg) + " is not allowed for issuer " + untrusted(issName) + " (allowed: " + strings.Join(iss.Algorithms, ", ") + ")"
 		if strings.HasPrefix(alg, "HS") {
 			detail = "alg " + untrusted(alg) + " (HMAC, a shared secret) is never accepted for access tokens; issuer " + untrusted(issName) + " allows " + strings.Join(iss.Algorithms, ", ")
 		}
-		return nil, fail(AlgorithmNotAllowed, detail)
+		return nil, refuse(AlgorithmNotAllowed, detail)
 	}
 	if detail := checkTokenTyp(typ, iss.RequireATJWT); detail != "" {
-		return nil, fail(TokenInvalid, detail)
+		return nil, refuse(TokenInvalid, detail)
 	}
 
 	// 6. Key.
@@ -450,10 +413,15 @@ func (v *verifier) verifyToken(ctx context.Context, raw string, pol *Policy) (*v
 	}
 
 	// 8. Claims.
-	vt := &verifiedToken{raw: raw, fingerprint: iss.Fingerprint, epoch: epoch}
+	// raw is usually a substring of a whole decoded request; the cached
+	// token keeps a copy of its own, not the request.
+	vt := &verifiedToken{fingerprint: iss.Fingerprint, epoch: epoch}
 	t := &vt.Token
-	t.Issuer, t.Alg, t.Kid, t.Type, t.payload = issName, alg, kid, typ, payJSON
-	if detail := readTokenClaims(claims, vt, iss.ScopeClaims); detail != "" {
+	t.Issuer, t.Alg, t.Kid, t.Type, t.raw = issName, alg, kid, typ, strings.Clone(raw)
+	if iss.Name == issName {
+		t.Issuer = iss.Name // the policy's string, not a copy per token
+	}
+	if detail := readTokenClaims(claims, vt, iss); detail != "" {
 		return nil, fail(TokenInvalid, detail)
 	}
 	if !audienceMatches(t.Audience, iss.Audiences) {

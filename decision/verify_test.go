@@ -470,9 +470,9 @@ func TestVerifyCache(t *testing.T) {
 		v := newTestVerifier(t)
 		// An entry stored under tok's key whose raw string differs, as a
 		// ristretto hash collision would leave it.
-		forged := &verifiedToken{raw: "other", fingerprint: iss.Fingerprint, exp: testNow.Add(time.Hour).UnixNano()}
-		forged.Token.Issuer = testIss
-		v.cache.Set(tok, &cacheEntry{raw: "other", vt: forged}, 1)
+		forged := &verifiedToken{fingerprint: iss.Fingerprint, exp: testNow.Add(time.Hour).UnixNano()}
+		forged.Token.Issuer, forged.Token.raw = testIss, "other"
+		v.cache.c.Set(tok, cacheValue{vt: forged}, 1)
 		v.wait()
 		vt, code, _ := v.verify(ctx, tok, testPolicyWith(iss), testNow)
 		if code != OK || vt == forged || src.keyCalls.Load() != 1 {
@@ -493,8 +493,10 @@ func TestVerifyCache(t *testing.T) {
 	})
 }
 
-// TestVerifyNegativeCache: failures that only a key-set or policy change
-// can alter are remembered; the others are not.
+// TestVerifyNegativeCache: failures found after a signature check, which
+// only a key-set or policy change can alter, are remembered (by a digest,
+// never the token); failures that cost less than a cache entry to find
+// again, and those the key set may cure at any moment, are not.
 func TestVerifyNegativeCache(t *testing.T) {
 	k := testKeys(t)
 	ctx := context.Background()
@@ -507,8 +509,16 @@ func TestVerifyNegativeCache(t *testing.T) {
 		afterBump bool // still cached after a key epoch change
 	}{
 		{"bad signature", sign(t, k.attacker, "RS256", hdr("RS256", "rsa1"), claims), TokenInvalid, true, false},
-		{"alg not allowed", sign(t, k.p384, "ES384", hdr("ES384", "ec1"), claims), AlgorithmNotAllowed, true, false},
-		{"malformed", "a.b.c.d", TokenInvalid, true, true},
+		{"audience mismatch", sign(t, k.rsa, "RS256", hdr("RS256", "rsa1"), with(claims, "aud", "api://elsewhere")), AudienceMismatch, true, false},
+		{"bad claim after the signature", sign(t, k.rsa, "RS256", hdr("RS256", "rsa1"), with(claims, "sub", 7)), TokenInvalid, true, false},
+		{"alg not allowed", sign(t, k.p384, "ES384", hdr("ES384", "ec1"), claims), AlgorithmNotAllowed, false, false},
+		{"alg none", sign(t, k.rsa, "RS256", hdr("none", ""), claims), AlgorithmNotAllowed, false, false},
+		{"bad typ", sign(t, k.rsa, "RS256", map[string]any{"alg": "RS256", "kid": "rsa1", "typ": "id+jwt"}, claims), TokenInvalid, false, false},
+		{"unknown issuer", sign(t, k.rsa, "RS256", hdr("RS256", "rsa1"), with(claims, "iss", "https://unknown.test/")), IssuerUnknown, false, false},
+		{"malformed", "a.b.c.d", TokenInvalid, false, false},
+		{"two parts", "eyJhbGciOiJSUzI1NiJ9.e30", TokenInvalid, false, false},
+		{"header not JSON", "bm90IGpzb24.e30.c2ln", TokenInvalid, false, false},
+		{"payload not JSON", "eyJhbGciOiJSUzI1NiJ9.bm90IGpzb24.c2ln", TokenInvalid, false, false},
 		{"unknown kid", sign(t, k.rsa, "RS256", hdr("RS256", "nope"), claims), KeyNotFound, false, false},
 		{"expired", sign(t, k.rsa, "RS256", hdr("RS256", "rsa1"), with(claims, "exp", testNow.Add(-time.Hour).Unix())), TokenExpired, false, false},
 	}
@@ -517,22 +527,26 @@ func TestVerifyNegativeCache(t *testing.T) {
 			src := &countingKeys{keys: k.issuerKeys()}
 			pol := testPolicyWith(testIssuer(src))
 			v := newTestVerifier(t)
-			for range 2 {
+			// A failure is remembered from its second time (failureMemo).
+			for range 3 {
 				if _, code, _ := v.verify(ctx, tc.token, pol, testNow); code != tc.want {
 					t.Fatalf("code %v, want %v", code, tc.want)
 				}
 				v.wait()
 			}
-			e, hit := v.cache.Get(tc.token)
-			if got := hit && e.vt == nil; got != tc.cached {
+			e, hit := v.cache.c.Get(tc.token)
+			if got := hit && e.neg != nil; got != tc.cached {
 				t.Fatalf("cached as failure = %v, want %v", got, tc.cached)
 			}
-			wantColds := uint64(2)
+			if hit && e.neg != nil && (e.vt != nil || strings.Contains(e.neg.detail, tc.token) || e.neg.digest != tokenDigest(tc.token)) {
+				t.Fatalf("the remembered failure holds the token or a wrong digest: %+v", *e.neg)
+			}
+			wantColds := uint64(3)
 			if tc.cached {
-				wantColds = 1
+				wantColds = 2
 			}
 			if n := v.colds.Load(); n != wantColds {
-				t.Fatalf("%d full verifications for 2 presentations, want %d", n, wantColds)
+				t.Fatalf("%d full verifications for 3 presentations, want %d", n, wantColds)
 			}
 			if !tc.cached {
 				return
@@ -567,8 +581,8 @@ func TestVerifyNegativeCache(t *testing.T) {
 			t.Fatalf("code %v", code)
 		}
 		v.wait()
-		if e, hit := v.cache.Get(tok); !hit || e.vt != nil {
-			t.Fatalf("issuer_unknown not cached")
+		if _, hit := v.cache.c.Get(tok); hit {
+			t.Fatalf("issuer_unknown was cached: an unknown issuer costs no signature check")
 		}
 		if _, code, detail := v.verify(ctx, tok, testPolicyWith(testIssuer(src), other), testNow); code != OK {
 			t.Fatalf("after adding the issuer: %v (%s)", code, detail)
@@ -698,11 +712,11 @@ func TestVerifiedTokenOwnsItsString(t *testing.T) {
 		t.Fatalf("verify = %s (%s)", code, detail)
 	}
 	reqStart := uintptr(unsafe.Pointer(unsafe.StringData(request)))
-	if p := uintptr(unsafe.Pointer(unsafe.StringData(vt.raw))); p >= reqStart && p < reqStart+uintptr(len(request)) {
+	if p := uintptr(unsafe.Pointer(unsafe.StringData(vt.Token.raw))); p >= reqStart && p < reqStart+uintptr(len(request)) {
 		t.Error("the verified token's string points into the request")
 	}
 	v.wait()
-	if e, ok := v.cache.Get(raw); !ok || e.raw != raw || unsafe.StringData(e.raw) == unsafe.StringData(raw) {
-		t.Errorf("cache entry %v (found %v): want a copy of the token", e != nil, ok)
+	if e, ok := v.cache.c.Get(raw); !ok || e.vt == nil || e.vt.Token.raw != raw || unsafe.StringData(e.vt.Token.raw) == unsafe.StringData(raw) {
+		t.Errorf("cache entry %v (found %v): want a copy of the token", e.vt != nil, ok)
 	}
 }

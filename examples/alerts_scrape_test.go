@@ -124,7 +124,7 @@ func scrapeOrdersFull(t *testing.T) map[string]*dto.MetricFamily {
 	check("legacy-app", "orders:v1", "GET", "/orders/1", true)                    // deprecated scope in use
 	check("web-app", "orders:write orders:v1", "GET", "/orders/1", false)         // beyond its grants: enforce
 	check("admin-console", "admin:all orders:read", "GET", "/admin/users", false) // straddles admin and orders, and orders:read is not granted
-	check("admin-console", "admin:all", "GET", "/admin/users/frida", true)        // observed by the shadow route admin-users-mfa
+	check("admin-console", "admin:all", "DELETE", "/admin/users/frida", true)     // observed by the shadow route admin-users-mfa
 
 	// Shadow routes are evaluated after the answer is sent: scrape until
 	// their outcome is counted.

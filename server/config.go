@@ -20,8 +20,13 @@ const (
 	// DefaultHTTPAddr is the HTTP listener (forward-auth and AuthZEN),
 	// loopback only for the same reason.
 	DefaultHTTPAddr = "127.0.0.1:9192"
-	// DefaultTokenCacheSize is the number of verified tokens kept.
-	DefaultTokenCacheSize int64 = 100_000
+	// DefaultTokenCacheBytes is the heap the verified-token cache may
+	// hold: 64 MiB, about 50,000 typical tokens, a small share of the
+	// Kubernetes example's 512 MiB limit.
+	DefaultTokenCacheBytes = decision.DefaultTokenCacheBytes
+	// DefaultTokenCacheSize is no entry bound: the byte budget alone
+	// bounds the token cache.
+	DefaultTokenCacheSize int64 = 0
 	// DefaultMaxTokenBytes rejects longer bearer tokens unread.
 	DefaultMaxTokenBytes = 16 << 10
 	// DefaultMaxRecvMsgSize bounds one incoming gRPC message. A
@@ -68,8 +73,11 @@ type Config struct {
 	// Logger receives the server's logs; default slog.Default(). Check calls
 	// are logged only when it is enabled at debug level.
 	Logger *slog.Logger
-	// TokenCacheSize is the number of verified tokens cached; default
-	// DefaultTokenCacheSize.
+	// TokenCacheBytes bounds the heap the verified-token cache holds, in
+	// bytes (at least 1 MiB); default DefaultTokenCacheBytes.
+	TokenCacheBytes int64
+	// TokenCacheSize, when positive, also bounds the token cache in
+	// entries; default none (DefaultTokenCacheSize).
 	TokenCacheSize int64
 	// MaxTokenBytes rejects longer bearer tokens; default
 	// DefaultMaxTokenBytes.
@@ -180,7 +188,10 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if c.TokenCacheSize < 0 {
-		errs = append(errs, fmt.Errorf("server config: TokenCacheSize %d is negative: use 0 for the default (%d)", c.TokenCacheSize, DefaultTokenCacheSize))
+		errs = append(errs, fmt.Errorf("server config: TokenCacheSize %d is negative: use 0 for no entry bound (TokenCacheBytes bounds the cache)", c.TokenCacheSize))
+	}
+	if c.TokenCacheBytes < 0 || (c.TokenCacheBytes > 0 && c.TokenCacheBytes < 1<<20) {
+		errs = append(errs, fmt.Errorf("server config: TokenCacheBytes %d is too small: use at least 1048576 (1 MiB), or 0 for the default (%d)", c.TokenCacheBytes, DefaultTokenCacheBytes))
 	}
 	if c.MaxTokenBytes < 0 {
 		errs = append(errs, fmt.Errorf("server config: MaxTokenBytes %d is negative: use 0 for the default (%d)", c.MaxTokenBytes, DefaultMaxTokenBytes))
@@ -238,8 +249,8 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.TokenCacheSize == 0 {
-		c.TokenCacheSize = DefaultTokenCacheSize
+	if c.TokenCacheBytes == 0 {
+		c.TokenCacheBytes = DefaultTokenCacheBytes
 	}
 	if c.MaxTokenBytes == 0 {
 		c.MaxTokenBytes = DefaultMaxTokenBytes

@@ -280,8 +280,16 @@ func TestLimitsCheckTimeout(t *testing.T) {
 // exactly one decision is counted, as what was answered. Deterministic,
 // unlike racing a client timer over loopback.
 func TestLimitsCallerGoneIsNotAnswered(t *testing.T) {
+	// The key set holds another key than the token's, so the decision
+	// looks for the token's kid (an empty set is key_set_unavailable).
+	known, err := decisiontest.NewECSigner("known-kid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := &slowKeys{}
+	keys.keys.Store(&[]decision.Key{keyOf(known)})
 	e, err := NewServer(Config{PolicyPath: "testdata/attack-policy.yaml", Logger: atkLogger(), CheckTimeout: 50 * time.Millisecond,
-		Keys: decision.StaticKeyResolver(&slowKeys{})})
+		Keys: decision.StaticKeyResolver(keys)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -163,6 +163,7 @@ func newMetrics(engine *decision.Engine, serving func() bool) *Metrics {
 		decisions, latency, reloads, m.lastReload, m.drift, m.deprecated, m.shadow,
 		&stateCollector{m: m, engine: engine, serving: serving},
 		&governanceCollector{engine: engine},
+		tokenCacheCollector{engine: engine},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

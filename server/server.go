@@ -124,6 +124,7 @@ func newServer(cfg Config, announce bool) (*Server, error) {
 	s.ownersCache = ownersCache
 	s.engine, err = decision.NewEngine(pol, decision.Options{
 		Clock:                cfg.Clock,
+		TokenCacheBytes:      cfg.TokenCacheBytes,
 		TokenCacheSize:       cfg.TokenCacheSize,
 		MaxTokenBytes:        cfg.MaxTokenBytes,
 		RevocationStaleAfter: cfg.Revocation.staleAfter(),

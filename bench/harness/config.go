@@ -120,6 +120,9 @@ type Config struct {
 	// TokenCacheSize is the in-process server's token cache size (0: the
 	// server's default).
 	TokenCacheSize int64
+	// TokenCacheBytes is the in-process server's token cache budget (0:
+	// the server's default).
+	TokenCacheBytes int64
 	// Noop also runs the built-in no-op ext_authz server, in alternating
 	// rounds, and reports ratios to it.
 	Noop bool
@@ -186,13 +189,14 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Routes, "routes", c.Routes, "generated routes /svc{i}/items/{id}, each requiring scope s{i}:read")
 	fs.IntVar(&c.Clients, "clients", c.Clients, "generated registered clients with grants (0: no scope catalog, no clients)")
 	fs.IntVar(&c.Revocations, "revocations", c.Revocations, "revoked jtis loaded into the in-process engine (none of them sent)")
-	fs.Int64Var(&c.TokenCacheSize, "token-cache-size", c.TokenCacheSize, "in-process token cache size (0: the server default)")
+	fs.Int64Var(&c.TokenCacheSize, "token-cache-size", c.TokenCacheSize, "in-process token cache entry bound (0: the server default, none)")
+	fs.Int64Var(&c.TokenCacheBytes, "token-cache-bytes", c.TokenCacheBytes, "in-process token cache budget in bytes (0: the server default)")
 	fs.BoolVar(&c.Noop, "noop", c.Noop, "also load the built-in no-op ext_authz server in alternating rounds and print ratios to it")
 	fs.StringVar(&c.JSON, "json", c.JSON, "write the results as JSON to this file")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", c.CPUProfile, "write a CPU profile of an extra scopegate round to this file")
 	fs.StringVar(&c.MemProfile, "memprofile", c.MemProfile, "write an allocation profile of an extra scopegate round to this file")
 	fs.DurationVar(&c.SoakReload, "soak-reload", c.SoakReload, "reload the in-process policy at this interval during the scopegate rounds (0: never)")
-	fs.BoolVar(&c.RSS, "rss", c.RSS, "report resident memory and Go heap after the run")
+	fs.BoolVar(&c.RSS, "rss", c.RSS, "report resident memory and Go heap after the run, and per cached token (in-process server)")
 	fs.StringVar(&c.WritePolicy, "write-policy", c.WritePolicy, "write the generated policy and JWKS to this directory and exit")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of token picks and the mix")
 }
@@ -257,6 +261,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Revocations < 0 {
 		bad("--revocations %d is negative: use 0 for none", c.Revocations)
+	}
+	if c.TokenCacheBytes < 0 || (c.TokenCacheBytes > 0 && c.TokenCacheBytes < 1<<20) {
+		bad("--token-cache-bytes %d: give at least 1048576 (1 MiB), or 0 for the server default", c.TokenCacheBytes)
 	}
 	if c.TokenCacheSize < 0 {
 		bad("--token-cache-size %d is negative: use 0 for the server default", c.TokenCacheSize)

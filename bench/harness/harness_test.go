@@ -167,7 +167,8 @@ func TestRunDecideAndReload(t *testing.T) {
 	if rep.Reloads == nil || rep.Reloads.Reloads == 0 || rep.Reloads.Failed != 0 {
 		t.Errorf("reloads %+v, want some, none failed", rep.Reloads)
 	}
-	if m := rep.Memory; m == nil || m.HeapInuseBytes == 0 || m.ClientTokenBytes == 0 {
+	if m := rep.Memory; m == nil || m.HeapInuseBytes == 0 || m.ClientTokenBytes == 0 ||
+		m.CacheEntries == 0 || m.CacheBytes <= 0 || m.CacheMaxBytes != decision.DefaultTokenCacheBytes || m.HeapPerEntryBytes == 0 {
 		t.Errorf("memory %+v", rep.Memory)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/scopegate/scopegate/decision"
 )
 
 // Report is the result of a run, as printed and as written to --json.
@@ -159,6 +161,29 @@ type MemoryStats struct {
 	HeapInuseBytes   uint64 `json:"heap_inuse_bytes"`
 	GoSysBytes       uint64 `json:"go_sys_bytes"`
 	ClientTokenBytes uint64 `json:"client_token_bytes"`
+	// The in-process server's token cache after the run: its entries,
+	// the bytes it charges them, its budget, and the growth of the heap
+	// and RSS since the server started (every pre-minted token already
+	// held) per entry.
+	CacheEntries      int     `json:"cache_entries,omitempty"`
+	CacheBytes        int64   `json:"cache_bytes,omitempty"`
+	CacheMaxBytes     int64   `json:"cache_max_bytes,omitempty"`
+	CacheEvictions    uint64  `json:"cache_evictions,omitempty"`
+	HeapPerEntryBytes float64 `json:"heap_per_entry_bytes,omitempty"`
+	RSSPerEntryBytes  float64 `json:"rss_per_entry_bytes,omitempty"`
+}
+
+// perEntry fills the token cache figures from the engine, against the
+// memory at the baseline.
+func (m *MemoryStats) perEntry(baseline *MemoryStats, e *decision.Engine) {
+	u := e.TokenCacheUsage()
+	m.CacheEntries, m.CacheBytes, m.CacheMaxBytes, m.CacheEvictions = e.TokenCacheEntries(), u.Bytes, u.MaxBytes, u.Evictions
+	if baseline == nil || m.CacheEntries == 0 {
+		return
+	}
+	n := float64(m.CacheEntries)
+	m.HeapPerEntryBytes = (float64(m.HeapAllocBytes) - float64(baseline.HeapAllocBytes)) / n
+	m.RSSPerEntryBytes = (float64(m.RSSBytes) - float64(baseline.RSSBytes)) / n
 }
 
 func newReport(cfg *Config, now time.Time) *Report {
@@ -303,6 +328,10 @@ func (r *Report) print(w io.Writer) {
 	if m := r.Memory; m != nil {
 		fmt.Fprintf(w, "memory after the run: RSS %s (peak %s), Go heap %s in use; the load generator's tokens hold %s of it\n",
 			mib(m.RSSBytes), mib(m.PeakRSSBytes), mib(m.HeapInuseBytes), mib(m.ClientTokenBytes))
+		if m.CacheEntries > 0 {
+			fmt.Fprintf(w, "token cache: %d entries, %s charged of %s (%d evictions); per cached token since start: heap %.0f bytes, RSS %.0f bytes\n",
+				m.CacheEntries, mib(uint64(m.CacheBytes)), mib(uint64(m.CacheMaxBytes)), m.CacheEvictions, m.HeapPerEntryBytes, m.RSSPerEntryBytes)
+		}
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)

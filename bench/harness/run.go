@@ -125,9 +125,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if cfg.SoakReload > 0 {
 			rep.note("--soak-reload not applied: only an in-process server is reloaded")
 		}
-		if cfg.TokenCacheSize > 0 {
-			rep.note("--token-cache-size not applied: the target runs with its own configuration")
+		if cfg.TokenCacheSize > 0 || cfg.TokenCacheBytes > 0 {
+			rep.note("--token-cache-size and --token-cache-bytes not applied: the target runs with its own configuration")
 		}
+	}
+	// The baseline of --rss: the server started, every pre-minted token
+	// held, nothing cached yet.
+	var baseline *MemoryStats
+	if cfg.RSS && sg != nil {
+		baseline = readMemory(toks)
 	}
 	sgEP := &endpoint{name: serverScopegate, verify: true, fresh: true}
 	if sg != nil {
@@ -188,6 +194,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.RSS {
 		rep.Memory = readMemory(toks)
+		if sg != nil {
+			rep.Memory.perEntry(baseline, sg.srv.Engine())
+		}
 		if sg == nil {
 			rep.note("--rss measures this process; the target's memory is its own")
 		}
@@ -336,9 +345,10 @@ func startInproc(cfg *Config, ss map[string]*decisiontest.Signer) (*inproc, erro
 		return nil, err
 	}
 	in.srv, err = server.NewServer(server.Config{
-		PolicyPath:     p,
-		Logger:         slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError})),
-		TokenCacheSize: cfg.TokenCacheSize,
+		PolicyPath:      p,
+		Logger:          slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError})),
+		TokenCacheSize:  cfg.TokenCacheSize,
+		TokenCacheBytes: cfg.TokenCacheBytes,
 	})
 	if err != nil {
 		os.RemoveAll(dir)

@@ -270,7 +270,7 @@ func TestUsage(t *testing.T) {
 		"token missing key":          {[]string{"token", "--key", "testdata/none.pem"}, "", exitUsage, "", "--key testdata/none.pem: no such file"},
 		"token bad claim":            {[]string{"token", "--claim", "novalue"}, "", exitUsage, "", "is not key=value"},
 		"bad duration":               {[]string{"token", "--ttl", "forever"}, "", exitUsage, "", `--ttl "forever": want a duration (units s, m, h), e.g. 1h0m0s`},
-		"bad integer":                {[]string{"serve", "--token-cache-size", "lots"}, "", exitUsage, "", `--token-cache-size "lots": want an integer, e.g. 100000`},
+		"bad integer":                {[]string{"serve", "--token-cache-bytes", "lots"}, "", exitUsage, "", `--token-cache-bytes "lots": want an integer, e.g. 67108864`},
 		"serve without policy":       {[]string{"serve"}, "", exitUsage, "", "--policy is required"},
 		"serve bad log level":        {[]string{"serve", "--policy", "p.yaml", "--log-level", "loud"}, "", exitUsage, "", "--log-level"},
 		"client bad api":             {[]string{"client", "--api", "soap"}, "", exitUsage, "", `--api "soap"`},

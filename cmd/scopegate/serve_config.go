@@ -63,6 +63,7 @@ type opsFlags struct {
 	config               string
 	metricsAddr          string
 	logFormat            string
+	tokenCacheBytes      int64
 	tokenCacheSize       int64
 	maxTokenBytes        int
 	maxRecvMsgSize       int
@@ -76,7 +77,8 @@ func (o *opsFlags) define(fs *flag.FlagSet) {
 	fs.StringVar(&o.config, server.ConfigFlag, "", "YAML file of settings, keys as the flags with underscores")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", server.DefaultMetricsAddr, "address of the operator listener (/metrics, /healthz, /readyz, /debug/pprof); empty disables it")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
-	fs.Int64Var(&o.tokenCacheSize, "token-cache-size", server.DefaultTokenCacheSize, "verified tokens kept in the token cache")
+	fs.Int64Var(&o.tokenCacheBytes, "token-cache-bytes", server.DefaultTokenCacheBytes, "heap the verified-token cache may hold, in bytes (at least 1 MiB)")
+	fs.Int64Var(&o.tokenCacheSize, "token-cache-size", server.DefaultTokenCacheSize, "optional extra bound on the token cache in entries; 0: none, --token-cache-bytes alone bounds it")
 	fs.IntVar(&o.maxTokenBytes, "max-token-bytes", server.DefaultMaxTokenBytes, "longest bearer token accepted, in bytes")
 	fs.IntVar(&o.maxRecvMsgSize, "max-recv-msg-size", server.DefaultMaxRecvMsgSize, "largest gRPC request accepted, in bytes")
 	fs.UintVar(&o.maxConcurrentStreams, "max-concurrent-streams", uint(server.DefaultMaxConcurrentStreams), "concurrent gRPC calls allowed per connection")
@@ -90,8 +92,10 @@ func (o *opsFlags) define(fs *flag.FlagSet) {
 // silently means something other than what was written.
 func (o *opsFlags) apply(cfg *server.Config) error {
 	switch {
-	case o.tokenCacheSize <= 0:
-		return fmt.Errorf("--token-cache-size %d: give a positive number of tokens (default %d)", o.tokenCacheSize, server.DefaultTokenCacheSize)
+	case o.tokenCacheBytes < 1<<20:
+		return fmt.Errorf("--token-cache-bytes %d: give at least 1048576 (1 MiB) (default %d, 64 MiB)", o.tokenCacheBytes, server.DefaultTokenCacheBytes)
+	case o.tokenCacheSize < 0:
+		return fmt.Errorf("--token-cache-size %d: give a positive number of tokens, or 0 for no entry bound (default 0)", o.tokenCacheSize)
 	case o.maxTokenBytes <= 0:
 		return fmt.Errorf("--max-token-bytes %d: give a positive number of bytes (default %d)", o.maxTokenBytes, server.DefaultMaxTokenBytes)
 	case o.maxRecvMsgSize <= 0:
@@ -104,6 +108,7 @@ func (o *opsFlags) apply(cfg *server.Config) error {
 		return fmt.Errorf("--jwks-startup-timeout %v: give 0 (start NOT_SERVING and wait for the keys) or a positive duration such as 30s", o.jwksStartupTimeout)
 	}
 	cfg.MetricsAddr = o.metricsAddr
+	cfg.TokenCacheBytes = o.tokenCacheBytes
 	cfg.TokenCacheSize = o.tokenCacheSize
 	cfg.MaxTokenBytes = o.maxTokenBytes
 	cfg.MaxRecvMsgSize = o.maxRecvMsgSize
@@ -138,6 +143,7 @@ var serveFlagOf = map[string]string{
 	"HTTPPathPrefix":        "http-path-prefix",
 	"MetricsAddr":           "metrics-addr",
 	"TokenCacheSize":        "token-cache-size",
+	"TokenCacheBytes":       "token-cache-bytes",
 	"MaxTokenBytes":         "max-token-bytes",
 	"MaxRecvMsgSize":        "max-recv-msg-size",
 	"MaxConcurrentStreams":  "max-concurrent-streams",

@@ -108,7 +108,9 @@ func TestServeSettingsRefused(t *testing.T) {
 		args []string
 		want string
 	}{
-		"zero cache":       {[]string{"--token-cache-size", "0"}, "--token-cache-size 0: give a positive number"},
+		"negative cache":   {[]string{"--token-cache-size", "-1"}, "--token-cache-size -1: give a positive number of tokens, or 0"},
+		"zero cache bytes": {[]string{"--token-cache-bytes", "0"}, "--token-cache-bytes 0: give at least 1048576"},
+		"tiny cache bytes": {[]string{"--token-cache-bytes", "65536"}, "--token-cache-bytes 65536: give at least 1048576"},
 		"zero timeout":     {[]string{"--shutdown-timeout", "0s"}, "--shutdown-timeout 0s"},
 		"huge streams":     {[]string{"--max-concurrent-streams", "5000000000"}, "--max-concurrent-streams"},
 		"zero token bytes": {[]string{"--max-token-bytes", "0"}, "--max-token-bytes 0"},
@@ -165,7 +167,7 @@ func TestServeConfigErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	typed := filepath.Join(dir, "typed.yaml")
-	if err := os.WriteFile(typed, []byte("policy: p.yaml\ntoken_cache_size: lots\nshutdown_timeout: 10\nwatch_policy: maybe\n"), 0o600); err != nil {
+	if err := os.WriteFile(typed, []byte("policy: p.yaml\ntoken_cache_bytes: lots\nshutdown_timeout: 10\nwatch_policy: maybe\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for name, tc := range map[string]struct {
@@ -176,7 +178,7 @@ func TestServeConfigErrors(t *testing.T) {
 		"unknown key":          {[]string{"serve", "--config", bad}, nil, `unknown key "grpc_adr": did you mean grpc_addr?`},
 		"bad env value":        {[]string{"serve", "--policy", "p.yaml"}, map[string]string{"SCOPEGATE_SHUTDOWN_TIMEOUT": "later"}, "SCOPEGATE_SHUTDOWN_TIMEOUT"},
 		"bad log format":       {[]string{"serve", "--policy", "p.yaml", "--log-format", "xml"}, nil, `--log-format "xml" is not one of json, text`},
-		"wrong type, int":      {[]string{"serve", "--config", typed}, nil, `typed.yaml:2: token_cache_size: "lots": want an integer, e.g. 100000`},
+		"wrong type, int":      {[]string{"serve", "--config", typed}, nil, `typed.yaml:2: token_cache_bytes: "lots": want an integer, e.g. 67108864`},
 		"wrong type, duration": {[]string{"serve", "--config", typed}, nil, `typed.yaml:3: shutdown_timeout: "10": want a duration (units s, m, h), e.g. 10s`},
 		"wrong type, bool":     {[]string{"serve", "--config", typed}, nil, `typed.yaml:4: watch_policy: "maybe": want true or false`},
 		"wrong type, env":      {[]string{"serve", "--policy", "p.yaml"}, map[string]string{"SCOPEGATE_MAX_TOKEN_BYTES": "big"}, `SCOPEGATE_MAX_TOKEN_BYTES="big": want an integer, e.g. 16384`},

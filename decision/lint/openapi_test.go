@@ -145,3 +145,48 @@ func TestMinimize(t *testing.T) {
 		})
 	}
 }
+
+// A shadow route observes the operations it would decide: it reaches them
+// (no "reaches no operation"), and its stricter requirement, which is its
+// purpose, is not held to the document's. One that observes no operation
+// is still reported.
+func TestCheckOpenAPIShadowRoutes(t *testing.T) {
+	doc, err := os.ReadFile("testdata/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clean, err := os.ReadFile("testdata/clean.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		route   string
+		want    string
+		wantNot string
+	}{
+		"observing an operation": {
+			route:   "  - name: read-strict\n    match: {methods: [GET], path: \"/items/{id}/history\"}\n    require: {all_of: [items:read, items:write]}\n    mode: shadow\n",
+			wantNot: "read-strict",
+		},
+		"observing nothing": {
+			route: "  - name: export\n    match: {methods: [GET], path: /export}\n    require: {all_of: [items:read]}\n    mode: shadow\n",
+			want:  `route "export" (/export) reaches no operation`,
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			src := strings.Replace(string(clean), "  - name: health\n", tc.route+"  - name: health\n", 1)
+			pol, err := decision.Compile([]byte(src), "p.yaml", decision.CompileOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			withHistory := strings.Replace(string(doc), "  /healthz:", "  /items/{itemId}/history:\n    get: {operationId: history, security: [{oauth: [items:read]}], responses: {\"200\": {description: ok}}}\n  /healthz:", 1)
+			got := render(CheckOpenAPI(pol, []byte(withHistory), "api.yaml", OpenAPIOptions{}))
+			if tc.want != "" && !strings.Contains(got, tc.want) {
+				t.Errorf("no problem contains %q; got:\n%s", tc.want, got)
+			}
+			if tc.wantNot != "" && strings.Contains(got, tc.wantNot) {
+				t.Errorf("a problem names the shadow route:\n%s", got)
+			}
+		})
+	}
+}
