@@ -93,6 +93,8 @@ func NewServer(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, keys: cfg.KeySources, cancel: cancel}
 	if s.keys == nil {
 		s.registry = jwks.NewRegistry(ctx)
+		s.registry.FileOptions.Logger = cfg.Logger
+		s.registry.URLOptions.Logger = cfg.Logger
 		s.keys = s.registry.Factory()
 	}
 	pol, err := decision.LoadFile(cfg.PolicyPath, decision.CompileOptions{KeySources: s.keys, MaxPolicyBytes: cfg.MaxPolicyBytes})

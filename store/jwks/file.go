@@ -3,6 +3,7 @@ package jwks
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,10 @@ type FileOptions struct {
 	// MinCheckInterval bounds the extra checks unknown kids trigger;
 	// default DefaultFileMinCheck.
 	MinCheckInterval time.Duration
+	// Logger receives a warning per failed reload (the file deleted,
+	// unreadable, too large, not a JWKS, or without a usable key) and a
+	// line when the file loads again; nil logs nothing.
+	Logger *slog.Logger
 }
 
 // File serves the keys of a JWKS file and reloads them when the file
@@ -73,6 +78,7 @@ func NewFile(ctx context.Context, path string, opts FileOptions) (*File, error) 
 		opts.MinCheckInterval = DefaultFileMinCheck
 	}
 	f := &File{path: path, opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
+	f.setLog(opts.Logger, "file", path, path)
 	if _, err := f.check(); err != nil {
 		return nil, err
 	}

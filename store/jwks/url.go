@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -54,6 +55,9 @@ type URLOptions struct {
 	CAFile string
 	// HTTPClient replaces the default client (CAFile is then ignored).
 	HTTPClient *http.Client
+	// Logger receives a warning per failed refetch once a key set has
+	// loaded, and a line when fetches succeed again; nil logs nothing.
+	Logger *slog.Logger
 }
 
 func (o *URLOptions) defaults() {
@@ -125,6 +129,7 @@ func NewURL(ctx context.Context, rawURL string, opts URLOptions) (*URL, error) {
 	}
 	uctx, cancel := context.WithCancel(ctx)
 	u := &URL{url: rawURL, opts: opts, client: client, ctx: uctx, cancel: cancel, done: make(chan struct{})}
+	u.setLog(opts.Logger, "url", rawURL, redactURL(rawURL))
 	c := u.start(opts.Timeout)
 	<-c.done
 	if c.err != nil {
@@ -133,6 +138,16 @@ func NewURL(ctx context.Context, rawURL string, opts URLOptions) (*URL, error) {
 	}
 	go u.run(u.nextDelay(c, 0))
 	return u, nil
+}
+
+// redactURL is raw with the password of its user information, if any,
+// replaced: for log lines.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	return u.Redacted()
 }
 
 // checkURL refuses anything but https, except plain http to this host for
