@@ -99,9 +99,12 @@ type Config struct {
 	// (files and URLs). Tests and embedders may pass their own.
 	KeySources decision.KeySourceFactory
 	// MetricsAddr is the host:port of the operator listener Run starts:
-	// /metrics, /healthz, /readyz and /debug/pprof. "" starts none (the
+	// /metrics, /healthz, /readyz and, with Pprof, /debug/pprof. "" starts none (the
 	// library default; scopegate serve defaults to DefaultMetricsAddr).
 	MetricsAddr string
+	// Pprof serves /debug/pprof/* on the operator listener (off by
+	// default). /debug/pprof/cmdline is served with secrets redacted.
+	Pprof bool
 	// WatchPolicy makes Run reload the policy file when it changes (it
 	// always reloads on SIGHUP).
 	WatchPolicy bool

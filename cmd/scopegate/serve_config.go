@@ -37,8 +37,8 @@ Signals:
 Listeners:
   --grpc-addr serves Envoy ext_authz, scopegate Check, gRPC health and
   reflection; --http-addr serves forward-auth and AuthZEN. --metrics-addr
-  serves /metrics, /healthz, /readyz and /debug/pprof, and nothing else
-  does: keep it on loopback or a private network.`,
+  serves /metrics, /healthz, /readyz and, with --pprof, /debug/pprof, and
+  nothing else does: keep it on loopback or a private network.`,
 }
 
 // annotateLayers appends to every flag's help the environment variable
@@ -66,11 +66,13 @@ type opsFlags struct {
 	maxConcurrentStreams uint
 	shutdownTimeout      time.Duration
 	watchPolicy          bool
+	pprof                bool
 }
 
 func (o *opsFlags) define(fs *flag.FlagSet) {
 	fs.StringVar(&o.config, server.ConfigFlag, "", "YAML file of settings, keys as the flags with underscores")
-	fs.StringVar(&o.metricsAddr, "metrics-addr", server.DefaultMetricsAddr, "address of the operator listener (/metrics, /healthz, /readyz, /debug/pprof); empty disables it")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", server.DefaultMetricsAddr, "address of the operator listener (/metrics, /healthz, /readyz, and /debug/pprof with --pprof); empty disables it")
+	fs.BoolVar(&o.pprof, "pprof", false, "serve /debug/pprof on the operator listener (its command line with secrets redacted)")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.Int64Var(&o.tokenCacheSize, "token-cache-size", server.DefaultTokenCacheSize, "verified tokens kept in the token cache")
 	fs.IntVar(&o.maxTokenBytes, "max-token-bytes", server.DefaultMaxTokenBytes, "longest bearer token accepted, in bytes")
@@ -103,6 +105,7 @@ func (o *opsFlags) apply(cfg *server.Config) error {
 	cfg.MaxConcurrentStreams = uint32(o.maxConcurrentStreams)
 	cfg.ShutdownTimeout = o.shutdownTimeout
 	cfg.WatchPolicy = o.watchPolicy
+	cfg.Pprof = o.pprof
 	return nil
 }
 
