@@ -363,6 +363,11 @@ func (e *Engine) decide(ctx context.Context, r *Request, pol *Policy, rt *router
 		d.Code, d.Detail = RequestInvalid, detailBadMethod
 		return d
 	}
+	if r.MethodOverride != "" && !methodOverrideAgrees(r.MethodOverride, r.Method) {
+		tr.add("route", "fail", detailMethodOverride)
+		d.Code, d.Detail = RequestInvalid, detailMethodOverride
+		return d
+	}
 	route, pathMatched := rt.match(r.Method, norm, &d.Params)
 	if route == nil {
 		if pathMatched {
@@ -545,6 +550,8 @@ func (r *Route) describeRequirement() string {
 	}
 	return strings.Join(parts, " and ")
 }
+
+const detailMethodOverride = "the request carries X-HTTP-Method-Override, X-HTTP-Method or X-Method-Override naming another method than its own: an upstream honouring it would run a method that was not authorized; send the request with that method, or have the proxy remove the header"
 
 const detailBadMethod = "the request method is not an HTTP token (RFC 9110 section 9.1: letters, digits and !#$%&'*+-.^_`|~, at most 64 bytes)"
 

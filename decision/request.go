@@ -2,6 +2,7 @@ package decision
 
 import (
 	"net/netip"
+	"strings"
 )
 
 // Request is the protocol-independent description of one request to
@@ -35,6 +36,13 @@ type Request struct {
 	ClientCertificate string
 	// Host is the :authority / Host of the original request.
 	Host string
+	// MethodOverride holds the values of the request's method-override
+	// headers (MethodOverrideHeaders), joined with ", " when there are
+	// several; "" when there are none. Frameworks behind the proxy run the
+	// method they name instead of Method, so Decide refuses a request
+	// where one names another method (request_invalid). Translators fill
+	// it with AddMethodOverride.
+	MethodOverride string
 	// RequestID is the proxy's request id (x-request-id), for audit.
 	RequestID string
 	// Attributes carries extra facts (context_extensions, Check RPC
@@ -43,6 +51,64 @@ type Request struct {
 	// Trace, when non-nil, receives every step Decide runs (--explain). It is
 	// nil on the serving path, where it costs nothing.
 	Trace *Trace
+}
+
+// MethodOverrideHeaders are the headers web frameworks read as the
+// request's "real" method (Rails, Express's method-override, Symfony,
+// Laravel, ASP.NET, Spring's HiddenHttpMethodFilter variants), lower-case.
+var MethodOverrideHeaders = [...]string{"x-http-method-override", "x-http-method", "x-method-override"}
+
+// IsMethodOverrideHeader reports whether name (any case) is one of
+// MethodOverrideHeaders.
+func IsMethodOverrideHeader(name string) bool {
+	for _, h := range MethodOverrideHeaders {
+		if len(name) == len(h) && equalFoldASCII(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// AddMethodOverride records one method-override header value: the first
+// is kept as it is (no allocation), later ones are joined with ", ".
+func (r *Request) AddMethodOverride(v string) {
+	if r.MethodOverride == "" {
+		r.MethodOverride = v
+		return
+	}
+	r.MethodOverride += ", " + v
+}
+
+// methodOverrideAgrees reports whether every comma-separated value of
+// override names method (in any case, as frameworks upper-case it), so
+// that honouring it changes nothing. Empty values are ignored.
+func methodOverrideAgrees(override, method string) bool {
+	for v := range strings.SplitSeq(override, ",") {
+		v = strings.TrimSpace(v)
+		if v != "" && !strings.EqualFold(v, method) {
+			return false
+		}
+	}
+	return true
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // Trace records the checks Decide ran, for `scopegate check --explain`.

@@ -10,11 +10,11 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/base64"
-	"encoding/json"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/lestrrat-go/jwx/v3/jws/jwsbb"
@@ -208,16 +208,6 @@ func (v *verifier) verifyCold(ctx context.Context, raw string, pol *Policy, now 
 	return vt, OK, ""
 }
 
-// jwsHeader is the protected header. Members are decoded as any so that a
-// wrongly typed member gets a precise message. jku, x5u, jwk and x5c are
-// deliberately not read: keys come only from the issuer's key source.
-type jwsHeader struct {
-	Alg  any `json:"alg"`
-	Kid  any `json:"kid"`
-	Typ  any `json:"typ"`
-	Crit any `json:"crit"`
-}
-
 // headerMemoSize is the number of parsed protected headers remembered. An
 // issuer signs every token with one of a few headers, so a small table
 // saves the header decoding on most cold verifications.
@@ -252,36 +242,82 @@ func (m *headerMemo) parse(b64 string) (*parsedHeader, *verifyFailure) {
 	return p, f
 }
 
-// parseHeader decodes a protected header.
+// jwsHeaderNames are the protected header members verification reads.
+// jku, x5u, jwk and x5c are deliberately not read: keys come only from
+// the issuer's key source.
+var jwsHeaderNames = [...]string{"alg", "kid", "typ", "crit"}
+
+// parseHeader decodes a protected header: strict UTF-8 JSON, an object, no
+// member named twice, and member names matched exactly. RFC 7515 section 4
+// makes header names case-sensitive and unique, so {"ALG":...} is not alg;
+// a case variant of a name read here is refused rather than ignored, as a
+// verifier elsewhere might read it as the real member.
 func parseHeader(b64 string) (*parsedHeader, *verifyFailure) {
 	hdrJSON, err := jose64.DecodeString(b64)
 	if err != nil {
 		return nil, malformedToken("the token's header is not base64url without padding")
 	}
-	var h jwsHeader
-	if err := json.Unmarshal(hdrJSON, &h); err != nil {
+	if !utf8.Valid(hdrJSON) {
+		return nil, malformedToken("the token's header is not UTF-8 JSON")
+	}
+	if err := fastjson.ValidateBytes(hdrJSON); err != nil {
 		return nil, malformedToken("the token's header is not a JSON object")
 	}
-	if h.Crit != nil {
-		return nil, malformedToken("the token's header has a crit member; crit header not supported")
+	parser := claimParsers.Get()
+	defer claimParsers.Put(parser)
+	root, err := parser.ParseBytes(hdrJSON)
+	if err != nil || root.Type() != fastjson.TypeObject {
+		return nil, malformedToken("the token's header is not a JSON object")
 	}
-	if h.Alg == nil {
-		return nil, malformedToken("the token's header has no alg")
+	obj, _ := root.Object()
+	if dup := duplicateKey(obj); dup != "" {
+		return nil, malformedToken("the token's header names member " + untrusted(dup) + " twice; header names must be unique (RFC 7515 section 4)")
 	}
 	p := &parsedHeader{b64: b64}
-	var isStr bool
-	if p.alg, isStr = h.Alg.(string); !isStr {
+	var alg, kid, typ *fastjson.Value
+	detail := ""
+	obj.Visit(func(k []byte, v *fastjson.Value) {
+		if detail != "" {
+			return
+		}
+		switch string(k) {
+		case "alg":
+			alg = v
+		case "kid":
+			kid = v
+		case "typ":
+			typ = v
+		case "crit":
+			detail = "the token's header has a crit member; crit header not supported"
+		default:
+			for _, name := range jwsHeaderNames {
+				if strings.EqualFold(string(k), name) {
+					detail = "the token's header has a member " + untrusted(string(k)) + "; header names are case-sensitive (RFC 7515 section 4): the member is " + name
+					return
+				}
+			}
+		}
+	})
+	switch {
+	case detail != "":
+		return nil, malformedToken(detail)
+	case alg == nil || alg.Type() == fastjson.TypeNull:
+		return nil, malformedToken("the token's header has no alg")
+	case alg.Type() != fastjson.TypeString:
 		return nil, malformedToken("the token's header alg is not a string")
 	}
-	if h.Kid != nil {
-		if p.kid, isStr = h.Kid.(string); !isStr {
+	p.alg = jsonString(alg)
+	if kid != nil && kid.Type() != fastjson.TypeNull {
+		if kid.Type() != fastjson.TypeString {
 			return nil, malformedToken("the token's header kid is not a string")
 		}
+		p.kid = jsonString(kid)
 	}
-	if h.Typ != nil {
-		if p.typ, isStr = h.Typ.(string); !isStr {
+	if typ != nil && typ.Type() != fastjson.TypeNull {
+		if typ.Type() != fastjson.TypeString {
 			return nil, malformedToken("the token's header typ is not a string")
 		}
+		p.typ = jsonString(typ)
 	}
 	return p, nil
 }

@@ -720,3 +720,15 @@ func TestVerifiedTokenOwnsItsString(t *testing.T) {
 		t.Errorf("cache entry %v (found %v): want a copy of the token", e.vt != nil, ok)
 	}
 }
+
+// BenchmarkParseHeader is the protected header's decoding on a memo miss
+// (a token signed with a header not seen recently).
+func BenchmarkParseHeader(b *testing.B) {
+	enc := b64json(b, hdr("RS256", "rsa1"))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, f := parseHeader(enc); f != nil {
+			b.Fatal(f.detail)
+		}
+	}
+}

@@ -170,7 +170,8 @@ func (ev *AuthZENEvaluations) Item(i int) AuthZENEvaluation {
 }
 
 // decodeAuthZEN decodes one JSON object into v, naming the field of a type
-// error and refusing trailing data.
+// error and refusing trailing data, duplicate members and member names
+// that match only in another case (authzen_members.go).
 func decodeAuthZEN(body []byte, v any) *AuthZENError {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
@@ -183,7 +184,11 @@ func decodeAuthZEN(body []byte, v any) *AuthZENError {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return &AuthZENError{Message: "the body holds data after its JSON object: send exactly one object"}
 	}
-	return nil
+	schema := authzenEvaluationSchema
+	if _, batch := v.(*AuthZENEvaluations); batch {
+		schema = authzenEvaluationsSchema
+	}
+	return checkMembers(body, schema)
 }
 
 func jsonError(err error) *AuthZENError {

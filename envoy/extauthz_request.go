@@ -77,6 +77,7 @@ func RequestFromCheck(req *authv3.CheckRequest, out *decision.Request) (invalid 
 	}
 	out.Authorization, out.AuthorizationCount = hs.authorization()
 	out.ForwardedFor = hs.forwardedFor()
+	hs.methodOverride(out)
 
 	if a := src.GetAddress().GetSocketAddress().GetAddress(); a != "" {
 		ip, err := netip.ParseAddr(a)
@@ -140,6 +141,24 @@ func (h *headerSource) authorization() (string, int) {
 		}
 	}
 	return first, n
+}
+
+// methodOverride records the method-override headers (Decide refuses one
+// naming another method than the request's).
+func (h *headerSource) methodOverride(out *decision.Request) {
+	if h.merged != nil {
+		for _, name := range decision.MethodOverrideHeaders {
+			if v, ok := h.merged[name]; ok {
+				out.AddMethodOverride(v)
+			}
+		}
+		return
+	}
+	for _, hv := range h.raw {
+		if decision.IsMethodOverrideHeader(hv.GetKey()) {
+			out.AddMethodOverride(rawValue(hv))
+		}
+	}
 }
 
 // forwardedFor returns X-Forwarded-For, every raw occurrence joined with

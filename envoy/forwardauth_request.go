@@ -145,6 +145,11 @@ func RequestFromHTTP(r *http.Request, opts *ForwardAuthOptions, out *decision.Re
 		out.Authorization, out.AuthorizationCount = v[0], len(v)
 	}
 	out.ForwardedFor = joinLines(h[HeaderForwardedFor])
+	for _, name := range methodOverrideHTTP {
+		for _, v := range h[name] {
+			out.AddMethodOverride(v)
+		}
+	}
 	out.SourceIP = peerIP(r.RemoteAddr)
 
 	xfcc, cc := h[HeaderForwardedClientCert], h[HeaderClientCert]
@@ -173,6 +178,15 @@ func RequestFromHTTP(r *http.Request, opts *ForwardAuthOptions, out *decision.Re
 	}
 	return ""
 }
+
+// methodOverrideHTTP are decision.MethodOverrideHeaders in net/http's
+// canonical form, as r.Header holds them.
+var methodOverrideHTTP = func() (c [len(decision.MethodOverrideHeaders)]string) {
+	for i, h := range decision.MethodOverrideHeaders {
+		c[i] = http.CanonicalHeaderKey(h)
+	}
+	return c
+}()
 
 func (o *ForwardAuthOptions) pathPrefix() string {
 	if o == nil {

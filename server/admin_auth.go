@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -32,8 +33,8 @@ import (
 //     AdminConfig.ClientCAFile (a certificate is verified when presented;
 //     callers without one use a token), or
 //   - its "authorization" metadata is "Bearer <token>" where the token is a
-//     valid token of one of the policy's issuers, not revoked, carrying the
-//     admin scope. The decision engine verifies it, with the same keys,
+//     valid token of one of the policy's issuers (of AdminConfig.Issuers
+//     when set), not revoked, carrying the admin scope. The decision engine verifies it, with the same keys,
 //     caches and revocations as every decision.
 //
 // A bearer token that is present must be valid even when a certificate
@@ -90,7 +91,9 @@ func callerOf(ctx context.Context) string {
 type adminAuth struct {
 	engine *decision.Engine
 	scope  string
-	mtls   bool // client certificates are verified when presented
+	// issuers, when not empty, are the only issuers of admin tokens.
+	issuers []string
+	mtls    bool // client certificates are verified when presented
 }
 
 func (a *adminAuth) authenticate(ctx context.Context) (context.Context, error) {
@@ -112,6 +115,9 @@ func (a *adminAuth) authenticate(ctx context.Context) (context.Context, error) {
 				c = codes.PermissionDenied
 			}
 			return ctx, status.Errorf(c, "admin token refused: %s: %s", code, detail)
+		}
+		if len(a.issuers) > 0 && !slices.Contains(a.issuers, tok.Issuer) {
+			return ctx, status.Errorf(codes.PermissionDenied, "admin token refused: its issuer %q is not an admin issuer (--admin-issuer): ask one of those for the token", tok.Issuer)
 		}
 		who = append(who, tokenPrincipal(tok))
 	}

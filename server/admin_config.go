@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/store"
 )
 
@@ -31,6 +33,12 @@ type AdminConfig struct {
 	// Scope is the scope an admin bearer token must carry; default
 	// DefaultAdminScope.
 	Scope string
+	// Issuers, when set, are the only issuers whose tokens are admin
+	// tokens (exact iss strings, each an issuer of the policy). Empty
+	// accepts an admin token from any issuer of the policy: then every
+	// identity provider the policy trusts for API access can also mint
+	// tokens that revoke, reload and read usage.
+	Issuers []string
 	// TLSCertFile and TLSKeyFile serve the listener over TLS (both or
 	// neither). Without them the listener is plain text and needs a bearer
 	// token on every call.
@@ -85,8 +93,38 @@ func (c *AdminConfig) Validate() error {
 	if c.ClientCAFile != "" && c.TLSCertFile == "" {
 		errs = append(errs, errors.New("server config: Admin.ClientCAFile needs Admin.TLSCertFile and Admin.TLSKeyFile: client certificates are only asked for over TLS"))
 	}
+	for _, iss := range c.Issuers {
+		if strings.TrimSpace(iss) == "" || strings.ContainsAny(iss, " \t\r\n,") {
+			errs = append(errs, fmt.Errorf("server config: Admin.Issuers entry %q is not one issuer: give the exact iss of an issuer of the policy, e.g. https://id.example.com/", iss))
+		}
+	}
 	if c.Scope != "" && (strings.ContainsAny(c.Scope, " \t\r\n\"\\")) {
 		errs = append(errs, fmt.Errorf("server config: Admin.Scope %q is not one scope token: drop the whitespace or quotes", c.Scope))
+	}
+	return errors.Join(errs...)
+}
+
+// checkIssuers reports an admin issuer the policy does not have: it could
+// never match, and would leave the Admin API without tokens.
+func (c *AdminConfig) checkIssuers(pol *decision.Policy) error {
+	var errs []error
+	for _, iss := range c.Issuers {
+		if _, ok := pol.Issuers[iss]; ok {
+			continue
+		}
+		names := make([]string, 0, len(pol.Issuers))
+		for name := range pol.Issuers {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		hint := ""
+		for _, name := range names {
+			if strings.EqualFold(strings.TrimSuffix(name, "/"), strings.TrimSuffix(iss, "/")) {
+				hint = " (did you mean " + strconv.Quote(name) + "? issuers are compared exactly)"
+				break
+			}
+		}
+		errs = append(errs, fmt.Errorf("server config: admin issuer %q is not an issuer of the policy%s; the policy's issuers: %s", iss, hint, strings.Join(names, ", ")))
 	}
 	return errors.Join(errs...)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -88,7 +89,15 @@ func (s *Server) startAdmin(ctx context.Context) error {
 	if aud.sink == nil && s.auditing.log != nil {
 		aud.sink = s.auditing.log
 	}
-	authn := &adminAuth{engine: s.engine, scope: ac.scope(), mtls: tlsConf != nil && tlsConf.ClientCAs != nil}
+	pol := s.engine.Policy()
+	if err := ac.checkIssuers(pol); err != nil {
+		return err
+	}
+	if len(ac.Issuers) == 0 && len(pol.Issuers) > 1 {
+		s.log.Warn("admin tokens are accepted from every issuer of the policy: any of them can mint a token with the admin scope; pin the admin issuers with --admin-issuer (AdminConfig.Issuers)",
+			"issuers", len(pol.Issuers), "scope", ac.scope())
+	}
+	authn := &adminAuth{engine: s.engine, scope: ac.scope(), issuers: slices.Clone(ac.Issuers), mtls: tlsConf != nil && tlsConf.ClientCAs != nil}
 	unary, stream := s.adminInterceptors(authn, aud)
 	s.admin.grpc = grpc.NewServer(
 		grpc.Creds(creds),

@@ -86,6 +86,8 @@ func requestFromAuthorizer(req *scopegatev1.CheckRequest, out *decision.Request)
 		case equalFoldASCII(k, "x-forwarded-for"):
 			out.ForwardedFor = v
 			nxff++
+		case decision.IsMethodOverrideHeader(k):
+			out.AddMethodOverride(v)
 		}
 	}
 	if tok := req.GetToken(); tok != "" {

@@ -136,9 +136,12 @@ type Config struct {
 	// key_set_unavailable, until the keys arrive.
 	KeyStartupTimeout time.Duration
 	// MetricsAddr is the host:port of the operator listener Run starts:
-	// /metrics, /healthz, /readyz and /debug/pprof. "" starts none (the
+	// /metrics, /healthz, /readyz and, with Pprof, /debug/pprof. "" starts none (the
 	// library default; scopegate serve defaults to DefaultMetricsAddr).
 	MetricsAddr string
+	// Pprof serves /debug/pprof/* on the operator listener (off by
+	// default). /debug/pprof/cmdline is served with secrets redacted.
+	Pprof bool
 	// WatchPolicy makes Run reload the policy file when it changes (it
 	// always reloads on SIGHUP).
 	WatchPolicy bool

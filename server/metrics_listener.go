@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -26,10 +28,12 @@ const (
 	opsCloseTimeout = time.Second
 )
 
-// opsHandler is the operator listener's mux: Prometheus metrics, pprof,
-// liveness and readiness. It is never mounted on a decision listener:
-// profiles and metrics describe the process, and a client of the
-// authorization API has no business reading them.
+// opsHandler is the operator listener's mux: Prometheus metrics, liveness,
+// readiness, and pprof when Config.Pprof is set. It is never mounted on a
+// decision listener: profiles and metrics describe the process, and a
+// client of the authorization API has no business reading them. pprof is
+// off by default: profiles and goroutine dumps describe the process in
+// detail, and the command line may carry secrets (served redacted).
 func (s *Server) opsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.Handler())
@@ -48,12 +52,22 @@ func (s *Server) opsHandler() http.Handler {
 		}
 		fmt.Fprintln(w, st.String())
 	})
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if s.cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", redactedCmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
+}
+
+// redactedCmdline is pprof.Cmdline with the secrets of the command line
+// (the --store DSN's password, tokens) redacted, as the logs redact them.
+func redactedCmdline(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprint(w, strings.Join(redactArgs(os.Args), "\x00"))
 }
 
 // servingStatus is the overall gRPC health status: what /readyz and the
@@ -103,7 +117,7 @@ func (s *Server) serveOps(lis net.Listener) error {
 	}
 	s.ops.http = srv
 	s.ops.mu.Unlock()
-	s.log.Info("serving metrics, health and pprof", "addr", lis.Addr().String())
+	s.log.Info("serving metrics and health", "addr", lis.Addr().String(), "pprof", s.cfg.Pprof)
 	if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

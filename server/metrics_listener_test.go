@@ -43,6 +43,7 @@ func TestRunOperatorListener(t *testing.T) {
 			GRPCAddr:    grpcAddr,
 			HTTPAddr:    httpAddr,
 			MetricsAddr: opsAddr,
+			Pprof:       true,
 			WatchPolicy: true,
 			Logger:      quietLogger(),
 		})

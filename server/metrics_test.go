@@ -272,9 +272,9 @@ func httpGet(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// TestOpsListener checks every path of the operator listener.
+// TestOpsListener checks every path of the operator listener, pprof on.
 func TestOpsListener(t *testing.T) {
-	e := startE2E(t, nil)
+	e := startE2E(t, func(c *Config) { c.Pprof = true })
 	base := startOpsT(t, e.srv)
 	for name, tc := range map[string]struct {
 		path     string

@@ -109,6 +109,8 @@ func newServer(cfg Config, announce bool) (*Server, error) {
 	if s.keys == nil {
 		s.registry = jwks.NewRegistry(ctx)
 		s.registry.OnChange = s.keySetChanged
+		s.registry.FileOptions.Logger = cfg.Logger
+		s.registry.URLOptions.Logger = cfg.Logger
 		s.keys = s.registry
 	}
 	pol, err := s.loadPolicy()

@@ -21,6 +21,7 @@ type adminFlags struct {
 	ownershipQueries queryFlag
 	adminAddr        string
 	adminScope       string
+	adminIssuers     listFlag
 	adminTLSCert     string
 	adminTLSKey      string
 	adminClientCA    string
@@ -33,6 +34,7 @@ func (a *adminFlags) define(fs *flag.FlagSet) {
 	fs.StringVar(&a.storeDSN, "store", "", "store: a postgres:// URL (shared by replicas: revocations, usage, audit) or a file path (embedded, this node only); empty keeps revocations in memory")
 	fs.StringVar(&a.adminAddr, "admin-addr", "", "address of the Admin API listener (revoke, reload, usage), e.g. 127.0.0.1:9193; empty disables it")
 	fs.StringVar(&a.adminScope, "admin-scope", server.DefaultAdminScope, "scope an Admin API bearer token must carry (from one of the policy's issuers)")
+	fs.Var(&a.adminIssuers, "admin-issuer", "only tokens of this issuer (exact iss, one of the policy's) are admin tokens; repeatable or comma-separated; unset accepts admin tokens from every issuer of the policy")
 	fs.StringVar(&a.adminTLSCert, "admin-tls-cert", "", "PEM certificate of the Admin API listener (with --admin-tls-key); without it the listener is plain text")
 	fs.StringVar(&a.adminTLSKey, "admin-tls-key", "", "PEM private key of --admin-tls-cert")
 	fs.StringVar(&a.adminClientCA, "admin-client-ca", "", "PEM CA bundle: Admin API callers presenting a certificate it issued are authenticated by it (needs --admin-tls-cert)")
@@ -49,7 +51,7 @@ func (a *adminFlags) open(ctx context.Context, cfg *server.Config, log *slog.Log
 		return nil, fmt.Errorf("--revocation-resync and --revocation-stale-after must be positive (defaults %v, %v)", store.DefaultRevocationResync, server.DefaultRevocationStaleAfter)
 	}
 	cfg.Admin = server.AdminConfig{
-		Addr: a.adminAddr, Scope: a.adminScope,
+		Addr: a.adminAddr, Scope: a.adminScope, Issuers: a.adminIssuers,
 		TLSCertFile: a.adminTLSCert, TLSKeyFile: a.adminTLSKey, ClientCAFile: a.adminClientCA,
 	}
 	cfg.Revocation.Resync, cfg.Revocation.StaleAfter = a.revResync, a.revStaleAfter
@@ -107,5 +109,28 @@ func (q *queryFlag) Set(v string) error {
 		*q = map[string]string{}
 	}
 	(*q)[strings.TrimSpace(name)] = sql
+	return nil
+}
+
+// listFlag collects a repeatable flag whose values may also be
+// comma-separated (so one environment variable or config key can carry
+// several).
+type listFlag []string
+
+func (l *listFlag) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(*l, ",")
+}
+
+func (l *listFlag) Set(v string) error {
+	for part := range strings.SplitSeq(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			return fmt.Errorf("%q has an empty entry: give values separated by commas", v)
+		}
+		*l = append(*l, part)
+	}
 	return nil
 }

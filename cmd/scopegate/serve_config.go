@@ -40,8 +40,8 @@ Signals:
 Listeners:
   --grpc-addr serves Envoy ext_authz, scopegate Check, gRPC health and
   reflection; --http-addr serves forward-auth and AuthZEN. --metrics-addr
-  serves /metrics, /healthz, /readyz and /debug/pprof, and nothing else
-  does: keep it on loopback or a private network.`,
+  serves /metrics, /healthz, /readyz and, with --pprof, /debug/pprof, and
+  nothing else does: keep it on loopback or a private network.`,
 }
 
 // annotateLayers appends to every flag's help the environment variable
@@ -71,11 +71,13 @@ type opsFlags struct {
 	shutdownTimeout      time.Duration
 	watchPolicy          bool
 	jwksStartupTimeout   time.Duration
+	pprof                bool
 }
 
 func (o *opsFlags) define(fs *flag.FlagSet) {
 	fs.StringVar(&o.config, server.ConfigFlag, "", "YAML file of settings, keys as the flags with underscores")
-	fs.StringVar(&o.metricsAddr, "metrics-addr", server.DefaultMetricsAddr, "address of the operator listener (/metrics, /healthz, /readyz, /debug/pprof); empty disables it")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", server.DefaultMetricsAddr, "address of the operator listener (/metrics, /healthz, /readyz, and /debug/pprof with --pprof); empty disables it")
+	fs.BoolVar(&o.pprof, "pprof", false, "serve /debug/pprof on the operator listener (its command line with secrets redacted)")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.Int64Var(&o.tokenCacheBytes, "token-cache-bytes", server.DefaultTokenCacheBytes, "heap the verified-token cache may hold, in bytes (at least 1 MiB)")
 	fs.Int64Var(&o.tokenCacheSize, "token-cache-size", server.DefaultTokenCacheSize, "optional extra bound on the token cache in entries; 0: none, --token-cache-bytes alone bounds it")
@@ -116,6 +118,7 @@ func (o *opsFlags) apply(cfg *server.Config) error {
 	cfg.ShutdownTimeout = o.shutdownTimeout
 	cfg.WatchPolicy = o.watchPolicy
 	cfg.KeyStartupTimeout = o.jwksStartupTimeout
+	cfg.Pprof = o.pprof
 	return nil
 }
 
@@ -142,6 +145,7 @@ var serveFlagOf = map[string]string{
 	"HTTPAddr":              "http-addr",
 	"HTTPPathPrefix":        "http-path-prefix",
 	"MetricsAddr":           "metrics-addr",
+	"Pprof":                 "pprof",
 	"TokenCacheSize":        "token-cache-size",
 	"TokenCacheBytes":       "token-cache-bytes",
 	"MaxTokenBytes":         "max-token-bytes",

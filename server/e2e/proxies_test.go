@@ -329,6 +329,7 @@ type proxyCase struct {
 	method, target string // the target is sent as is (no cleaning)
 	token          string
 	header         []string // extra request header pairs
+	rawHeader      []string // extra pairs, names sent exactly as written
 	body           string
 
 	status    int
@@ -363,6 +364,10 @@ func (c proxyCase) run(t *testing.T, e *env, p *proxy, id string) {
 	for i := 0; i+1 < len(c.header); i += 2 {
 		req.Header.Add(c.header[i], c.header[i+1])
 	}
+	for i := 0; i+1 < len(c.rawHeader); i += 2 {
+		// Sent with exactly this spelling (no canonicalization).
+		req.Header[c.rawHeader[i]] = append(req.Header[c.rawHeader[i]], c.rawHeader[i+1])
+	}
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -385,6 +390,11 @@ func (c proxyCase) run(t *testing.T, e *env, p *proxy, id string) {
 		t.Fatalf("upstream reached = %v, want %v", reached, c.reached)
 	}
 	if reached {
+		for name := range got.header {
+			if real, ok := lookAlike(name); ok {
+				t.Errorf("the upstream got %s (%q), a look-alike of %s that CGI, WSGI and PHP read as it", name, got.header[name], real)
+			}
+		}
 		for name, want := range c.upstream {
 			vals := got.header.Values(name)
 			v := strings.Join(vals, ",")
@@ -421,6 +431,29 @@ func (c proxyCase) run(t *testing.T, e *env, p *proxy, id string) {
 	} else if gotWWW != c.challenge {
 		t.Errorf("WWW-Authenticate %q, want %q", gotWWW, c.challenge)
 	}
+}
+
+// identityHeaders are the headers scopegate sets for the upstream.
+var identityHeaders = []string{"X-Scopegate-Subject", "X-Scopegate-Client", "X-Scopegate-Scopes"}
+
+// lookAlike reports whether name is another spelling of an identity
+// header that a CGI-style upstream maps to the same variable (case
+// ignored, '_' for '-'), and which one.
+func lookAlike(name string) (string, bool) {
+	for _, h := range identityHeaders {
+		if name != h && strings.EqualFold(strings.ReplaceAll(name, "_", "-"), h) {
+			return h, true
+		}
+	}
+	return "", false
+}
+
+// lookAlikes are client-sent spellings of the identity headers, each with
+// an underscore, in several cases.
+var lookAlikes = []string{
+	"X_Scopegate_Subject", "mallory", "x_scopegate_subject", "mallory", "X-Scopegate_Subject", "mallory", "X_SCOPEGATE-SUBJECT", "mallory",
+	"X_Scopegate_Client", "evil-app", "X-Scopegate_Client", "evil-app", "x_scopegate-client", "evil-app",
+	"X_Scopegate_Scopes", "admin:all", "X_Scopegate-Scopes", "admin:all", "X-SCOPEGATE_SCOPES", "admin:all",
 }
 
 // TestProxies runs one case table through nginx and Caddy, each with
@@ -488,6 +521,14 @@ func TestProxies(t *testing.T) {
 		},
 		"public route without a token": {
 			method: "GET", target: "/healthz", status: 200, reached: true, upstream: none,
+		},
+		"look-alike identity headers never reach the upstream": {
+			method: "GET", target: "/orders/1", token: read, rawHeader: lookAlikes,
+			status: 200, reached: true,
+			upstream: map[string]string{"X-Scopegate-Subject": "alice", "X-Scopegate-Client": "app", "X-Scopegate-Scopes": "orders:read"},
+		},
+		"look-alike identity headers on a public route": {
+			method: "GET", target: "/healthz", rawHeader: lookAlikes, status: 200, reached: true, upstream: none,
 		},
 		"public route: forged identity is dropped": {
 			method: "GET", target: "/healthz", header: []string{"X-Scopegate-Subject", "admin", "X-Scopegate-Client", "root"},

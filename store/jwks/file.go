@@ -3,6 +3,7 @@ package jwks
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,10 @@ type FileOptions struct {
 	MinCheckInterval time.Duration
 	// OnChange, if set, is called after the key set's content changed.
 	OnChange func()
+	// Logger receives a warning per failed reload (the file deleted,
+	// unreadable, too large, not a JWKS, or without a usable key) and a
+	// line when the file loads again; nil logs nothing.
+	Logger *slog.Logger
 }
 
 // File serves the keys of a JWKS file and reloads them when the file
@@ -85,6 +90,7 @@ func newFile(path string, opts FileOptions) *File {
 	}
 	f := &File{path: path, opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
 	f.onChange = opts.OnChange
+	f.setLog(opts.Logger, "file", path, path)
 	return f
 }
 

@@ -2,7 +2,9 @@ package jwks
 
 import (
 	"errors"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +51,20 @@ type keyState struct {
 	failures  atomic.Uint64
 
 	onChange func() // set before the source starts; may be nil
+	// log receives a line per failed reload (and one when loads succeed
+	// again); nil logs nothing. kind and location name the source in it.
+	log            *slog.Logger
+	kind, location string
+	raw            string // location as configured, when it differs (a URL with a password)
+}
+
+// setLog names the source in its log lines; call it before the first load.
+// location is raw with any password redacted.
+func (s *keyState) setLog(log *slog.Logger, kind, raw, location string) {
+	s.log, s.kind, s.location = log, kind, location
+	if raw != location {
+		s.raw = raw
+	}
 }
 
 // Keys implements decision.KeySource. The slice is shared: callers must not
@@ -107,6 +123,7 @@ func (s *keyState) publish(keys []decision.Key) {
 		s.snap.Store(&snapshot{keys: keys, epoch: cur.epoch + 1, fp: fp})
 		changed = true
 	}
+	recovered := s.lastErr != nil && cur != nil
 	s.lastErr = nil
 	s.lastSuccess = time.Now()
 	s.mu.Unlock()
@@ -114,14 +131,35 @@ func (s *keyState) publish(keys []decision.Key) {
 	if changed && s.onChange != nil {
 		s.onChange()
 	}
+	if recovered && s.log != nil {
+		s.log.Info("JWKS loaded again after a failure", "source", s.kind, "location", s.location, "keys", len(keys))
+	}
 }
 
-// fail records a failed load; the last good keys keep serving.
+// fail records a failed load; the last good keys keep serving. Every
+// failure is logged (the error names the source and what was wrong, never
+// key material: ParseSet's errors name keys by kid or index only).
 func (s *keyState) fail(err error) {
 	s.mu.Lock()
 	s.lastErr = err
 	s.mu.Unlock()
 	s.failures.Add(1)
+	if s.log == nil {
+		return
+	}
+	msg := err.Error()
+	if s.raw != "" {
+		msg = strings.ReplaceAll(msg, s.raw, s.location)
+	}
+	if cur := s.snap.Load(); cur != nil {
+		s.log.Warn("JWKS reload failed; the last good key set keeps verifying tokens",
+			"source", s.kind, "location", s.location, "keys", len(cur.keys), "error", msg)
+		return
+	}
+	// Key sets load in the background, so nobody else reports a first
+	// load that fails: the issuer's tokens are key_set_unavailable.
+	s.log.Warn("JWKS not loaded yet; the issuer's tokens are refused (key_set_unavailable) until it loads",
+		"source", s.kind, "location", s.location, "error", msg)
 }
 
 func (s *keyState) status(kind, location string) Status {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -59,6 +60,9 @@ type URLOptions struct {
 	HTTPClient *http.Client
 	// OnChange, if set, is called after the key set's content changed.
 	OnChange func()
+	// Logger receives a warning per failed refetch once a key set has
+	// loaded, and a line when fetches succeed again; nil logs nothing.
+	Logger *slog.Logger
 }
 
 func (o *URLOptions) defaults() {
@@ -145,6 +149,7 @@ func StartURL(ctx context.Context, rawURL string, opts URLOptions) (*URL, error)
 	u := &URL{url: rawURL, opts: opts, client: client, ctx: uctx, cancel: cancel,
 		first: make(chan struct{}), done: make(chan struct{})}
 	u.onChange = opts.OnChange
+	u.setLog(opts.Logger, "url", rawURL, redactURL(rawURL))
 	go u.run()
 	return u, nil
 }
@@ -172,6 +177,16 @@ func NewURL(ctx context.Context, rawURL string, opts URLOptions) (*URL, error) {
 // Ready returns a channel closed once the first fetch has finished, and
 // whether it succeeded.
 func (u *URL) Ready() <-chan struct{} { return u.first }
+
+// redactURL is raw with the password of its user information, if any,
+// replaced: for log lines.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	return u.Redacted()
+}
 
 // checkURL refuses anything but https, except plain http to this host for
 // tests and local sidecars.
