@@ -122,6 +122,8 @@ func readTokenClaims(obj *fastjson.Object, vt *verifiedToken, scopeClaims []stri
 			detail = readStringClaim("sub", v, &t.Subject)
 		case "jti":
 			detail = readStringClaim("jti", v, &t.JTI)
+		case "sid":
+			detail = readStringClaim("sid", v, &t.SessionID)
 		case "acr":
 			detail = readStringClaim("acr", v, &t.ACR)
 		case "client_id":
