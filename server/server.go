@@ -73,6 +73,7 @@ type Server struct {
 	responder   *envoy.Responder
 	grpc        *grpc.Server
 	health      *health.Server
+	ssf         *SSFReceiver // nil without SSF transmitters
 	httpl       httpListener // forward-auth, AuthZEN and health over HTTP
 
 	reloadMu sync.Mutex
@@ -199,6 +200,10 @@ func NewServer(cfg Config) (*Server, error) {
 	s.log.Info("policy loaded", "policy", cfg.PolicyPath, "version", pol.Version, "routes", len(pol.Routes), "issuers", len(pol.Issuers))
 	s.updateHealth()
 	go s.watchHealth(ctx)
+	if err := s.startSSF(ctx); err != nil {
+		s.Stop()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -407,6 +412,19 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		s.Stop()
 		return err
+	}
+	var ssfLis net.Listener
+	if s.ssf != nil && s.cfg.SSF.Addr != "" {
+		if ssfLis, err = net.Listen("tcp", s.cfg.SSF.Addr); err != nil {
+			lis.Close()
+			s.Stop()
+			return fmt.Errorf("listen on %s (SSF.Addr): %w", s.cfg.SSF.Addr, err)
+		}
+		go func() {
+			if err := s.ssf.Serve(ssfLis); err != nil {
+				s.log.Error("SSF push listener failed", "addr", s.cfg.SSF.Addr, "error", err)
+			}
+		}()
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.Serve(lis) }()
