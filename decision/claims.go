@@ -153,6 +153,8 @@ func readTokenClaims(obj *fastjson.Object, vt *verifiedToken, iss *Issuer) strin
 			detail = a.stringClaim("sub", v, &t.Subject)
 		case "jti":
 			detail = a.stringClaim("jti", v, &t.JTI)
+		case "sid":
+			detail = a.stringClaim("sid", v, &t.SessionID)
 		case "acr":
 			detail = a.stringClaim("acr", v, &t.ACR)
 		case "client_id":

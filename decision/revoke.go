@@ -39,11 +39,16 @@ const (
 	// RevokeClient targets every token issued to the client (client_id,
 	// else azp).
 	RevokeClient
+	// RevokeSession targets the tokens of one session of one issuer: those
+	// whose sid claim is SessionID; or, when SessionID is empty, the tokens
+	// of Subject that carry no sid (revoke_session.go).
+	RevokeSession
 )
 
-var revocationKindNames = [...]string{RevokeToken: "token", RevokeSubject: "subject", RevokeClient: "client"}
+var revocationKindNames = [...]string{RevokeToken: "token", RevokeSubject: "subject", RevokeClient: "client", RevokeSession: "session"}
 
-// String returns "token", "subject" or "client" ("" for an invalid kind).
+// String returns "token", "subject", "client" or "session" ("" for an
+// invalid kind).
 func (k RevocationKind) String() string {
 	if int(k) < len(revocationKindNames) {
 		return revocationKindNames[k]
@@ -86,8 +91,10 @@ type Revocation struct {
 	// issuer, "" meaning every issuer.
 	Issuer   string
 	JTI      string // RevokeToken only
-	Subject  string // RevokeSubject only
+	Subject  string // RevokeSubject; RevokeSession without SessionID
 	ClientID string // RevokeClient only
+	// SessionID is the sid claim a RevokeSession targets.
+	SessionID string
 	// Scope narrows the revocation to that scope: the token keeps its other
 	// scopes. "" means every scope.
 	Scope string
@@ -103,8 +110,14 @@ type Revocation struct {
 	Reason    string
 	CreatedAt time.Time
 	// Until is when the revocation lapses on its own; zero means never.
-	Until     time.Time
-	CreatedBy string
+	Until time.Time
+	// IssuedBefore, when set, limits a subject, client or session
+	// revocation to tokens issued before it: those whose iat is earlier,
+	// and those with no iat at all (fail closed). Tokens issued at or
+	// after it are untouched, so a credential change revokes what came
+	// before it only.
+	IssuedBefore time.Time
+	CreatedBy    string
 }
 
 // Whole reports whether the revocation refuses the tokens outright, rather
@@ -134,6 +147,11 @@ func (r *Revocation) Target() string {
 		return r.Subject
 	case RevokeClient:
 		return r.ClientID
+	case RevokeSession:
+		if r.SessionID != "" {
+			return r.SessionID
+		}
+		return r.Subject
 	}
 	return ""
 }
@@ -154,8 +172,19 @@ func (r *Revocation) Validate() error {
 		want, wantName, other1, name1, other2, name2 = r.Subject, "subject", r.JTI, "jti", r.ClientID, "client_id"
 	case RevokeClient:
 		want, wantName, other1, name1, other2, name2 = r.ClientID, "client_id", r.JTI, "jti", r.Subject, "subject"
+	case RevokeSession:
+		if err := r.validateSession(); err != nil {
+			return err
+		}
+		want, wantName, other1, name1, other2, name2 = r.Target(), "session_id", r.JTI, "jti", r.ClientID, "client_id"
 	default:
-		return fmt.Errorf("revocation: kind %d is not one of token, subject, client", r.Kind)
+		return fmt.Errorf("revocation: kind %d is not one of token, subject, client, session", r.Kind)
+	}
+	if r.Kind != RevokeSession && r.SessionID != "" {
+		return fmt.Errorf("revocation: session_id is for session revocations only: leave it empty for a %s revocation", r.Kind)
+	}
+	if err := r.validateIssuedBefore(); err != nil {
+		return err
 	}
 	if want == "" {
 		return fmt.Errorf("revocation: a %s revocation needs %s", r.Kind, wantName)
@@ -283,6 +312,8 @@ func wholeDetail(k RevocationKind) string {
 		return detailSubjectRevoked
 	case RevokeClient:
 		return detailClientRevoked
+	case RevokeSession:
+		return detailSessionRevoked
 	}
 	return detailTokenRevoked
 }
@@ -300,6 +331,7 @@ type revIndex struct {
 	tokens   map[tokenKey][]*Revocation
 	subjects map[principalKey][]*Revocation
 	clients  map[principalKey][]*Revocation
+	sessions map[sessionKey][]*Revocation
 	// byID holds every revocation; in a delta level, a nil value is a
 	// revocation removed from an older level.
 	byID map[string]*Revocation
@@ -310,6 +342,7 @@ func newRevIndex(n int) *revIndex {
 		tokens:   make(map[tokenKey][]*Revocation, n),
 		subjects: map[principalKey][]*Revocation{},
 		clients:  map[principalKey][]*Revocation{},
+		sessions: map[sessionKey][]*Revocation{},
 		byID:     make(map[string]*Revocation, n),
 	}
 }
@@ -341,7 +374,7 @@ type RevocationSet struct {
 	deltas [2]*revIndex
 	// Counts by kind, and of narrowed revocations, so the decision path
 	// skips lookups that cannot match.
-	n, nTok, nSub, nCli, nNarrow int
+	n, nTok, nSub, nCli, nSes, nNarrow int
 }
 
 // NewRevocationSet indexes revs. Later entries replace earlier ones with
@@ -378,6 +411,8 @@ func (s *RevocationSet) count(r *Revocation, d int) {
 		s.nSub += d
 	case RevokeClient:
 		s.nCli += d
+	case RevokeSession:
+		s.nSes += d
 	}
 	if !r.Whole() {
 		s.nNarrow += d
@@ -391,6 +426,8 @@ func (s *RevocationSet) listFor(r *Revocation) []*Revocation {
 		return s.tokenList(tokenKey{r.Issuer, r.JTI})
 	case RevokeSubject:
 		return s.principalList(subjectMap, principalKey{r.Issuer, r.Subject})
+	case RevokeSession:
+		return s.sessionList(r.sessionKey())
 	default:
 		return s.principalList(clientMap, principalKey{r.Issuer, r.ClientID})
 	}
@@ -403,6 +440,8 @@ func (x *revIndex) setList(r *Revocation, l []*Revocation) {
 		x.tokens[tokenKey{r.Issuer, r.JTI}] = l
 	case RevokeSubject:
 		x.subjects[principalKey{r.Issuer, r.Subject}] = l
+	case RevokeSession:
+		x.sessions[r.sessionKey()] = l
 	default:
 		x.clients[principalKey{r.Issuer, r.ClientID}] = l
 	}
@@ -545,6 +584,9 @@ func (x *revIndex) overlayOnto(dst *revIndex) {
 	for k, v := range x.clients {
 		dst.clients[k] = v
 	}
+	for k, v := range x.sessions {
+		dst.sessions[k] = v
+	}
 	for k, v := range x.byID {
 		dst.byID[k] = v
 	}
@@ -633,14 +675,15 @@ func sameRevocation(a, b *Revocation) bool {
 	return a.ID == b.ID && a.Kind == b.Kind && a.Issuer == b.Issuer && a.JTI == b.JTI &&
 		a.Subject == b.Subject && a.ClientID == b.ClientID && a.Scope == b.Scope &&
 		canonicalSegment(a.Segment) == canonicalSegment(b.Segment) && a.Reason == b.Reason && a.CreatedAt.Equal(b.CreatedAt) &&
-		a.Until.Equal(b.Until) && a.CreatedBy == b.CreatedBy
+		a.Until.Equal(b.Until) && a.CreatedBy == b.CreatedBy &&
+		a.SessionID == b.SessionID && a.IssuedBefore.Equal(b.IssuedBefore)
 }
 
 // candidates are the lists of revocations that may apply to one token: by
 // (iss, jti), by subject (this issuer, any issuer) and by client (this
 // issuer, any issuer). Lists that cannot match are left nil without a
 // lookup.
-type candidates [5][]*Revocation
+type candidates [6][]*Revocation
 
 func (s *RevocationSet) candidatesFor(tok *Token, c *candidates) {
 	if s.nTok > 0 && tok.JTI != "" {
@@ -653,6 +696,9 @@ func (s *RevocationSet) candidatesFor(tok *Token, c *candidates) {
 	if s.nCli > 0 && tok.ClientID != "" {
 		c[3] = s.principalList(clientMap, principalKey{tok.Issuer, tok.ClientID})
 		c[4] = s.principalList(clientMap, principalKey{"", tok.ClientID})
+	}
+	if s.nSes > 0 {
+		c[5] = s.sessionList(tokenSessionKey(tok))
 	}
 }
 
@@ -675,32 +721,37 @@ func (s *RevocationSet) wholeRevocation(tok *Token, now time.Time) *Revocation {
 		return nil
 	}
 	if s.nTok > 0 && tok.JTI != "" {
-		if r := firstWhole(s.tokenList(tokenKey{tok.Issuer, tok.JTI}), now); r != nil {
+		if r := firstWhole(tok, s.tokenList(tokenKey{tok.Issuer, tok.JTI}), now); r != nil {
 			return r
 		}
 	}
 	if s.nSub > 0 && tok.Subject != "" {
-		if r := firstWhole(s.principalList(subjectMap, principalKey{tok.Issuer, tok.Subject}), now); r != nil {
+		if r := firstWhole(tok, s.principalList(subjectMap, principalKey{tok.Issuer, tok.Subject}), now); r != nil {
 			return r
 		}
-		if r := firstWhole(s.principalList(subjectMap, principalKey{"", tok.Subject}), now); r != nil {
+		if r := firstWhole(tok, s.principalList(subjectMap, principalKey{"", tok.Subject}), now); r != nil {
 			return r
 		}
 	}
 	if s.nCli > 0 && tok.ClientID != "" {
-		if r := firstWhole(s.principalList(clientMap, principalKey{tok.Issuer, tok.ClientID}), now); r != nil {
+		if r := firstWhole(tok, s.principalList(clientMap, principalKey{tok.Issuer, tok.ClientID}), now); r != nil {
 			return r
 		}
-		if r := firstWhole(s.principalList(clientMap, principalKey{"", tok.ClientID}), now); r != nil {
+		if r := firstWhole(tok, s.principalList(clientMap, principalKey{"", tok.ClientID}), now); r != nil {
+			return r
+		}
+	}
+	if s.nSes > 0 {
+		if r := firstWhole(tok, s.sessionList(tokenSessionKey(tok)), now); r != nil {
 			return r
 		}
 	}
 	return nil
 }
 
-func firstWhole(l []*Revocation, now time.Time) *Revocation {
+func firstWhole(tok *Token, l []*Revocation, now time.Time) *Revocation {
 	for _, r := range l {
-		if r.Whole() && r.ActiveAt(now) {
+		if r.Whole() && r.ActiveAt(now) && r.covers(tok) {
 			return r
 		}
 	}

@@ -51,7 +51,7 @@ func (e *Engine) checkRevokedScopes(pol *Policy, d *Decision, granted []uint64, 
 	var scopedKind RevocationKind
 	for _, l := range c {
 		for _, r := range l {
-			if r.Whole() || !r.ActiveAt(now) {
+			if r.Whole() || !r.ActiveAt(now) || !r.covers(d.Token) {
 				continue
 			}
 			if p, ok := r.PathPrefix(); ok {
@@ -90,6 +90,8 @@ func pathDetail(k RevocationKind) string {
 		return detailSubjectPathRevoked
 	case RevokeClient:
 		return detailClientPathRevoked
+	case RevokeSession:
+		return detailSessionPathRevoked
 	}
 	return detailTokenPathRevoked
 }
@@ -100,6 +102,8 @@ func scopeDetail(k RevocationKind) string {
 		return detailSubjectScopeRevoked
 	case RevokeClient:
 		return detailClientScopeRevoked
+	case RevokeSession:
+		return detailSessionScopeRevoked
 	}
 	return detailTokenScopeRevoked
 }
@@ -131,7 +135,7 @@ func maskRevoked(pol *Policy, tok *Token, c *candidates, now time.Time, granted 
 	}
 	for _, s := range tok.Scopes {
 		i, ok := pol.scopeIndex[s]
-		if !ok || scopeRevoked(pol, c, now, s, i) {
+		if !ok || scopeRevoked(pol, tok, c, now, s, i) {
 			continue
 		}
 		setIndex(b, i)
@@ -141,7 +145,7 @@ func maskRevoked(pol *Policy, tok *Token, c *candidates, now time.Time, granted 
 		for word != 0 {
 			i := w<<6 + bits.TrailingZeros64(word)
 			word &= word - 1
-			if scopeRevoked(pol, c, now, pol.scopeNames[i], i) {
+			if scopeRevoked(pol, tok, c, now, pol.scopeNames[i], i) {
 				b[w] &^= 1 << (uint(i) & 63)
 			}
 		}
@@ -152,10 +156,10 @@ func maskRevoked(pol *Policy, tok *Token, c *candidates, now time.Time, granted 
 // scopeRevoked reports whether a narrowed revocation among c takes scope
 // name (interned at index i, or -1) away: it names the scope, or the
 // catalog segment the scope belongs to.
-func scopeRevoked(pol *Policy, c *candidates, now time.Time, name string, i int) bool {
+func scopeRevoked(pol *Policy, tok *Token, c *candidates, now time.Time, name string, i int) bool {
 	for _, l := range c {
 		for _, r := range l {
-			if r.Whole() || !r.ActiveAt(now) {
+			if r.Whole() || !r.ActiveAt(now) || !r.covers(tok) {
 				continue
 			}
 			if r.Scope != "" {
@@ -253,10 +257,10 @@ func (e *Engine) Authenticate(ctx context.Context, authorization, scope string) 
 	if rs := e.revocations.Load(); rs != nil && rs.nNarrow > 0 {
 		var c candidates
 		rs.candidatesFor(tok, &c)
-		if scopeRevoked(pol, &c, now, scope, idx) {
+		if scopeRevoked(pol, tok, &c, now, scope, idx) {
 			for _, l := range c {
 				for _, r := range l {
-					if !r.Whole() && r.ActiveAt(now) {
+					if !r.Whole() && r.ActiveAt(now) && r.covers(tok) {
 						return nil, Revoked, scopeDetail(r.Kind)
 					}
 				}

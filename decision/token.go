@@ -15,10 +15,13 @@ type Token struct {
 	Subject  string
 	ClientID string // client_id, else azp
 	JTI      string
-	Type     string // the JOSE "typ" header, as sent
-	Alg      string
-	Kid      string
-	Audience []string
+	// SessionID is the sid claim (OpenID Connect front/back-channel
+	// logout, CAEP session-revoked), "" if absent.
+	SessionID string
+	Type      string // the JOSE "typ" header, as sent
+	Alg       string
+	Kid       string
+	Audience  []string
 	// Scopes are the granted scopes, in token order, duplicates removed.
 	Scopes []string
 	// ScopeString is Scopes joined by single spaces, as sent upstream.

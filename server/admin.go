@@ -93,7 +93,7 @@ func (a *Admin) Revoke(ctx context.Context, req *scopegatev1.RevokeRequest) (*sc
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	r.CreatedBy = callerOf(ctx)
-	noteAudit(ctx, "kind", r.Kind.String(), "target", r.Target(), "issuer", r.Issuer, "scope", r.Scope, "segment", r.Segment, "reason", r.Reason)
+	noteAudit(ctx, "kind", r.Kind.String(), "target", r.Target(), "issuer", r.Issuer, "issued_before", formatIssuedBefore(r.IssuedBefore), "scope", r.Scope, "segment", r.Segment, "reason", r.Reason)
 	stored, err := a.store.Revoke(ctx, r)
 	if err != nil {
 		return nil, adminError(err)
@@ -127,8 +127,22 @@ func revocationFromRequest(req *scopegatev1.RevokeRequest) (decision.Revocation,
 		if r.ClientID == "" {
 			return r, status.Error(codes.InvalidArgument, "client_id is empty: give the client whose tokens to revoke")
 		}
+	case *scopegatev1.RevokeRequest_SessionId:
+		r.Kind, r.SessionID = decision.RevokeSession, t.SessionId
+		if r.SessionID == "" {
+			return r, status.Error(codes.InvalidArgument, "session_id is empty: give the sid claim of the session to revoke (and issuer)")
+		}
+		if r.Issuer == "" {
+			return r, status.Error(codes.InvalidArgument, "issuer is required with session_id: sid values are unique per issuer only")
+		}
 	default:
-		return r, status.Error(codes.InvalidArgument, "no target: set exactly one of token (iss and jti), subject or client_id")
+		return r, status.Error(codes.InvalidArgument, "no target: set exactly one of token (iss and jti), subject, client_id or session_id")
+	}
+	if ib := req.GetIssuedBefore(); ib != nil {
+		if err := ib.CheckValid(); err != nil {
+			return r, status.Errorf(codes.InvalidArgument, "issued_before: %v", err)
+		}
+		r.IssuedBefore = ib.AsTime()
 	}
 	if u := req.GetUntil(); u != nil {
 		if err := u.CheckValid(); err != nil {
@@ -195,7 +209,10 @@ func (a *Admin) UsageReport(ctx context.Context, req *scopegatev1.UsageReportReq
 func revocationToProto(r *decision.Revocation) *scopegatev1.Revocation {
 	out := &scopegatev1.Revocation{
 		Id: r.ID, Kind: r.Kind.String(), Issuer: r.Issuer, Jti: r.JTI, Subject: r.Subject, ClientId: r.ClientID,
-		Scope: r.Scope, Segment: r.Segment, Reason: r.Reason, CreatedBy: r.CreatedBy,
+		Scope: r.Scope, Segment: r.Segment, Reason: r.Reason, CreatedBy: r.CreatedBy, SessionId: r.SessionID,
+	}
+	if !r.IssuedBefore.IsZero() {
+		out.IssuedBefore = timestamppb.New(r.IssuedBefore)
 	}
 	if !r.CreatedAt.IsZero() {
 		out.CreatedAt = timestamppb.New(r.CreatedAt)
@@ -229,4 +246,13 @@ func adminError(err error) error {
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	}
 	return status.Error(codes.Unavailable, err.Error())
+}
+
+// formatIssuedBefore is the audit form of Revocation.IssuedBefore ("" when
+// unset).
+func formatIssuedBefore(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }

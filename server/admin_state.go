@@ -180,6 +180,9 @@ func (s *Server) stopAdmin() {
 			<-done
 		}
 	}
+	if s.ssf != nil {
+		s.ssf.Close()
+	}
 	if s.admin.syncer != nil {
 		s.admin.syncer.Stop()
 	}

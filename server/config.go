@@ -57,6 +57,9 @@ const (
 type Config struct {
 	// PolicyPath is the policy file to load (required).
 	PolicyPath string
+	// SSF configures the Shared Signals receiver (ssf.go); off without
+	// transmitters.
+	SSF SSFConfig
 	// GRPCAddr is the host:port the gRPC listener binds (Run only);
 	// default DefaultGRPCAddr.
 	GRPCAddr string

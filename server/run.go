@@ -17,14 +17,15 @@ const (
 	ListenerHTTP    = "HTTP"
 	ListenerMetrics = "metrics"
 	ListenerAdmin   = "Admin API"
+	ListenerSSF     = "SSF push"
 )
 
 // ListenError is a listener that could not be bound. Setting names the
 // Config field that holds the address (GRPCAddr, HTTPAddr, MetricsAddr,
-// Admin.Addr), so that a command line can name its own flag for it; the
+// Admin.Addr, SSF.Addr), so that a command line can name its own flag for it; the
 // message itself names the listener and the address, never the field.
 type ListenError struct {
-	Listener string // ListenerGRPC, ListenerHTTP, ListenerMetrics or ListenerAdmin
+	Listener string // ListenerGRPC, ListenerHTTP, ListenerMetrics, ListenerAdmin or ListenerSSF
 	Setting  string // the Config field of the address
 	Addr     string
 	Err      error
@@ -123,6 +124,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if s.cfg.MetricsAddr != "" {
 		if err := listen(ListenerMetrics, "MetricsAddr", s.cfg.MetricsAddr, s.serveOps); err != nil {
+			return err
+		}
+	}
+	if s.ssf != nil && s.cfg.SSF.Addr != "" {
+		if err := listen(ListenerSSF, "SSF.Addr", s.cfg.SSF.Addr, s.ssf.Serve); err != nil {
 			return err
 		}
 	}

@@ -74,6 +74,7 @@ type Server struct {
 	responder   *envoy.Responder
 	grpc        *grpc.Server
 	health      *health.Server
+	ssf         *SSFReceiver // nil without SSF transmitters
 	httpl       httpListener // forward-auth, AuthZEN and health over HTTP
 
 	reloadMu sync.Mutex
@@ -213,6 +214,10 @@ func newServer(cfg Config, announce bool) (*Server, error) {
 	reflection.Register(s.grpc)
 
 	s.log.Info("policy loaded", "policy", cfg.PolicyPath, "version", pol.Version, "routes", len(pol.Routes), "issuers", len(pol.Issuers))
+	if err := s.startSSF(ctx); err != nil {
+		s.Stop()
+		return nil, err
+	}
 	if announce {
 		s.startHealth()
 	}

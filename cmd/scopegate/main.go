@@ -144,7 +144,8 @@ func commands() []commandInfo {
 			func() command { return &catalogCmd{} }},
 		{"revoke", "revoke a token, or a subject's or client's tokens (optionally one scope or segment), through a server's Admin API",
 			"scopegate revoke --admin 127.0.0.1:9193 --token \"$ADMIN\" --jti 7f2c... --iss https://id.example.com/ --reason INC-42\n" +
-				"scopegate revoke --admin 127.0.0.1:9193 --client web-app --scope billing:write --reason INC-43 --until 24h",
+				"scopegate revoke --admin 127.0.0.1:9193 --client web-app --scope billing:write --reason INC-43 --until 24h\n" +
+				"scopegate revoke --admin 127.0.0.1:9193 --subject alice --issued-before 2026-12-02T10:00:00Z --reason \"password changed\"",
 			func() command { return &revokeCmd{} }},
 		{"revocations list", "list the revocations a server enforces, and when it last synced them",
 			"SCOPEGATE_ADMIN_TOKEN=... scopegate revocations list --admin 127.0.0.1:9193",

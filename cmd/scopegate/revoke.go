@@ -196,8 +196,10 @@ func printJSON(w io.Writer, m proto.Message) error {
 type revokeCmd struct {
 	adminClient
 	jti, iss, sub, client string
+	session               string
 	scope, segment        string
 	reason, until         string
+	issuedBefore          string
 	now                   func() time.Time
 }
 
@@ -206,6 +208,9 @@ func (r *revokeCmd) define(fs *flag.FlagSet) {
 	fs.StringVar(&r.jti, "jti", "", "revoke one token: its jti claim (with --iss)")
 	fs.StringVar(&r.iss, "iss", "", "the token's issuer (with --jti); with --sub or --client, limits the revocation to tokens of this issuer")
 	fs.StringVar(&r.sub, "sub", "", "revoke every token of this subject (sub claim)")
+	fs.StringVar(&r.sub, "subject", "", "the same as --sub")
+	fs.StringVar(&r.session, "session", "", "revoke the tokens of one session: their sid claim (with --iss)")
+	fs.StringVar(&r.issuedBefore, "issued-before", "", "with --sub, --client or --session: revoke only tokens issued before this RFC 3339 time (iat earlier; tokens without iat count as earlier), e.g. after a password change")
 	fs.StringVar(&r.client, "client", "", "revoke every token of this client (client_id, else azp)")
 	fs.StringVar(&r.scope, "scope", "", "revoke only this scope: the tokens keep their other scopes")
 	fs.StringVar(&r.segment, "segment", "", "revoke only this segment: a scope-catalog segment name (billing), or a path prefix (/v1/payments)")
@@ -232,8 +237,25 @@ func (r *revokeCmd) run(ctx context.Context, c *cli) int {
 		targets++
 		req.Target, req.Issuer = &scopegatev1.RevokeRequest_ClientId{ClientId: r.client}, r.iss
 	}
+	if r.session != "" {
+		targets++
+		if r.iss == "" {
+			return c.usageError(name, "--session needs --iss: a sid is unique only within its issuer")
+		}
+		req.Target, req.Issuer = &scopegatev1.RevokeRequest_SessionId{SessionId: r.session}, r.iss
+	}
 	if targets != 1 {
-		return c.usageError(name, "give exactly one of --jti (with --iss), --sub or --client")
+		return c.usageError(name, "give exactly one of --jti (with --iss), --sub, --client or --session (with --iss)")
+	}
+	if r.issuedBefore != "" {
+		if r.jti != "" {
+			return c.usageError(name, "--issued-before goes with --sub, --client or --session; --jti names one token already")
+		}
+		t, err := time.Parse(time.RFC3339Nano, r.issuedBefore)
+		if err != nil {
+			return c.usageError(name, "--issued-before %q: give an RFC 3339 time, e.g. 2026-12-02T10:00:00Z", r.issuedBefore)
+		}
+		req.IssuedBefore = timestamppb.New(t)
 	}
 	if r.scope != "" && r.segment != "" {
 		return c.usageError(name, "give --scope or --segment, not both")
@@ -360,12 +382,25 @@ func printRevocations(w io.Writer, list *scopegatev1.ListRevocationsResponse) {
 			target = r.GetSubject()
 		case "client":
 			target = r.GetClientId()
+		case "session":
+			target = "sid " + r.GetSessionId()
+			if r.GetSessionId() == "" {
+				target = "sub " + r.GetSubject() + " (no sid)"
+			}
 		}
 		only := "-"
 		if r.GetScope() != "" {
 			only = "scope " + r.GetScope()
 		} else if r.GetSegment() != "" {
 			only = "segment " + r.GetSegment()
+		}
+		if ib := r.GetIssuedBefore(); ib != nil {
+			before := "issued before " + ib.AsTime().UTC().Format(time.RFC3339)
+			if only == "-" {
+				only = before
+			} else {
+				only += ", " + before
+			}
 		}
 		until := "never"
 		if r.GetUntil() != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -155,5 +156,52 @@ func TestParseUntil(t *testing.T) {
 				t.Fatalf("parseUntil(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
 			}
 		})
+	}
+}
+
+// revoke --subject --issued-before refuses the subject's older tokens and
+// keeps the newer ones; revoke --session refuses the session's tokens.
+func TestRevokeIssuedBeforeAndSession(t *testing.T) {
+	srv, addr := startAdminServer(t)
+	env := map[string]string{adminTokenEnv: mint(t, "--scope", "scopegate:admin", "--sub", "ops", "--client", "ops-cli")}
+	cut := time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
+	older := mint(t, "--scope", "orders:read", "--sub", "carol", "--claim", fmt.Sprintf("iat=%d", cut.Add(-time.Hour).Unix()))
+	newer := mint(t, "--scope", "orders:read", "--sub", "carol", "--claim", fmt.Sprintf("iat=%d", cut.Unix()))
+	code, out, errs := runEnv(t, env, "revoke", "--admin", addr, "--subject", "carol", "--issued-before", cut.Format(time.RFC3339), "--reason", "password changed", "--json")
+	if code != exitOK || !strings.Contains(out, `"issued_before": "`+cut.Format(time.RFC3339)+`"`) {
+		t.Fatalf("revoke --issued-before: exit %d\n%s%s", code, out, errs)
+	}
+	if d := decideOrders(srv, older); d.Code != decision.Revoked {
+		t.Errorf("token issued before: %s", d.Code)
+	}
+	if d := decideOrders(srv, newer); !d.Allow {
+		t.Errorf("token issued at the instant: %s", d.Code)
+	}
+
+	inSession := mint(t, "--scope", "orders:read", "--sub", "dave", "--claim", "sid=s-42")
+	otherSession := mint(t, "--scope", "orders:read", "--sub", "dave", "--claim", "sid=s-43")
+	code, _, errs = runEnv(t, env, "revoke", "--admin", addr, "--session", "s-42", "--iss", "https://id.example.com/", "--reason", "logout")
+	if code != exitOK {
+		t.Fatalf("revoke --session: exit %d: %s", code, errs)
+	}
+	if d := decideOrders(srv, inSession); d.Code != decision.Revoked {
+		t.Errorf("token of the session: %s", d.Code)
+	}
+	if d := decideOrders(srv, otherSession); !d.Allow {
+		t.Errorf("token of another session: %s", d.Code)
+	}
+	code, out, _ = runEnv(t, env, "revocations", "list", "--admin", addr)
+	if code != exitOK || !strings.Contains(out, "issued before "+cut.Format(time.RFC3339)) || !strings.Contains(out, "sid s-42") {
+		t.Errorf("revocations list:\n%s", out)
+	}
+	for name, args := range map[string][]string{
+		"session without iss":      {"--session", "s"},
+		"issued before with jti":   {"--jti", "j", "--iss", "i", "--issued-before", cut.Format(time.RFC3339)},
+		"issued before not a time": {"--sub", "a", "--issued-before", "yesterday"},
+	} {
+		code, _, errs := runEnv(t, env, append(append([]string{"revoke", "--admin", addr}, args...), "--reason", "r")...)
+		if code != exitUsage {
+			t.Errorf("%s: exit %d (%s); want a usage error", name, code, errs)
+		}
 	}
 }

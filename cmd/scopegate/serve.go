@@ -26,6 +26,7 @@ type serveCmd struct {
 	opsFlags   // serve_config.go
 	auditFlags // serve_audit.go
 	adminFlags // serve_admin.go
+	ssfFlags   // serve_ssf.go
 
 	// Request limits (server/limits.go).
 	maxHeaders     int
@@ -47,6 +48,7 @@ func (s *serveCmd) define(fs *flag.FlagSet) {
 	s.opsFlags.define(fs)
 	s.auditFlags.define(fs)
 	s.adminFlags.define(fs)
+	s.ssfFlags.define(fs)
 	fs.IntVar(&s.maxHeaders, "max-request-headers", server.DefaultMaxRequestHeaders, "most headers one check may carry; more are denied with request_invalid")
 	fs.IntVar(&s.maxHeaderBytes, "max-request-header-bytes", server.DefaultMaxRequestHeaderBytes, "most bytes the headers of one check may total (names and values); more are denied with request_invalid")
 	fs.IntVar(&s.maxPolicyBytes, "max-policy-bytes", 16<<20, "largest policy file loaded, at start and on reload; a larger one is refused unread")
@@ -81,6 +83,9 @@ func (s *serveCmd) run(ctx context.Context, c *cli) int {
 		Logger:         logger,
 	}
 	if err := s.opsFlags.apply(&cfg); err != nil {
+		return c.usageError("serve", "%v", err)
+	}
+	if err := s.ssfFlags.apply(&cfg); err != nil {
 		return c.usageError("serve", "%v", err)
 	}
 	st, err := s.adminFlags.open(ctx, &cfg, logger)

@@ -171,9 +171,10 @@ var serveFlagOf = map[string]string{
 	"Audit.UsageStore":      "store",
 	"Audit.Usage":           "usage",
 	"Audit":                 "audit",
+	"SSF.Addr":              "ssf-addr",
 }
 
-var configFieldRE = regexp.MustCompile(`\b(?:(?:Admin|Revocation|Audit)\.)?[A-Z][A-Za-z]+\b`)
+var configFieldRE = regexp.MustCompile(`\b(?:(?:Admin|Revocation|Audit|SSF)\.)?[A-Z][A-Za-z]+\b`)
 
 // serveErrorText is err as a serve user should read it: a listener that
 // cannot bind names its flag, variable and config key and the fix; the

@@ -46,13 +46,18 @@ const (
 	listenPingWait  = 5 * time.Second
 )
 
-const revocationColumns = `id, kind, iss, jti, sub, client_id, scope, segment, reason, created_at, "until", created_by`
+const revocationColumns = `id, kind, iss, jti, sub, client_id, scope, segment, reason, created_at, "until", created_by, sid, issued_before`
+
+// revocationKindCheck names the kind CHECK constraint: PostgreSQL's default
+// name for the one CREATE TABLE declared, so a table created by an older
+// release has its constraint replaced rather than a second one added.
+const revocationKindCheck = revocationTable + "_kind_check"
 
 func revocationMigrations(t string) []string {
 	return []string{
 		`CREATE TABLE IF NOT EXISTS ` + t + ` (
 	id         text PRIMARY KEY,
-	kind       text NOT NULL CHECK (kind IN ('token', 'subject', 'client')),
+	kind       text NOT NULL,
 	iss        text NOT NULL DEFAULT '',
 	jti        text NOT NULL DEFAULT '',
 	sub        text NOT NULL DEFAULT '',
@@ -62,8 +67,23 @@ func revocationMigrations(t string) []string {
 	reason     text NOT NULL,
 	created_at timestamptz NOT NULL DEFAULT now(),
 	"until"    timestamptz,
-	created_by text NOT NULL DEFAULT ''
+	created_by text NOT NULL DEFAULT '',
+	sid        text NOT NULL DEFAULT '',
+	issued_before timestamptz,
+	CONSTRAINT ` + revocationKindCheck + ` CHECK (kind IN ('token', 'subject', 'client', 'session'))
 )`,
+		// Session revocations and "issued before", added after the first
+		// release. It upgrades a table an older release made, once: on an
+		// upgraded table it only reads the catalog (no ALTER, no lock).
+		`DO $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '` + strings.ReplaceAll(t, "'", "''") + `'::regclass AND attname = 'issued_before' AND NOT attisdropped) THEN
+		ALTER TABLE ` + t + ` ADD COLUMN IF NOT EXISTS sid text NOT NULL DEFAULT '';
+		ALTER TABLE ` + t + ` ADD COLUMN IF NOT EXISTS issued_before timestamptz;
+		ALTER TABLE ` + t + ` DROP CONSTRAINT IF EXISTS ` + revocationKindCheck + `;
+		ALTER TABLE ` + t + ` ADD CONSTRAINT ` + revocationKindCheck + ` CHECK (kind IN ('token', 'subject', 'client', 'session'));
+	END IF;
+END $$`,
 	}
 }
 
@@ -95,14 +115,17 @@ func (d *DB) Revoke(ctx context.Context, r decision.Revocation) (decision.Revoca
 	if err != nil {
 		return decision.Revocation{}, err
 	}
-	var until pgtype.Timestamptz
+	var until, issuedBefore pgtype.Timestamptz
 	if !r.Until.IsZero() {
 		until = pgtype.Timestamptz{Time: r.Until, Valid: true}
 	}
+	if !r.IssuedBefore.IsZero() {
+		issuedBefore = pgtype.Timestamptz{Time: r.IssuedBefore, Valid: true}
+	}
 	err = pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
 		var b pgx.Batch
-		b.Queue(`INSERT INTO `+d.revocationTable()+` (`+revocationColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-			r.ID, r.Kind.String(), r.Issuer, r.JTI, r.Subject, r.ClientID, r.Scope, r.Segment, r.Reason, r.CreatedAt, until, r.CreatedBy)
+		b.Queue(`INSERT INTO `+d.revocationTable()+` (`+revocationColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+			r.ID, r.Kind.String(), r.Issuer, r.JTI, r.Subject, r.ClientID, r.Scope, r.Segment, r.Reason, r.CreatedAt, until, r.CreatedBy, r.SessionID, issuedBefore)
 		b.Queue(`SELECT pg_notify($1, $2)`, d.revocationChannel(), notifyPut+r.ID)
 		return tx.SendBatch(ctx, &b).Close()
 	})
@@ -187,11 +210,12 @@ func scanRevocations(rows pgx.Rows) ([]decision.Revocation, error) {
 	var out []decision.Revocation
 	for rows.Next() {
 		var (
-			r     decision.Revocation
-			kind  string
-			until pgtype.Timestamptz
+			r            decision.Revocation
+			kind         string
+			until        pgtype.Timestamptz
+			issuedBefore pgtype.Timestamptz
 		)
-		if err := rows.Scan(&r.ID, &kind, &r.Issuer, &r.JTI, &r.Subject, &r.ClientID, &r.Scope, &r.Segment, &r.Reason, &r.CreatedAt, &until, &r.CreatedBy); err != nil {
+		if err := rows.Scan(&r.ID, &kind, &r.Issuer, &r.JTI, &r.Subject, &r.ClientID, &r.Scope, &r.Segment, &r.Reason, &r.CreatedAt, &until, &r.CreatedBy, &r.SessionID, &issuedBefore); err != nil {
 			return nil, err
 		}
 		k, ok := decision.ParseRevocationKind(kind)
@@ -202,6 +226,9 @@ func scanRevocations(rows pgx.Rows) ([]decision.Revocation, error) {
 		r.CreatedAt = r.CreatedAt.UTC()
 		if until.Valid {
 			r.Until = until.Time.UTC()
+		}
+		if issuedBefore.Valid {
+			r.IssuedBefore = issuedBefore.Time.UTC()
 		}
 		out = append(out, r)
 	}

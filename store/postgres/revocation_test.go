@@ -3,6 +3,9 @@ package postgres_test
 import (
 	"context"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/store"
@@ -62,12 +65,68 @@ func TestRevocationTableShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	execSQL(t, schema, `SELECT id, kind, iss, jti, sub, client_id, scope, segment, reason, created_at, "until", created_by FROM scopegate_revocations WHERE id = '`+r.ID+`' AND kind = 'token' AND jti = 'j1'`)
+	execSQL(t, schema, `SELECT id, kind, iss, jti, sub, client_id, scope, segment, reason, created_at, "until", created_by, sid, issued_before FROM scopegate_revocations WHERE id = '`+r.ID+`' AND kind = 'token' AND jti = 'j1'`)
 	// Migrating again keeps the table and its rows.
 	if err := db.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if _, found, err := db.GetRevocation(t.Context(), r.ID); !found || err != nil {
 		t.Errorf("after Migrate: found=%v err=%v", found, err)
+	}
+}
+
+// A table made by a release without session revocations and issued_before
+// is upgraded in place by Migrate: its rows kept, the new kind and columns
+// usable.
+func TestRevocationMigrationUpgradesAnOldTable(t *testing.T) {
+	schema := newSchema(t)
+	conn, err := pgx.Connect(t.Context(), testDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	if _, err := conn.Exec(t.Context(), "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	execSQL(t, schema, `CREATE TABLE scopegate_revocations (
+	id         text PRIMARY KEY,
+	kind       text NOT NULL CHECK (kind IN ('token', 'subject', 'client')),
+	iss        text NOT NULL DEFAULT '',
+	jti        text NOT NULL DEFAULT '',
+	sub        text NOT NULL DEFAULT '',
+	client_id  text NOT NULL DEFAULT '',
+	scope      text NOT NULL DEFAULT '',
+	segment    text NOT NULL DEFAULT '',
+	reason     text NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	"until"    timestamptz,
+	created_by text NOT NULL DEFAULT ''
+)`, `INSERT INTO scopegate_revocations (id, kind, sub, reason) VALUES ('old-1', 'subject', 'bob', 'before the upgrade')`)
+	for range 2 { // the second Migrate finds the table upgraded
+		db, err := postgres.Open(t.Context(), testDSN(t), store.Options{Postgres: store.PostgresOptions{Schema: schema, Migrate: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = db.Close() })
+		old, found, err := db.GetRevocation(t.Context(), "old-1")
+		if err != nil || !found || old.Subject != "bob" || !old.IssuedBefore.IsZero() || old.SessionID != "" {
+			t.Fatalf("old row after migrate: %+v found=%v err=%v", old, found, err)
+		}
+		if _, err := db.Revoke(t.Context(), decision.Revocation{Kind: decision.RevokeSession, Issuer: "https://id.example.com/", SessionID: "s1", Reason: "r"}); err != nil {
+			t.Fatalf("session revocation after migrate: %v", err)
+		}
+		cut := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+		got, err := db.Revoke(t.Context(), decision.Revocation{Kind: decision.RevokeSubject, Subject: "alice", IssuedBefore: cut, Reason: "r"})
+		if err != nil || !got.IssuedBefore.Equal(cut) {
+			t.Fatalf("issued-before revocation after migrate: %+v %v", got, err)
+		}
+		back, _, err := db.GetRevocation(t.Context(), got.ID)
+		if err != nil || !back.IssuedBefore.Equal(cut) {
+			t.Fatalf("read back: %+v %v", back, err)
+		}
+	}
+	// The kind check still refuses what no release writes.
+	if _, err := conn.Exec(t.Context(), `INSERT INTO `+pgx.Identifier{schema, "scopegate_revocations"}.Sanitize()+` (id, kind, reason) VALUES ('bad', 'device', 'r')`); err == nil {
+		t.Error("the kind check accepted kind 'device'")
 	}
 }

@@ -28,6 +28,9 @@ func TestRevocations(t *testing.T, newStore func(t *testing.T) store.RevocationS
 		"client with a segment": {Kind: decision.RevokeClient, ClientID: "web-app", Segment: "billing", Reason: "r"},
 		"subject with a path":   {Kind: decision.RevokeSubject, Subject: "bob", Segment: "/v1/payments", Reason: "r"},
 		"with until":            {Kind: decision.RevokeClient, ClientID: "batch", Reason: "r", Until: future},
+		"session":               {Kind: decision.RevokeSession, Issuer: testIss, SessionID: "sid-1", Reason: "caep session-revoked", CreatedBy: "ssf:https://idp.example.com/"},
+		"session of a subject":  {Kind: decision.RevokeSession, Issuer: testIss, Subject: "alice", Reason: "r"},
+		"issued before":         {Kind: decision.RevokeSubject, Subject: "alice", IssuedBefore: time.Date(2026, 12, 2, 10, 0, 0, 123456789, time.FixedZone("x", 3600)), Reason: "password changed"},
 		"unicode and quotes": {
 			Kind: decision.RevokeSubject, Subject: `josé'; DROP TABLE scopegate_revocations; --`,
 			Reason: "用户 asked — \"urgent\" 🧾", CreatedBy: "CN=admin,O=Example",
@@ -56,6 +59,12 @@ func TestRevocations(t *testing.T, newStore func(t *testing.T) store.RevocationS
 			want.ID, want.CreatedAt = got.ID, got.CreatedAt
 			if !want.Until.IsZero() {
 				want.Until = want.Until.UTC().Truncate(time.Microsecond)
+			}
+			if !want.IssuedBefore.IsZero() {
+				want.IssuedBefore = want.IssuedBefore.UTC().Truncate(time.Microsecond)
+				if got.IssuedBefore.Location() != time.UTC {
+					t.Errorf("IssuedBefore %v is not in UTC", got.IssuedBefore)
+				}
 			}
 			if !same(got, want) {
 				t.Errorf("Revoke returned\n%+v\nwant\n%+v", got, want)
@@ -277,5 +286,7 @@ func same(a, b decision.Revocation) bool {
 	return a.ID == b.ID && a.Kind == b.Kind && a.Issuer == b.Issuer && a.JTI == b.JTI &&
 		a.Subject == b.Subject && a.ClientID == b.ClientID && a.Scope == b.Scope &&
 		a.Segment == b.Segment && a.Reason == b.Reason && a.CreatedAt.Equal(b.CreatedAt) &&
-		a.Until.Equal(b.Until) && a.CreatedBy == b.CreatedBy
+		a.Until.Equal(b.Until) && a.CreatedBy == b.CreatedBy &&
+		a.SessionID == b.SessionID && a.IssuedBefore.Equal(b.IssuedBefore) &&
+		a.IssuedBefore.Nanosecond()%1000 == 0
 }

@@ -235,6 +235,7 @@ type RevokeRequest struct {
 	//	*RevokeRequest_Token
 	//	*RevokeRequest_Subject
 	//	*RevokeRequest_ClientId
+	//	*RevokeRequest_SessionId
 	Target isRevokeRequest_Target `protobuf_oneof:"target"`
 	// Narrows the revocation to tokens used for this scope: requests to routes
 	// that require it are refused, others are still allowed. Empty means every
@@ -256,8 +257,13 @@ type RevokeRequest struct {
 	// Limits a subject or client_id revocation to tokens from this issuer
 	// (the "iss" claim), for when identifiers are not unique across issuers.
 	// Empty means tokens from every issuer. Not used with token, which names
-	// its issuer itself.
-	Issuer        string `protobuf:"bytes,8,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// its issuer itself. Required with session_id.
+	Issuer string `protobuf:"bytes,8,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// Limits a subject, client_id or session_id revocation to tokens issued
+	// before this time: those whose "iat" claim is earlier, and those with no
+	// "iat" (they cannot show they came later). Tokens issued at or after it
+	// keep working: the shape of a credential change. Unset means every token.
+	IssuedBefore  *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=issued_before,json=issuedBefore,proto3" json:"issued_before,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -326,6 +332,15 @@ func (x *RevokeRequest) GetClientId() string {
 	return ""
 }
 
+func (x *RevokeRequest) GetSessionId() string {
+	if x != nil {
+		if x, ok := x.Target.(*RevokeRequest_SessionId); ok {
+			return x.SessionId
+		}
+	}
+	return ""
+}
+
 func (x *RevokeRequest) GetScope() string {
 	if x != nil {
 		return x.Scope
@@ -361,6 +376,13 @@ func (x *RevokeRequest) GetIssuer() string {
 	return ""
 }
 
+func (x *RevokeRequest) GetIssuedBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.IssuedBefore
+	}
+	return nil
+}
+
 type isRevokeRequest_Target interface {
 	isRevokeRequest_Target()
 }
@@ -380,11 +402,19 @@ type RevokeRequest_ClientId struct {
 	ClientId string `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3,oneof"`
 }
 
+type RevokeRequest_SessionId struct {
+	// The tokens of one session of one issuer (the "sid" claim); issuer is
+	// required with it.
+	SessionId string `protobuf:"bytes,9,opt,name=session_id,json=sessionId,proto3,oneof"`
+}
+
 func (*RevokeRequest_Token) isRevokeRequest_Target() {}
 
 func (*RevokeRequest_Subject) isRevokeRequest_Target() {}
 
 func (*RevokeRequest_ClientId) isRevokeRequest_Target() {}
+
+func (*RevokeRequest_SessionId) isRevokeRequest_Target() {}
 
 // TokenTarget names one token: the pair (iss, jti) is unique.
 type TokenTarget struct {
@@ -670,14 +700,16 @@ type Revocation struct {
 	// A unique id, used to remove the revocation.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// What is revoked: "token" (one token, by issuer and jti), "subject"
-	// (every token of subject) or "client" (every token of client_id).
+	// (every token of subject), "client" (every token of client_id) or
+	// "session" (the tokens of session_id, of issuer).
 	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	// For kind "token", the token's issuer; for "subject" and "client", the
 	// issuer the revocation is limited to, or empty for every issuer.
 	Issuer string `protobuf:"bytes,3,opt,name=issuer,proto3" json:"issuer,omitempty"`
 	// The revoked token's JWT id; set only for kind "token".
 	Jti string `protobuf:"bytes,4,opt,name=jti,proto3" json:"jti,omitempty"`
-	// The revoked subject; set only for kind "subject".
+	// The revoked subject; set for kind "subject", and for kind "session"
+	// when it names the subject's tokens that carry no "sid".
 	Subject string `protobuf:"bytes,5,opt,name=subject,proto3" json:"subject,omitempty"`
 	// The revoked client; set only for kind "client".
 	ClientId string `protobuf:"bytes,6,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
@@ -693,8 +725,16 @@ type Revocation struct {
 	// When the revocation lapses; unset means never.
 	Until *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=until,proto3" json:"until,omitempty"`
 	// The administrator who made the revocation, as authenticated by the
-	// Admin service.
-	CreatedBy     string `protobuf:"bytes,12,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	// Admin service, or "ssf:" and the transmitter's issuer for a revocation a
+	// Shared Signals event made.
+	CreatedBy string `protobuf:"bytes,12,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	// The revoked session (the "sid" claim); set only for kind "session".
+	// A session revocation with subject instead names the subject's tokens
+	// that carry no "sid".
+	SessionId string `protobuf:"bytes,13,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// When set, only tokens issued before this time (or with no "iat") are
+	// refused.
+	IssuedBefore  *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=issued_before,json=issuedBefore,proto3" json:"issued_before,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -811,6 +851,20 @@ func (x *Revocation) GetCreatedBy() string {
 		return x.CreatedBy
 	}
 	return ""
+}
+
+func (x *Revocation) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *Revocation) GetIssuedBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.IssuedBefore
+	}
+	return nil
 }
 
 // UsageReportRequest selects the clients and scopes to report.
@@ -1066,16 +1120,20 @@ const file_scopegate_v1_admin_proto_rawDesc = "" +
 	"\x13ReloadPolicyRequest\"L\n" +
 	"\x14ReloadPolicyResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1a\n" +
-	"\bproblems\x18\x02 \x03(\tR\bproblems\"\x99\x02\n" +
+	"\bproblems\x18\x02 \x03(\tR\bproblems\"\xfb\x02\n" +
 	"\rRevokeRequest\x121\n" +
 	"\x05token\x18\x01 \x01(\v2\x19.scopegate.v1.TokenTargetH\x00R\x05token\x12\x1a\n" +
 	"\asubject\x18\x02 \x01(\tH\x00R\asubject\x12\x1d\n" +
-	"\tclient_id\x18\x03 \x01(\tH\x00R\bclientId\x12\x14\n" +
+	"\tclient_id\x18\x03 \x01(\tH\x00R\bclientId\x12\x1f\n" +
+	"\n" +
+	"session_id\x18\t \x01(\tH\x00R\tsessionId\x12\x14\n" +
 	"\x05scope\x18\x04 \x01(\tR\x05scope\x12\x18\n" +
 	"\asegment\x18\x05 \x01(\tR\asegment\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x120\n" +
 	"\x05until\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x16\n" +
-	"\x06issuer\x18\b \x01(\tR\x06issuerB\b\n" +
+	"\x06issuer\x18\b \x01(\tR\x06issuer\x12?\n" +
+	"\rissued_before\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\fissuedBeforeB\b\n" +
 	"\x06target\"1\n" +
 	"\vTokenTarget\x12\x10\n" +
 	"\x03iss\x18\x01 \x01(\tR\x03iss\x12\x10\n" +
@@ -1090,7 +1148,7 @@ const file_scopegate_v1_admin_proto_rawDesc = "" +
 	"\x16ListRevocationsRequest\"\x8e\x01\n" +
 	"\x17ListRevocationsResponse\x12:\n" +
 	"\vrevocations\x18\x01 \x03(\v2\x18.scopegate.v1.RevocationR\vrevocations\x127\n" +
-	"\tsynced_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bsyncedAt\"\xe5\x02\n" +
+	"\tsynced_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bsyncedAt\"\xc5\x03\n" +
 	"\n" +
 	"Revocation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -1107,7 +1165,10 @@ const file_scopegate_v1_admin_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x120\n" +
 	"\x05until\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x1d\n" +
 	"\n" +
-	"created_by\x18\f \x01(\tR\tcreatedBy\"k\n" +
+	"created_by\x18\f \x01(\tR\tcreatedBy\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\r \x01(\tR\tsessionId\x12?\n" +
+	"\rissued_before\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\fissuedBefore\"k\n" +
 	"\x12UsageReportRequest\x128\n" +
 	"\n" +
 	"unused_for\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\tunusedFor\x12\x1b\n" +
@@ -1169,32 +1230,34 @@ var file_scopegate_v1_admin_proto_depIdxs = []int32{
 	16, // 0: scopegate.v1.GetPolicyVersionResponse.loaded_at:type_name -> google.protobuf.Timestamp
 	5,  // 1: scopegate.v1.RevokeRequest.token:type_name -> scopegate.v1.TokenTarget
 	16, // 2: scopegate.v1.RevokeRequest.until:type_name -> google.protobuf.Timestamp
-	11, // 3: scopegate.v1.RevokeResponse.revocation:type_name -> scopegate.v1.Revocation
-	11, // 4: scopegate.v1.ListRevocationsResponse.revocations:type_name -> scopegate.v1.Revocation
-	16, // 5: scopegate.v1.ListRevocationsResponse.synced_at:type_name -> google.protobuf.Timestamp
-	16, // 6: scopegate.v1.Revocation.created_at:type_name -> google.protobuf.Timestamp
-	16, // 7: scopegate.v1.Revocation.until:type_name -> google.protobuf.Timestamp
-	17, // 8: scopegate.v1.UsageReportRequest.unused_for:type_name -> google.protobuf.Duration
-	14, // 9: scopegate.v1.UsageReportResponse.clients:type_name -> scopegate.v1.ClientUsage
-	15, // 10: scopegate.v1.ClientUsage.scopes:type_name -> scopegate.v1.ScopeUsage
-	16, // 11: scopegate.v1.ScopeUsage.last_used:type_name -> google.protobuf.Timestamp
-	0,  // 12: scopegate.v1.Admin.GetPolicyVersion:input_type -> scopegate.v1.GetPolicyVersionRequest
-	2,  // 13: scopegate.v1.Admin.ReloadPolicy:input_type -> scopegate.v1.ReloadPolicyRequest
-	4,  // 14: scopegate.v1.Admin.Revoke:input_type -> scopegate.v1.RevokeRequest
-	7,  // 15: scopegate.v1.Admin.Unrevoke:input_type -> scopegate.v1.UnrevokeRequest
-	9,  // 16: scopegate.v1.Admin.ListRevocations:input_type -> scopegate.v1.ListRevocationsRequest
-	12, // 17: scopegate.v1.Admin.UsageReport:input_type -> scopegate.v1.UsageReportRequest
-	1,  // 18: scopegate.v1.Admin.GetPolicyVersion:output_type -> scopegate.v1.GetPolicyVersionResponse
-	3,  // 19: scopegate.v1.Admin.ReloadPolicy:output_type -> scopegate.v1.ReloadPolicyResponse
-	6,  // 20: scopegate.v1.Admin.Revoke:output_type -> scopegate.v1.RevokeResponse
-	8,  // 21: scopegate.v1.Admin.Unrevoke:output_type -> scopegate.v1.UnrevokeResponse
-	10, // 22: scopegate.v1.Admin.ListRevocations:output_type -> scopegate.v1.ListRevocationsResponse
-	13, // 23: scopegate.v1.Admin.UsageReport:output_type -> scopegate.v1.UsageReportResponse
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	16, // 3: scopegate.v1.RevokeRequest.issued_before:type_name -> google.protobuf.Timestamp
+	11, // 4: scopegate.v1.RevokeResponse.revocation:type_name -> scopegate.v1.Revocation
+	11, // 5: scopegate.v1.ListRevocationsResponse.revocations:type_name -> scopegate.v1.Revocation
+	16, // 6: scopegate.v1.ListRevocationsResponse.synced_at:type_name -> google.protobuf.Timestamp
+	16, // 7: scopegate.v1.Revocation.created_at:type_name -> google.protobuf.Timestamp
+	16, // 8: scopegate.v1.Revocation.until:type_name -> google.protobuf.Timestamp
+	16, // 9: scopegate.v1.Revocation.issued_before:type_name -> google.protobuf.Timestamp
+	17, // 10: scopegate.v1.UsageReportRequest.unused_for:type_name -> google.protobuf.Duration
+	14, // 11: scopegate.v1.UsageReportResponse.clients:type_name -> scopegate.v1.ClientUsage
+	15, // 12: scopegate.v1.ClientUsage.scopes:type_name -> scopegate.v1.ScopeUsage
+	16, // 13: scopegate.v1.ScopeUsage.last_used:type_name -> google.protobuf.Timestamp
+	0,  // 14: scopegate.v1.Admin.GetPolicyVersion:input_type -> scopegate.v1.GetPolicyVersionRequest
+	2,  // 15: scopegate.v1.Admin.ReloadPolicy:input_type -> scopegate.v1.ReloadPolicyRequest
+	4,  // 16: scopegate.v1.Admin.Revoke:input_type -> scopegate.v1.RevokeRequest
+	7,  // 17: scopegate.v1.Admin.Unrevoke:input_type -> scopegate.v1.UnrevokeRequest
+	9,  // 18: scopegate.v1.Admin.ListRevocations:input_type -> scopegate.v1.ListRevocationsRequest
+	12, // 19: scopegate.v1.Admin.UsageReport:input_type -> scopegate.v1.UsageReportRequest
+	1,  // 20: scopegate.v1.Admin.GetPolicyVersion:output_type -> scopegate.v1.GetPolicyVersionResponse
+	3,  // 21: scopegate.v1.Admin.ReloadPolicy:output_type -> scopegate.v1.ReloadPolicyResponse
+	6,  // 22: scopegate.v1.Admin.Revoke:output_type -> scopegate.v1.RevokeResponse
+	8,  // 23: scopegate.v1.Admin.Unrevoke:output_type -> scopegate.v1.UnrevokeResponse
+	10, // 24: scopegate.v1.Admin.ListRevocations:output_type -> scopegate.v1.ListRevocationsResponse
+	13, // 25: scopegate.v1.Admin.UsageReport:output_type -> scopegate.v1.UsageReportResponse
+	20, // [20:26] is the sub-list for method output_type
+	14, // [14:20] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_scopegate_v1_admin_proto_init() }
@@ -1206,6 +1269,7 @@ func file_scopegate_v1_admin_proto_init() {
 		(*RevokeRequest_Token)(nil),
 		(*RevokeRequest_Subject)(nil),
 		(*RevokeRequest_ClientId)(nil),
+		(*RevokeRequest_SessionId)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

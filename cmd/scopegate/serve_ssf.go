@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/scopegate/scopegate/decision/ssf"
+	"github.com/scopegate/scopegate/server"
+)
+
+// ssfFlags configure the Shared Signals receiver.
+type ssfFlags struct {
+	ssfConfig, ssfAddr string
+}
+
+func (f *ssfFlags) define(fs *flag.FlagSet) {
+	fs.StringVar(&f.ssfConfig, "ssf-config", "", "YAML file of the Shared Signals (SSF/CAEP/RISC) transmitters whose events become revocations (docs/revocation.md); needs --store")
+	fs.StringVar(&f.ssfAddr, "ssf-addr", "", "host:port of the SSF push listener (POST /ssf/events, GET /ssf/status); empty: poll only")
+}
+
+// ssfFile is the --ssf-config file.
+type ssfFile struct {
+	Transmitters []struct {
+		Name             string        `yaml:"name"`
+		Issuer           string        `yaml:"issuer"`
+		ConfigurationURL string        `yaml:"configuration_url"`
+		JWKSURI          string        `yaml:"jwks_uri"`
+		Audience         []string      `yaml:"audience"`
+		TokenIssuer      string        `yaml:"token_issuer"`
+		EmailIsSub       bool          `yaml:"email_is_sub"`
+		OpaqueIsSub      bool          `yaml:"opaque_is_sub"`
+		MaxAge           time.Duration `yaml:"max_age"`
+		RevocationTTL    time.Duration `yaml:"revocation_ttl"`
+		StreamID         string        `yaml:"stream_id"`
+		VerificationURL  string        `yaml:"verification_endpoint"`
+		Token            secretRef     `yaml:"token"`
+		Push             *struct {
+			Token secretRef `yaml:"token"`
+		} `yaml:"push"`
+		Poll *struct {
+			URL       string        `yaml:"url"`
+			Token     secretRef     `yaml:"token"`
+			Interval  time.Duration `yaml:"interval"`
+			MaxEvents int           `yaml:"max_events"`
+		} `yaml:"poll"`
+	} `yaml:"transmitters"`
+}
+
+// secretRef names a secret by file or environment variable, never inline.
+type secretRef struct {
+	File string `yaml:"file"`
+	Env  string `yaml:"env"`
+}
+
+func (s secretRef) read(dir, field string) (string, error) {
+	switch {
+	case s.File != "" && s.Env != "":
+		return "", fmt.Errorf("%s: give file or env, not both", field)
+	case s.File != "":
+		p := s.File
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", field, err)
+		}
+		v := strings.TrimSpace(string(b))
+		if v == "" {
+			return "", fmt.Errorf("%s: %s is empty", field, s.File)
+		}
+		return v, nil
+	case s.Env != "":
+		v := strings.TrimSpace(os.Getenv(s.Env))
+		if v == "" {
+			return "", fmt.Errorf("%s: environment variable %s is empty or unset", field, s.Env)
+		}
+		return v, nil
+	}
+	return "", nil
+}
+
+// apply reads the --ssf-config file into cfg.SSF.
+func (f *ssfFlags) apply(cfg *server.Config) error {
+	if f.ssfConfig == "" {
+		if f.ssfAddr != "" {
+			return errors.New("--ssf-addr needs --ssf-config: name the transmitters to receive from")
+		}
+		return nil
+	}
+	b, err := os.ReadFile(f.ssfConfig)
+	if err != nil {
+		return fmt.Errorf("--ssf-config: %w", err)
+	}
+	var doc ssfFile
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&doc); err != nil {
+		return fmt.Errorf("--ssf-config %s: %w", f.ssfConfig, err)
+	}
+	if len(doc.Transmitters) == 0 {
+		return fmt.Errorf("--ssf-config %s: no transmitters", f.ssfConfig)
+	}
+	dir := filepath.Dir(f.ssfConfig)
+	cfg.SSF.Addr = f.ssfAddr
+	for i, t := range doc.Transmitters {
+		where := fmt.Sprintf("--ssf-config %s: transmitters[%d]", f.ssfConfig, i)
+		st := server.SSFTransmitter{Name: t.Name, ConfigurationURL: t.ConfigurationURL, JWKSURI: t.JWKSURI,
+			StreamID: t.StreamID, VerificationURL: t.VerificationURL,
+			Transmitter: ssf.Transmitter{Issuer: t.Issuer, Audience: t.Audience, TokenIssuer: t.TokenIssuer,
+				EmailIsSub: t.EmailIsSub, OpaqueIsSub: t.OpaqueIsSub, MaxAge: t.MaxAge, RevocationTTL: t.RevocationTTL}}
+		if st.Token, err = t.Token.read(dir, where+".token"); err != nil {
+			return err
+		}
+		if t.Push != nil {
+			if st.PushToken, err = t.Push.Token.read(dir, where+".push.token"); err != nil {
+				return err
+			}
+			if st.PushToken == "" {
+				return fmt.Errorf("%s.push: token (file or env) is required: pushes are authenticated", where)
+			}
+			if f.ssfAddr == "" {
+				return fmt.Errorf("%s.push: push delivery needs --ssf-addr", where)
+			}
+		}
+		if t.Poll != nil {
+			if t.Poll.URL == "" {
+				return fmt.Errorf("%s.poll: url is required", where)
+			}
+			st.PollURL, st.PollInterval, st.MaxEvents = t.Poll.URL, t.Poll.Interval, t.Poll.MaxEvents
+			if st.PollToken, err = t.Poll.Token.read(dir, where+".poll.token"); err != nil {
+				return err
+			}
+			if st.PollToken == "" {
+				st.PollToken = st.Token
+			}
+		}
+		if t.Push == nil && t.Poll == nil {
+			return fmt.Errorf("%s: give push or poll delivery", where)
+		}
+		cfg.SSF.Transmitters = append(cfg.SSF.Transmitters, st)
+	}
+	return nil
+}
