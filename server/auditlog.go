@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/scopegate/scopegate/server/audit"
-	"github.com/scopegate/scopegate/server/usage"
+	"github.com/scopegate/scopegate/store/audit"
+	"github.com/scopegate/scopegate/store/usage"
 )
 
 // AuditConfig configures the decision audit log and the scope usage
 // aggregation, which share one bounded pipeline off the decision path
-// (server/audit). The zero value audits nothing and aggregates nothing.
+// (store/audit). The zero value audits nothing and aggregates nothing.
 type AuditConfig struct {
 	// Sinks receive one JSON record per audited decision (stdout, a file,
 	// PostgreSQL). None: no audit log.

@@ -9,7 +9,7 @@ import (
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/envoy"
 	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
-	"github.com/scopegate/scopegate/server/audit"
+	"github.com/scopegate/scopegate/store/audit"
 )
 
 // Authorizer serves the scopegate.v1.Authorizer API. Like ExtAuthz it

@@ -7,7 +7,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/envoy"
-	"github.com/scopegate/scopegate/server/audit"
+	"github.com/scopegate/scopegate/store/audit"
 )
 
 // ExtAuthz serves Envoy's ext_authz v3 Authorization service. Every request

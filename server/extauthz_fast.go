@@ -11,7 +11,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/envoy"
-	"github.com/scopegate/scopegate/server/audit"
+	"github.com/scopegate/scopegate/store/audit"
 )
 
 // The served ext_authz Check. The generated service handler would make the

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/decision/decisiontest"
-	"github.com/scopegate/scopegate/server/audit"
+	"github.com/scopegate/scopegate/store/audit"
 )
 
 // blockedSink is an audit sink that hangs, as a full disk, a stalled pipe

@@ -17,7 +17,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/envoy"
-	"github.com/scopegate/scopegate/server/audit"
+	"github.com/scopegate/scopegate/store/audit"
 )
 
 // Paths the HTTP listener answers itself, when a request names no original

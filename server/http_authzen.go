@@ -10,7 +10,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/envoy"
-	"github.com/scopegate/scopegate/server/audit"
+	"github.com/scopegate/scopegate/store/audit"
 )
 
 // MaxAuthZENEvaluations bounds the items of one access evaluations request.

@@ -13,10 +13,9 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/server"
-	"github.com/scopegate/scopegate/server/audit"
-	"github.com/scopegate/scopegate/server/usage"
 	"github.com/scopegate/scopegate/store"
-	"github.com/scopegate/scopegate/store/postgres"
+	"github.com/scopegate/scopegate/store/audit"
+	"github.com/scopegate/scopegate/store/usage"
 )
 
 // auditFlags are the serve flags of the decision audit log and the scope
@@ -82,11 +81,11 @@ func (a *auditFlags) apply(ctx context.Context, cfg *server.Config, stdout io.Wr
 			files = append(files, fs)
 			ac.Sinks = append(ac.Sinks, fs)
 		case audit.KindPostgres:
-			db, ok := st.(*postgres.DB)
+			p, ok := st.(store.AuditSinkProvider)
 			if !ok {
 				return errors.New("--audit postgres writes to the store's database: give --store with a postgres:// URL")
 			}
-			sink, err := db.AuditSink(postgres.AuditSinkOptions{})
+			sink, err := p.NewAuditSink()
 			if err != nil {
 				return fmt.Errorf("--audit postgres: %w", err)
 			}
@@ -94,7 +93,7 @@ func (a *auditFlags) apply(ctx context.Context, cfg *server.Config, stdout io.Wr
 		}
 	}
 	if a.usage && st != nil {
-		if us, ok := st.(interface{ UsageStore() usage.Store }); ok {
+		if us, ok := st.(store.UsageStoreProvider); ok {
 			ac.UsageStore = us.UsageStore()
 			ac.UsageFlushInterval = a.usageInterval
 		}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/scopegate/scopegate/server/audit"
+	"github.com/scopegate/scopegate/store/audit"
 )
 
 // Defaults of AuditSinkOptions. A zero field means its default.
@@ -196,3 +196,7 @@ func nullText(s string) any {
 	}
 	return s
 }
+
+// NewAuditSink implements store.AuditSinkProvider: a sink with the default
+// options.
+func (d *DB) NewAuditSink() (audit.Sink, error) { return d.AuditSink(AuditSinkOptions{}) }

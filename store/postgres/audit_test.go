@@ -9,9 +9,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/scopegate/scopegate/server/audit"
-	"github.com/scopegate/scopegate/server/audit/audittest"
 	"github.com/scopegate/scopegate/store"
+	"github.com/scopegate/scopegate/store/audit"
+	"github.com/scopegate/scopegate/store/audit/audittest"
 	"github.com/scopegate/scopegate/store/postgres"
 )
 

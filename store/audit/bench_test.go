@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scopegate/scopegate/server/audit"
-	"github.com/scopegate/scopegate/server/audit/audittest"
+	"github.com/scopegate/scopegate/store/audit"
+	"github.com/scopegate/scopegate/store/audit/audittest"
 )
 
 // discardSink accepts every record and keeps none.

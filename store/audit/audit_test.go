@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/decision"
-	"github.com/scopegate/scopegate/server/audit"
-	"github.com/scopegate/scopegate/server/audit/audittest"
+	"github.com/scopegate/scopegate/store/audit"
+	"github.com/scopegate/scopegate/store/audit/audittest"
 )
 
 // memSink keeps a copy of every record written. When gate is non-nil,
