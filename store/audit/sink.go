@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Sink is where records go. The Logger calls a sink from its one goroutine
@@ -72,31 +74,69 @@ func appendLines(dst []byte, entries []Entry) []byte {
 // FileOptions configure a FileSink.
 type FileOptions struct {
 	// MaxBytes rotates the file when a write would take it past this size:
-	// the file becomes PATH.1 (older ones shift to PATH.2 ...). Zero never
-	// rotates (leave it to logrotate and Reopen).
+	// the file becomes PATH.1 (older ones shift to PATH.2 ...). Zero means
+	// DefaultMaxBytes; negative never rotates (leave it to logrotate and
+	// Reopen: the file then grows without bound).
 	MaxBytes int64
 	// MaxBackups is how many rotated files are kept; default 5.
 	MaxBackups int
 	// Mode is the permission of a new file; default 0600 (records name
 	// subjects and clients).
 	Mode os.FileMode
+	// MaxPendingBytes bounds the records held while the file cannot be
+	// opened or written; default DefaultMaxPendingBytes. Past it, new
+	// records are lost (and counted).
+	MaxPendingBytes int
+	// MinRetry and MaxRetry bound the backoff between attempts to reopen
+	// the file after a failure; defaults DefaultMinRetry, DefaultMaxRetry.
+	MinRetry, MaxRetry time.Duration
 }
 
-// DefaultMaxBackups is the number of rotated files kept by default.
-const DefaultMaxBackups = 5
+// Defaults of FileOptions.
+const (
+	// DefaultMaxBytes with DefaultMaxBackups bounds an audit file and its
+	// backups to 600 MiB.
+	DefaultMaxBytes = 100 << 20
+	// DefaultMaxBackups is the number of rotated files kept by default.
+	DefaultMaxBackups = 5
+	// DefaultMaxPendingBytes is about 16,000 records.
+	DefaultMaxPendingBytes = 8 << 20
+	DefaultMinRetry        = 100 * time.Millisecond
+	DefaultMaxRetry        = 30 * time.Second
+)
 
-// FileSink appends JSON lines to a file, rotating it by size if asked, and
-// reopening it on request (after an external logrotate moved it).
+// FileSink appends JSON lines to a file, rotating it by size, and reopening
+// it on request (after an external logrotate moved it). When the file
+// cannot be opened, rotated or written (a full disk, a removed directory, a
+// path that became a directory), it keeps the records, up to
+// MaxPendingBytes, and retries with a backoff on later writes and flushes:
+// one failure never leaves the sink closed until a restart.
+//
+// It is written by hand rather than with a rotation library: the numbered
+// backups (PATH.1 ... PATH.N) are what logrotate users expect, and the
+// libraries we looked at (lumberjack) retry on every write without
+// backoff, drop the data of a failed write, and name backups by time.
 type FileSink struct {
 	path   string
 	opts   FileOptions
-	f      *os.File
-	size   int64
-	buf    []byte
 	reopen atomic.Bool
-	// mu guards f against Close racing a late Reopen; writes come from
-	// the Logger's goroutine only.
-	mu sync.Mutex
+	// mu guards the rest against Close racing a late Reopen; writes come
+	// from the Logger's goroutine only.
+	mu      sync.Mutex
+	f       *os.File
+	size    int64
+	buf     []byte
+	pending []byte
+	closed  bool
+	// Retry state after a failure: no attempt before retryAt; rotateAt the
+	// same for rotations that failed (the file is then written past
+	// MaxBytes rather than losing records).
+	retryAt, rotateAt time.Time
+	backoff, rbackoff time.Duration
+	lastErr           error
+
+	failures atomic.Uint64
+	lost     atomic.Uint64
 }
 
 // NewFileSink opens (creating if needed) the file at path for appending.
@@ -105,11 +145,14 @@ func NewFileSink(path string, opts FileOptions) (*FileSink, error) {
 	if path == "" {
 		return nil, errors.New("audit: file sink path is empty: give a file, e.g. file:/var/log/scopegate/audit.log")
 	}
-	if opts.MaxBytes < 0 {
-		return nil, fmt.Errorf("audit: file sink MaxBytes %d is negative: use 0 to never rotate", opts.MaxBytes)
-	}
 	if opts.MaxBackups < 0 {
 		return nil, fmt.Errorf("audit: file sink MaxBackups %d is negative: use 0 for the default (%d)", opts.MaxBackups, DefaultMaxBackups)
+	}
+	if opts.MaxPendingBytes < 0 || opts.MinRetry < 0 || opts.MaxRetry < 0 {
+		return nil, fmt.Errorf("audit: file sink MaxPendingBytes, MinRetry and MaxRetry must not be negative (0 means the defaults: %d, %v, %v)", DefaultMaxPendingBytes, DefaultMinRetry, DefaultMaxRetry)
+	}
+	if opts.MaxBytes == 0 {
+		opts.MaxBytes = DefaultMaxBytes
 	}
 	if opts.MaxBackups == 0 {
 		opts.MaxBackups = DefaultMaxBackups
@@ -117,6 +160,16 @@ func NewFileSink(path string, opts FileOptions) (*FileSink, error) {
 	if opts.Mode == 0 {
 		opts.Mode = 0o600
 	}
+	if opts.MaxPendingBytes == 0 {
+		opts.MaxPendingBytes = DefaultMaxPendingBytes
+	}
+	if opts.MinRetry == 0 {
+		opts.MinRetry = DefaultMinRetry
+	}
+	if opts.MaxRetry == 0 {
+		opts.MaxRetry = DefaultMaxRetry
+	}
+	opts.MaxRetry = max(opts.MaxRetry, opts.MinRetry)
 	s := &FileSink{path: path, opts: opts}
 	if err := s.open(); err != nil {
 		return nil, err
@@ -154,70 +207,207 @@ func (s *FileSink) Path() string { return s.path }
 // from any goroutine (a SIGHUP handler).
 func (s *FileSink) Reopen() { s.reopen.Store(true) }
 
-// Write implements Sink.
+// Failures is the number of failed attempts to open, rotate or write the
+// file since the sink was made.
+func (s *FileSink) Failures() uint64 { return s.failures.Load() }
+
+// Lost is the number of records lost because the file stayed unusable
+// past MaxPendingBytes of records (or at Close).
+func (s *FileSink) Lost() uint64 { return s.lost.Load() }
+
+// Pending is the number of bytes of records waiting for the file.
+func (s *FileSink) Pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending)
+}
+
+// Write implements Sink. Records it cannot write now are kept for a retry
+// (the error is then a *WriteError saying how many were lost, usually
+// none).
 func (s *FileSink) Write(_ context.Context, entries []Entry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.f == nil {
+	if s.closed {
 		return fmt.Errorf("audit file %s is closed", s.path)
 	}
-	if s.reopen.Swap(false) {
-		s.f.Close()
-		s.f = nil
-		if err := s.open(); err != nil {
-			return err
-		}
-	}
 	s.buf = appendLines(s.buf[:0], entries)
-	if s.opts.MaxBytes > 0 && s.size > 0 && s.size+int64(len(s.buf)) > s.opts.MaxBytes {
-		if err := s.rotate(); err != nil {
-			return err
-		}
-	}
-	n, err := s.f.Write(s.buf)
-	s.size += int64(n)
+	err := s.write(s.buf, time.Now())
 	if cap(s.buf) > maxKeptBuf {
 		s.buf = nil
 	}
+	return err
+}
+
+// write writes data after what is pending, or keeps it pending when the
+// file is unusable.
+func (s *FileSink) write(data []byte, now time.Time) error {
+	if s.reopen.Swap(false) {
+		s.closeFile()
+		s.retryAt, s.backoff = time.Time{}, 0
+	}
+	lost := 0
+	if s.f == nil || len(s.pending) > 0 {
+		lost = s.hold(data)
+		data = nil
+		if s.f == nil {
+			if now.Before(s.retryAt) {
+				return &WriteError{Err: fmt.Errorf("audit file %s unusable, next attempt in %v: %w", s.path, s.retryAt.Sub(now).Round(time.Millisecond), s.lastErr), Lost: lost}
+			}
+			if err := s.open(); err != nil {
+				s.fail(err, now)
+				return &WriteError{Err: err, Lost: lost}
+			}
+			s.backoff = 0
+		}
+		data, s.pending = s.pending, nil
+	}
+	if len(data) == 0 {
+		return nil
+	}
+	var rotErr error
+	if s.opts.MaxBytes > 0 && s.size > 0 && s.size+int64(len(data)) > s.opts.MaxBytes && !now.Before(s.rotateAt) {
+		if err := s.rotate(); err != nil {
+			s.failures.Add(1)
+			s.rbackoff = min(max(2*s.rbackoff, s.opts.MinRetry), s.opts.MaxRetry)
+			s.rotateAt = now.Add(s.rbackoff)
+			if s.f == nil {
+				// Not even the old name reopens: keep the records.
+				lost += s.hold(data)
+				s.fail(err, now)
+				return &WriteError{Err: err, Lost: lost}
+			}
+			// The file is still open: write past MaxBytes rather than lose
+			// records, and retry the rotation after the backoff.
+			rotErr = err
+		} else {
+			s.rbackoff, s.rotateAt = 0, time.Time{}
+		}
+	}
+	n, err := s.f.Write(data)
+	s.size += int64(n)
 	if err != nil {
-		return fmt.Errorf("audit: write audit file: %w", err)
+		s.closeFile()
+		lost += s.hold(data[n:])
+		err = fmt.Errorf("audit: write audit file: %w", err)
+		s.fail(err, now)
+		return &WriteError{Err: err, Lost: lost}
+	}
+	if rotErr != nil {
+		return &WriteError{Err: fmt.Errorf("%w (writing on past the size limit; next attempt in %v)", rotErr, s.rbackoff), Lost: lost}
+	}
+	if lost > 0 {
+		return &WriteError{Err: fmt.Errorf("audit file %s: %d records lost while it was unusable (over %d bytes held)", s.path, lost, s.opts.MaxPendingBytes), Lost: lost}
 	}
 	return nil
 }
 
+// hold appends the whole lines of data that fit under MaxPendingBytes to
+// the pending records and returns the number of lines that did not.
+func (s *FileSink) hold(data []byte) int {
+	room := s.opts.MaxPendingBytes - len(s.pending)
+	if len(data) <= room {
+		s.pending = append(s.pending, data...)
+		return 0
+	}
+	keep := 0
+	if room > 0 {
+		keep = bytes.LastIndexByte(data[:room], '\n') + 1
+	}
+	s.pending = append(s.pending, data[:keep]...)
+	n := bytes.Count(data[keep:], []byte{'\n'})
+	s.lost.Add(uint64(n))
+	return n
+}
+
+// fail counts a failure to open or write and schedules the next attempt.
+func (s *FileSink) fail(err error, now time.Time) {
+	s.failures.Add(1)
+	s.lastErr = err
+	s.backoff = min(max(2*s.backoff, s.opts.MinRetry), s.opts.MaxRetry)
+	s.retryAt = now.Add(s.backoff)
+}
+
+func (s *FileSink) closeFile() {
+	if s.f != nil {
+		s.f.Close()
+		s.f = nil
+	}
+}
+
 // rotate shifts PATH.i to PATH.i+1 (dropping the oldest), moves PATH to
-// PATH.1 and opens a new PATH.
+// PATH.1 and opens a new PATH. When a rename fails it reopens PATH, so the
+// file stays usable (s.f is nil only when even that failed).
 func (s *FileSink) rotate() error {
 	if err := s.f.Close(); err != nil {
+		s.f = nil
+		if oerr := s.open(); oerr != nil {
+			return oerr
+		}
 		return fmt.Errorf("audit: close audit file for rotation: %w", err)
 	}
 	s.f = nil
 	n := s.opts.MaxBackups
-	_ = os.Remove(s.backup(n))
-	for i := n - 1; i >= 1; i-- {
+	var rerr error
+	if err := os.Remove(s.backup(n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		rerr = err
+	}
+	for i := n - 1; i >= 1 && rerr == nil; i-- {
 		if err := os.Rename(s.backup(i), s.backup(i+1)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("audit: rotate audit file: %w", err)
+			rerr = err
 		}
 	}
-	if err := os.Rename(s.path, s.backup(1)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("audit: rotate audit file: %w", err)
+	if rerr == nil {
+		if err := os.Rename(s.path, s.backup(1)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			rerr = err
+		}
 	}
-	return s.open()
+	if err := s.open(); err != nil {
+		return err
+	}
+	if rerr != nil {
+		return fmt.Errorf("audit: rotate audit file: %w", rerr)
+	}
+	return nil
 }
 
 func (s *FileSink) backup(i int) string { return s.path + "." + strconv.Itoa(i) }
 
-// Flush implements Sink; writes go straight to the file.
-func (s *FileSink) Flush(context.Context) error { return nil }
+// Flush implements Sink: records held after a failure are retried (once
+// the backoff allows), so a sink recovers without new traffic.
+func (s *FileSink) Flush(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || (len(s.pending) == 0 && !s.reopen.Load()) {
+		return nil
+	}
+	return s.write(nil, time.Now())
+}
 
-// Close implements Sink.
+// Close implements Sink: a last attempt to write what is held, whatever
+// the backoff, then the file is closed.
 func (s *FileSink) Close(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.f == nil {
+	if s.closed {
 		return nil
 	}
-	err := s.f.Close()
-	s.f = nil
+	s.closed = true
+	var err error
+	if len(s.pending) > 0 {
+		s.retryAt = time.Time{}
+		err = s.write(nil, time.Now())
+		if n := bytes.Count(s.pending, []byte{'\n'}); n > 0 {
+			s.lost.Add(uint64(n))
+			err = &WriteError{Err: fmt.Errorf("audit file %s: %d records lost at close: %w", s.path, n, err), Lost: n}
+		}
+		s.pending = nil
+	}
+	if s.f != nil {
+		if cerr := s.f.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		s.f = nil
+	}
 	return err
 }
