@@ -139,7 +139,9 @@ func (s *AuditSink) Write(ctx context.Context, entries []audit.Entry) error {
 // MaxPending.
 func (s *AuditSink) Flush(ctx context.Context) error {
 	if time.Now().Before(s.retryAt) {
-		s.trim()
+		if n := s.trim(); n > 0 {
+			return &audit.WriteError{Err: fmt.Errorf("PostgreSQL audit sink: %d records dropped while the database is down (over %d held)", n, s.opts.MaxPending), Lost: n}
+		}
 		return nil
 	}
 	return s.flush(ctx)
@@ -151,8 +153,9 @@ func (s *AuditSink) flush(ctx context.Context) error {
 		if err := s.copy(ctx, s.pending[:n]); err != nil {
 			s.backoff = min(max(2*s.backoff, minAuditBackoff), maxAuditBackoff)
 			s.retryAt = time.Now().Add(s.backoff)
-			s.trim()
-			return err
+			// The records stay pending for the next attempt: only those
+			// past MaxPending are lost.
+			return &audit.WriteError{Err: err, Lost: s.trim()}
 		}
 		s.backoff, s.retryAt = 0, time.Time{}
 		clear(s.pending[:n])
@@ -162,13 +165,17 @@ func (s *AuditSink) flush(ctx context.Context) error {
 	return nil
 }
 
-// trim drops the oldest pending records beyond MaxPending.
-func (s *AuditSink) trim() {
-	if over := len(s.pending) - s.opts.MaxPending; over > 0 {
-		clear(s.pending[:over])
-		s.pending = s.pending[over:]
-		s.dropped.Add(uint64(over))
+// trim drops the oldest pending records beyond MaxPending and returns how
+// many it dropped.
+func (s *AuditSink) trim() int {
+	over := len(s.pending) - s.opts.MaxPending
+	if over <= 0 {
+		return 0
 	}
+	clear(s.pending[:over])
+	s.pending = s.pending[over:]
+	s.dropped.Add(uint64(over))
+	return over
 }
 
 func (s *AuditSink) copy(ctx context.Context, rows [][]any) error {
