@@ -22,8 +22,8 @@ import (
 
 	"github.com/scopegate/scopegate/decision/decisiontest"
 	"github.com/scopegate/scopegate/server"
-	"github.com/scopegate/scopegate/server/audit"
 	"github.com/scopegate/scopegate/store"
+	"github.com/scopegate/scopegate/store/audit"
 )
 
 // freePort returns a loopback address nothing listens on right now.

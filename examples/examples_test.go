@@ -554,7 +554,7 @@ func exportedFamilies(t *testing.T) map[string]map[string]bool {
 	m.ObserveDrift("app", "items:read", "monitor")
 	m.ObserveDeprecated("items:v1")
 	m.SetRevocationSyncAge(func() float64 { return 1 })
-	m.AuditDropped(func() float64 { return 0 })
+	m.AuditDropped(func(emit func(kind, reason string, n uint64)) { emit("deny", "buffer_full", 0) })
 	m.SetOwnershipStats(func() (uint64, uint64) { return 0, 0 })
 	if err := s.Reload(); err != nil { // both reload results have series
 		t.Fatal(err)

@@ -12,12 +12,12 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
-	"github.com/scopegate/scopegate/server/audit"
 	"github.com/scopegate/scopegate/store"
+	"github.com/scopegate/scopegate/store/audit"
 )
 
 // UsageReporter answers the Admin UsageReport call; the usage aggregator
-// (server/usage) is one.
+// adapted by NewUsageReporter is one.
 type UsageReporter interface {
 	UsageReport(ctx context.Context, req *scopegatev1.UsageReportRequest) (*scopegatev1.UsageReportResponse, error)
 }

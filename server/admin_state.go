@@ -122,7 +122,7 @@ func (s *Server) startAdmin(ctx context.Context) error {
 	if ac.UsageReporter != nil {
 		svc.usage = ac.UsageReporter
 	} else if agg := s.auditing.usage; agg != nil {
-		svc.usage = agg
+		svc.usage = NewUsageReporter(agg.Report)
 	}
 	scopegatev1.RegisterAdminServer(s.admin.grpc, svc)
 	reflection.Register(s.admin.grpc)

@@ -31,8 +31,8 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
-	"github.com/scopegate/scopegate/server/audit"
 	"github.com/scopegate/scopegate/store"
+	"github.com/scopegate/scopegate/store/audit"
 )
 
 // adminE2E is an e2e server with its Admin API on a loopback listener.

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/scopegate/scopegate/server/audit"
-	"github.com/scopegate/scopegate/server/usage"
+	"github.com/scopegate/scopegate/store/audit"
+	"github.com/scopegate/scopegate/store/usage"
 )
 
 // AuditConfig configures the decision audit log and the scope usage
 // aggregation, which share one bounded pipeline off the decision path
-// (server/audit). The zero value audits nothing and aggregates nothing.
+// (store/audit). The zero value audits nothing and aggregates nothing.
 type AuditConfig struct {
 	// Sinks receive one JSON record per audited decision (stdout, a file,
 	// PostgreSQL). None: no audit log.
@@ -110,7 +110,9 @@ func (s *Server) closeAudit(ctx context.Context) {
 	}
 	st := s.auditing.log.Stats()
 	if st.Dropped > 0 || st.Failed > 0 {
-		s.log.Warn("audit records lost", "dropped_buffer_full", st.Dropped, "failed_in_sinks", st.Failed)
+		s.log.Warn("audit records lost", "dropped", st.Dropped,
+			"allows_dropped", sum(st.Drops[audit.RecordAllow][:]), "denies_dropped", sum(st.Drops[audit.RecordDeny][:]),
+			"admin_dropped", sum(st.Drops[audit.RecordAdmin][:]), "failed_in_sinks", st.Failed)
 	}
 	if s.auditing.usage != nil {
 		if err := s.auditing.usage.Close(ctx); err != nil {
@@ -128,10 +130,24 @@ func (s *Server) AuditLog() *audit.Logger { return s.auditing.log }
 // Config.Audit.Usage is off. It answers the Admin UsageReport call.
 func (s *Server) UsageAggregator() *usage.Aggregator { return s.auditing.usage }
 
-// exportAuditMetrics publishes the audit drop counter once the metrics
-// exist; with the audit pipeline off no series is exported.
-func (s *Server) exportAuditMetrics() {
-	if s.auditing.log != nil {
-		s.metrics.AuditDropped(s.auditing.log.Dropped)
+func sum(ns []uint64) (t uint64) {
+	for _, n := range ns {
+		t += n
 	}
+	return t
+}
+
+// exportAuditMetrics publishes the audit drop counters (by kind and
+// reason; records a sink failed to write count as reason "failed", kind
+// "all") once the metrics exist; with the audit pipeline off no series is
+// exported.
+func (s *Server) exportAuditMetrics() {
+	l := s.auditing.log
+	if l == nil {
+		return
+	}
+	s.metrics.AuditDropped(func(emit func(kind, reason string, n uint64)) {
+		l.EachDrop(func(k audit.RecordKind, r audit.DropReason, n uint64) { emit(k.String(), r.String(), n) })
+		emit("all", "failed", l.Stats().Failed)
+	})
 }

@@ -14,8 +14,8 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
-	"github.com/scopegate/scopegate/server/audit"
-	"github.com/scopegate/scopegate/server/usage"
+	"github.com/scopegate/scopegate/store/audit"
+	"github.com/scopegate/scopegate/store/usage"
 )
 
 // auditSink keeps a copy of every record.

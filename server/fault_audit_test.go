@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/decision/decisiontest"
-	"github.com/scopegate/scopegate/server/audit"
+	"github.com/scopegate/scopegate/store/audit"
 )
 
 // blockedSink is an audit sink that hangs, as a full disk, a stalled pipe
@@ -90,8 +90,29 @@ func TestFaultAuditSinkBlocked(t *testing.T) {
 	if slowest > time.Second {
 		t.Errorf("a decision took %v with the audit sink blocked", slowest)
 	}
-	dropped, ok := metric(t, f.srv, "scopegate_audit_dropped_total")
+	dropped, ok := auditDrops(t, f.srv, "allow")
 	if !ok || dropped < n-64-1024 {
-		t.Errorf("scopegate_audit_dropped_total = %v (present %v), want about %d drops counted", dropped, ok, n-64)
+		t.Errorf("scopegate_audit_dropped_total{kind=allow} = %v (present %v), want about %d drops counted", dropped, ok, n-64)
 	}
+	if denies, _ := auditDrops(t, f.srv, "deny"); denies != 0 {
+		t.Errorf("scopegate_audit_dropped_total{kind=deny} = %v, want 0: only allows were sent", denies)
+	}
+}
+
+// auditDrops sums scopegate_audit_dropped_total over the reasons of kind.
+func auditDrops(t testing.TB, s *Server, kind string) (float64, bool) {
+	t.Helper()
+	fam := gather(t, s.Metrics().Registry())["scopegate_audit_dropped_total"]
+	if fam == nil {
+		return 0, false
+	}
+	total := 0.0
+	for _, m := range fam.GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "kind" && l.GetValue() == kind {
+				total += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return total, true
 }

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/decision"
-	"github.com/scopegate/scopegate/server/audit"
+	"github.com/scopegate/scopegate/store/audit"
 )
 
 // The request funnel. Every decision request, whatever protocol brought

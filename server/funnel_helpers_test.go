@@ -1,6 +1,6 @@
 package server
 
-import "github.com/scopegate/scopegate/server/audit"
+import "github.com/scopegate/scopegate/store/audit"
 
 // testFunnel is a funnel over s's engine and limits, recording into m and
 // l (either may be nil); it evaluates no shadow route.

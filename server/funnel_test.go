@@ -18,7 +18,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
-	"github.com/scopegate/scopegate/server/audit"
+	"github.com/scopegate/scopegate/store/audit"
 )
 
 // The funnel's promise, tested from outside: for every protocol, the reply

@@ -102,7 +102,7 @@ type Metrics struct {
 	deprecated *prometheus.CounterVec
 
 	revocationAge atomic.Pointer[func() float64]
-	auditDropped  atomic.Pointer[func() float64]
+	auditDropped  atomic.Pointer[AuditDropSource]
 	ownership     atomic.Pointer[func() (hits, misses uint64)]
 }
 
@@ -245,9 +245,14 @@ func (m *Metrics) SetRevocationSyncAge(f func() float64) {
 	}
 }
 
-// AuditDropped makes f the source of the number of audit records dropped
-// since start (a full buffer drops rather than slowing decisions).
-func (m *Metrics) AuditDropped(f func() float64) {
+// AuditDropSource reports the audit records dropped since start, calling
+// emit once per kind (allow, deny, admin) and reason (buffer_full,
+// caller_share, deadline, closed, failed).
+type AuditDropSource func(emit func(kind, reason string, n uint64))
+
+// AuditDropped makes f the source of the audit records dropped since start
+// (a full buffer drops rather than slowing decisions).
+func (m *Metrics) AuditDropped(f AuditDropSource) {
 	if m != nil {
 		m.auditDropped.Store(&f)
 	}
@@ -295,7 +300,7 @@ var (
 	descRevocationAge = prometheus.NewDesc(metricRevocationSyncAge,
 		"Seconds since the revocation list was last synchronized.", nil, nil)
 	descAuditDropped = prometheus.NewDesc(metricAuditDropped,
-		"Audit records dropped because the audit buffer was full.", nil, nil)
+		"Audit records lost, by kind (allow, deny, admin) and reason (buffer_full, caller_share, deadline, closed; failed: a sink could not write them).", []string{"kind", "reason"}, nil)
 	descServing = prometheus.NewDesc(metricServing,
 		"1 when the server is SERVING (policy and keys loaded), else 0.", nil, nil)
 )
@@ -372,7 +377,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	if f := c.m.auditDropped.Load(); f != nil {
-		ch <- prometheus.MustNewConstMetric(descAuditDropped, prometheus.CounterValue, (*f)())
+		(*f)(func(kind, reason string, n uint64) {
+			ch <- prometheus.MustNewConstMetric(descAuditDropped, prometheus.CounterValue, float64(n), kind, reason)
+		})
 	}
 }
 

@@ -163,7 +163,10 @@ func TestMetricsFedByComponents(t *testing.T) {
 	m.ObserveDeprecated("items:v1")
 	m.ObserveDeprecated("unknown:scope")
 	m.SetRevocationSyncAge(func() float64 { return 42 })
-	m.AuditDropped(func() float64 { return 7 })
+	m.AuditDropped(func(emit func(kind, reason string, n uint64)) {
+		emit("deny", "caller_share", 7)
+		emit("allow", "buffer_full", 3)
+	})
 	m.SetOwnershipStats(func() (uint64, uint64) { return 5, 2 })
 
 	g := gather(t, m.Registry())
@@ -177,7 +180,8 @@ func TestMetricsFedByComponents(t *testing.T) {
 		"deprecated":       {metricDeprecatedUsed, []string{"scope", "items:v1"}, 1},
 		"sunset":           {metricScopeSunset, []string{"scope", "items:v1"}, float64(sunset.Unix())},
 		"revocation age":   {metricRevocationSyncAge, nil, 42},
-		"audit dropped":    {metricAuditDropped, nil, 7},
+		"audit dropped":    {metricAuditDropped, []string{"kind", "deny", "reason", "caller_share"}, 7},
+		"allows dropped":   {metricAuditDropped, []string{"kind", "allow", "reason", "buffer_full"}, 3},
 		"ownership hits":   {metricOwnershipHits, nil, 5},
 		"ownership misses": {metricOwnershipMisses, nil, 2},
 		"reload counted":   {metricPolicyReloads, []string{"result", "success"}, 1},
@@ -211,7 +215,7 @@ func TestMetricsNilSafe(t *testing.T) {
 	m.ObserveDrift("c", "s", "monitor")
 	m.ObserveDeprecated("s")
 	m.SetRevocationSyncAge(func() float64 { return 0 })
-	m.AuditDropped(func() float64 { return 0 })
+	m.AuditDropped(func(func(string, string, uint64)) {})
 	m.SetOwnershipStats(func() (uint64, uint64) { return 0, 0 })
 }
 

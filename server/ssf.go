@@ -21,8 +21,8 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/ssf"
-	"github.com/scopegate/scopegate/server/audit"
 	"github.com/scopegate/scopegate/store"
+	"github.com/scopegate/scopegate/store/audit"
 	"github.com/scopegate/scopegate/store/jwks"
 )
 

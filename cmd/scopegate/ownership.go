@@ -44,7 +44,7 @@ func (o *ownershipImportCmd) run(ctx context.Context, c *cli) int {
 		return c.fail("ownership import", fmt.Errorf("--store %s: %w", store.RedactDSN(o.storeDSN), err))
 	}
 	defer st.Close()
-	if m, ok := st.(interface{ Migrate(context.Context) error }); ok {
+	if m, ok := st.(store.Migrator); ok {
 		if err := m.Migrate(ctx); err != nil {
 			return c.fail("ownership import", err)
 		}

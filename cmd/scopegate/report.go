@@ -16,7 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
-	"github.com/scopegate/scopegate/server/usage"
+	"github.com/scopegate/scopegate/store/usage"
 )
 
 // adminTokenEnv holds the Admin API token when --token is not given, so

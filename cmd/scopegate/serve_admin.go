@@ -69,7 +69,7 @@ func (a *adminFlags) open(ctx context.Context, cfg *server.Config, log *slog.Log
 	// PostgreSQL: create the tables now if missing. A database that is
 	// down at start is not fatal: the server starts with the revocations
 	// failing closed for high-risk routes, and catches up when it returns.
-	if m, ok := st.(interface{ Migrate(context.Context) error }); ok {
+	if m, ok := st.(store.Migrator); ok {
 		mctx, cancel := context.WithTimeout(ctx, a.storeMigrateMax)
 		err := m.Migrate(mctx)
 		cancel()

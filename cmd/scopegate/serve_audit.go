@@ -13,10 +13,9 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/server"
-	"github.com/scopegate/scopegate/server/audit"
-	"github.com/scopegate/scopegate/server/usage"
 	"github.com/scopegate/scopegate/store"
-	"github.com/scopegate/scopegate/store/postgres"
+	"github.com/scopegate/scopegate/store/audit"
+	"github.com/scopegate/scopegate/store/usage"
 )
 
 // auditFlags are the serve flags of the decision audit log and the scope
@@ -27,6 +26,7 @@ type auditFlags struct {
 	block         bool
 	buffer        int
 	fileMaxBytes  int64
+	fileBackups   int
 	usage         bool
 	usageInterval time.Duration
 }
@@ -36,7 +36,8 @@ func (a *auditFlags) define(fs *flag.FlagSet) {
 	fs.Float64Var(&a.allowSample, "audit-allow-sample", 1, "fraction of allows audited, 0 to 1 (denies are always audited)")
 	fs.BoolVar(&a.block, "audit-block", false, "when the audit buffer is full, make decisions wait for room (up to their deadline) instead of dropping records")
 	fs.IntVar(&a.buffer, "audit-buffer", audit.DefaultBufferSize, "decisions the audit buffer holds before it drops (or blocks)")
-	fs.Int64Var(&a.fileMaxBytes, "audit-file-max-bytes", 0, "rotate a file:PATH audit log at this size, keeping 5 old files; 0 never rotates (SIGHUP reopens the file for logrotate)")
+	fs.Int64Var(&a.fileMaxBytes, "audit-file-max-bytes", audit.DefaultMaxBytes, "rotate a file:PATH audit log at this size, keeping --audit-file-backups old files; 0 never rotates (the file then grows until logrotate moves it: SIGHUP reopens it)")
+	fs.IntVar(&a.fileBackups, "audit-file-backups", audit.DefaultMaxBackups, "rotated audit files kept (PATH.1 is the newest)")
 	fs.BoolVar(&a.usage, "usage", true, "aggregate granted versus used scopes per client, for scopegate report usage (persisted in the store, if any)")
 	fs.DurationVar(&a.usageInterval, "usage-flush-interval", usage.DefaultFlushInterval, "how often usage counts are persisted to the store")
 }
@@ -53,7 +54,10 @@ func (a *auditFlags) apply(ctx context.Context, cfg *server.Config, stdout io.Wr
 		return fmt.Errorf("--audit-buffer %d: give 1 to %d decisions (default %d)", a.buffer, audit.MaxBufferSize, audit.DefaultBufferSize)
 	}
 	if a.fileMaxBytes < 0 {
-		return fmt.Errorf("--audit-file-max-bytes %d: give a size in bytes, or 0 to never rotate", a.fileMaxBytes)
+		return fmt.Errorf("--audit-file-max-bytes %d: give a size in bytes (default %d), or 0 to never rotate", a.fileMaxBytes, audit.DefaultMaxBytes)
+	}
+	if a.fileBackups < 1 || a.fileBackups > 1000 {
+		return fmt.Errorf("--audit-file-backups %d: give 1 to 1000 files (default %d)", a.fileBackups, audit.DefaultMaxBackups)
 	}
 	if a.usageInterval < 100*time.Millisecond {
 		return fmt.Errorf("--usage-flush-interval %v: give at least 100ms (default %v)", a.usageInterval, usage.DefaultFlushInterval)
@@ -75,18 +79,22 @@ func (a *auditFlags) apply(ctx context.Context, cfg *server.Config, stdout io.Wr
 		case audit.KindStdout:
 			ac.Sinks = append(ac.Sinks, audit.NewWriterSink("stdout", stdout))
 		case audit.KindFile:
-			fs, err := audit.NewFileSink(d.Path, audit.FileOptions{MaxBytes: a.fileMaxBytes})
+			maxBytes := a.fileMaxBytes
+			if maxBytes == 0 {
+				maxBytes = -1 // never rotate
+			}
+			fs, err := audit.NewFileSink(d.Path, audit.FileOptions{MaxBytes: maxBytes, MaxBackups: a.fileBackups})
 			if err != nil {
 				return fmt.Errorf("--audit file:%s: %w", d.Path, err)
 			}
 			files = append(files, fs)
 			ac.Sinks = append(ac.Sinks, fs)
 		case audit.KindPostgres:
-			db, ok := st.(*postgres.DB)
+			p, ok := st.(store.AuditSinkProvider)
 			if !ok {
 				return errors.New("--audit postgres writes to the store's database: give --store with a postgres:// URL")
 			}
-			sink, err := db.AuditSink(postgres.AuditSinkOptions{})
+			sink, err := p.NewAuditSink()
 			if err != nil {
 				return fmt.Errorf("--audit postgres: %w", err)
 			}
@@ -94,7 +102,7 @@ func (a *auditFlags) apply(ctx context.Context, cfg *server.Config, stdout io.Wr
 		}
 	}
 	if a.usage && st != nil {
-		if us, ok := st.(interface{ UsageStore() usage.Store }); ok {
+		if us, ok := st.(store.UsageStoreProvider); ok {
 			ac.UsageStore = us.UsageStore()
 			ac.UsageFlushInterval = a.usageInterval
 		}

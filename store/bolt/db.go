@@ -23,7 +23,10 @@ type DB struct {
 	closed atomic.Bool
 }
 
-var _ store.Store = (*DB)(nil)
+var (
+	_ store.Store              = (*DB)(nil)
+	_ store.UsageStoreProvider = (*DB)(nil)
+)
 
 // Open opens (creating if needed) the store file at path. It waits at most
 // opts.File.LockTimeout for the file lock, so a second scopegate process on

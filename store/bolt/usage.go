@@ -12,7 +12,7 @@ import (
 
 	bbolt "go.etcd.io/bbolt"
 
-	"github.com/scopegate/scopegate/server/usage"
+	"github.com/scopegate/scopegate/store/usage"
 )
 
 // bucketUsage maps client_id NUL scope → a tally (usageV1).

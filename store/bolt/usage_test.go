@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scopegate/scopegate/server/usage"
-	"github.com/scopegate/scopegate/server/usage/usagetest"
 	"github.com/scopegate/scopegate/store"
 	"github.com/scopegate/scopegate/store/bolt"
+	"github.com/scopegate/scopegate/store/usage"
+	"github.com/scopegate/scopegate/store/usage/usagetest"
 )
 
 func TestUsageConformance(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/scopegate/scopegate/server/audit"
+	"github.com/scopegate/scopegate/store/audit"
 	"github.com/scopegate/scopegate/store/internal/backoff"
 )
 
@@ -140,7 +140,9 @@ func (s *AuditSink) Write(ctx context.Context, entries []audit.Entry) error {
 // MaxPending.
 func (s *AuditSink) Flush(ctx context.Context) error {
 	if time.Now().Before(s.retryAt) {
-		s.trim()
+		if n := s.trim(); n > 0 {
+			return &audit.WriteError{Err: fmt.Errorf("PostgreSQL audit sink: %d records dropped while the database is down (over %d held)", n, s.opts.MaxPending), Lost: n}
+		}
 		return nil
 	}
 	return s.flush(ctx)
@@ -152,8 +154,9 @@ func (s *AuditSink) flush(ctx context.Context) error {
 		if err := s.copy(ctx, s.pending[:n]); err != nil {
 			s.failures++
 			s.retryAt = time.Now().Add(backoff.Policy{Min: minAuditBackoff, Max: maxAuditBackoff}.Delay(s.failures))
-			s.trim()
-			return err
+			// The records stay pending for the next attempt: only those
+			// past MaxPending are lost.
+			return &audit.WriteError{Err: err, Lost: s.trim()}
 		}
 		s.failures, s.retryAt = 0, time.Time{}
 		clear(s.pending[:n])
@@ -163,13 +166,17 @@ func (s *AuditSink) flush(ctx context.Context) error {
 	return nil
 }
 
-// trim drops the oldest pending records beyond MaxPending.
-func (s *AuditSink) trim() {
-	if over := len(s.pending) - s.opts.MaxPending; over > 0 {
-		clear(s.pending[:over])
-		s.pending = s.pending[over:]
-		s.dropped.Add(uint64(over))
+// trim drops the oldest pending records beyond MaxPending and returns how
+// many it dropped.
+func (s *AuditSink) trim() int {
+	over := len(s.pending) - s.opts.MaxPending
+	if over <= 0 {
+		return 0
 	}
+	clear(s.pending[:over])
+	s.pending = s.pending[over:]
+	s.dropped.Add(uint64(over))
+	return over
 }
 
 func (s *AuditSink) copy(ctx context.Context, rows [][]any) error {
@@ -197,3 +204,7 @@ func nullText(s string) any {
 	}
 	return s
 }
+
+// NewAuditSink implements store.AuditSinkProvider: a sink with the default
+// options.
+func (d *DB) NewAuditSink() (audit.Sink, error) { return d.AuditSink(AuditSinkOptions{}) }

@@ -3,15 +3,16 @@ package postgres_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/scopegate/scopegate/server/audit"
-	"github.com/scopegate/scopegate/server/audit/audittest"
 	"github.com/scopegate/scopegate/store"
+	"github.com/scopegate/scopegate/store/audit"
+	"github.com/scopegate/scopegate/store/audit/audittest"
 	"github.com/scopegate/scopegate/store/postgres"
 )
 
@@ -113,17 +114,24 @@ func TestAuditSinkKeepsRecordsWhileDown(t *testing.T) {
 	if err := sink.Write(ctx, entries); err != nil {
 		t.Fatalf("a write below the batch size failed: %v", err)
 	}
-	if err := sink.Write(ctx, entries); err == nil {
-		t.Fatal("a full batch on a closed store succeeded")
+	err = sink.Write(ctx, entries)
+	var we *audit.WriteError
+	if !errors.As(err, &we) || we.Lost != 0 {
+		t.Fatalf("a full batch on a closed store: %v, want a WriteError losing nothing (the records stay pending)", err)
 	}
-	// In backoff: further writes are kept without another attempt.
+	// In backoff: further writes are kept without another attempt; what
+	// goes past MaxPending is reported lost.
+	lost := 0
 	for range 5 {
 		if err := sink.Write(ctx, entries); err != nil {
-			t.Fatalf("write during backoff: %v", err)
+			if !errors.As(err, &we) {
+				t.Fatalf("write during backoff: %v", err)
+			}
+			lost += we.Lost
 		}
 	}
-	if got := sink.Dropped(); got != 3 {
-		t.Errorf("dropped = %d, want 3 (7 written, 4 kept)", got)
+	if got := sink.Dropped(); got != 3 || lost != 3 {
+		t.Errorf("dropped = %d, reported lost %d; want 3 (7 written, 4 kept)", got, lost)
 	}
 	if err := sink.Close(ctx); err == nil {
 		t.Error("Close flushed to a closed store")

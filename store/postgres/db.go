@@ -27,7 +27,12 @@ type DB struct {
 	sql        ownershipSQL
 }
 
-var _ store.Store = (*DB)(nil)
+var (
+	_ store.Store              = (*DB)(nil)
+	_ store.Migrator           = (*DB)(nil)
+	_ store.AuditSinkProvider  = (*DB)(nil)
+	_ store.UsageStoreProvider = (*DB)(nil)
+)
 
 // Open validates opts and creates the pool for dsn (a postgres:// URL; pool_*
 // parameters in it are honoured unless opts overrides them). It connects only

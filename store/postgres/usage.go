@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/scopegate/scopegate/server/usage"
+	"github.com/scopegate/scopegate/store/usage"
 )
 
 // UsageStore persists scope usage tallies in scopegate_usage, one row per

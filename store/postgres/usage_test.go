@@ -5,11 +5,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scopegate/scopegate/server/audit"
-	"github.com/scopegate/scopegate/server/audit/audittest"
-	"github.com/scopegate/scopegate/server/usage"
-	"github.com/scopegate/scopegate/server/usage/usagetest"
 	"github.com/scopegate/scopegate/store"
+	"github.com/scopegate/scopegate/store/audit"
+	"github.com/scopegate/scopegate/store/audit/audittest"
+	"github.com/scopegate/scopegate/store/usage"
+	"github.com/scopegate/scopegate/store/usage/usagetest"
 )
 
 func TestUsageConformance(t *testing.T) {

@@ -10,16 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
-
 	"github.com/scopegate/scopegate/decision"
-	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
-	"github.com/scopegate/scopegate/server/audit"
-	"github.com/scopegate/scopegate/server/audit/audittest"
-	"github.com/scopegate/scopegate/server/usage"
-	"github.com/scopegate/scopegate/server/usage/usagetest"
+	"github.com/scopegate/scopegate/store/audit"
+	"github.com/scopegate/scopegate/store/audit/audittest"
+	"github.com/scopegate/scopegate/store/usage"
+	"github.com/scopegate/scopegate/store/usage/usagetest"
 )
 
 // memStore is a usage.Store in memory; fail makes every call fail.
@@ -362,40 +357,6 @@ func TestBounds(t *testing.T) {
 	}
 	if a.Overflow() != 2 {
 		t.Errorf("overflow = %d, want 2 (one scope, one client)", a.Overflow())
-	}
-}
-
-func TestUsageReportRPC(t *testing.T) {
-	e := newEnv(t)
-	a := e.aggregator(t, nil)
-	e.observe(t, a, "cli", "orders:read billing:read", "GET", "/orders/1", audittest.Now)
-	ctx := context.Background()
-	resp, err := a.UsageReport(ctx, &scopegatev1.UsageReportRequest{ClientId: "cli"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.Clients) != 1 || resp.Clients[0].ClientId != "cli" || len(resp.Clients[0].Scopes) != 2 {
-		t.Fatalf("response %v", resp)
-	}
-	br, or := resp.Clients[0].Scopes[0], resp.Clients[0].Scopes[1]
-	if br.Scope != "billing:read" || !br.Granted || br.Used || br.LastUsed != nil || br.Count != 0 {
-		t.Errorf("billing:read = %v", br)
-	}
-	if or.Scope != "orders:read" || !or.Granted || !or.Used || !or.LastUsed.AsTime().Equal(audittest.Now) || or.Count != 1 {
-		t.Errorf("orders:read = %v", or)
-	}
-	resp, err = a.UsageReport(ctx, &scopegatev1.UsageReportRequest{UnusedFor: durationpb.New(time.Hour), ClientId: "cli"})
-	if err != nil || len(resp.Clients) != 1 || len(resp.Clients[0].Scopes) != 1 || resp.Clients[0].Scopes[0].Scope != "billing:read" {
-		t.Errorf("unused_for 1h: %v, %v", resp, err)
-	}
-	for name, req := range map[string]*scopegatev1.UsageReportRequest{
-		"negative window": {UnusedFor: durationpb.New(-time.Hour)},
-		"invalid window":  {UnusedFor: &durationpb.Duration{Seconds: 1, Nanos: -1}},
-		"long client id":  {ClientId: strings.Repeat("x", 2000)},
-	} {
-		if _, err := a.UsageReport(ctx, req); status.Code(err) != codes.InvalidArgument {
-			t.Errorf("%s: error %v, want InvalidArgument", name, err)
-		}
 	}
 }
 

@@ -27,16 +27,19 @@ type AdminEvent struct {
 	Latency       time.Duration
 }
 
-// RecordAdmin writes one admin call to the sinks. It waits for room in the
-// buffer until ctx is done, so an admin call is never silently unaudited:
-// it returns false when the record could not be queued (the Logger is
-// closed, or ctx ended first), and the caller may then refuse the call.
+// RecordAdmin writes one admin call to the sinks. Admin calls have a lane
+// of their own, which no decision can fill; when even that is full it waits
+// for room until ctx is done, so an admin call is never silently
+// unaudited: it returns false when the record could not be queued (the
+// Logger is closed, or ctx ended first), and the caller may then refuse the
+// call. The drain goroutine is woken at once: admin records do not wait
+// for its tick.
 func (l *Logger) RecordAdmin(ctx context.Context, a AdminEvent) bool {
 	if l == nil || len(l.sinks) == 0 {
 		return true
 	}
 	if l.closed.Load() {
-		l.dropped.Add(1)
+		l.drops[RecordAdmin][DropClosed].Add(1)
 		return false
 	}
 	if a.Time.IsZero() {
@@ -44,11 +47,20 @@ func (l *Logger) RecordAdmin(ctx context.Context, a AdminEvent) bool {
 	}
 	ev := Event{write: true, admin: &a}
 	select {
-	case l.ch <- ev:
+	case l.admin <- ev:
+		l.wakeDrain()
+		return true
+	default:
+	}
+	l.wakeDrain()
+	select {
+	case l.admin <- ev:
+		l.wakeDrain()
 		return true
 	case <-ctx.Done():
+		l.drops[RecordAdmin][DropDeadline].Add(1)
 	case <-l.quit:
+		l.drops[RecordAdmin][DropClosed].Add(1)
 	}
-	l.dropped.Add(1)
 	return false
 }

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/decision"
-	"github.com/scopegate/scopegate/server/audit"
-	"github.com/scopegate/scopegate/server/audit/audittest"
+	"github.com/scopegate/scopegate/store/audit"
+	"github.com/scopegate/scopegate/store/audit/audittest"
 )
 
 // memSink keeps a copy of every record written. When gate is non-nil,
@@ -314,7 +314,7 @@ func TestDropWhenFull(t *testing.T) {
 	r, d := f.Decide("GET", "/orders/1", "")
 	sink := &memSink{gate: make(chan struct{})}
 	const buffer, n = 64, 20000
-	l := newLogger(t, audit.Options{Sinks: []audit.Sink{sink}, BufferSize: buffer, MaxBatch: 8})
+	l := newLogger(t, audit.Options{Sinks: []audit.Sink{sink}, BufferSize: buffer, MaxBatch: 8, NoCallerShare: true})
 	ctx := context.Background()
 	// First fill the buffer and get the drain goroutine stuck in the sink.
 	for range 2 * buffer {
@@ -355,8 +355,8 @@ func TestBlockMode(t *testing.T) {
 	f := audittest.New(t)
 	r, d := f.Decide("GET", "/orders/1", "")
 	sink := &memSink{gate: make(chan struct{})}
-	const buffer = 4
-	l := newLogger(t, audit.Options{Sinks: []audit.Sink{sink}, BufferSize: buffer, MaxBatch: 1, Block: true})
+	const buffer = 16
+	l := newLogger(t, audit.Options{Sinks: []audit.Sink{sink}, BufferSize: buffer, MaxBatch: 1, Block: true, NoCallerShare: true})
 	bg := context.Background()
 	// One event is taken by the drain goroutine (stuck in Write), then
 	// the buffer fills.
@@ -408,7 +408,7 @@ func TestCloseDrains(t *testing.T) {
 	f := audittest.New(t)
 	r, d := f.Decide("GET", "/orders/1", "")
 	sink := &memSink{}
-	l := newLogger(t, audit.Options{Sinks: []audit.Sink{sink}, BufferSize: 5000})
+	l := newLogger(t, audit.Options{Sinks: []audit.Sink{sink}, BufferSize: 5000, NoCallerShare: true})
 	for range 3000 {
 		l.Record(context.Background(), audit.ExtAuthz, &r, &d, time.Now(), "")
 	}

@@ -8,12 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/timestamppb"
-
 	"github.com/scopegate/scopegate/decision"
-	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
 )
 
 // Query selects what a report lists.
@@ -44,8 +39,8 @@ type ClientUsage struct {
 	Scopes   []ScopeUsage
 }
 
-// maxClientIDBytes bounds a client filter.
-const maxClientIDBytes = 1024
+// MaxClientIDBytes bounds a client filter.
+const MaxClientIDBytes = 1024
 
 // Report lists scope usage per client, ordered by client id. With a Store
 // it reads the store (every replica's persisted counts) plus this
@@ -54,8 +49,8 @@ func (a *Aggregator) Report(ctx context.Context, q Query) ([]ClientUsage, error)
 	if q.UnusedFor < 0 {
 		return nil, fmt.Errorf("usage report: unused_for %v is negative: give a positive duration, or 0 for every scope", q.UnusedFor)
 	}
-	if len(q.ClientID) > maxClientIDBytes {
-		return nil, fmt.Errorf("usage report: client_id is %d bytes long: client ids are at most %d", len(q.ClientID), maxClientIDBytes)
+	if len(q.ClientID) > MaxClientIDBytes {
+		return nil, fmt.Errorf("usage report: client_id is %d bytes long: client ids are at most %d", len(q.ClientID), MaxClientIDBytes)
 	}
 	now := a.opts.Clock()
 	merged := map[[2]string]*ScopeUsage{}
@@ -184,44 +179,6 @@ func parseDate(s string) (time.Time, bool) {
 		return t, true
 	}
 	return time.Time{}, false
-}
-
-// UsageReport implements the Admin service's UsageReport call: the
-// server's Admin service delegates to it (the UsageReporter interface).
-func (a *Aggregator) UsageReport(ctx context.Context, req *scopegatev1.UsageReportRequest) (*scopegatev1.UsageReportResponse, error) {
-	q := Query{ClientID: req.GetClientId()}
-	if d := req.GetUnusedFor(); d != nil {
-		if err := d.CheckValid(); err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "unused_for: %v", err)
-		}
-		q.UnusedFor = d.AsDuration()
-	}
-	if q.UnusedFor < 0 {
-		return nil, status.Errorf(codes.InvalidArgument, "unused_for is negative (%v): give a positive duration, or leave it unset for every scope", q.UnusedFor)
-	}
-	if len(q.ClientID) > maxClientIDBytes {
-		return nil, status.Errorf(codes.InvalidArgument, "client_id is %d bytes long: client ids are at most %d", len(q.ClientID), maxClientIDBytes)
-	}
-	report, err := a.Report(ctx, q)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, status.FromContextError(ctx.Err()).Err()
-		}
-		return nil, status.Error(codes.Unavailable, err.Error())
-	}
-	resp := &scopegatev1.UsageReportResponse{Clients: make([]*scopegatev1.ClientUsage, 0, len(report))}
-	for _, c := range report {
-		cu := &scopegatev1.ClientUsage{ClientId: c.ClientID, Scopes: make([]*scopegatev1.ScopeUsage, 0, len(c.Scopes))}
-		for _, s := range c.Scopes {
-			su := &scopegatev1.ScopeUsage{Scope: s.Scope, Granted: s.Granted, Used: s.Used, Count: s.Count}
-			if !s.LastUsed.IsZero() {
-				su.LastUsed = timestamppb.New(s.LastUsed)
-			}
-			cu.Scopes = append(cu.Scopes, su)
-		}
-		resp.Clients = append(resp.Clients, cu)
-	}
-	return resp, nil
 }
 
 // ParseWindow parses a report window: a Go duration ("720h", "90m") or a

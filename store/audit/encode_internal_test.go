@@ -8,7 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/scopegate/scopegate/decision"
-	"github.com/scopegate/scopegate/server/audit/audittest"
+	"github.com/scopegate/scopegate/store/audit/audittest"
 )
 
 func TestAppendString(t *testing.T) {

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scopegate/scopegate/server/usage"
+	"github.com/scopegate/scopegate/store/usage"
 )
 
 var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/decision"
-	"github.com/scopegate/scopegate/server/audit"
+	"github.com/scopegate/scopegate/store/audit"
 )
 
 // Defaults of Options. A zero field means its default.

@@ -58,6 +58,8 @@ type Event struct {
 	// sampling skipped still reaches the observer.
 	write bool
 	admin *AdminEvent
+	// bucket is the caller's counters in its lane (see lane.counts).
+	bucket [2]uint16
 }
 
 // Sampled reports whether the event is written to the sinks (every deny;

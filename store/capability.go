@@ -1,0 +1,33 @@
+package store
+
+import (
+	"context"
+
+	"github.com/scopegate/scopegate/store/audit"
+	"github.com/scopegate/scopegate/store/usage"
+)
+
+// Capabilities a backend may have beyond Store. cmd asks an opened Store
+// for them by interface, never by concrete type, so a new backend gains a
+// feature by implementing the method, and cmd needs no driver import for
+// it.
+
+// Migrator is a backend whose schema can be created or checked up front
+// (PostgreSQL). Backends without one create what they need on open.
+type Migrator interface {
+	Migrate(ctx context.Context) error
+}
+
+// AuditSinkProvider is a backend that can hold the decision audit log
+// (PostgreSQL: one table shared by every replica), for --audit postgres.
+type AuditSinkProvider interface {
+	// NewAuditSink returns a sink with the backend's default batching.
+	NewAuditSink() (audit.Sink, error)
+}
+
+// UsageStoreProvider is a backend that persists scope usage tallies
+// (PostgreSQL for every replica; the bbolt file for one process across
+// restarts).
+type UsageStoreProvider interface {
+	UsageStore() usage.Store
+}
