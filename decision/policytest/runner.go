@@ -174,6 +174,24 @@ func (m *memOwners) Owners(_ context.Context, lookup, key string) ([]string, boo
 	return owners, ok, nil
 }
 
+// CachedOwners answers from the case's data without a goroutine or a
+// deadline: the data is in memory, so a case's answer must never depend
+// on how busy the machine is (the engine bounds store lookups at their
+// lookup timeout, 100 ms by default, which a loaded CI machine can miss).
+// Without data (and not owning all) it misses, and Owners says why.
+func (m *memOwners) CachedOwners(lookup, key string) (owners []string, found, hit bool) {
+	if m.ownAll != "" {
+		return []string{m.ownAll}, true, true
+	}
+	if m.data == nil {
+		return nil, false, false
+	}
+	owners, found = m.data[lookup][key]
+	return owners, found, true
+}
+
+var _ decision.CachedOwnershipStore = (*memOwners)(nil)
+
 // clockOf is the clock of case c of file f.
 func (r *Runner) clockOf(c *Case, f *File) time.Time {
 	switch {

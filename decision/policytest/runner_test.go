@@ -437,3 +437,44 @@ tests:
 		})
 	}
 }
+
+// An ownership case is decided from its in-memory data without the
+// store's deadline: a caller whose context has already expired (as a
+// lookup timeout hit on a loaded machine would look) still gets the
+// answer the data gives, so a case's result never depends on scheduling.
+func TestOwnersAnswerWithoutDeadline(t *testing.T) {
+	src := []byte(`issuers:
+  - issuer: https://id.test/
+    audiences: [api]
+    jwks_url: https://id.test/jwks.json
+    algorithms: [ES256]
+lookups:
+  orders: {timeout: 1ms}
+routes:
+  - name: update
+    match: {methods: [PUT], path: "/orders/{id}"}
+    require: {all_of: [orders:write]}
+    owner: {lookup: orders, key: "{id}", claim: sub}
+`)
+	r, err := New(src, "p.yaml", Options{Now: func() time.Time { return time.Date(2026, 5, 4, 12, 0, 0, 0, time.UTC) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for owner, want := range map[string]decision.Code{"alice": decision.OK, "bob": decision.NotOwner} {
+		c := &Case{
+			Request: RequestSpec{Method: "PUT", Path: "/orders/42"},
+			Token:   &TokenSpec{Sub: "alice", Scope: StringList{"orders:write"}},
+			Owners:  OwnersSpec{"orders": {"42": {owner}}},
+		}
+		d, err := r.Decide(ctx, c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Code != want {
+			t.Errorf("order 42 owned by %s: %s (%s), want %s", owner, d.Code, d.Detail, want)
+		}
+	}
+}
