@@ -376,9 +376,10 @@ func (v *verdict) write(w io.Writer) {
 		fmt.Fprintf(w, "  body: %s\n", strings.TrimSpace(v.body))
 	}
 	if len(v.trace) > 0 {
-		fmt.Fprintln(w, "  trace:")
+		steps := make([]traceJSON, len(v.trace))
 		for i, s := range v.trace {
-			fmt.Fprintf(w, "    %d. %s %s: %s\n", i+1, s.GetCheck(), s.GetResult(), s.GetDetail())
+			steps[i] = traceJSON{Check: s.GetCheck(), Result: s.GetResult(), Detail: s.GetDetail()}
 		}
+		writeTrace(w, steps)
 	}
 }
