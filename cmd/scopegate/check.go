@@ -251,8 +251,8 @@ func traceOf(tr *decision.Trace) []traceJSON {
 
 // writeTrace prints the checks a decision ran, one per line, aligned:
 //
-//	  1.  path    pass  /orders
-//	  4.  scopes  fail  the token lacks orders:write
+//  1. path    pass  /orders
+//  4. scopes  fail  the token lacks orders:write
 //
 // check --explain and client --explain both print it.
 func writeTrace(w io.Writer, steps []traceJSON) {
@@ -266,22 +266,22 @@ func writeTrace(w io.Writer, steps []traceJSON) {
 // decisionJSON is the --json form of a decision. Its field names follow
 // the scopegate Check RPC's CheckResponse, so scripts read both alike.
 type decisionJSON struct {
-	Allow           bool        `json:"allow"`
-	Code            string      `json:"code"`
-	Message         string      `json:"message"`
-	HTTPStatus      int         `json:"http_status"`
-	WWWAuthenticate string      `json:"www_authenticate,omitempty"`
-	Route           string      `json:"route,omitempty"`
-	Path            string      `json:"path,omitempty"`
-	ScopesUsed      []string    `json:"scopes_used,omitempty"`
-	Subject         string      `json:"subject,omitempty"`
-	ClientID        string      `json:"client_id,omitempty"`
-	Issuer          string      `json:"issuer,omitempty"`
-	PolicyVersion   string      `json:"policy_version,omitempty"`
+	Allow           bool     `json:"allow"`
+	Code            string   `json:"code"`
+	Message         string   `json:"message"`
+	HTTPStatus      int      `json:"http_status"`
+	WWWAuthenticate string   `json:"www_authenticate,omitempty"`
+	Route           string   `json:"route,omitempty"`
+	Path            string   `json:"path,omitempty"`
+	ScopesUsed      []string `json:"scopes_used,omitempty"`
+	Subject         string   `json:"subject,omitempty"`
+	ClientID        string   `json:"client_id,omitempty"`
+	Issuer          string   `json:"issuer,omitempty"`
+	PolicyVersion   string   `json:"policy_version,omitempty"`
 	// RequestID is the request_id of a --input request, to match answers
 	// to requests.
 	RequestID string      `json:"request_id,omitempty"`
-	Trace           []traceJSON `json:"trace,omitempty"`
+	Trace     []traceJSON `json:"trace,omitempty"`
 	// Governance is, with --explain, the catalog entry, segment and grants
 	// behind each scope that decided (explain.go).
 	Governance []scopeGovernance `json:"governance,omitempty"`
