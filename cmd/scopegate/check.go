@@ -251,8 +251,8 @@ func traceOf(tr *decision.Trace) []traceJSON {
 
 // writeTrace prints the checks a decision ran, one per line, aligned:
 //
-//  1. path    pass  /orders
-//  4. scopes  fail  the token lacks orders:write
+//	1.  path    pass  /orders
+//	4.  scopes  fail  the token lacks orders:write
 //
 // check --explain and client --explain both print it.
 func writeTrace(w io.Writer, steps []traceJSON) {

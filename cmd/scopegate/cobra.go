@@ -47,6 +47,12 @@ func newFlagSet(ci commandInfo, errOut io.Writer) (*flag.FlagSet, command) {
 	return fs, cmd
 }
 
+// shorthandCommand is a command some of whose flags have a one-letter
+// form (test -w, fmt -w): flag name → letter.
+type shorthandCommand interface {
+	shorthands() map[string]string
+}
+
 // exitCode carries a command's exit code through cobra's error return.
 type exitCode int
 
@@ -213,6 +219,11 @@ func (c *cli) cobraCommand(ci commandInfo, name string) *cobra.Command {
 		},
 	}
 	cc.Flags().AddGoFlagSet(fs)
+	if sc, ok := cmd.(shorthandCommand); ok {
+		for name, short := range sc.shorthands() {
+			cc.Flags().Lookup(name).Shorthand = short
+		}
+	}
 	out := addOutputFlag(cc)
 	cc.Flags().SortFlags = false
 	run := cc.RunE
