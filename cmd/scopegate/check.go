@@ -249,12 +249,9 @@ func traceOf(tr *decision.Trace) []traceJSON {
 	return out
 }
 
-// writeTrace prints the checks a decision ran, one per line, aligned:
-//
-//	1.  path    pass  /orders
-//	4.  scopes  fail  the token lacks orders:write
-//
-// check --explain and client --explain both print it.
+// writeTrace prints the checks a decision ran, one numbered line each
+// with the check, its result and the detail in aligned columns. check
+// --explain and client --explain both print it.
 func writeTrace(w io.Writer, steps []traceJSON) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for i, s := range steps {
