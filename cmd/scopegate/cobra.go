@@ -218,12 +218,16 @@ func (c *cli) cobraCommand(ci commandInfo, name string) *cobra.Command {
 			return nil
 		},
 	}
-	cc.Flags().AddGoFlagSet(fs)
 	if sc, ok := cmd.(shorthandCommand); ok {
+		// Added before the rest, with their letter: pflag registers a
+		// shorthand only when the flag is added.
 		for name, short := range sc.shorthands() {
-			cc.Flags().Lookup(name).Shorthand = short
+			pf := pflag.PFlagFromGoFlag(fs.Lookup(name))
+			pf.Shorthand = short
+			cc.Flags().AddFlag(pf)
 		}
 	}
+	cc.Flags().AddGoFlagSet(fs)
 	out := addOutputFlag(cc)
 	cc.Flags().SortFlags = false
 	run := cc.RunE

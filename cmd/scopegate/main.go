@@ -139,6 +139,11 @@ func commands() []commandInfo {
 			"scopegate diff old/policy.yaml policy.yaml\n" +
 				"scopegate diff old/policy.yaml policy.yaml --json --fail-on-wider",
 			func() command { return &diffCmd{} }},
+		{"fmt", "format policy files canonically: keys in the schema's order, two-space indentation, comments kept",
+			"scopegate fmt examples/policy.yaml\n" +
+				"scopegate fmt --check policies/*.yaml   # CI: exit 1 and list the files that are not formatted\n" +
+				"scopegate fmt -w policy.yaml",
+			func() command { return &fmtCmd{} }},
 		{"catalog", "render the scope catalog as Markdown, with example requests and their answers",
 			"scopegate catalog examples/policy.yaml --out docs/scopes.md",
 			func() command { return &catalogCmd{} }},
