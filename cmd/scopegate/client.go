@@ -50,7 +50,7 @@ type clientCmd struct {
 }
 
 func (k *clientCmd) define(fs *flag.FlagSet) {
-	fs.StringVar(&k.addr, "addr", "", "gRPC address of the server (host:port); default $SCOPEGATE_ADDR, else 127.0.0.1:9191")
+	fs.StringVar(&k.addr, "addr", "", "gRPC address of the server (host:port); default $SCOPEGATE_ADDR, else the current context's addr, else 127.0.0.1:9191")
 	fs.StringVar(&k.api, "api", apiEnvoy, "API to call: envoy (envoy.service.auth.v3.Authorization/Check) or scopegate (scopegate.v1.Authorizer/Check)")
 	fs.StringVar(&k.method, "method", "GET", "HTTP method of the request")
 	fs.StringVar(&k.path, "path", "/orders/1", "request path, optionally with a query")
@@ -108,6 +108,10 @@ func (k *clientCmd) run(ctx context.Context, c *cli) int {
 		k.addr = "127.0.0.1:9191"
 		if v, ok := c.env("SCOPEGATE_ADDR"); ok && strings.TrimSpace(v) != "" {
 			k.addr = strings.TrimSpace(v)
+		} else if cx, err := c.currentContext(); err != nil {
+			return c.usageError("client", "%v", err)
+		} else if cx != nil && cx.Addr != "" {
+			k.addr = cx.Addr
 		}
 	}
 	// Plain-text gRPC: the client is a smoke-test tool for a server on a
