@@ -30,7 +30,7 @@ func (k *fmtCmd) shorthands() map[string]string { return map[string]string{"writ
 
 func (k *fmtCmd) setArgs(args []string) error {
 	if len(args) == 0 {
-		return errors.New("name the policy files: scopegate fmt FILE...")
+		return errors.New("name the policy files to format: scopegate fmt FILE [FILE...]")
 	}
 	k.files = args
 	return nil
