@@ -18,7 +18,7 @@ LDFLAGS   := -s -w -buildid= -X main.version=$(VERSION)
 # SCOPEGATE_* given on the make command line reach the server too.
 export $(filter SCOPEGATE_%,$(.VARIABLES))
 
-.PHONY: run test build lint bench bench-load fuzz soak e2e tools clean
+.PHONY: run test build release reproducible lint bench bench-load fuzz soak e2e tools clean
 
 run: build
 	exec ./bin/scopegate serve --policy $(POLICY) $(ARGS)
@@ -29,6 +29,12 @@ test:
 build:
 	@echo "building bin/scopegate $(VERSION) (the first build compiles the dependencies: a minute or two)"
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/scopegate ./cmd/scopegate
+
+release: ## static binaries for linux/darwin x amd64/arm64, SHA256SUMS and a CycloneDX SBOM in dist/
+	VERSION=$(VERSION) .ci/release
+
+reproducible: ## build one release target twice and compare the hashes
+	.ci/reproducible
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
@@ -57,7 +63,7 @@ tools:
 	$(GO) install golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 
 clean:
-	rm -rf bin bench.txt bench-c1.json bench-c64.json
+	rm -rf bin dist bench.txt bench-c1.json bench-c64.json
 
 # Our own API: generated Go is committed, so a build needs no protoc. buf runs
 # offline with local plugins only (see proto/README.md).

@@ -14,7 +14,6 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -147,8 +146,7 @@ var layers = []string{"decision", "envoy", "server", "store", "cmd", "bench", "e
 
 func goList(t *testing.T) []listedPackage {
 	t.Helper()
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	cmd := exec.Command(gobin, "list", "-e", "-deps", "-json=ImportPath,Dir,Module,GoFiles,Imports,Deps,Error", "./...")
+	cmd := exec.Command("go", "list", "-e", "-deps", "-json=ImportPath,Dir,Module,GoFiles,Imports,Deps,Error", "./...")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -372,6 +372,7 @@ func (e *Engine) decide(ctx context.Context, r *Request, pol *Policy, rt *router
 	if route == nil {
 		if pathMatched {
 			d.Code = MethodNotAllowed
+			d.Detail = rt.allowedDetail(norm)
 		} else {
 			d.Code = NoRoute
 		}

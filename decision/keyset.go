@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +47,17 @@ func ParseKeySet(data []byte) ([]Key, error) {
 	// Non-strict parsing keeps a key set usable when it also carries key
 	// types this version does not understand (they become placeholders,
 	// skipped below).
+	// Malformed JSON is named by its byte offset, in encoding/json's words
+	// rather than the JWK library's internals.
+	if !json.Valid(data) {
+		var v any
+		err := json.Unmarshal(data, &v)
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return nil, fmt.Errorf("not a valid JWKS: not JSON: %v (at byte %d)", se, se.Offset)
+		}
+		return nil, fmt.Errorf("not a valid JWKS: not JSON: %v", err)
+	}
 	set, err := jwk.Parse(data, jwk.WithStrictKeySetParsing(false))
 	if err != nil {
 		return nil, fmt.Errorf("not a valid JWKS: %w", err)

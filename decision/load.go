@@ -3,6 +3,7 @@ package decision
 import (
 	"bytes"
 	"encoding"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -80,6 +81,11 @@ func parsePolicyFileLimit(data []byte, filename string, limit int) (pf *PolicyFi
 
 	if len(data) > limit {
 		w.add(0, "", fmt.Sprintf("the policy file is %d bytes, more than the limit of %s; a policy this large is almost certainly not hand-written, so split it or remove generated content (or raise the server's max_policy_bytes)", len(data), byteSize(limit)))
+		return nil, nil, w.probs
+	}
+
+	if msg := pemMessage(data); msg != "" {
+		w.add(0, "", msg)
 		return nil, nil, w.probs
 	}
 
@@ -929,4 +935,19 @@ func byteSize(n int) string {
 		return fmt.Sprintf("%d MiB", n>>20)
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// pemMessage refuses a file that is PEM (a private key, a certificate)
+// rather than a policy, naming only the block's type: the YAML parser would
+// quote its first bytes, and a private key must not reach a log.
+func pemMessage(data []byte) string {
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return ""
+	}
+	what := "a PEM file"
+	if strings.Contains(block.Type, "PRIVATE KEY") {
+		what = "a PEM private key"
+	}
+	return "this file is " + what + " (" + block.Type + "), not a policy: give the policy's YAML file; keys the policy trusts go in an issuer's jwks_file, as a JWK set"
 }

@@ -3,6 +3,7 @@ package decision
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -180,6 +181,9 @@ type node struct {
 	param  *node
 	rest   *node
 	routes []*Route // routes whose template ends here, in file order
+	// allow is the method_not_allowed detail of a path that ends here:
+	// the methods its routes allow, prebuilt so the deny allocates nothing.
+	allow string
 }
 
 // newRouter builds the route table, parsing each route's template and
@@ -240,6 +244,7 @@ func newRouter(routes []*Route, opts *PathSpec) (*router, []Problem) {
 			continue
 		}
 		n.routes = append(n.routes, r)
+		n.allow = allowDetail(methodsOf(n.routes))
 	}
 	for n, m := range build {
 		if len(m) <= smallLits {
@@ -437,4 +442,91 @@ func equalFoldLower(lower, s string) bool {
 		}
 	}
 	return true
+}
+
+// methodsOf is the union of rs's methods, sorted; nil when one of them
+// allows every method.
+func methodsOf(rs []*Route) []string {
+	var out []string
+	for _, r := range rs {
+		if len(r.Methods) == 0 {
+			return nil
+		}
+		for _, m := range r.Methods {
+			if !slices.Contains(out, m) {
+				out = append(out, m)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func allowDetail(methods []string) string {
+	if len(methods) == 0 {
+		return ""
+	}
+	return "a route matches the path but not the method; the path allows " + strings.Join(methods, ", ")
+}
+
+// allowedDetail is the method_not_allowed detail for the normalized path:
+// the methods of the routes whose templates match it. One matching
+// template (the usual case) costs no allocation.
+func (rt *router) allowedDetail(path string) string {
+	if rt == nil || path == "" || path[0] != '/' {
+		return ""
+	}
+	if len(path) > 1 && path[len(path)-1] == '/' {
+		path = path[:len(path)-1]
+	}
+	var first *node
+	var more []*Route
+	var p Params
+	rt.visit(&rt.root, path, 1, &p, func(n *node) {
+		if first == nil {
+			first = n
+			return
+		}
+		if more == nil {
+			more = append(more, first.routes...)
+		}
+		more = append(more, n.routes...)
+	})
+	switch {
+	case first == nil:
+		return ""
+	case more == nil:
+		return first.allow
+	}
+	return allowDetail(methodsOf(more))
+}
+
+// visit calls fn for every node with routes whose template matches
+// path[i:], in the order walk tries them.
+func (rt *router) visit(n *node, path string, i int, p *Params, fn func(*node)) {
+	if i >= len(path) {
+		if len(n.routes) > 0 {
+			fn(n)
+		}
+		return
+	}
+	j := strings.IndexByte(path[i:], '/')
+	if j < 0 {
+		j = len(path)
+	} else {
+		j += i
+	}
+	seg, next := path[i:j], j+1
+	if seg != "" {
+		if c := n.lit(seg, rt.fold); c != nil {
+			rt.visit(c, path, next, p, fn)
+		}
+		if n.param != nil && p.push(seg) {
+			rt.visit(n.param, path, next, p, fn)
+			p.pop()
+		}
+	}
+	if n.rest != nil && len(n.rest.routes) > 0 {
+		fn(n.rest)
+	}
 }

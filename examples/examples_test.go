@@ -482,11 +482,59 @@ func TestDockerfile(t *testing.T) {
 	if n := strings.Count(df, "\nFROM "); n < 2 {
 		t.Errorf("%d stages, want a multi-stage build", n)
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "USER 65532", "./cmd/scopegate"} {
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-buildid=", "USER 65532", "./cmd/scopegate",
+		"FROM gcr.io/distroless/static-debian12:nonroot"} {
 		if !strings.Contains(df, want) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}
 	}
+}
+
+// TestImagesPinned: every image the examples deploy names a version (or a
+// digest), never :latest or no tag at all, so a rollout is repeatable.
+func TestImagesPinned(t *testing.T) {
+	files, err := filepath.Glob("kubernetes/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no manifests: %v", err)
+	}
+	imageRE := regexp.MustCompile(`(?m)^\s*(?:-\s*)?image:\s*["']?([^"'\s#]+)`)
+	n := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range imageRE.FindAllStringSubmatch(string(b), -1) {
+			n++
+			if msg := imageProblem(m[1]); msg != "" {
+				t.Errorf("%s: image %s: %s", f, m[1], msg)
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no image: lines found in examples/kubernetes")
+	}
+	for img, bad := range map[string]bool{"ghcr.io/scopegate/scopegate:latest": true, "ghcr.io/scopegate/scopegate": true,
+		"localhost:5000/scopegate": true, "ghcr.io/scopegate/scopegate:0.2.0": false, "ghcr.io/x/y@sha256:" + strings.Repeat("a", 64): false} {
+		if got := imageProblem(img) != ""; got != bad {
+			t.Errorf("imageProblem(%q) refuses: %v, want %v", img, got, bad)
+		}
+	}
+}
+
+func imageProblem(img string) string {
+	if strings.Contains(img, "@sha256:") {
+		return ""
+	}
+	name := img[strings.LastIndex(img, "/")+1:]
+	_, tag, ok := strings.Cut(name, ":")
+	switch {
+	case !ok:
+		return "no tag: it means :latest; pin a released version"
+	case tag == "latest":
+		return ":latest moves; pin a released version"
+	}
+	return ""
 }
 
 // alertRules reads examples/prometheus/alerts.yaml.

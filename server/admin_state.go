@@ -141,19 +141,6 @@ func isLoopbackHost(host string) bool {
 // for embedders and tests (its SyncAge is the staleness the metrics show).
 func (s *Server) RevocationSyncer() *store.RevocationSyncer { return s.admin.syncer }
 
-// listenAdmin opens the admin listener, or returns nil when the Admin API
-// is off.
-func (s *Server) listenAdmin() (net.Listener, error) {
-	if s.admin.grpc == nil {
-		return nil, nil
-	}
-	lis, err := net.Listen("tcp", s.cfg.Admin.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s (Admin.Addr): %w", s.cfg.Admin.Addr, err)
-	}
-	return lis, nil
-}
-
 // ServeAdmin serves the Admin API on lis until Stop. It returns nil after
 // Stop, and an error when the Admin API is off (Config.Admin.Addr empty).
 func (s *Server) ServeAdmin(lis net.Listener) error {

@@ -57,6 +57,14 @@ func (a *Authorizer) Check(ctx context.Context, req *scopegatev1.CheckRequest) (
 	return resp, nil
 }
 
+// DecisionRequest fills out from a Check RPC request exactly as the
+// Authorizer does, so offline tools (scopegate check --input) decide the
+// same request the server would. It returns the message of a
+// request_invalid deny when the request is malformed, or "".
+func DecisionRequest(req *scopegatev1.CheckRequest, out *decision.Request) (invalid string) {
+	return requestFromAuthorizer(req, out)
+}
+
 // requestFromAuthorizer fills out from a Check RPC request. It returns the
 // message of a request_invalid deny when the request is malformed, or "".
 // Header names are matched case-insensitively, as the API documents.

@@ -62,7 +62,9 @@ func validatePathPrefix(p string) error {
 //     path, and may collide with a reserved one.
 //  2. With a path prefix configured, a request under it is a forward-auth
 //     check (Envoy's HTTP mode).
-//  3. POST /access/v1/evaluation(s) with a JSON content type is AuthZEN;
+//  3. POST /access/v1/evaluation(s) with a JSON content type is AuthZEN
+//     (with another content type, or none, it is answered 415 with the
+//     fix);
 //     GET /.well-known/authzen-configuration is its metadata; GET /healthz
 //     and /readyz are health.
 //  4. Anything else is a forward-auth check of its own method and path
@@ -100,14 +102,19 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// The literal request path, not its decoded form: a client path
 		// that only decodes to a reserved one is checked like any other.
 		switch path {
-		case envoy.AuthZENEvaluationPath:
-			if isJSONPost(r) {
+		case envoy.AuthZENEvaluationPath, envoy.AuthZENEvaluationsPath:
+			switch {
+			case isJSONPost(r) && path == envoy.AuthZENEvaluationPath:
 				h.authzenEvaluation(w, r)
 				return
-			}
-		case envoy.AuthZENEvaluationsPath:
-			if isJSONPost(r) {
+			case isJSONPost(r):
 				h.authzenEvaluations(w, r)
+				return
+			case r.Method == http.MethodPost:
+				// An AuthZEN call that forgot its content type: a forward-auth
+				// no_route deny would hide the mistake.
+				h.authzenRefuse(r.Context(), w, r, http.StatusUnsupportedMediaType, &envoy.AuthZENError{
+					Message: "AuthZEN requests are JSON: send the header Content-Type: application/json"})
 				return
 			}
 		case envoy.AuthZENConfigurationURI:
@@ -278,17 +285,4 @@ func (s *Server) shutdownHTTP(ctx context.Context) <-chan struct{} {
 func (s *Server) serving() bool {
 	resp, err := s.health.Check(context.Background(), &healthpb.HealthCheckRequest{})
 	return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
-}
-
-// listenHTTP opens the HTTP listener of Run, or returns nil when it is
-// disabled.
-func (s *Server) listenHTTP() (net.Listener, error) {
-	if s.cfg.DisableHTTP {
-		return nil, nil
-	}
-	lis, err := net.Listen("tcp", s.cfg.HTTPAddr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s (HTTPAddr): %w", s.cfg.HTTPAddr, err)
-	}
-	return lis, nil
 }

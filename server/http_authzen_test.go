@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -191,5 +192,38 @@ func TestAuthZENMetadataEndpoint(t *testing.T) {
 	want := envoy.AuthZENMetadata{PolicyDecisionPoint: base, AccessEvaluationEndpoint: base + "/access/v1/evaluation", AccessEvaluationsEndpoint: base + "/access/v1/evaluations"}
 	if m != want {
 		t.Errorf("metadata %+v, want %+v", m, want)
+	}
+}
+
+// TestAuthZENWithoutJSONContentType: a POST to an AuthZEN path without a
+// JSON content type is answered 415 with the fix, on both paths and with
+// every wrong spelling, not taken for a forward-auth check (403 no_route).
+func TestAuthZENWithoutJSONContentType(t *testing.T) {
+	e := startHTTPE2E(t, nil)
+	body := []byte(`{"subject":{"type":"user","id":"alice"},"action":{"name":"GET"},"resource":{"type":"http_path","id":"/healthz"}}`)
+	for _, path := range []string{envoy.AuthZENEvaluationPath, envoy.AuthZENEvaluationsPath} {
+		for name, hdr := range map[string][]string{
+			"none":       nil,
+			"form":       {"Content-Type", "application/x-www-form-urlencoded"},
+			"text":       {"Content-Type", "text/plain"},
+			"unparsable": {"Content-Type", "application/json; ="},
+		} {
+			t.Run(path+"/"+name, func(t *testing.T) {
+				resp := e.do(t, "POST", path, body, hdr...)
+				b := readBody(t, resp)
+				if resp.StatusCode != http.StatusUnsupportedMediaType {
+					t.Fatalf("status %d, want 415: %s", resp.StatusCode, b)
+				}
+				var eb envoy.AuthZENErrorBody
+				if err := json.Unmarshal(b, &eb); err != nil || !strings.Contains(eb.Message, "Content-Type: application/json") {
+					t.Errorf("body %s: want the fix", b)
+				}
+			})
+		}
+	}
+	// With the content type (and its parameters) it is evaluated.
+	resp := e.do(t, "POST", envoy.AuthZENEvaluationPath, body, "Content-Type", "application/json; charset=utf-8")
+	if b := readBody(t, resp); resp.StatusCode != http.StatusOK {
+		t.Errorf("status %d: %s", resp.StatusCode, b)
 	}
 }

@@ -265,8 +265,9 @@ func TestHTTPRouting(t *testing.T) {
 		"healthz with a forwarded uri": {method: "GET", target: "/healthz", hdr: []string{"X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/api/items/1"}, status: 401, reason: "token_missing"},
 		"authzen path with a forwarded uri": {method: "POST", target: "/access/v1/evaluation", body: evalBody,
 			hdr: []string{"Content-Type", "application/json", "X-Original-Method", "GET", "X-Original-URI", "/nope"}, status: 403, reason: "no_route"},
-		// AuthZEN needs POST and JSON; otherwise the path is checked like any other.
-		"authzen path without json":   {method: "POST", target: "/access/v1/evaluation", body: evalBody, hdr: []string{"Content-Type", "text/plain"}, status: 403, reason: "no_route"},
+		// AuthZEN needs POST and JSON: a POST without JSON is refused
+		// with 415 and the fix; other methods are checked like any path.
+		"authzen path without json":   {method: "POST", target: "/access/v1/evaluation", body: evalBody, hdr: []string{"Content-Type", "text/plain"}, status: 415},
 		"authzen path with GET":       {method: "GET", target: "/access/v1/evaluations", status: 403, reason: "no_route"},
 		"metadata with POST":          {method: "POST", target: "/.well-known/authzen-configuration", status: 403, reason: "no_route"},
 		"other path: envoy http mode": {method: "GET", target: "/api/items/1", hdr: []string{"Authorization", "Bearer " + good}, status: 200, reason: "ok"},

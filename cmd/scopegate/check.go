@@ -32,6 +32,13 @@ type checkCmd struct {
 	host        string
 	explain     bool
 	json        bool
+	// input is a file of Check RPC requests (one JSON object, or JSON
+	// lines); "-" reads standard input.
+	input string
+	// owners is a YAML/JSON file of ownership facts; storeDSN a store to
+	// read them from.
+	owners   string
+	storeDSN string
 }
 
 func (k *checkCmd) define(fs *flag.FlagSet) {
@@ -42,16 +49,25 @@ func (k *checkCmd) define(fs *flag.FlagSet) {
 	fs.StringVar(&k.sourceIP, "source-ip", "", "IP address of the client, for network conditions")
 	fs.StringVar(&k.environment, "environment", "", "deployment environment of the request (default: the policy's)")
 	fs.StringVar(&k.host, "host", "", "Host / :authority of the request")
-	fs.BoolVar(&k.explain, "explain", false, "print every check the decision ran")
-	fs.BoolVar(&k.json, "json", false, "print the decision as one JSON object")
+	fs.StringVar(&k.input, "input", "", `file of requests in the scopegate.v1 Check RPC's JSON shape (one object, or one per line); "-" reads standard input; replaces --path, --method, --token...`)
+	fs.StringVar(&k.owners, "owners", "", "YAML or JSON file of ownership facts for the policy's owner rules: lookup → key → owners, as a test file's owners:")
+	fs.StringVar(&k.storeDSN, "store", "", "read ownership facts from this store (a file path or a postgres:// URL, as serve --store) instead of --owners")
+	fs.BoolVar(&k.explain, "explain", false, "print every check the decision ran, and the governance of the scopes involved")
+	fs.BoolVar(&k.json, "json", false, "print the decision as one JSON object (with --input: one per line)")
 }
 
 func (k *checkCmd) run(ctx context.Context, c *cli) int {
 	if k.policy == "" {
 		return c.usageError("check", "--policy is required")
 	}
+	if k.input != "" {
+		if k.path != "" || k.token != "" || k.sourceIP != "" || k.host != "" || k.environment != "" {
+			return c.usageError("check", "--input gives the whole request: drop --path, --token, --source-ip, --host and --environment, or drop --input")
+		}
+		return k.runInput(ctx, c)
+	}
 	if k.path == "" {
-		return c.usageError("check", "--path is required")
+		return c.usageError("check", "--path is required (or --input with requests)")
 	}
 	req := decision.Request{
 		Method:      k.method,
@@ -85,33 +101,72 @@ func (k *checkCmd) run(ctx context.Context, c *cli) int {
 		req.Trace = &decision.Trace{}
 	}
 
-	reg := jwks.NewRegistry(ctx)
-	defer reg.Close()
-	pol, err := reg.Load(ctx, repoPath(k.policy), decision.CompileOptions{})
-	if err != nil {
-		return c.policyError("check", err)
+	eng, done, code := k.engine(ctx, c)
+	if eng == nil {
+		return code
 	}
-	eng, err := decision.NewEngine(pol, decision.Options{Keys: reg})
-	if err != nil {
-		return c.fail("check", err)
-	}
-	defer eng.Close()
+	defer done()
 
 	d := eng.Decide(ctx, &req)
 	if k.json {
-		if err := writeDecisionJSON(c.stdout, &d, req.Trace); err != nil {
+		if err := writeDecisionJSON(c.stdout, &d, req.Trace, "", true); err != nil {
 			return c.fail("check", err)
 		}
 	} else {
 		writeDecisionText(c.stdout, &d, req.Trace)
-		if req.Trace != nil {
-			writeGovernanceText(c.stdout, &d)
-		}
 	}
 	if d.Allow {
 		return exitOK
 	}
 	return exitDeny
+}
+
+// engine loads the policy and the ownership facts and returns the engine
+// and what releases it; on failure it has printed why and returns nil
+// and the exit code.
+func (k *checkCmd) engine(ctx context.Context, c *cli) (*decision.Engine, func(), int) {
+	if k.owners != "" && k.storeDSN != "" {
+		return nil, nil, c.usageError("check", "--owners and --store both give ownership facts: use one")
+	}
+	reg := jwks.NewRegistry(ctx)
+	// Registry.Load reads the policy through decision.LoadFile, as every
+	// command does, and waits for each jwks_url's first fetch.
+	pol, err := reg.Load(ctx, repoPath(k.policy), decision.CompileOptions{})
+	if err != nil {
+		reg.Close()
+		return nil, nil, c.policyError("check", err)
+	}
+	closers := []func(){reg.Close}
+	done := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	opts := decision.Options{Keys: reg}
+	switch {
+	case k.owners != "":
+		o, err := readOwnersFile(k.owners)
+		if err != nil {
+			done()
+			return nil, nil, c.usageError("check", "%v", err)
+		}
+		opts.Ownership = o
+	case k.storeDSN != "":
+		st, err := openStoreForRead(ctx, k.storeDSN)
+		if err != nil {
+			done()
+			return nil, nil, c.usageError("check", "%v", err)
+		}
+		closers = append(closers, func() { st.Close() })
+		opts.Ownership = st.Ownership()
+	}
+	eng, err := decision.NewEngine(pol, opts)
+	if err != nil {
+		done()
+		return nil, nil, c.fail("check", err)
+	}
+	closers = append(closers, eng.Close)
+	return eng, done, exitOK
 }
 
 // authorizationValue turns --token into an Authorization header value: a
@@ -180,8 +235,28 @@ func writeDecisionText(w io.Writer, d *decision.Decision, tr *decision.Trace) {
 	if tr == nil {
 		return
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	writeTrace(w, traceOf(tr))
+	writeGovernanceText(w, d)
+}
+
+// traceOf is tr's steps in the form both printers take.
+func traceOf(tr *decision.Trace) []traceJSON {
+	if tr == nil {
+		return nil
+	}
+	out := make([]traceJSON, len(tr.Steps))
 	for i, s := range tr.Steps {
+		out[i] = traceJSON{Check: s.Check, Result: s.Result, Detail: s.Detail}
+	}
+	return out
+}
+
+// writeTrace prints the checks a decision ran, one numbered line each
+// with the check, its result and the detail in aligned columns. check
+// --explain and client --explain both print it.
+func writeTrace(w io.Writer, steps []traceJSON) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for i, s := range steps {
 		fmt.Fprintf(tw, "  %d.\t%s\t%s\t%s\n", i+1, s.Check, s.Result, s.Detail)
 	}
 	_ = tw.Flush()
@@ -190,19 +265,22 @@ func writeDecisionText(w io.Writer, d *decision.Decision, tr *decision.Trace) {
 // decisionJSON is the --json form of a decision. Its field names follow
 // the scopegate Check RPC's CheckResponse, so scripts read both alike.
 type decisionJSON struct {
-	Allow           bool        `json:"allow"`
-	Code            string      `json:"code"`
-	Message         string      `json:"message"`
-	HTTPStatus      int         `json:"http_status"`
-	WWWAuthenticate string      `json:"www_authenticate,omitempty"`
-	Route           string      `json:"route,omitempty"`
-	Path            string      `json:"path,omitempty"`
-	ScopesUsed      []string    `json:"scopes_used,omitempty"`
-	Subject         string      `json:"subject,omitempty"`
-	ClientID        string      `json:"client_id,omitempty"`
-	Issuer          string      `json:"issuer,omitempty"`
-	PolicyVersion   string      `json:"policy_version,omitempty"`
-	Trace           []traceJSON `json:"trace,omitempty"`
+	Allow           bool     `json:"allow"`
+	Code            string   `json:"code"`
+	Message         string   `json:"message"`
+	HTTPStatus      int      `json:"http_status"`
+	WWWAuthenticate string   `json:"www_authenticate,omitempty"`
+	Route           string   `json:"route,omitempty"`
+	Path            string   `json:"path,omitempty"`
+	ScopesUsed      []string `json:"scopes_used,omitempty"`
+	Subject         string   `json:"subject,omitempty"`
+	ClientID        string   `json:"client_id,omitempty"`
+	Issuer          string   `json:"issuer,omitempty"`
+	PolicyVersion   string   `json:"policy_version,omitempty"`
+	// RequestID is the request_id of a --input request, to match answers
+	// to requests.
+	RequestID string      `json:"request_id,omitempty"`
+	Trace     []traceJSON `json:"trace,omitempty"`
 	// Governance is, with --explain, the catalog entry, segment and grants
 	// behind each scope that decided (explain.go).
 	Governance []scopeGovernance `json:"governance,omitempty"`
@@ -214,7 +292,9 @@ type traceJSON struct {
 	Detail string `json:"detail,omitempty"`
 }
 
-func writeDecisionJSON(w io.Writer, d *decision.Decision, tr *decision.Trace) error {
+// writeDecisionJSON writes d as one JSON object: indented, or on one line
+// (a JSON lines stream, for --input).
+func writeDecisionJSON(w io.Writer, d *decision.Decision, tr *decision.Trace, requestID string, indent bool) error {
 	out := decisionJSON{
 		Allow:           d.Allow,
 		Code:            d.Code.String(),
@@ -224,6 +304,7 @@ func writeDecisionJSON(w io.Writer, d *decision.Decision, tr *decision.Trace) er
 		Path:            d.Path,
 		ScopesUsed:      d.ScopesUsed(),
 		PolicyVersion:   d.PolicyVersion(),
+		RequestID:       requestID,
 	}
 	if d.Route != nil {
 		out.Route = d.Route.Name
@@ -232,13 +313,12 @@ func writeDecisionJSON(w io.Writer, d *decision.Decision, tr *decision.Trace) er
 		out.Subject, out.ClientID, out.Issuer = d.Token.Subject, d.Token.ClientID, d.Token.Issuer
 	}
 	if tr != nil {
-		out.Trace = make([]traceJSON, len(tr.Steps))
-		for i, s := range tr.Steps {
-			out.Trace[i] = traceJSON{Check: s.Check, Result: s.Result, Detail: s.Detail}
-		}
+		out.Trace = traceOf(tr)
 		out.Governance = governanceOf(d)
 	}
 	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
+	if indent {
+		enc.SetIndent("", "  ")
+	}
 	return enc.Encode(out)
 }

@@ -50,7 +50,7 @@ type clientCmd struct {
 }
 
 func (k *clientCmd) define(fs *flag.FlagSet) {
-	fs.StringVar(&k.addr, "addr", "", "gRPC address of the server (host:port); default $SCOPEGATE_ADDR, else 127.0.0.1:9191")
+	fs.StringVar(&k.addr, "addr", "", "gRPC address of the server (host:port); default $SCOPEGATE_ADDR, else the current context's addr, else 127.0.0.1:9191")
 	fs.StringVar(&k.api, "api", apiEnvoy, "API to call: envoy (envoy.service.auth.v3.Authorization/Check) or scopegate (scopegate.v1.Authorizer/Check)")
 	fs.StringVar(&k.method, "method", "GET", "HTTP method of the request")
 	fs.StringVar(&k.path, "path", "/orders/1", "request path, optionally with a query")
@@ -108,6 +108,10 @@ func (k *clientCmd) run(ctx context.Context, c *cli) int {
 		k.addr = "127.0.0.1:9191"
 		if v, ok := c.env("SCOPEGATE_ADDR"); ok && strings.TrimSpace(v) != "" {
 			k.addr = strings.TrimSpace(v)
+		} else if cx, err := c.currentContext(); err != nil {
+			return c.usageError("client", "%v", err)
+		} else if cx != nil && cx.Addr != "" {
+			k.addr = cx.Addr
 		}
 	}
 	// Plain-text gRPC: the client is a smoke-test tool for a server on a
@@ -376,9 +380,10 @@ func (v *verdict) write(w io.Writer) {
 		fmt.Fprintf(w, "  body: %s\n", strings.TrimSpace(v.body))
 	}
 	if len(v.trace) > 0 {
-		fmt.Fprintln(w, "  trace:")
+		steps := make([]traceJSON, len(v.trace))
 		for i, s := range v.trace {
-			fmt.Fprintf(w, "    %d. %s %s: %s\n", i+1, s.GetCheck(), s.GetResult(), s.GetDetail())
+			steps[i] = traceJSON{Check: s.GetCheck(), Result: s.GetResult(), Detail: s.GetDetail()}
 		}
+		writeTrace(w, steps)
 	}
 }

@@ -47,6 +47,12 @@ func newFlagSet(ci commandInfo, errOut io.Writer) (*flag.FlagSet, command) {
 	return fs, cmd
 }
 
+// shorthandCommand is a command some of whose flags have a one-letter
+// form (test -w, fmt -w): flag name → letter.
+type shorthandCommand interface {
+	shorthands() map[string]string
+}
+
 // exitCode carries a command's exit code through cobra's error return.
 type exitCode int
 
@@ -212,6 +218,15 @@ func (c *cli) cobraCommand(ci commandInfo, name string) *cobra.Command {
 			return nil
 		},
 	}
+	if sc, ok := cmd.(shorthandCommand); ok {
+		// Added before the rest, with their letter: pflag registers a
+		// shorthand only when the flag is added.
+		for name, short := range sc.shorthands() {
+			pf := pflag.PFlagFromGoFlag(fs.Lookup(name))
+			pf.Shorthand = short
+			cc.Flags().AddFlag(pf)
+		}
+	}
 	cc.Flags().AddGoFlagSet(fs)
 	out := addOutputFlag(cc)
 	cc.Flags().SortFlags = false
@@ -354,11 +369,13 @@ func indent(examples string) string {
 
 // argsUsage names the arguments of the commands that take files.
 var argsUsage = map[string]string{
-	"lint":    "POLICY",
-	"test":    "POLICY [TESTFILES...]",
-	"diff":    "OLD NEW",
-	"catalog": "POLICY",
-	"fmt":     "FILE...",
+	"lint":        "POLICY",
+	"test":        "POLICY [TESTFILES...]",
+	"diff":        "OLD NEW",
+	"catalog":     "POLICY",
+	"fmt":         "FILE...",
+	"context use": "NAME",
+	"context set": "NAME",
 }
 
 // usageTemplate is cobra's, with the flag section's "Flags:" kept and the

@@ -22,9 +22,13 @@ func (k *explainCmd) run(ctx context.Context, c *cli) int {
 }
 
 // scopeGovernance is the catalog entry, segment and grants behind one
-// scope that satisfied the route.
+// scope that satisfied the route (an allow) or that the route requires (a
+// deny).
 type scopeGovernance struct {
 	Scope string `json:"scope"`
+	// Missing is set, on a deny, for a required scope the token neither
+	// carries nor implies.
+	Missing bool `json:"missing,omitempty"`
 	// Via is the token scope that implies Scope, when the token does not
 	// carry Scope itself.
 	Via     string            `json:"via,omitempty"`
@@ -60,17 +64,31 @@ type grantRecordJSON struct {
 	Expired       bool   `json:"expired,omitempty"`
 }
 
-// governanceOf collects the governance behind the scopes that decided d.
+// governanceOf collects the governance behind the scopes that decided d:
+// for an allow the scopes used, for a deny every scope the route requires,
+// so a deny shows what the caller would need and who grants it.
 func governanceOf(d *decision.Decision) []scopeGovernance {
 	pol := d.Policy
-	if pol == nil || d.Route == nil {
+	if pol == nil || d.Route == nil || d.Route.Public {
 		return nil
 	}
 	now := time.Now()
+	scopes := d.ScopesUsed()
+	if !d.Allow {
+		scopes = nil
+		for _, s := range slices.Concat(d.Route.AllOf, d.Route.AnyOf) {
+			if !slices.Contains(scopes, s) {
+				scopes = append(scopes, s)
+			}
+		}
+	}
 	var out []scopeGovernance
-	for _, s := range d.ScopesUsed() {
+	for _, s := range scopes {
 		g := scopeGovernance{Scope: s}
-		if d.Token != nil && !slices.Contains(d.Token.Scopes, s) {
+		if !d.Allow && d.Token != nil && !tokenHolds(pol, d.Token.Scopes, s) {
+			g.Missing = true
+		}
+		if d.Token != nil && !g.Missing && !slices.Contains(d.Token.Scopes, s) {
 			for _, t := range d.Token.Scopes {
 				if policytest.Held(pol, t)[s] {
 					g.Via = t
@@ -130,6 +148,9 @@ func writeGovernanceText(w io.Writer, d *decision.Decision) {
 	fmt.Fprintln(w, "  governance:")
 	for _, g := range gov {
 		head := g.Scope
+		if g.Missing {
+			head += " (the token lacks it)"
+		}
 		if g.Via != "" {
 			head += " (implied by " + g.Via + ")"
 		}
@@ -193,6 +214,20 @@ func writeGovernanceText(w io.Writer, d *decision.Decision) {
 				strings.Join(drift.Segments, " + "), strings.Join(drift.Straddled, ", "))
 		}
 	}
+}
+
+// tokenHolds reports whether a token carrying have holds s, itself or
+// through the catalog's implications.
+func tokenHolds(pol *decision.Policy, have []string, s string) bool {
+	if slices.Contains(have, s) {
+		return true
+	}
+	for _, t := range have {
+		if policytest.Held(pol, t)[s] {
+			return true
+		}
+	}
+	return false
 }
 
 func govDash(s string) string {

@@ -139,6 +139,11 @@ func commands() []commandInfo {
 			"scopegate diff old/policy.yaml policy.yaml\n" +
 				"scopegate diff old/policy.yaml policy.yaml --json --fail-on-wider",
 			func() command { return &diffCmd{} }},
+		{"fmt", "format policy files canonically: keys in the schema's order, two-space indentation, comments kept",
+			"scopegate fmt examples/policy.yaml\n" +
+				"scopegate fmt --check policies/*.yaml   # CI: exit 1 and list the files that are not formatted\n" +
+				"scopegate fmt -w policy.yaml",
+			func() command { return &fmtCmd{} }},
 		{"catalog", "render the scope catalog as Markdown, with example requests and their answers",
 			"scopegate catalog examples/policy.yaml --out docs/scopes.md",
 			func() command { return &catalogCmd{} }},
@@ -153,6 +158,15 @@ func commands() []commandInfo {
 		{"unrevoke", "remove a revocation by id, through a server's Admin API",
 			"scopegate unrevoke --admin 127.0.0.1:9193 --token \"$ADMIN\" --id 01jd4m6n3x0g2e5v7k9q8r1s2t",
 			func() command { return &unrevokeCmd{} }},
+		{"context set", "create or change a named context: the server addresses, the Admin API token's file and TLS",
+			"scopegate context set prod --admin-addr scopegate.internal:9193 --admin-token-file ~/.scopegate/prod.token --tls true --use",
+			func() command { return &contextSetCmd{} }},
+		{"context use", "make a context the current one",
+			"scopegate context use prod",
+			func() command { return &contextUseCmd{} }},
+		{"context list", "list the contexts; * marks the current one (tokens are never shown: the file holds their path)",
+			"scopegate context list",
+			func() command { return &contextListCmd{} }},
 		{"version", "print the version", "", func() command { return &versionCmd{} }},
 	}
 }

@@ -190,6 +190,11 @@ func TestCheckJSON(t *testing.T) {
 	if len(got.Trace) < 4 || got.Trace[len(got.Trace)-1].Check != "scopes" || got.Trace[len(got.Trace)-1].Result != "fail" {
 		t.Errorf("trace = %+v", got.Trace)
 	}
+	// A deny shows the governance of the scopes the route requires.
+	if len(got.Governance) != 1 || got.Governance[0].Scope != "orders:write" || !got.Governance[0].Missing ||
+		got.Governance[0].Catalog == nil || got.Governance[0].Segment == nil || len(got.Governance[0].Grants) == 0 {
+		t.Errorf("governance = %+v", got.Governance)
+	}
 	if strings.Contains(out, tok) {
 		t.Error("the JSON echoes the token")
 	}
@@ -479,7 +484,7 @@ func TestClient(t *testing.T) {
 				Trace:           []*scopegatev1.TraceStep{{Check: "token", Result: "fail", Detail: "expired"}},
 			},
 			wantCode: exitDeny,
-			wantOut:  []string{"DENY token_expired: the bearer token has expired (route=read-order)", "http-status: 401", "1. token fail: expired"},
+			wantOut:  []string{"DENY token_expired: the bearer token has expired (route=read-order)", "http-status: 401", "1.  token  fail  expired"},
 			checkReq: func(t *testing.T) {
 				r := f.sgReq
 				if r.GetToken() != "tok9" || r.GetMethod() != "GET" || r.GetPath() != "/orders/1" || !r.GetExplain() ||

@@ -112,13 +112,29 @@ func (c *cli) env(name string) (string, bool) {
 // $SCOPEGATE_ADMIN_ADDR, else the default) and returns the token:
 // --token, else $SCOPEGATE_ADMIN_TOKEN, else the file named by
 // $SCOPEGATE_ADMIN_TOKEN_FILE.
+//
+// The current context (context.go) comes after the environment: its
+// admin_addr, admin_token_file, and its tls settings when no TLS flag is
+// given.
 func (a *adminClient) adminToken(c *cli) (string, error) {
+	cx, err := c.currentContext()
+	if err != nil {
+		return "", err
+	}
+	if cx == nil {
+		cx = &cliContext{}
+	}
 	if a.admin == "" {
 		if v, ok := c.env(adminAddrEnv); ok && strings.TrimSpace(v) != "" {
 			a.admin = strings.TrimSpace(v)
+		} else if cx.AdminAddr != "" {
+			a.admin = cx.AdminAddr
 		} else {
 			a.admin = defaultAdminAddr
 		}
+	}
+	if t := cx.TLS; t != nil && !a.tls && a.caFile == "" && a.certFile == "" && a.keyFile == "" {
+		a.tls, a.caFile, a.certFile, a.keyFile = t.Enabled, t.CAFile, t.CertFile, t.KeyFile
 	}
 	switch a.token {
 	case "-":
@@ -143,6 +159,13 @@ func (a *adminClient) adminToken(c *cli) (string, error) {
 			b, err := os.ReadFile(path)
 			if err != nil {
 				return "", fmt.Errorf("%s=%s: %v", adminTokenFileEnv, path, errors.Unwrap(err))
+			}
+			return strings.TrimSpace(string(b)), nil
+		}
+		if path := cx.AdminTokenFile; path != "" {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return "", fmt.Errorf("the current context's admin_token_file %s: %v (fix it with scopegate context set)", path, errors.Unwrap(err))
 			}
 			return strings.TrimSpace(string(b)), nil
 		}

@@ -203,7 +203,9 @@ func (t *TokenSpec) UnmarshalYAML(n *yaml.Node) error {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := n.Content[i]
 		if !slices.Contains(allowed, k.Value) {
-			return fmt.Errorf("line %d: unknown field %q in token (allowed: %s)", k.Line, k.Value, strings.Join(allowed, ", "))
+			// A *yaml.TypeError lets the decoder go on with the rest of
+			// the file, so every problem is reported in one run.
+			return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: unknown field %q in token%s (allowed: %s)", k.Line, k.Value, didYouMean(k.Value, allowed), strings.Join(allowed, ", "))}}
 		}
 	}
 	type plain TokenSpec
@@ -287,11 +289,18 @@ func Parse(data []byte, path string) (*File, error) {
 	var f File
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
+	var probs []Problem
 	if err := dec.Decode(&f); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, fail(0, "the test file is empty; it needs tests: or matrix:")
 		}
-		return nil, decodeProblems(err, path)
+		// A type error (unknown field, wrong type) leaves the rest of the
+		// file decoded: check that too, so one run reports every problem.
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, decodeProblems(err, path)
+		}
+		probs = decodeProblems(err, path).(*FileError).Problems
 	}
 	f.Path = path
 	var root yaml.Node
@@ -308,7 +317,6 @@ func Parse(data []byte, path string) (*File, error) {
 			f.Matrix.line = m.Line
 		}
 	}
-	var probs []Problem
 	add := func(line int, format string, args ...any) {
 		probs = append(probs, Problem{File: path, Line: line, Message: fmt.Sprintf(format, args...)})
 	}
@@ -370,6 +378,7 @@ func Parse(data []byte, path string) (*File, error) {
 		}
 	}
 	if len(probs) > 0 {
+		slices.SortStableFunc(probs, func(a, b Problem) int { return a.Line - b.Line })
 		return nil, &FileError{probs}
 	}
 	return &f, nil
@@ -393,11 +402,13 @@ func decodeProblems(err error, path string) error {
 		}
 		if sm := yamlUnknownErr.FindStringSubmatch(m); sm != nil {
 			where := sm[2]
-			allowed := ""
+			allowed, hint := "", ""
 			if t, ok := typeNames[where]; ok {
-				allowed = " (allowed: " + strings.Join(fieldNames(t), ", ") + ")"
+				names := fieldNames(t)
+				hint = didYouMean(sm[1], names)
+				allowed = " (allowed: " + strings.Join(names, ", ") + ")"
 			}
-			m = fmt.Sprintf("unknown field %q%s", sm[1], allowed)
+			m = fmt.Sprintf("unknown field %q%s%s", sm[1], hint, allowed)
 		}
 		m = yamlTypeNameErr.ReplaceAllString(m, "here")
 		probs = append(probs, Problem{File: path, Line: line, Message: m})
@@ -460,6 +471,9 @@ func checkExpect(e *Expect) error {
 			for _, c := range decision.Codes() {
 				names = append(names, c.String())
 			}
+			if hint := didYouMean(e.Reason, names); hint != "" {
+				return fmt.Errorf("unknown reason %q%s", e.Reason, hint)
+			}
 			return fmt.Errorf("unknown reason %q; reasons are: %s", e.Reason, strings.Join(names, ", "))
 		}
 		if e.Allow != nil && *e.Allow != (code == decision.OK) {
@@ -467,4 +481,19 @@ func checkExpect(e *Expect) error {
 		}
 	}
 	return nil
+}
+
+// didYouMean is `; did you mean "x"?` for the candidate within two edits
+// of name (and closer than its own length), or "".
+func didYouMean(name string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		if d := decision.Levenshtein(strings.ToLower(name), c); d < bestD && d < len(name) {
+			best, bestD = c, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf("; did you mean %q?", best)
 }

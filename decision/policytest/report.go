@@ -90,6 +90,9 @@ func (r *Runner) Run(ctx context.Context, files []*File) *Report {
 		}
 		for i := range cases {
 			c := &cases[i]
+			if r.match != nil && !r.match(c.Name) {
+				continue
+			}
 			res := Result{File: f.Path, Line: c.Line, Name: c.Name, Matrix: c.matrixRoute != "", Want: describeWant(&c.Expect)}
 			method := c.Request.Method
 			if method == "" {

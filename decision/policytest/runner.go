@@ -24,6 +24,10 @@ type Options struct {
 	// Now is the clock of cases whose file and case set no now; default
 	// time.Now.
 	Now func() time.Time
+	// Match, when set, selects the cases to run by name (scopegate test
+	// --run); the others, matrix cases included, are neither run nor
+	// counted, and coverage is that of the cases run.
+	Match func(name string) bool
 }
 
 // Runner decides test cases against one compiled policy.
@@ -39,6 +43,7 @@ type Runner struct {
 	first   *decisiontest.Signer
 
 	defaultNow func() time.Time
+	match      func(string) bool
 	now        time.Time
 	owners     *memOwners
 }
@@ -63,6 +68,7 @@ func New(data []byte, filename string, opts Options) (*Runner, error) {
 		signers:    map[string]*decisiontest.Signer{},
 		byAlg:      map[string]*decisiontest.Signer{},
 		defaultNow: opts.Now,
+		match:      opts.Match,
 		owners:     &memOwners{},
 	}
 	if r.defaultNow == nil {

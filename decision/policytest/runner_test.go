@@ -232,6 +232,14 @@ func TestParseErrors(t *testing.T) {
 		"matrix path":     {"matrix: {request: {path: /x}}\n", []string{"matrix.request: method and path are set per generated case"}},
 		"matrix scope":    {"matrix: {token: {scope: a}}\n", []string{"matrix.token.scope"}},
 		"not yaml":        {"tests: [\n", []string{"t_test.yaml"}},
+		"reason typo":     {"tests:\n  - name: a\n    request: {path: /}\n    expect: {reason: token_expird}\n", []string{`unknown reason "token_expird"; did you mean "token_expired"?`}},
+		"field typo":      {"tests:\n  - name: a\n    request: {path: /}\n    expect: {allow: true, rout: r}\n", []string{`t_test.yaml:4: unknown field "rout"; did you mean "route"?`}},
+		"case field typo": {"tests:\n  - name: a\n    reqest: {path: /}\n    expect: {allow: true}\n", []string{`did you mean "request"?`}},
+		"token typo":      {"tests:\n  - name: a\n    request: {path: /}\n    token: {sbu: alice}\n    expect: {allow: true}\n", []string{`unknown field "sbu" in token; did you mean "sub"?`}},
+		// One run reports every problem: the unknown fields, the token's
+		// and the reason found after them.
+		"every problem": {"tests:\n  - name: a\n    request: {path: /}\n    token: {sbu: alice}\n    expect: {reason: token_expird, rout: r}\n  - name: b\n    request: {path: /, methd: GET}\n    expect: {allow: true}\n",
+			[]string{`:4: unknown field "sbu"`, `"token_expird"; did you mean`, `:5: unknown field "rout"`, `:7: unknown field "methd"; did you mean "method"?`}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

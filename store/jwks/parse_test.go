@@ -103,3 +103,22 @@ func fixture(name string) func(t *testing.T) []byte {
 		return b
 	}
 }
+
+// TestParseSetMalformedNamesOffset: JSON that does not parse is named by
+// its byte offset, not by the JWK library's internals.
+func TestParseSetMalformedNamesOffset(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"keys": [}`:       "at byte 11",
+		`{"keys": []`:       "unexpected end of JSON input",
+		"{\"keys\": [\n,]}": "at byte 12",
+		"":                  "not JSON",
+	} {
+		_, err := ParseSet([]byte(in))
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), "not a valid JWKS: not JSON") {
+			t.Errorf("ParseSet(%q) = %v, want %q", in, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "jwk.") {
+			t.Errorf("ParseSet(%q) = %v: names the library", in, err)
+		}
+	}
+}

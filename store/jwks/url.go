@@ -375,6 +375,12 @@ func (u *URL) fetch(timeout time.Duration) (time.Duration, error) {
 	req.Header.Set("Accept", "application/jwk-set+json, application/json")
 	resp, err := u.client.Do(req)
 	if err != nil {
+		// *url.Error repeats the method and URL ("Get \"URL\": dial tcp
+		// ..."); name them once.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return 0, fmt.Errorf("GET %s: %w", u.url, err)
 	}
 	defer resp.Body.Close()

@@ -151,6 +151,15 @@ func TestURLSourceServerDown(t *testing.T) {
 	if st := u.Status(); st.Kind != "url" || st.Keys != 1 || st.LastError == nil || st.Age < age {
 		t.Fatalf("status = %+v", st)
 	}
+	// The error names the URL once: "GET URL: dial tcp ...", not
+	// "GET URL: Get \"URL\": dial tcp ...".
+	eventually(t, "a connection error", func() bool {
+		err := u.LastError()
+		return err != nil && !strings.Contains(err.Error(), "503")
+	})
+	if msg := u.LastError().Error(); strings.Count(msg, s.URL) != 1 || strings.Contains(msg, `Get "`) {
+		t.Errorf("LastError = %q: want the URL named once", msg)
+	}
 }
 
 func TestURLSourceGarbageKeepsLastGood(t *testing.T) {
