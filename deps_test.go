@@ -134,6 +134,14 @@ var rules = []rule{
 		forbidden: anyOf(transport, prefixes(module+"/server", module+"/proto", module+"/envoy", module+"/cmd", module+"/bench")),
 	},
 	{
+		// The command owns the process: SIGHUP reload and SIGTERM
+		// shutdown are wired in cmd/scopegate, which calls the server's
+		// ReloadFrom and cancels Run's context.
+		name:      "server handles no signals: the command does",
+		covers:    under("server"),
+		forbidden: exactly("os/signal"),
+	},
+	{
 		name:      "audit and usage import no gRPC or protobuf: only decision and small libraries",
 		covers:    under("store/audit", "store/usage"),
 		forbidden: anyOf(transport, drivers, prefixes(module+"/store/postgres", module+"/store/bolt", module+"/store/open")),
