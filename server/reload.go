@@ -76,7 +76,7 @@ func (s *Server) reload(trigger string, force bool) (*decision.Policy, error) {
 // replace a file by renaming a new one over it, and a Kubernetes ConfigMap
 // volume swaps its "..data" symlink, and neither is seen by a watch on the
 // file itself. Every change in the directory is debounced, then the file's
-// content is compared with the last loaded (reloadPolicy), so unrelated
+// content is compared with the last loaded (reload), so unrelated
 // files (a JWKS beside the policy) cause no reload. It returns the
 // function that stops watching.
 func (s *Server) watchPolicy() (stop func(), err error) {

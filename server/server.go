@@ -231,6 +231,7 @@ func newServer(cfg Config, announce bool) (_ *Server, err error) {
 			MaxConnectionAgeGrace: connectionAgeGrace(cfg),
 		}),
 	)
+	undo.push(s.grpc.Stop) // its stream workers run from NewServer on
 	s.grpc.RegisterService(&extAuthzServiceDesc, &ExtAuthz{funnel: s.funnel, responder: s.responder})
 	scopegatev1.RegisterAuthorizerServer(s.grpc, &Authorizer{funnel: s.funnel, responder: s.responder})
 	s.health = health.NewServer()
