@@ -136,10 +136,17 @@ var rules = []rule{
 	{
 		// The command owns the process: SIGHUP reload and SIGTERM
 		// shutdown are wired in cmd/scopegate, which calls the server's
-		// ReloadFrom and cancels Run's context.
-		name:      "server handles no signals: the command does",
+		// ReloadFrom and cancels Run's context; flags, environment and
+		// the config file are layered in cmd/scopegate/settings, and the
+		// server receives a plain Config.
+		name:      "server handles no signals and parses no flags: the command does",
 		covers:    under("server"),
-		forbidden: exactly("os/signal"),
+		forbidden: anyOf(exactly("os/signal", "flag"), prefixes(module+"/cmd")),
+	},
+	{
+		name:      "settings layering knows no server: it works on a flag set",
+		covers:    under("cmd/scopegate/settings"),
+		forbidden: prefixes(module+"/server", module+"/store", module+"/decision", module+"/envoy"),
 	},
 	{
 		name:      "audit and usage import no gRPC or protobuf: only decision and small libraries",

@@ -14,8 +14,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/scopegate/scopegate/cmd/scopegate/settings"
 	"github.com/scopegate/scopegate/decision"
-	"github.com/scopegate/scopegate/server"
 )
 
 // The command tree is cobra's (GNU-style --flags, help, "did you mean"
@@ -403,4 +403,4 @@ Use "{{.CommandPath}} [command] --help" for more information about a command.{{e
 
 // applyLayers gives serve's flags not set on the command line their value
 // from SCOPEGATE_* variables and the --config file.
-var applyLayers = server.ApplyLayersExcept
+var applyLayers = settings.ApplyLayersExcept
