@@ -95,16 +95,6 @@ func (s *serveCmd) run(ctx context.Context, c *cli) int {
 	if err := s.ssfFlags.apply(&cfg); err != nil {
 		return c.usageError("serve", "%v", err)
 	}
-	st, err := s.adminFlags.open(ctx, &cfg, logger)
-	if err != nil {
-		return c.fail("serve", err)
-	}
-	if st != nil {
-		defer st.Close()
-	}
-	if err := s.auditFlags.apply(&cfg, c.stdout, st); err != nil {
-		return c.usageError("serve", "%v", err)
-	}
 	if s.maxHeaders <= 0 || s.maxHeaderBytes <= 0 || s.checkTimeout <= 0 || s.maxPolicyBytes <= 0 {
 		return c.usageError("serve", "--max-request-headers, --max-request-header-bytes, --max-policy-bytes and --check-timeout must be positive (defaults %d, %d, %d, %v)",
 			server.DefaultMaxRequestHeaders, server.DefaultMaxRequestHeaderBytes, 16<<20, server.DefaultCheckTimeout)
@@ -116,7 +106,22 @@ func (s *serveCmd) run(ctx context.Context, c *cli) int {
 			server.DefaultMaxInflight, server.DefaultMaxConnectionIdle, server.DefaultMaxConnectionAge)
 	}
 	cfg.MaxInflight, cfg.MaxConnections, cfg.MaxConnectionIdle, cfg.MaxConnectionAge = s.maxInflight, s.maxConns, s.connIdle, s.connAge
+	// Flags checked alone are checked above, before anything is opened.
+	// From here each resource opened is closed on every way out: the
+	// store by the deferred Close, the audit sinks by the server once
+	// Listen has them, by closeSinks before.
+	st, err := s.adminFlags.open(ctx, &cfg, logger)
+	if err != nil {
+		return c.fail("serve", err)
+	}
+	if st != nil {
+		defer st.Close()
+	}
+	if err := s.auditFlags.apply(&cfg, c.stdout, st); err != nil {
+		return c.usageError("serve", "%v", err)
+	}
 	if err := cfg.Validate(); err != nil {
+		closeSinks(cfg.Audit.Sinks)
 		return c.usageError("serve", "%s", serveErrorText(err))
 	}
 	srv, err := server.Listen(cfg)

@@ -78,9 +78,7 @@ func (a *auditFlags) apply(cfg *server.Config, stdout io.Writer, st store.Store)
 	var files []*audit.FileSink
 	defer func() {
 		if err != nil {
-			for _, sink := range ac.Sinks {
-				_ = sink.Close(context.Background())
-			}
+			closeSinks(ac.Sinks)
 		}
 	}()
 	for _, d := range dests {
@@ -119,4 +117,12 @@ func (a *auditFlags) apply(cfg *server.Config, stdout io.Writer, st store.Store)
 	cfg.Audit = ac
 	a.files = files
 	return nil
+}
+
+// closeSinks closes audit sinks that no server took: nothing was written
+// to them yet, so there is nothing to flush.
+func closeSinks(sinks []audit.Sink) {
+	for _, sink := range sinks {
+		_ = sink.Close(context.Background())
+	}
 }

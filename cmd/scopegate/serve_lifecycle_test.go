@@ -5,8 +5,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -112,5 +114,62 @@ func TestServeSIGHUP(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("serve did not stop after its context was cancelled")
+	}
+}
+
+// openFilesIn lists the files under dir this process holds open
+// (/proc/self/fd); the test skips where there is no /proc.
+func openFilesIn(t *testing.T, dir string) []string {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("cannot list this process's open files: %v", err)
+	}
+	var open []string
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasPrefix(target, dir+string(filepath.Separator)) {
+			open = append(open, target)
+		}
+	}
+	return open
+}
+
+// TestServeFailedStartClosesAuditFile: serve opens the --audit file
+// before the server starts; whichever step then fails (the configuration,
+// the policy, a listener), the file is closed before serve returns.
+func TestServeFailedStartClosesAuditFile(t *testing.T) {
+	dir := t.TempDir()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	bad := filepath.Join(dir, "bad-policy.yaml")
+	if err := os.WriteFile(bad, []byte("routes: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		args []string
+		code int
+	}{
+		"invalid configuration": {[]string{"--policy", examplePolicy(t), "--http-path-prefix", "no-slash"}, exitUsage},
+		"policy does not load":  {[]string{"--policy", bad}, exitUsage},
+		"listener in use":       {[]string{"--policy", examplePolicy(t), "--grpc-addr", busy.Addr().String()}, exitError},
+	} {
+		t.Run(name, func(t *testing.T) {
+			auditDir := t.TempDir()
+			auditPath := filepath.Join(auditDir, "audit.log")
+			args := append([]string{"serve", "--audit", "file:" + auditPath, "--watch-policy=false", "--http-addr", "", "--metrics-addr", ""}, tc.args...)
+			if !slices.Contains(tc.args, "--grpc-addr") {
+				args = append(args, "--grpc-addr", freeAddr(t))
+			}
+			code, _, errs := runCLI(t, "", args...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d: %s", code, tc.code, errs)
+			}
+			if open := openFilesIn(t, auditDir); len(open) > 0 {
+				t.Errorf("still open after serve returned: %v", open)
+			}
+		})
 	}
 }
