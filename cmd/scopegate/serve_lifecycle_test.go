@@ -151,15 +151,24 @@ func TestServeFailedStartClosesAuditFile(t *testing.T) {
 	for name, tc := range map[string]struct {
 		args []string
 		code int
+		// audit is the --audit value, given the directory to write in;
+		// default one file.
+		audit func(dir string) string
 	}{
-		"invalid configuration": {[]string{"--policy", examplePolicy(t), "--http-path-prefix", "no-slash"}, exitUsage},
-		"policy does not load":  {[]string{"--policy", bad}, exitUsage},
-		"listener in use":       {[]string{"--policy", examplePolicy(t), "--grpc-addr", busy.Addr().String()}, exitError},
+		"invalid configuration": {args: []string{"--policy", examplePolicy(t), "--http-path-prefix", "no-slash"}, code: exitUsage},
+		"policy does not load":  {args: []string{"--policy", bad}, code: exitUsage},
+		"listener in use":       {args: []string{"--policy", examplePolicy(t), "--grpc-addr", busy.Addr().String()}, code: exitError},
+		"second audit file cannot be opened": {args: []string{"--policy", examplePolicy(t)}, code: exitUsage, audit: func(dir string) string {
+			return "file:" + filepath.Join(dir, "audit.log") + ",file:" + filepath.Join(dir, "missing", "audit.log")
+		}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			auditDir := t.TempDir()
-			auditPath := filepath.Join(auditDir, "audit.log")
-			args := append([]string{"serve", "--audit", "file:" + auditPath, "--watch-policy=false", "--http-addr", "", "--metrics-addr", ""}, tc.args...)
+			audit := "file:" + filepath.Join(auditDir, "audit.log")
+			if tc.audit != nil {
+				audit = tc.audit(auditDir)
+			}
+			args := append([]string{"serve", "--audit", audit, "--watch-policy=false", "--http-addr", "", "--metrics-addr", ""}, tc.args...)
 			if !slices.Contains(tc.args, "--grpc-addr") {
 				args = append(args, "--grpc-addr", freeAddr(t))
 			}
