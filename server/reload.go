@@ -34,7 +34,7 @@ func fileState(path string) string {
 
 // reload is the one serialising point of every policy reload: Reload,
 // ReloadFrom (the command's SIGHUP), the file watcher and the Admin API's
-// Reload all go through it, one at a time, under reloadMu. It reloads when
+// ReloadPolicy all go through it, one at a time, under reloadMu. It reloads when
 // the file's content differs from the last one loaded or tried, or always
 // when force is set (the operator asked). The whole file is validated and
 // compiled before it is swapped in; an invalid file is logged and counted
@@ -123,7 +123,7 @@ func (s *Server) watchPolicy() (stop func(), err error) {
 				}
 				s.log.Warn("policy watch error; changes may be missed until the next one (SIGHUP reloads)", "dir", dir, "error", err)
 			case <-timer.C:
-				// Errors are logged and counted by Reload.
+				// Errors are logged and counted by reload.
 				_, _ = s.reload("file change", false)
 			}
 		}

@@ -107,8 +107,8 @@ type Server struct {
 func NewServer(cfg Config) (*Server, error) { return newServer(cfg, true) }
 
 // newServer is NewServer; announce false leaves the health status UNKNOWN
-// (and unlogged) until startHealth, which Run calls once every listener is
-// bound.
+// (and unlogged) until startHealth, which Bound.Run calls once every
+// listener is bound.
 func newServer(cfg Config, announce bool) (_ *Server, err error) {
 	invalid := cfg.Validate()
 	cfg = cfg.withDefaults()
