@@ -606,17 +606,17 @@ func retiredGrants(pol *decision.Policy, client, scope string) []decision.GrantI
 				continue
 			}
 			gi := decision.GrantInfo{ClientID: client, Grant: g, Via: "scope"}
-			gi.ApprovedAt, _ = parseGrantDate(g.ApprovedAt)
-			gi.ExpiresAt, _ = parseGrantDate(g.ExpiresAt)
+			gi.ApprovedAt, _ = ParseGrantDate(g.ApprovedAt)
+			gi.ExpiresAt, _ = ParseGrantDate(g.ExpiresAt)
 			out = append(out, gi)
 		}
 	}
 	return out
 }
 
-// parseGrantDate parses a grant date as the policy does: YYYY-MM-DD (00:00
+// ParseGrantDate parses a grant date as the policy does: YYYY-MM-DD (00:00
 // UTC) or RFC 3339.
-func parseGrantDate(s string) (time.Time, bool) {
+func ParseGrantDate(s string) (time.Time, bool) {
 	if t, err := time.Parse(time.DateOnly, s); err == nil {
 		return t, true
 	}
