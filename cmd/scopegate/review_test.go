@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,12 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/decisiontest"
 	"github.com/scopegate/scopegate/decision/review"
 	"github.com/scopegate/scopegate/store"
 	"github.com/scopegate/scopegate/store/audit"
-	"github.com/scopegate/scopegate/store/bolt"
+	"github.com/scopegate/scopegate/store/open"
 	"github.com/scopegate/scopegate/store/usage"
 )
 
@@ -35,10 +38,55 @@ type reviewDeployment struct {
 	now              time.Time
 }
 
-func newReviewDeployment(t *testing.T) reviewDeployment {
+// pgReviewDSN returns a DSN of the test database in a schema of its own
+// (search_path, as a deployment names it), dropped at cleanup, or skips.
+func pgReviewDSN(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("SCOPEGATE_TEST_POSTGRES")
+	if base == "" {
+		t.Skip("SCOPEGATE_TEST_POSTGRES not set: skipping the review of a PostgreSQL deployment")
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	schema := "scopegate_review_" + strings.ToLower(decisiontest.RandomID()[:12])
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), base)
+		if err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+			return
+		}
+		defer c.Close(context.Background())
+		if _, err := c.Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// newReviewDeployment writes the deployment's data to a store file and an
+// audit file, or with a postgres:// dsn to PostgreSQL only (usage,
+// revocations and the audit table).
+func newReviewDeployment(t *testing.T, dsn string) reviewDeployment {
 	t.Helper()
 	dir := t.TempDir()
 	d := reviewDeployment{store: filepath.Join(dir, "scopegate.db"), auditFile: filepath.Join(dir, "audit.log")}
+	if dsn != "" {
+		d.store, d.auditFile = dsn, ""
+	}
 	// Days relative to today: the store keeps per-day counts for
 	// usage.DailyRetention of its own clock.
 	d.now = usage.DayOf(time.Now()).Add(12 * time.Hour)
@@ -57,15 +105,26 @@ func newReviewDeployment(t *testing.T) reviewDeployment {
 		t.Fatal(err)
 	}
 	defer eng.Close()
-	db, err := bolt.Open(d.store, store.Options{})
+	ctx := context.Background()
+	db, err := open.Open(ctx, d.store, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	agg, err := usage.New(usage.Options{Store: db.UsageStore(), FlushInterval: time.Hour})
+	if m, ok := db.(store.Migrator); ok { // as serve does
+		if err := m.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	agg, err := usage.New(usage.Options{Store: db.(store.UsageStoreProvider).UsageStore(), FlushInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sink, err := audit.NewFileSink(d.auditFile, audit.FileOptions{})
+	var sink audit.Sink
+	if d.auditFile != "" {
+		sink, err = audit.NewFileSink(d.auditFile, audit.FileOptions{})
+	} else {
+		sink, err = db.(store.AuditSinkProvider).NewAuditSink()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +132,6 @@ func newReviewDeployment(t *testing.T) reviewDeployment {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
 	send := func(daysAgo, n int, client, scope, method, path string) {
 		clock = d.now.AddDate(0, 0, -daysAgo)
 		claims := decisiontest.StandardClaims("https://id.example.com/", "api", "alice", client, scope, time.Hour, clock)
@@ -110,8 +168,11 @@ func newReviewDeployment(t *testing.T) reviewDeployment {
 
 func (d reviewDeployment) run(t *testing.T, format, out string) {
 	t.Helper()
-	code, stdout, stderr := runCLI(t, "", "review", reviewPolicy, "--store", d.store, "--audit", d.auditFile, "-o", format,
-		"--out", out, "--now", d.now.Format(time.RFC3339))
+	args := []string{"review", reviewPolicy, "--store", d.store, "-o", format, "--out", out, "--now", d.now.Format(time.RFC3339)}
+	if d.auditFile != "" {
+		args = append(args, "--audit", d.auditFile)
+	}
+	code, stdout, stderr := runCLI(t, "", args...)
 	if code != exitOK {
 		t.Fatalf("review -o %s: exit %d\n%s%s", format, code, stdout, stderr)
 	}
@@ -134,7 +195,11 @@ func readReport(t *testing.T, path string) review.Report {
 // pipeline stored: usage counts, per-day counts, drift and straddles from
 // the audit file, the revocation.
 func TestReviewCommand(t *testing.T) {
-	d := newReviewDeployment(t)
+	t.Run("store file and audit file", func(t *testing.T) { testReviewCommand(t, newReviewDeployment(t, "")) })
+	t.Run("PostgreSQL", func(t *testing.T) { testReviewCommand(t, newReviewDeployment(t, pgReviewDSN(t))) })
+}
+
+func testReviewCommand(t *testing.T, d reviewDeployment) {
 	out := filepath.Join(t.TempDir(), "review.json")
 	d.run(t, "json", out)
 	r := readReport(t, out)
@@ -159,13 +224,19 @@ func TestReviewCommand(t *testing.T) {
 	if rv := byClient["revoked"].Revocations; len(rv) != 1 || len(r.Revocations) != 1 || r.Revocations[0].Reason != "INC-7" {
 		t.Errorf("revocations %+v / %v", r.Revocations, rv)
 	}
+	if dep := byClient["legacy"].Deprecated; len(dep) != 1 || dep[0].Scope != "orders:v1" || dep[0].Count != 3 || dep[0].Sunset != "2027-06-30T00:00:00Z" {
+		t.Errorf("legacy's deprecated scopes from the audit log: %+v; want orders:v1 three times, sunset 2027-06-30", dep)
+	}
 	for _, l := range byClient["legacy"].Lines {
 		if l.Scope == "orders:v1" && (l.Action != review.Narrow || l.Count != 3) {
 			t.Errorf("legacy orders:v1: %+v", l)
 		}
 	}
 
-	code, _, stderr := runCLI(t, "", "review", reviewPolicy, "--audit", d.auditFile)
+	if want := 1; len(r.Sources.Audit) != want {
+		t.Errorf("audit sources %v; want one", r.Sources.Audit)
+	}
+	code, _, stderr := runCLI(t, "", "review", reviewPolicy, "--audit", "audit.log")
 	if code != exitUsage || !strings.Contains(stderr, "give --store") {
 		t.Errorf("review without --store: exit %d, %s", code, stderr)
 	}
@@ -222,7 +293,7 @@ var (
 // sorts the table, and every number matches the JSON report.
 func TestReviewPageInChromium(t *testing.T) {
 	browser := chromium(t)
-	d := newReviewDeployment(t)
+	d := newReviewDeployment(t, "")
 	dir := t.TempDir()
 	page, js := filepath.Join(dir, "review.html"), filepath.Join(dir, "review.json")
 	d.run(t, "html", page)
@@ -317,10 +388,18 @@ func TestReviewPageInChromium(t *testing.T) {
 // access, one line per access with the scopes used and the grant behind
 // each, and a summary that counts them.
 func TestAuditExport(t *testing.T) {
-	d := newReviewDeployment(t)
+	t.Run("audit file", func(t *testing.T) { testAuditExport(t, newReviewDeployment(t, "")) })
+	t.Run("PostgreSQL", func(t *testing.T) { testAuditExport(t, newReviewDeployment(t, pgReviewDSN(t))) })
+}
+
+func testAuditExport(t *testing.T, d reviewDeployment) {
 	out := filepath.Join(t.TempDir(), "evidence.jsonl")
-	code, stdout, stderr := runCLI(t, "", "audit", "export", reviewPolicy, "--audit", d.auditFile, "--client", "keeper", "--out", out,
-		"--from", d.now.AddDate(0, 0, -2).Format(time.RFC3339))
+	src := []string{"--audit", d.auditFile}
+	if d.auditFile == "" {
+		src = []string{"--store", d.store}
+	}
+	code, stdout, stderr := runCLI(t, "", append([]string{"audit", "export", reviewPolicy, "--client", "keeper", "--out", out,
+		"--from", d.now.AddDate(0, 0, -2).Format(time.RFC3339)}, src...)...)
 	if code != exitOK {
 		t.Fatalf("audit export: exit %d\n%s%s", code, stdout, stderr)
 	}
@@ -374,7 +453,7 @@ func TestAuditExport(t *testing.T) {
 	if code != exitUsage || !strings.Contains(stderr, "--audit FILE") {
 		t.Errorf("export without a source: exit %d, %s", code, stderr)
 	}
-	code, _, stderr = runCLI(t, "", "audit", "export", reviewPolicy, "--audit", d.auditFile, "--from", "yesterday")
+	code, _, stderr = runCLI(t, "", append([]string{"audit", "export", reviewPolicy, "--from", "yesterday"}, src...)...)
 	if code != exitUsage || !strings.Contains(stderr, "--from yesterday") {
 		t.Errorf("export --from yesterday: exit %d, %s", code, stderr)
 	}

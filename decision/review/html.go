@@ -94,6 +94,7 @@ A granted scope unused for {{.UnusedDays}} days is to be withdrawn; a grant in u
 <p class="meta">{{if $c.Name}}{{$c.Name}}; {{end}}{{if $c.Owner}}owner {{$c.Owner}}; {{end}}{{if not $c.Registered}}<strong>not registered in the policy</strong>; {{end}}{{$c.Uses}} uses.</p>
 <div class="chart" data-client="{{$i}}"><span class="note">(usage chart: needs script)</span></div>
 {{if $c.Drift}}<p>Drift seen (scopes carried without an active grant):</p><ul>{{range $c.Drift}}<li><code>{{.Scope}}</code>: {{.Count}} request(s), last {{.Last}}</li>{{end}}</ul>{{end}}
+{{if $c.Deprecated}}<p>Deprecated scopes still relied on:</p><ul>{{range $c.Deprecated}}<li><code>{{.Scope}}</code>: {{.Count}} request(s), last {{.Last}}{{if .Sunset}}; sunset {{date .Sunset}}{{end}}{{if .Replacement}}; replacement <code>{{.Replacement}}</code>{{end}}</li>{{end}}</ul>{{end}}
 {{if $c.Straddles}}<p>Segment straddles (segments held together without approval):</p><ul>{{range $c.Straddles}}<li>{{range $j, $s := .Segments}}{{if $j}} + {{end}}{{$s}}{{end}}: {{.Count}} request(s), last {{.Last}}</li>{{end}}</ul>{{end}}
 {{if $c.Revocations}}<p>Revocations in force: {{range $j, $r := $c.Revocations}}{{if $j}}, {{end}}{{$r}}{{end}}</p>{{end}}
 {{end}}

@@ -137,6 +137,19 @@ func WriteMarkdown(w io.Writer, r *Report) error {
 				p("- `%s`: %d request(s), last %s\n", d.Scope, d.Count, d.Last)
 			}
 		}
+		if len(c.Deprecated) > 0 {
+			p("\nDeprecated scopes still relied on:\n\n")
+			for _, d := range c.Deprecated {
+				p("- `%s`: %d request(s), last %s", d.Scope, d.Count, d.Last)
+				if d.Sunset != "" {
+					p("; sunset %s", d.Sunset[:10])
+				}
+				if d.Replacement != "" {
+					p("; replacement `%s`", d.Replacement)
+				}
+				p("\n")
+			}
+		}
 		if len(c.Straddles) > 0 {
 			p("\nSegment straddles (segments held together without approval in `segments_together`):\n\n")
 			for _, st := range c.Straddles {

@@ -66,8 +66,10 @@ type Access struct {
 	Allow    bool
 	// Extra are the scopes the client held no active grant for; Segments
 	// the segments the token straddled without approval.
-	Extra      []string
-	Segments   []string
+	Extra    []string
+	Segments []string
+	// Deprecated are the deprecated catalog scopes that helped satisfy
+	// the request (deprecated_scopes_used).
 	Deprecated []string
 }
 
@@ -141,10 +143,23 @@ type Client struct {
 	Lines      []Line `json:"lines"`
 	// Daily is the client's uses per UTC day, every scope summed, oldest
 	// first: the data of the usage chart.
-	Daily       []DayPoint  `json:"daily"`
-	Drift       []DriftSeen `json:"drift"`
-	Straddles   []Straddle  `json:"straddles"`
-	Revocations []string    `json:"revocations"`
+	Daily     []DayPoint  `json:"daily"`
+	Drift     []DriftSeen `json:"drift"`
+	Straddles []Straddle  `json:"straddles"`
+	// Deprecated are the deprecated scopes the audit log shows the
+	// client's requests relying on, with their sunset.
+	Deprecated  []DeprecatedSeen `json:"deprecated"`
+	Revocations []string         `json:"revocations"`
+}
+
+// DeprecatedSeen is a deprecated scope a client's requests relied on, as
+// the audit log recorded it.
+type DeprecatedSeen struct {
+	Scope       string `json:"scope"`
+	Replacement string `json:"replacement,omitempty"`
+	Sunset      string `json:"sunset,omitempty"`
+	Count       int    `json:"count"`
+	Last        string `json:"last"`
 }
 
 // DayPoint is a count on one day (YYYY-MM-DD).
@@ -251,7 +266,7 @@ func Build(in Input) *Report {
 	client := func(id string) *Client {
 		c := clients[id]
 		if c == nil {
-			c = &Client{ClientID: id, Lines: []Line{}, Daily: []DayPoint{}, Drift: []DriftSeen{}, Straddles: []Straddle{}, Revocations: []string{}}
+			c = &Client{ClientID: id, Lines: []Line{}, Daily: []DayPoint{}, Drift: []DriftSeen{}, Straddles: []Straddle{}, Deprecated: []DeprecatedSeen{}, Revocations: []string{}}
 			clients[id] = c
 			scopes[id] = map[string]*Line{}
 		}
@@ -367,6 +382,7 @@ func auditFacts(in Input, client func(string) *Client) {
 	}
 	drift := map[[2]string]*agg{}
 	strad := map[[2]string]*agg{}
+	depr := map[[2]string]*agg{}
 	bump := func(m map[[2]string]*agg, k [2]string, t time.Time) {
 		a := m[k]
 		if a == nil {
@@ -388,6 +404,9 @@ func auditFacts(in Input, client func(string) *Client) {
 		for _, s := range a.Extra {
 			bump(drift, [2]string{a.ClientID, s}, a.Time)
 		}
+		for _, s := range a.Deprecated {
+			bump(depr, [2]string{a.ClientID, s}, a.Time)
+		}
 		if len(a.Segments) > 0 {
 			segs := slices.Clone(a.Segments)
 			slices.Sort(segs)
@@ -402,6 +421,14 @@ func auditFacts(in Input, client func(string) *Client) {
 		c := client(k[0])
 		c.Straddles = append(c.Straddles, Straddle{Segments: strings.Split(k[1], "\x00"), Count: a.n, Last: stamp(a.last)})
 	}
+	for k, a := range depr {
+		c := client(k[0])
+		d := DeprecatedSeen{Scope: k[1], Count: a.n, Last: stamp(a.last)}
+		if info, ok := in.Policy.ScopeInfo(k[1]); ok {
+			d.Replacement, d.Sunset = info.Replacement, stamp(info.Sunset)
+		}
+		c.Deprecated = append(c.Deprecated, d)
+	}
 	// Sorted once every client is known.
 	seen := map[string]bool{}
 	for k := range drift {
@@ -410,9 +437,13 @@ func auditFacts(in Input, client func(string) *Client) {
 	for k := range strad {
 		seen[k[0]] = true
 	}
+	for k := range depr {
+		seen[k[0]] = true
+	}
 	for id := range seen {
 		c := client(id)
 		slices.SortFunc(c.Drift, func(a, b DriftSeen) int { return strings.Compare(a.Scope, b.Scope) })
+		slices.SortFunc(c.Deprecated, func(a, b DeprecatedSeen) int { return strings.Compare(a.Scope, b.Scope) })
 		slices.SortFunc(c.Straddles, func(a, b Straddle) int {
 			return strings.Compare(strings.Join(a.Segments, ","), strings.Join(b.Segments, ","))
 		})

@@ -65,6 +65,7 @@ func Fixture(t testing.TB) review.Input {
 			{Time: date("2026-11-30"), ClientID: "keeper", Allow: true, Extra: []string{"orders:write"}},
 			{Time: date("2026-11-29"), ClientID: "keeper", Allow: true, Extra: []string{"orders:write"}},
 			{Time: date("2026-11-30"), ClientID: "straddler", Allow: true, Segments: []string{"payments", "orders"}},
+			{Time: date("2026-11-25"), ClientID: "legacy", Allow: true, Deprecated: []string{"orders:v1"}},
 			{Time: date("2026-01-01"), ClientID: "straddler", Allow: true, Segments: []string{"reports", "orders"}}, // before AuditFrom
 		},
 		Revocations: []decision.Revocation{
@@ -150,6 +151,11 @@ func TestRules(t *testing.T) {
 			case "straddler":
 				if len(c.Straddles) != 1 || strings.Join(c.Straddles[0].Segments, ",") != "orders,payments" || c.Straddles[0].Count != 1 {
 					t.Errorf("straddles %+v (the record before the audit window must not count)", c.Straddles)
+				}
+			case "legacy":
+				want := review.DeprecatedSeen{Scope: "orders:v1", Replacement: "orders:read", Sunset: "2027-06-30T00:00:00Z", Count: 1, Last: "2026-11-25T10:00:00Z"}
+				if len(c.Deprecated) != 1 || c.Deprecated[0] != want {
+					t.Errorf("legacy deprecated %+v; want [%+v]", c.Deprecated, want)
 				}
 			case "rogue":
 				if c.Registered {
