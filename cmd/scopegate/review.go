@@ -185,6 +185,12 @@ func (k *reviewCmd) input(ctx context.Context, st store.Store, pol *decision.Pol
 	}
 	in.Revocations = revs
 	in.AuditSource, err = k.src.readAudit(ctx, st, audit.Query{From: since}, func(r *audit.Record) error {
+		// Only records with drift or a deprecated scope say anything the
+		// usage store does not: keep those alone, so a long log costs
+		// little memory.
+		if r.Drift == nil && len(r.DeprecatedScopesUsed) == 0 {
+			return nil
+		}
 		a := review.Access{Time: r.Time, ClientID: r.ClientID, Allow: r.Decision == "allow", Deprecated: r.DeprecatedScopesUsed}
 		if r.Drift != nil {
 			a.Extra, a.Segments = r.Drift.Extra, r.Drift.Segments
