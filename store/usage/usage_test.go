@@ -478,3 +478,20 @@ func TestDailyCounts(t *testing.T) {
 		t.Errorf("day counts\n got %v\nwant %v", lines, want)
 	}
 }
+
+// BenchmarkObserve is the audit goroutine's cost of counting one allowed
+// decision, with a store (so uses are also split by day).
+func BenchmarkObserve(b *testing.B) {
+	f := audittest.New(b)
+	a, err := usage.New(usage.Options{Store: newMemStore(), FlushInterval: time.Hour, Clock: func() time.Time { return audittest.Now }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close(context.Background())
+	_, d := f.Decide("GET", "/orders/1", f.Token(b, "alice", "web-app", "orders:write"))
+	ev := &audit.Event{Decision: d, Time: audittest.Now}
+	b.ReportAllocs()
+	for b.Loop() {
+		a.Observe(ev)
+	}
+}
