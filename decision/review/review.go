@@ -544,7 +544,7 @@ func fill(pol *decision.Policy, in Input, c *Client, l *Line, revs []decision.Re
 	}
 	never := "never used"
 	if !lastUsed.IsZero() {
-		never = "last used " + lastUsed.UTC().Format(time.DateOnly) + " (" + strconv.Itoa(l.IdleDays) + " days ago)"
+		never = "last used " + lastUsed.UTC().Format(time.DateOnly) + ", " + strconv.Itoa(l.IdleDays) + " days ago"
 	}
 	set := func(action, reason string) { l.Action, l.Reason = action, reason }
 	switch {
@@ -553,17 +553,17 @@ func fill(pol *decision.Policy, in Input, c *Client, l *Line, revs []decision.Re
 	case l.Status == "retired" && len(l.Grants) > 0:
 		set(Revoke, "the scope is retired and grants nothing: remove the grant"+replacedBy(l))
 	case !active && len(l.Grants) > 0 && usedRecently:
-		set(Renew, "the grant expired "+expiredOn(l)+" but the scope is still used ("+never+"): renew the approval, or stop issuing the scope")
+		set(Renew, "the grant expired "+expiredOn(l)+" but the scope is still used ("+never+"); renew the approval, or stop issuing the scope")
 	case !active && len(l.Grants) > 0:
-		set(Revoke, "the grant expired "+expiredOn(l)+" and the scope is "+never+": remove the grant")
+		set(Revoke, "the grant expired "+expiredOn(l)+" and the scope is not in use ("+never+"): remove the grant")
 	case !active && l.Count > 0:
-		set(Revoke, "used without any grant ("+never+"): stop the authorization server issuing it to this client, or register a grant with its approval")
+		set(Revoke, "used without any grant ("+never+"); stop the authorization server issuing it to this client, or register a grant with its approval")
 	case !active:
 		set(Revoke, "seen in tokens without any grant, never used: stop the authorization server issuing it to this client")
 	case idle && !young && onlyIndirect:
-		set(Narrow, "held only through "+indirect(l)+", "+never+" for "+strconv.Itoa(in.UnusedDays)+"+ days: grant the scopes in use instead")
+		set(Narrow, "held only through "+indirect(l)+" and unused for "+strconv.Itoa(in.UnusedDays)+"+ days ("+never+"): grant the scopes in use instead")
 	case idle && !young:
-		set(Revoke, never+", unused for "+strconv.Itoa(in.UnusedDays)+"+ days: withdraw the grant (least privilege)")
+		set(Revoke, "unused for "+strconv.Itoa(in.UnusedDays)+"+ days ("+never+"): withdraw the grant (least privilege)")
 	case l.Status == "deprecated" && l.Count > 0:
 		set(Narrow, "deprecated"+sunsetOn(l)+" and still used: move the client to "+cmp.Or(l.Replacement, "its replacement")+" and remove this grant")
 	case !noExpiry && !latestExpiry.IsZero() && latestExpiry.Sub(in.Now) < time.Duration(in.RenewDays)*day && usedRecently:
@@ -573,7 +573,7 @@ func fill(pol *decision.Policy, in Input, c *Client, l *Line, revs []decision.Re
 	case young:
 		set(Keep, "granted "+firstApproved.UTC().Format(time.DateOnly)+", within the "+strconv.Itoa(in.UnusedDays)+"-day window; not used yet")
 	default:
-		set(Keep, "in use ("+never+") under an active grant")
+		set(Keep, "in use under an active grant: "+never)
 	}
 }
 
