@@ -369,13 +369,15 @@ func indent(examples string) string {
 
 // argsUsage names the arguments of the commands that take files.
 var argsUsage = map[string]string{
-	"lint":        "POLICY",
-	"test":        "POLICY [TESTFILES...]",
-	"diff":        "OLD NEW",
-	"catalog":     "POLICY",
-	"fmt":         "FILE...",
-	"context use": "NAME",
-	"context set": "NAME",
+	"lint":         "POLICY",
+	"test":         "POLICY [TESTFILES...]",
+	"diff":         "OLD NEW",
+	"catalog":      "POLICY",
+	"review":       "POLICY",
+	"audit export": "POLICY",
+	"fmt":          "FILE...",
+	"context use":  "NAME",
+	"context set":  "NAME",
 }
 
 // usageTemplate is cobra's, with the flag section's "Flags:" kept and the
