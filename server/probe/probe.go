@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -113,8 +114,11 @@ func checkHostPort(s string) error {
 		return errors.New("a gRPC target is host:port, without a path")
 	}
 	host, port, err := net.SplitHostPort(s)
-	if err != nil || host == "" || port == "" {
+	if err != nil || host == "" {
 		return errors.New("want host:port, e.g. scopegate:9191")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 1 to 65535", port)
 	}
 	return nil
 }
