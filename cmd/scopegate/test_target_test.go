@@ -6,8 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"encoding/xml"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -15,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,7 +20,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/scopegate/scopegate/decision/decisiontest"
 	"github.com/scopegate/scopegate/decision/policytest"
-	"github.com/scopegate/scopegate/server"
+	"github.com/scopegate/scopegate/server/servertest"
 )
 
 // syntheticPolicy is the deployed policy: a production issuer whose key
@@ -138,28 +135,9 @@ func startDeployment(t *testing.T) *deployment {
 	if err := os.WriteFile(d.keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.NewServer(server.Config{PolicyPath: policy, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ShutdownTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	glis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hlis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = srv.Serve(glis) }()
-	go func() { defer wg.Done(); _ = srv.ServeHTTPListener(hlis) }()
-	t.Cleanup(func() {
-		srv.Stop()
-		wg.Wait()
-	})
-	d.grpcAddr = glis.Addr().String()
-	d.httpURL = "http://" + hlis.Addr().String() + "/auth"
+	addrs := servertest.Serve(t, policy, nil)
+	d.grpcAddr = addrs.GRPC
+	d.httpURL = "http://" + addrs.HTTP + "/auth"
 	return d
 }
 

@@ -2,22 +2,18 @@ package probe
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/decisiontest"
 	"github.com/scopegate/scopegate/decision/policytest"
-	"github.com/scopegate/scopegate/server"
+	"github.com/scopegate/scopegate/server/servertest"
 )
 
 const probePolicy = `issuers:
@@ -52,27 +48,12 @@ func serve(t *testing.T) (targets map[string]Target, signer *decisiontest.Signer
 			t.Fatal(err)
 		}
 	}
-	srv, err := server.NewServer(server.Config{PolicyPath: filepath.Join(dir, "policy.yaml"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ShutdownTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	glis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hlis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = srv.Serve(glis) }()
-	go func() { defer wg.Done(); _ = srv.ServeHTTPListener(hlis) }()
+	addrs := servertest.Serve(t, filepath.Join(dir, "policy.yaml"), nil)
 	targets = map[string]Target{}
 	for api, opts := range map[string]Options{
-		APIEnvoy:       {Address: "grpc://" + glis.Addr().String()},
-		APIScopegate:   {Address: glis.Addr().String(), API: APIScopegate},
-		APIForwardAuth: {Address: "http://" + hlis.Addr().String() + "/verify"},
+		APIEnvoy:       {Address: "grpc://" + addrs.GRPC},
+		APIScopegate:   {Address: addrs.GRPC, API: APIScopegate},
+		APIForwardAuth: {Address: "http://" + addrs.HTTP + "/verify"},
 	} {
 		tg, err := Dial(opts)
 		if err != nil {
@@ -87,8 +68,6 @@ func serve(t *testing.T) (targets map[string]Target, signer *decisiontest.Signer
 		for _, tg := range targets {
 			tg.Close()
 		}
-		srv.Stop()
-		wg.Wait()
 	})
 	return targets, signer
 }
