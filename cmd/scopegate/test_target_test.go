@@ -3,9 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"encoding/xml"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -88,7 +94,7 @@ const syntheticTests = `tests:
 // private key of its test issuer.
 type deployment struct {
 	grpcAddr, httpURL string
-	keyFile           string
+	keyFile, policy   string
 }
 
 // writePolicy writes the policy (write-order needing writeScope), its
@@ -131,7 +137,7 @@ func startDeployment(t *testing.T) *deployment {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &deployment{keyFile: filepath.Join(dir, "synthetic.key.pem")}
+	d := &deployment{keyFile: filepath.Join(dir, "synthetic.key.pem"), policy: policy}
 	if err := os.WriteFile(d.keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -383,5 +389,95 @@ func TestTestTargetUsage(t *testing.T) {
 				t.Errorf("exit %d, want 2 and %q in\n%s", code, tc.want, errs)
 			}
 		})
+	}
+}
+
+// writePKI writes a CA, a server certificate for 127.0.0.1 and a client
+// certificate into dir, and returns the server's TLS configuration
+// (requiring a client certificate of the CA) and the files' paths.
+func writePKI(t *testing.T, dir string) (*tls.Config, map[string]string) {
+	t.Helper()
+	files := map[string]string{}
+	writePEM := func(name, typ string, der []byte) {
+		files[name] = filepath.Join(dir, name)
+		if err := os.WriteFile(files[name], pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePEM("ca.pem", "CERTIFICATE", caDER)
+	issue := func(name string, serial int64, usage x509.ExtKeyUsage) tls.Certificate {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name}, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kder, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writePEM(name+".pem", "CERTIFICATE", der)
+		writePEM(name+".key.pem", "PRIVATE KEY", kder)
+		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	}
+	serverCert := issue("server", 2, x509.ExtKeyUsageServerAuth)
+	issue("client", 3, x509.ExtKeyUsageClientAuth)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS12}, files
+}
+
+// TestTestTargetMTLS: a gRPC target behind mutual TLS is reached with
+// --target-ca and a client certificate, and without one every case fails
+// rather than passes.
+func TestTestTargetMTLS(t *testing.T) {
+	d := startDeployment(t)
+	serverTLS, pki := writePKI(t, t.TempDir())
+	addrs := servertest.ServeTLS(t, d.policy, serverTLS)
+	same := localCopy(t, "orders:write")
+	code, out, errs := runCLI(t, "", d.args(same, "grpcs://"+addrs.GRPC,
+		"--target-ca", pki["ca.pem"], "--target-tls-cert", pki["client.pem"], "--target-tls-key", pki["client.key.pem"])...)
+	if code != exitOK || !strings.HasSuffix(out, "6 passed, 0 failed, 1 skipped\n") {
+		t.Fatalf("with a client certificate: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, _ = runCLI(t, "", d.args(same, "grpcs://"+addrs.GRPC, "--target-ca", pki["ca.pem"], "--target-timeout", "2s")...)
+	if code != exitError || !strings.HasSuffix(out, "0 passed, 6 failed, 1 skipped\n") {
+		t.Fatalf("without a client certificate: exit %d\n%s", code, out)
+	}
+	code, _, errs = runCLI(t, "", d.args(same, "grpcs://"+addrs.GRPC, "--target-ca", pki["client.key.pem"])...)
+	if code != exitUsage || !strings.Contains(errs, "holds no PEM certificate") {
+		t.Fatalf("a CA file without certificates: exit %d\n%s", code, errs)
+	}
+}
+
+// TestTestTargetNothingSent: a run in which every case is skipped fails:
+// a green check that checked nothing would hide a broken setup.
+func TestTestTargetNothingSent(t *testing.T) {
+	d := startDeployment(t)
+	code, out, errs := runCLI(t, "", d.args(localCopy(t, "orders:write"), d.grpcAddr, "--run", "fixed time")...)
+	if code != exitError || !strings.HasSuffix(out, "0 passed, 0 failed, 1 skipped\n") || !strings.Contains(errs, "no case could be sent") {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	code, out, _ = runCLI(t, "", d.args(localCopy(t, "orders:write"), d.grpcAddr, "--format", "tap")...)
+	if code != exitOK || !strings.Contains(out, "ok 7 - at a fixed time # SKIP the case fixes now") || !strings.HasSuffix(out, "# 6 passed, 0 failed, 1 skipped\n") {
+		t.Fatalf("tap: exit %d\n%s", code, out)
 	}
 }

@@ -5,6 +5,7 @@
 package servertest
 
 import (
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -28,6 +29,22 @@ type Addrs struct {
 // configuration first.
 func Serve(t testing.TB, policyPath string, edit func(*server.Config)) Addrs {
 	t.Helper()
+	return serve(t, policyPath, edit, nil)
+}
+
+// ServeTLS is Serve with the gRPC listener behind TLS: tlsConf is the
+// server side (its certificate, and ClientAuth and ClientCAs for mTLS),
+// as a mesh sidecar or a TLS-terminating listener in front of scopegate
+// would present it. NextProtos is set to h2, which gRPC clients require.
+func ServeTLS(t testing.TB, policyPath string, tlsConf *tls.Config) Addrs {
+	t.Helper()
+	conf := tlsConf.Clone()
+	conf.NextProtos = []string{"h2"}
+	return serve(t, policyPath, nil, func(l net.Listener) net.Listener { return tls.NewListener(l, conf) })
+}
+
+func serve(t testing.TB, policyPath string, edit func(*server.Config), wrapGRPC func(net.Listener) net.Listener) Addrs {
+	t.Helper()
 	cfg := server.Config{PolicyPath: policyPath, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ShutdownTimeout: time.Second}
 	if edit != nil {
 		edit(&cfg)
@@ -46,11 +63,15 @@ func Serve(t testing.TB, policyPath string, edit func(*server.Config)) Addrs {
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
+	addrs := Addrs{GRPC: glis.Addr().String(), HTTP: hlis.Addr().String()}
+	if wrapGRPC != nil {
+		glis = wrapGRPC(glis)
+	}
 	go func() { defer wg.Done(); _ = srv.Serve(glis) }()
 	go func() { defer wg.Done(); _ = srv.ServeHTTPListener(hlis) }()
 	t.Cleanup(func() {
 		srv.Stop()
 		wg.Wait()
 	})
-	return Addrs{GRPC: glis.Addr().String(), HTTP: hlis.Addr().String()}
+	return addrs
 }
