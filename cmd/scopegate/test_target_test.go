@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"encoding/xml"
 	"math/big"
@@ -468,9 +469,10 @@ func TestTestTargetMTLS(t *testing.T) {
 	}
 }
 
-// TestTestTargetNothingSent: a run in which every case is skipped fails:
-// a green check that checked nothing would hide a broken setup.
-func TestTestTargetNothingSent(t *testing.T) {
+// TestTestTargetFormats: a run in which every case is skipped fails (a
+// green check that checked nothing would hide a broken setup); TAP and
+// JSON report the skipped cases with their reason.
+func TestTestTargetFormats(t *testing.T) {
 	d := startDeployment(t)
 	code, out, errs := runCLI(t, "", d.args(localCopy(t, "orders:write"), d.grpcAddr, "--run", "fixed time")...)
 	if code != exitError || !strings.HasSuffix(out, "0 passed, 0 failed, 1 skipped\n") || !strings.Contains(errs, "no case could be sent") {
@@ -479,5 +481,19 @@ func TestTestTargetNothingSent(t *testing.T) {
 	code, out, _ = runCLI(t, "", d.args(localCopy(t, "orders:write"), d.grpcAddr, "--format", "tap")...)
 	if code != exitOK || !strings.Contains(out, "ok 7 - at a fixed time # SKIP the case fixes now") || !strings.HasSuffix(out, "# 6 passed, 0 failed, 1 skipped\n") {
 		t.Fatalf("tap: exit %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, "", d.args(localCopy(t, "orders:admin"), d.grpcAddr, "--format", "json")...)
+	var rep struct {
+		Results                 []struct{ Name, Skip string }
+		Passed, Failed, Skipped int
+		Target                  bool
+		Coverage                any
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if code != exitError || rep.Passed != 4 || rep.Failed != 2 || rep.Skipped != 1 || !rep.Target || rep.Coverage != nil ||
+		rep.Results[6].Name != "at a fixed time" || !strings.Contains(rep.Results[6].Skip, "fixes now") {
+		t.Fatalf("json: exit %d, %+v", code, rep)
 	}
 }

@@ -78,10 +78,10 @@ type Report struct {
 	Failed  int      `json:"failed"`
 	// Skipped and Target are set by RunTarget: the cases a deployment was
 	// not sent, and that the cases were decided by one (there is then no
-	// coverage).
+	// coverage, and JSON leaves it out).
 	Skipped  int      `json:"skipped,omitempty"`
 	Target   bool     `json:"target,omitempty"`
-	Coverage Coverage `json:"coverage"`
+	Coverage Coverage `json:"coverage,omitzero"`
 }
 
 // Run decides every case of files (tests, then matrix) and builds the
