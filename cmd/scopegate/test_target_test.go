@@ -55,6 +55,12 @@ routes:
     require: {all_of: [orders:read]}
     when:
       source_ip: {allow: [10.0.0.0/8]}
+  - name: cutover
+    match: {methods: [GET], path: "/cutover/{id}"}
+    require: {all_of: [orders:read]}
+    when: {time: {within: [cutover]}}
+windows:
+  cutover: {dates: {from: "2026-11-23T09:00:00Z", to: "2026-11-23T11:00:00Z"}}
 default: deny
 `
 
@@ -86,7 +92,7 @@ const syntheticTests = `tests:
     expect: {allow: true, route: office-report}
   - name: at a fixed time
     now: 2026-11-23T10:00:00Z
-    request: {method: GET, path: /orders/1}
+    request: {method: GET, path: /cutover/1}
     token: {scope: orders:read, sub: synthetic-probe, client_id: synthetic}
     expect: {allow: true}
 `

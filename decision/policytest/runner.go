@@ -167,9 +167,13 @@ func newSigner(alg string) (*decisiontest.Signer, error) {
 type memOwners struct {
 	data   OwnersSpec
 	ownAll string
+	// asked records that a decision consulted the store (RunTarget: such
+	// a case's ownership data cannot be sent to a deployment).
+	asked bool
 }
 
 func (m *memOwners) Owners(_ context.Context, lookup, key string) ([]string, bool, error) {
+	m.asked = true
 	if m.ownAll != "" {
 		return []string{m.ownAll}, true, nil
 	}
@@ -186,6 +190,7 @@ func (m *memOwners) Owners(_ context.Context, lookup, key string) ([]string, boo
 // lookup timeout, 100 ms by default, which a loaded CI machine can miss).
 // Without data (and not owning all) it misses, and Owners says why.
 func (m *memOwners) CachedOwners(lookup, key string) (owners []string, found, hit bool) {
+	m.asked = true
 	if m.ownAll != "" {
 		return []string{m.ownAll}, true, true
 	}
@@ -219,6 +224,7 @@ func (r *Runner) Decide(ctx context.Context, c *Case, f *File) (decision.Decisio
 		return decision.Decision{}, err
 	}
 	r.owners.ownAll = c.AllOwnedBy
+	r.owners.asked = false
 	r.owners.data = c.Owners
 	if r.owners.data == nil && f != nil {
 		r.owners.data = f.Owners

@@ -63,12 +63,14 @@ type TargetOptions struct {
 // RunTarget sends every case of files that the wire can carry to t and
 // compares the deployment's answer with the case's expectation, field by
 // field as far as the wire returns them. Cases that cannot be sent as the
-// file means them are skipped and counted, each with its reason: a fixed
-// now (the deployment decides at its own clock), ownership data (it asks
-// its own store), matrix cases (generated for the in-process engine), a
-// token that cannot be minted, and what the protocol cannot carry.
-// Coverage is not computed: a deployment does not say which scopes it
-// matched beyond what its answer carries.
+// file means them are skipped and counted, each with its reason: one
+// whose decision (by the policy file, in-process) consults the ownership
+// store, whose data the case supplies and the deployment keeps in its own;
+// one whose decision at its fixed now differs from the decision at the
+// wall clock, at which the deployment decides; a token that cannot be
+// minted; and what the protocol cannot carry. Matrix cases are sent like
+// any other on these terms. Coverage is not computed: a deployment does
+// not say which scopes it matched beyond what its answer carries.
 func (r *Runner) RunTarget(ctx context.Context, files []*File, t Target, opts TargetOptions) *Report {
 	now := opts.Now
 	if now == nil {
@@ -97,7 +99,10 @@ func (r *Runner) RunTarget(ctx context.Context, files []*File, t Target, opts Ta
 
 // sendCase runs case c against t and fills res.
 func (r *Runner) sendCase(ctx context.Context, res *Result, c *Case, f *File, t Target, opts *TargetOptions, iss string, now func() time.Time) {
-	if res.Skip = skipReason(c, f, opts, iss); res.Skip != "" {
+	if res.Skip = mintReason(c, opts, iss); res.Skip != "" {
+		return
+	}
+	if res.Skip = r.localContext(ctx, c, f, now); res.Skip != "" {
 		return
 	}
 	req, err := r.request(c, func(spec *TokenSpec) (string, error) {
@@ -121,19 +126,9 @@ func (r *Runner) sendCase(ctx context.Context, res *Result, c *Case, f *File, t 
 	res.Pass = matchesVerdict(&want, &v)
 }
 
-// skipReason says why case c (of file f) cannot be sent to a deployment
-// as the file means it, or "".
-func skipReason(c *Case, f *File, opts *TargetOptions, iss string) string {
-	switch {
-	case c.matrixRoute != "" || c.AllOwnedBy != "":
-		return "a matrix case: its tokens own every resource, which only the in-process engine can arrange"
-	case c.Now != "":
-		return "the case fixes now: " + c.Now + "; a deployment decides at its own clock"
-	case f.Now != "":
-		return "the test file fixes now: " + f.Now + "; a deployment decides at its own clock"
-	case c.Owners != nil || f.Owners != nil:
-		return "the case supplies ownership data; a deployment asks its own ownership store"
-	}
+// mintReason says why the token of case c cannot be minted for a
+// deployment, or "".
+func mintReason(c *Case, opts *TargetOptions, iss string) string {
 	if c.Token == nil || c.Token.None || setsAuthorization(c) {
 		return ""
 	}
@@ -144,6 +139,52 @@ func skipReason(c *Case, f *File, opts *TargetOptions, iss string) string {
 		return fmt.Sprintf("the token names issuer %q; only the test issuer's (%q) tokens can be minted", c.Token.Iss, iss)
 	}
 	return ""
+}
+
+// localContext says why case c (of file f) depends on context only the
+// in-process engine has, or "": it decides the case with the policy file
+// and looks at what the decision used. Ownership data is the case's (or
+// the matrix's stand-in that the subject owns everything) while a
+// deployment asks its own store; a fixed now is the case's while a
+// deployment decides at its own clock, so such a case is sent only when
+// the file's policy decides it the same at now().
+func (r *Runner) localContext(ctx context.Context, c *Case, f *File, now func() time.Time) string {
+	const owners = "the decision consults the ownership store (an owner rule): the case's ownership data cannot be sent, and a deployment asks its own store"
+	d, err := r.Decide(ctx, c, f)
+	if err != nil {
+		return "" // sending it reports the error
+	}
+	if r.owners.asked {
+		return owners
+	}
+	fixed := c.Now
+	if fixed == "" {
+		fixed = f.Now
+	}
+	if fixed == "" {
+		return ""
+	}
+	cc, ff := *c, *f
+	cc.now, ff.now = now(), time.Time{}
+	d2, err := r.Decide(ctx, &cc, &ff)
+	if err != nil {
+		return ""
+	}
+	if r.owners.asked {
+		return owners
+	}
+	if d.Allow != d2.Allow || d.Code != d2.Code || d.Route != d2.Route {
+		return fmt.Sprintf("the case fixes now (%s), and the policy decides it otherwise at the deployment's clock (%s instead of %s)", fixed, shortGot(&d2), shortGot(&d))
+	}
+	return ""
+}
+
+// shortGot is "allow" or "deny CODE".
+func shortGot(d *decision.Decision) string {
+	if d.Allow {
+		return "allow"
+	}
+	return "deny " + d.Code.String()
 }
 
 // wireExpect is e without the fields the wire did not return, so that

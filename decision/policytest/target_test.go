@@ -6,9 +6,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/decisiontest"
@@ -128,26 +128,65 @@ tests:
 	}
 }
 
+const contextPolicy = `issuers:
+  - issuer: https://id.test/
+    audiences: [api]
+    jwks_url: https://id.test/jwks.json
+    algorithms: [ES256]
+lookups:
+  items: {}
+routes:
+  - name: read
+    match: {methods: [GET], path: "/items/{id}"}
+    require: {all_of: [items:read]}
+  - name: mine
+    match: {methods: [GET], path: "/mine/{id}"}
+    require: {all_of: [items:read]}
+    owner: {lookup: items, key: "{id}", claim: sub}
+  - name: office
+    match: {methods: [GET], path: "/office/{id}"}
+    require: {all_of: [items:read]}
+    when: {time: {within: [hours]}}
+windows:
+  hours: {zone: UTC, days: [mon-fri], from: "09:00", to: "17:00"}
+default: deny
+`
+
 // TestRunTargetSkips: what cannot be sent as the file means it is
-// skipped with its reason, counted apart, and never sent.
+// skipped with its reason, counted apart, and never sent; what the
+// context does not change is sent, fixed clock, ownership data and
+// matrix cases included.
 func TestRunTargetSkips(t *testing.T) {
-	r := loadRunner(t, "small.yaml")
+	r, err := New([]byte(contextPolicy), "context.yaml", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
 	signer, err := decisiontest.NewECSigner("test-1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := parseTests(t, `
+owners: {items: {"1": [alice]}}
 tests:
-  - name: fixed now
-    now: 2026-01-01T00:00:00Z
+  - name: owned
+    request: {path: /mine/1}
+    token: {sub: alice, scope: items:read}
+    expect: {allow: true}
+  - name: owned, but the scope is missing first
+    request: {path: /mine/1}
+    token: {sub: alice, scope: other}
+    expect: {reason: insufficient_scope}
+  - name: office hours at a fixed Monday
+    now: 2026-11-23T10:00:00Z
+    request: {path: /office/1}
+    token: {sub: alice, scope: items:read}
+    expect: {allow: true}
+  - name: a fixed now that does not matter
+    now: 2026-11-23T10:00:00Z
     request: {path: /items/1}
-    token: none
-    expect: {allow: false}
-  - name: owners
-    request: {path: /items/1}
-    owners: {orders: {"1": [a]}}
-    token: none
-    expect: {allow: false}
+    token: {sub: alice, scope: items:read}
+    expect: {allow: true}
   - name: other issuer
     request: {path: /items/1}
     token: {iss: https://elsewhere.test/, scope: items:read}
@@ -156,56 +195,55 @@ tests:
     request: {path: /items/1, environment: prod}
     token: none
     expect: {allow: false}
-  - name: sent
-    request: {path: /items/1}
-    token: {sub: probe, scope: items:read}
-    expect: {allow: true}
 matrix:
+  routes: [read, mine]
   scopes: [items:read]
 `)
 	ft := &fakeTarget{refuse: "no place for the environment", answer: func(*decision.Request) (Verdict, error) { return Verdict{Allow: true}, nil }}
-	rep := r.RunTarget(context.Background(), []*File{f}, ft, TargetOptions{Signer: signer, Issuer: "https://id.test/", Audience: "api-synthetic"})
+	sunday := func() time.Time { return time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC) }
+	rep := r.RunTarget(context.Background(), []*File{f}, ft, TargetOptions{Signer: signer, Issuer: "https://id.test/", Audience: "api-synthetic", Now: sunday})
 	skips := map[string]string{}
 	for _, res := range rep.Results {
-		if res.Skip != "" {
-			skips[res.Name] = res.Skip
+		if res.Error != "" {
+			t.Errorf("%s: %s", res.Name, res.Error)
 		}
+		skips[res.Name] = res.Skip
 	}
 	for name, want := range map[string]string{
-		"fixed now":    "fixes now",
-		"owners":       "ownership data",
-		"other issuer": `names issuer "https://elsewhere.test/"`,
-		"environment":  "no place for the environment",
+		"owned":                                 "consults the ownership store",
+		"owned, but the scope is missing first": "",
+		"office hours at a fixed Monday":        "fixes now (2026-11-23T10:00:00Z), and the policy decides it otherwise at the deployment's clock (deny outside_time_window instead of allow)",
+		"a fixed now that does not matter":      "",
+		"other issuer":                          `names issuer "https://elsewhere.test/"`,
+		"environment":                           "no place for the environment",
+		"matrix: GET /items/example (read) with items:read": "",
+		"matrix: GET /items/example (read) with (no scope)": "",
+		"matrix: GET /mine/example (mine) with items:read":  "consults the ownership store",
+		"matrix: GET /mine/example (mine) with (no scope)":  "",
 	} {
-		if !strings.Contains(skips[name], want) {
-			t.Errorf("%s: skip %q, want it to say %q", name, skips[name], want)
+		got, ok := skips[name]
+		if !ok {
+			t.Errorf("no case %q in %v", name, skips)
+			continue
+		}
+		if want == "" && got != "" || !strings.Contains(got, want) {
+			t.Errorf("%s: skip %q, want %q", name, got, want)
 		}
 	}
-	matrix := 0
-	for _, res := range rep.Results {
-		if res.Matrix {
-			matrix++
-			if !strings.Contains(res.Skip, "matrix case") {
-				t.Errorf("matrix case %s not skipped: %+v", res.Name, res)
-			}
-		}
+	if rep.Passed+rep.Failed != 5 || rep.Skipped != 5 {
+		t.Errorf("passed %d failed %d skipped %d, want 5 sent and 5 skipped", rep.Passed, rep.Failed, rep.Skipped)
 	}
-	if matrix == 0 {
-		t.Fatal("the matrix generated no case")
-	}
-	if rep.Passed != 1 || rep.Failed != 0 || rep.Skipped != 4+matrix {
-		t.Errorf("passed %d failed %d skipped %d, want 1 0 %d", rep.Passed, rep.Failed, rep.Skipped, 4+matrix)
-	}
-	if len(ft.sent) != 1 {
-		t.Fatalf("sent %d requests, want only the case that can be sent", len(ft.sent))
+	if len(ft.sent) != 5 {
+		t.Fatalf("sent %d requests, want the 5 that can be sent", len(ft.sent))
 	}
 	c := claimsOf(t, ft.sent[0].Authorization)
-	if c["iss"] != "https://id.test/" || c["aud"] != "api-synthetic" || c["sub"] != "probe" || c["scope"] != "items:read" {
-		t.Errorf("minted claims %v: want the test issuer and audience", c)
+	if c["iss"] != "https://id.test/" || c["aud"] != "api-synthetic" || c["sub"] != "alice" || c["scope"] != "other" ||
+		c["iat"] != float64(sunday().Unix()) {
+		t.Errorf("minted claims %v: want the test issuer and audience, issued at the wall clock", c)
 	}
 	var out bytes.Buffer
 	rep.WriteText(&out, false)
-	if !strings.HasSuffix(out.String(), "1 passed, 0 failed, "+strconv.Itoa(4+matrix)+" skipped\n") || strings.Contains(out.String(), "coverage") {
+	if !strings.HasSuffix(out.String(), "5 skipped\n") || strings.Contains(out.String(), "coverage") {
 		t.Errorf("text report:\n%s", out.String())
 	}
 
