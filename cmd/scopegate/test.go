@@ -14,6 +14,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/policytest"
+	"github.com/scopegate/scopegate/server/probe"
 )
 
 // Report formats of scopegate test --format.
@@ -209,7 +210,7 @@ func (k *testCmd) once(ctx context.Context, c *cli, tr *testRun) int {
 		return exitUsage
 	}
 	if rep.Target && rep.Passed+rep.Failed == 0 {
-		fmt.Fprintf(c.stderr, "scopegate test: no case could be sent to %s (%d skipped; -v says why)\n", k.target.addr, rep.Skipped)
+		fmt.Fprintf(c.stderr, "scopegate test: no case could be sent to %s (%d skipped; -v says why)\n", probe.Redacted(k.target.addr), rep.Skipped)
 		return exitError
 	}
 	if rep.Failed > 0 || k.fullCoverage && !rep.Coverage.Full() {

@@ -165,7 +165,7 @@ func (k *testCmd) runTarget(ctx context.Context, c *cli, tr *testRun) int {
 // round's metrics; it returns the last round's exit code.
 func (k *testCmd) everyLoop(ctx context.Context, c *cli, tr *testRun, api string) int {
 	t := &k.target
-	m := probe.NewMetrics(t.addr, api, t.every)
+	m := probe.NewMetrics(probe.Redacted(t.addr), api, t.every)
 	if t.metricsAddr != "" {
 		lis, err := net.Listen("tcp", t.metricsAddr)
 		if err != nil {

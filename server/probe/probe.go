@@ -83,15 +83,15 @@ func Dial(opts Options) (Target, error) {
 		}
 		u, err := url.Parse(addr)
 		if err != nil || u.Host == "" {
-			return nil, fmt.Errorf("--target %q is not a URL: write it like http://scopegate:9192/", addr)
+			return nil, fmt.Errorf("--target %q is not a URL: write it like http://scopegate:9192/", Redacted(addr))
 		}
 		if u.RawQuery != "" || u.Fragment != "" {
-			return nil, fmt.Errorf("--target %q: the forward-auth URL takes no query or fragment", addr)
+			return nil, fmt.Errorf("--target %q: the forward-auth URL takes no query or fragment", Redacted(addr))
 		}
 		return newForwardAuth(u, opts), nil
 	case "grpc", "grpcs":
 		if err := checkHostPort(rest); err != nil {
-			return nil, fmt.Errorf("--target %q: %v", addr, err)
+			return nil, fmt.Errorf("--target %q: %v", Redacted(addr), err)
 		}
 		tlsConf := opts.TLS
 		if tlsConf == nil && strings.EqualFold(scheme, "grpcs") {
@@ -105,7 +105,7 @@ func Dial(opts Options) (Target, error) {
 		}
 		return nil, fmt.Errorf("--target-api %q: want envoy (ext_authz) or scopegate (the Check RPC)", opts.API)
 	}
-	return nil, fmt.Errorf("--target %q: unknown scheme %q; write grpc://host:port, grpcs://host:port or http(s)://host:port/path", addr, scheme)
+	return nil, fmt.Errorf("--target %q: unknown scheme %q; write grpc://host:port, grpcs://host:port or http(s)://host:port/path", Redacted(addr), scheme)
 }
 
 // checkHostPort accepts host:port with a port and no path.
@@ -121,4 +121,13 @@ func checkHostPort(s string) error {
 		return fmt.Errorf("port %q is not a number from 1 to 65535", port)
 	}
 	return nil
+}
+
+// Redacted is addr as it may be shown in output and metric labels: the
+// password of an http(s)://user:password@host URL is replaced by "xxxxx".
+func Redacted(addr string) string {
+	if u, err := url.Parse(strings.TrimSpace(addr)); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return addr
 }

@@ -201,3 +201,17 @@ func TestDialRefuses(t *testing.T) {
 		t.Errorf("http with a gRPC API: %v", err)
 	}
 }
+
+// TestRedacted: a password in a forward-auth URL never reaches output or
+// metric labels.
+func TestRedacted(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://probe:s3cret@auth.example.com/check": "https://probe:xxxxx@auth.example.com/check",
+		"grpc://scopegate:9191":                       "grpc://scopegate:9191",
+		"scopegate:9191":                              "scopegate:9191",
+	} {
+		if got := Redacted(in); got != want || strings.Contains(got, "s3cret") {
+			t.Errorf("Redacted(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
