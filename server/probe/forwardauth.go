@@ -76,9 +76,9 @@ func (t *forwardAuth) Check(ctx context.Context, req *decision.Request) (policyt
 	}
 	hr.Header.Set(envoy.HeaderForwardedMethod, req.Method)
 	hr.Header.Set(envoy.HeaderForwardedURI, req.Path)
-	if req.Host != "" {
-		hr.Header.Set(envoy.HeaderForwardedHost, req.Host)
-	}
+	// Always, empty too: without it scopegate would take the Host of this
+	// check request, which is the deployment's address, not the case's.
+	hr.Header.Set(envoy.HeaderForwardedHost, req.Host)
 	if req.AuthorizationCount > 0 {
 		hr.Header.Set("Authorization", req.Authorization)
 	}

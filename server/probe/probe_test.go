@@ -2,6 +2,8 @@ package probe
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -213,5 +215,40 @@ func TestRedacted(t *testing.T) {
 		if got := Redacted(in); got != want || strings.Contains(got, "s3cret") {
 			t.Errorf("Redacted(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestForwardAuthSends: a forward-auth check carries the case's request
+// in the headers the gateways send, X-Forwarded-Host even when empty (else
+// scopegate would take this check's own Host, the deployment's address).
+func TestForwardAuthSends(t *testing.T) {
+	var got http.Header
+	var method, path string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, method, path = r.Header.Clone(), r.Method, r.URL.Path
+		w.Header().Set("X-Scopegate-Reason", "ok")
+	}))
+	defer srv.Close()
+	tg, err := Dial(Options{Address: srv.URL + "/verify"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Close()
+	v, err := tg.Check(context.Background(), &decision.Request{Method: "DELETE", Path: "/items/1?x=%2F", Authorization: "Bearer t", AuthorizationCount: 1, RequestID: "r1"})
+	if err != nil || !v.Allow || v.Reason != "ok" || v.Status != 200 {
+		t.Fatalf("verdict %+v, %v", v, err)
+	}
+	if method != http.MethodGet || path != "/verify" {
+		t.Errorf("check request %s %s, want GET /verify", method, path)
+	}
+	for name, want := range map[string]string{
+		"X-Forwarded-Method": "DELETE", "X-Forwarded-Uri": "/items/1?x=%2F", "Authorization": "Bearer t", "X-Request-Id": "r1",
+	} {
+		if got.Get(name) != want {
+			t.Errorf("%s = %q, want %q", name, got.Get(name), want)
+		}
+	}
+	if v, ok := got["X-Forwarded-Host"]; !ok || len(v) != 1 || v[0] != "" {
+		t.Errorf("X-Forwarded-Host = %q (sent %v), want one empty value", v, ok)
 	}
 }
