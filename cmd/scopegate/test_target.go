@@ -151,7 +151,7 @@ func (k *testCmd) runTarget(ctx context.Context, c *cli, tr *testRun) int {
 		return c.usageError("test", "%v", err)
 	}
 	defer target.Close()
-	opts := policytest.TargetOptions{Signer: signer, Issuer: t.iss, Audience: t.aud}
+	opts := policytest.TargetOptions{Signer: signer, Issuer: t.iss, Audience: t.aud, Env: c.env}
 	tr.decide = func(ctx context.Context, r *policytest.Runner, files []*policytest.File) *policytest.Report {
 		return r.RunTarget(ctx, files, target, opts)
 	}

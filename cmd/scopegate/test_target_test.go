@@ -263,6 +263,36 @@ func TestTestTargetEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("a token supplied from the environment", func(t *testing.T) {
+		signer, err := decisiontest.LoadSignerPEM(d.keyFile, "synthetic-1", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := signer.Mint(decisiontest.StandardClaims("https://synthetic.example.com/", "orders-api-synthetic", "ci", "synthetic", "orders:read", time.Minute, time.Now()), map[string]any{"typ": "at+jwt"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tests := filepath.Join(t.TempDir(), "supplied_test.yaml")
+		if err := os.WriteFile(tests, []byte(`tests:
+  - name: a token from CI
+    request: {method: GET, path: /orders/1, headers: {authorization: "Bearer ${SCOPEGATE_TEST_TOKEN}"}}
+    expect: {allow: true, route: read-order}
+`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var out, errb bytes.Buffer
+		c := &cli{stdout: &out, stderr: &errb, lookupEnv: func(n string) (string, bool) {
+			if n == "SCOPEGATE_TEST_TOKEN" {
+				return tok, true
+			}
+			return "", false
+		}}
+		code := c.run(context.Background(), []string{"test", same, tests, "--target", d.grpcAddr})
+		if code != exitOK || !strings.HasSuffix(out.String(), "1 passed, 0 failed, 0 skipped\n") {
+			t.Fatalf("exit %d\n%s%s", code, out.String(), errb.String())
+		}
+	})
+
 	t.Run("unreachable deployment", func(t *testing.T) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

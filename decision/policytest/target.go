@@ -1,8 +1,10 @@
 package policytest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -58,6 +60,45 @@ type TargetOptions struct {
 	// Now is the clock tokens are issued at; default time.Now. The
 	// deployment decides at its own clock.
 	Now func() time.Time
+	// Env, when set, expands ${NAME} in a case's headers.authorization,
+	// so a token obtained at run time (from the test issuer's
+	// authorization server, by CI) is supplied without writing it into
+	// the test file. Only names starting with EnvPrefix are read, so a
+	// test file cannot send the environment's other secrets; an unset
+	// variable fails the case.
+	Env func(name string) (string, bool)
+}
+
+// EnvPrefix starts the name of every variable a supplied Authorization
+// header may name, e.g. ${SCOPEGATE_TEST_TOKEN_READER}.
+const EnvPrefix = "SCOPEGATE_TEST_"
+
+// envRef is a ${NAME} reference in a supplied Authorization header.
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expandEnv replaces every ${NAME} of s by the variable's value. The
+// error names the variable, never a value.
+func expandEnv(s string, env func(string) (string, bool)) (string, error) {
+	var refused, missing string
+	out := envRef.ReplaceAllStringFunc(s, func(ref string) string {
+		name := envRef.FindStringSubmatch(ref)[1]
+		if !strings.HasPrefix(name, EnvPrefix) {
+			refused = cmp.Or(refused, name)
+			return ""
+		}
+		v, ok := env(name)
+		if !ok {
+			missing = cmp.Or(missing, name)
+		}
+		return v
+	})
+	switch {
+	case refused != "":
+		return "", fmt.Errorf("headers.authorization names ${%s}: only variables whose name starts with %s are read, so that a test file cannot send the environment's other secrets", refused, EnvPrefix)
+	case missing != "":
+		return "", fmt.Errorf("headers.authorization names ${%s}, which is not set in the environment", missing)
+	}
+	return out, nil
 }
 
 // RunTarget sends every case of files that the wire can carry to t and
@@ -108,6 +149,9 @@ func (r *Runner) sendCase(ctx context.Context, res *Result, c *Case, f *File, t 
 	req, err := r.request(c, func(spec *TokenSpec) (string, error) {
 		return r.MintWith(opts.Signer, spec, now(), opts.Issuer, opts.Audience)
 	})
+	if err == nil && opts.Env != nil && setsAuthorization(c) {
+		req.Authorization, err = expandEnv(req.Authorization, opts.Env)
+	}
 	if err != nil {
 		res.Error = err.Error()
 		return

@@ -287,3 +287,37 @@ tests:
 		t.Errorf("report %+v", rep)
 	}
 }
+
+// TestRunTargetSuppliedTokenFromEnv: ${SCOPEGATE_TEST_...} in a supplied
+// Authorization header is read from the environment; other names, and
+// unset ones, fail the case without sending it or echoing a value.
+func TestRunTargetSuppliedTokenFromEnv(t *testing.T) {
+	r := loadRunner(t, "small.yaml")
+	f := parseTests(t, `
+tests:
+  - name: from the environment
+    request: {path: /items/1, headers: {authorization: "Bearer ${SCOPEGATE_TEST_TOKEN}"}}
+    expect: {allow: true}
+  - name: unset
+    request: {path: /items/1, headers: {authorization: "Bearer ${SCOPEGATE_TEST_UNSET}"}}
+    expect: {allow: true}
+  - name: another secret
+    request: {path: /items/1, headers: {authorization: "Bearer ${AWS_SECRET_ACCESS_KEY}"}}
+    expect: {allow: true}
+`)
+	env := map[string]string{"SCOPEGATE_TEST_TOKEN": "tok-123", "AWS_SECRET_ACCESS_KEY": "do-not-send"}
+	ft := &fakeTarget{answer: func(req *decision.Request) (Verdict, error) { return Verdict{Allow: true}, nil }}
+	rep := r.RunTarget(context.Background(), []*File{f}, ft, TargetOptions{Env: func(n string) (string, bool) { v, ok := env[n]; return v, ok }})
+	if len(ft.sent) != 1 || ft.sent[0].Authorization != "Bearer tok-123" {
+		t.Fatalf("sent %+v, want only the first case, with the variable's value", ft.sent)
+	}
+	for i, want := range []string{"", "${SCOPEGATE_TEST_UNSET}, which is not set", "only variables whose name starts with SCOPEGATE_TEST_"} {
+		res := rep.Results[i]
+		if want == "" && (!res.Pass || res.Error != "") || !strings.Contains(res.Error, want) {
+			t.Errorf("%s: pass %v, error %q, want %q", res.Name, res.Pass, res.Error, want)
+		}
+		if strings.Contains(res.Error, "do-not-send") || strings.Contains(res.Error, "tok-123") {
+			t.Errorf("%s: the error echoes a value: %s", res.Name, res.Error)
+		}
+	}
+}
