@@ -6,11 +6,20 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/scopegate/scopegate/server"
 )
+
+// TB is the part of testing.TB a start needs. The package does not import
+// testing, which would bring the flag package into server/: flags are the
+// command's.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
 
 // Addrs are where a started server listens.
 type Addrs struct {
@@ -23,7 +32,7 @@ type Addrs struct {
 // Serve starts a Server for the policy file at policyPath on 127.0.0.1
 // ports and stops it when the test ends. edit, if set, changes the
 // configuration first.
-func Serve(t testing.TB, policyPath string, edit func(*server.Config)) Addrs {
+func Serve(t TB, policyPath string, edit func(*server.Config)) Addrs {
 	t.Helper()
 	return serve(t, policyPath, edit, nil)
 }
@@ -32,14 +41,14 @@ func Serve(t testing.TB, policyPath string, edit func(*server.Config)) Addrs {
 // server side (its certificate, and ClientAuth and ClientCAs for mTLS),
 // as a mesh sidecar or a TLS-terminating listener in front of scopegate
 // would present it. NextProtos is set to h2, which gRPC clients require.
-func ServeTLS(t testing.TB, policyPath string, tlsConf *tls.Config) Addrs {
+func ServeTLS(t TB, policyPath string, tlsConf *tls.Config) Addrs {
 	t.Helper()
 	conf := tlsConf.Clone()
 	conf.NextProtos = []string{"h2"}
 	return serve(t, policyPath, nil, func(l net.Listener) net.Listener { return tls.NewListener(l, conf) })
 }
 
-func serve(t testing.TB, policyPath string, edit func(*server.Config), wrapGRPC func(net.Listener) net.Listener) Addrs {
+func serve(t TB, policyPath string, edit func(*server.Config), wrapGRPC func(net.Listener) net.Listener) Addrs {
 	t.Helper()
 	cfg := server.Config{PolicyPath: policyPath, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ShutdownTimeout: time.Second}
 	if edit != nil {
