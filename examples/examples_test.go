@@ -549,7 +549,13 @@ type alertRule struct {
 
 func alertRules(t *testing.T) []alertRule {
 	t.Helper()
-	b, err := os.ReadFile("prometheus/alerts.yaml")
+	return alertRulesIn(t, "prometheus/alerts.yaml")
+}
+
+// alertRulesIn reads the rule file at path.
+func alertRulesIn(t *testing.T, path string) []alertRule {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -562,7 +568,7 @@ func alertRules(t *testing.T) []alertRule {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
-		t.Fatalf("alerts.yaml: %v", err)
+		t.Fatalf("%s: %v", path, err)
 	}
 	var out []alertRule
 	for _, g := range f.Groups {

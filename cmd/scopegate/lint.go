@@ -31,10 +31,14 @@ not load, or a usage error.`
   POLICY       the policy file (or --policy)
   TESTFILES    test files; default: the *_test.yaml files beside the policy
 
-The last line of the output is always "N passed, N failed".
+The last line of the output is always "N passed, N failed" (with
+--target: "N passed, N failed, N skipped").
 Exit codes: 0 every case passed, 1 failures (or missing coverage with
---require-full-coverage), 2 usage error or a policy or test file that does
-not load.`
+--require-full-coverage; with --target, also no case sent), 2 usage error
+or a policy or test file that does not load.
+
+--target sends the cases to a running deployment and compares its answers;
+see docs/governance-tools.md for the flags and a safe test issuer.`
 	commandNotes["diff"] = `Arguments:
   OLD NEW   the policy before and after the change
 

@@ -133,7 +133,8 @@ func commands() []commandInfo {
 			func() command { return &lintCmd{} }},
 		{"test", "run the declarative policy tests beside a policy (or those named), with coverage",
 			"scopegate test examples/policy.yaml --require-full-coverage\n" +
-				"scopegate test examples/policy.yaml examples/policy_test.yaml --json",
+				"scopegate test examples/policy.yaml examples/policy_test.yaml --json\n" +
+				"scopegate test policy.yaml --target grpc://scopegate:9191 --target-key synthetic.key.pem --target-kid synthetic-1 --target-iss https://synthetic.example.com/ --every 5m --metrics-addr :9469",
 			func() command { return &testCmd{} }},
 		{"diff", "show what a policy change does to access: wider, narrower or neutral",
 			"scopegate diff old/policy.yaml policy.yaml\n" +
