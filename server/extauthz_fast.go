@@ -16,9 +16,10 @@ import (
 // dozen small objects per call, walked again by the codec to encode them.
 // extAuthzServiceDesc is the generated description with its one method's
 // handler replaced: an allow is returned as an allowReply, which the codec
-// (Codec.Marshal) encodes straight from the decision with wire.AppendAllow. Denies keep their
-// prebuilt CheckResponses. The wire format is unchanged: a test decodes
-// every fast encoding and compares it with the Responder's message.
+// (Codec.Marshal) encodes straight from the decision with wire.AppendAllow.
+// Denies keep their prebuilt CheckResponses. The wire format is unchanged:
+// tests decode every fast encoding and compare it with the Responder's
+// message (envoy/wire's allow_test.go, and TestCodecAllowReply here).
 
 // allowReply is an allow on its way to the codec.
 type allowReply struct {

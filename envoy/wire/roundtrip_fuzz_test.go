@@ -1,11 +1,14 @@
 package wire_test
 
 import (
+	"strings"
 	"testing"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/envoy"
 	"github.com/scopegate/scopegate/envoy/wire"
 	"github.com/scopegate/scopegate/envoy/wire/wiretest"
 )
@@ -19,12 +22,17 @@ import (
 //     (proto.Equal), unless the encoder refused it;
 //   - the runtime, then ours: a CheckRequest encoded by proto.Marshal
 //     decodes with DecodeCheckRequest to an equal message, unless the
-//     decoder refused it.
+//     decoder refused it;
+//   - ours for an allow: AppendAllow of an allow whose subject, client and
+//     scopes come from the input decodes to the Responder's message.
 //
 // FuzzDecodeCheckRequest covers the decoder on bytes the runtime would not
 // have written.
 func FuzzEncodeRoundTrip(f *testing.F) {
-	for _, tc := range wiretest.ResponseCases(responsePolicy(f)) {
+	pol := responsePolicy(f)
+	responder := envoy.NewResponder(envoy.ResponderOptions{})
+	f.Add([]byte("alice\x00app items:read profile"))
+	for _, tc := range wiretest.ResponseCases(pol) {
 		if b, err := proto.Marshal(tc.M); err == nil {
 			f.Add(b)
 		}
@@ -54,6 +62,17 @@ func FuzzEncodeRoundTrip(f *testing.F) {
 			var got authv3.CheckRequest
 			if wire.DecodeCheckRequest(enc, &got) && !proto.Equal(&got, &req) {
 				t.Fatalf("proto.Marshal encoded\n%v\nDecodeCheckRequest read it back as\n%v", &req, &got)
+			}
+		}
+		subject, client, _ := strings.Cut(string(b), "\x00")
+		d := decision.Decision{Allow: true, Policy: pol, Token: &decision.Token{Subject: subject, ClientID: client, Scopes: strings.Fields(client)}}
+		if enc, ok := wire.AppendAllow(nil, &d); ok {
+			var got authv3.CheckResponse
+			if err := proto.Unmarshal(enc, &got); err != nil {
+				t.Fatalf("AppendAllow wrote what proto.Unmarshal rejects (%v)", err)
+			}
+			if want := responder.Response(&d); !proto.Equal(&got, want) {
+				t.Fatalf("AppendAllow encoded\n%v\nthe Responder builds\n%v", &got, want)
 			}
 		}
 	})
