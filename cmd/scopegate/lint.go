@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/scopegate/scopegate/decision"
@@ -70,7 +71,8 @@ type lintCmd struct {
 // govListFlag collects a repeatable string flag.
 type govListFlag []string
 
-func (f *govListFlag) String() string { return fmt.Sprint([]string(*f)) }
+// String joins the values; empty when none were given, so help shows no default.
+func (f *govListFlag) String() string { return strings.Join(*f, ",") }
 
 // Type names the value in help (pflag.Value).
 func (*govListFlag) Type() string { return "string" }
