@@ -317,7 +317,7 @@ func (c *compiler) route(pf *PolicyFile, i int, pol *Policy, names map[string]in
 		r.anyOf = append(r.anyOf, pol.intern(s))
 	}
 	r.scopeChallenge = strings.Join(append(append([]string{}, r.AllOf...), r.AnyOf...), " ")
-	r.insufficientDetail = "the token lacks the scopes route " + r.Name + " requires: " + r.describeRequirement()
+	r.missingMemo = &missingMemo{}
 	if !ok {
 		// The router never sees a rejected route: check its template here so
 		// that its problems are reported in the same pass.
