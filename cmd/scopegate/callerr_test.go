@@ -19,7 +19,7 @@ func TestClientCommandsCallErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	closed := lis.Addr().String()
-	lis.Close() // nothing listens there now
+	lis.Close()                         // nothing listens there now
 	fake := startFake(t, &fakeServer{}) // ext_authz and Check, no Admin API
 	cases := map[string]struct {
 		args []string
