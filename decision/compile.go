@@ -27,7 +27,7 @@ type CompileOptions struct {
 func LoadFile(path string, opts CompileOptions) (*Policy, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &LoadError{Problems: []Problem{{File: path, Message: "cannot read the policy file: " + err.Error()}}}
+		return nil, &LoadError{Problems: []Problem{ReadProblem(path, err)}}
 	}
 	return Load(data, path, opts)
 }

@@ -9,6 +9,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/scopegate/scopegate/decision"
 )
 
 // callTarget names the server a client-side command calls, for its
@@ -44,7 +46,7 @@ func callError(t callTarget, err error) error {
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("%s to %s: no answer within %v: raise --timeout, or check that the server is up", t.call, t.addr, t.timeout)
 	case codes.Unauthenticated, codes.PermissionDenied:
-		msg := fmt.Sprintf("%s to %s: refused (%s): %s", t.call, t.addr, grpcCodeName(st.Code()), st.Message())
+		msg := fmt.Sprintf("%s to %s: refused (%s): %s", t.call, t.addr, st.Code().String(), st.Message())
 		if t.admin {
 			msg += "; give an admin token with --token, $" + adminTokenEnv + " or $" + adminTokenFileEnv + " (or a context: scopegate context set)"
 		}
@@ -52,7 +54,14 @@ func callError(t callTarget, err error) error {
 	case codes.Unimplemented:
 		return fmt.Errorf("%s to %s: the server does not offer this call (%s): is %s the address of the right listener?", t.call, t.addr, st.Message(), where)
 	}
-	return fmt.Errorf("%s to %s: %s: %s", t.call, t.addr, grpcCodeName(st.Code()), st.Message())
+	return fmt.Errorf("%s to %s: %s: %s", t.call, t.addr, st.Code().String(), st.Message())
+}
+
+// fileError is a file named by a flag that cannot be read: the flag, the
+// path once, and why (decision.ReadCause), without the operating system's
+// "open PATH:" repeating the path.
+func fileError(flag, path string, err error) error {
+	return fmt.Errorf("%s %s: %s", flag, path, decision.ReadCause(err))
 }
 
 // dialCause is the last, useful, part of gRPC's dial error: "connection
@@ -66,17 +75,4 @@ func dialCause(msg string) string {
 		return msg[i+2:]
 	}
 	return msg
-}
-
-// grpcCodeName is a code as the gRPC documentation spells it, e.g.
-// PERMISSION_DENIED.
-func grpcCodeName(c codes.Code) string {
-	var b strings.Builder
-	for i, r := range c.String() {
-		if i > 0 && r >= 'A' && r <= 'Z' {
-			b.WriteByte('_')
-		}
-		b.WriteRune(r)
-	}
-	return strings.ToUpper(b.String())
 }

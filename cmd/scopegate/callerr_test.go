@@ -59,7 +59,7 @@ func TestClientCommandsCallErrors(t *testing.T) {
 }
 
 // TestCallErrorByCode: every gRPC status becomes one sentence with the
-// code in the documentation's spelling and, for a refused Admin API call,
+// code as the client command and grpcurl spell it and, for a refused Admin API call,
 // where the token comes from.
 func TestCallErrorByCode(t *testing.T) {
 	admin := callTarget{call: "Admin API call", addr: "a:1", flag: "--admin", env: adminAddrEnv, timeout: 5 * time.Second, admin: true}
@@ -68,10 +68,10 @@ func TestCallErrorByCode(t *testing.T) {
 		want string
 	}{
 		"unauthenticated": {status.Error(codes.Unauthenticated, "the Admin API needs a bearer token"),
-			"Admin API call to a:1: refused (UNAUTHENTICATED): the Admin API needs a bearer token; give an admin token with --token, $SCOPEGATE_ADMIN_TOKEN or $SCOPEGATE_ADMIN_TOKEN_FILE"},
-		"permission denied": {status.Error(codes.PermissionDenied, "admin token refused"), "refused (PERMISSION_DENIED): admin token refused; give an admin token"},
+			"Admin API call to a:1: refused (Unauthenticated): the Admin API needs a bearer token; give an admin token with --token, $SCOPEGATE_ADMIN_TOKEN or $SCOPEGATE_ADMIN_TOKEN_FILE"},
+		"permission denied": {status.Error(codes.PermissionDenied, "admin token refused"), "refused (PermissionDenied): admin token refused; give an admin token"},
 		"deadline":          {status.Error(codes.DeadlineExceeded, "context deadline exceeded"), "Admin API call to a:1: no answer within 5s: raise --timeout"},
-		"invalid argument":  {status.Error(codes.InvalidArgument, "subject: give one"), "Admin API call to a:1: INVALID_ARGUMENT: subject: give one"},
+		"invalid argument":  {status.Error(codes.InvalidArgument, "subject: give one"), "Admin API call to a:1: InvalidArgument: subject: give one"},
 		"dns":               {status.Error(codes.Unavailable, "name resolver error: produced zero addresses"), "cannot be reached (the host name does not resolve)"},
 	}
 	for name, tc := range cases {

@@ -85,7 +85,7 @@ func (k *checkCmd) readInput(c *cli) ([]byte, error) {
 	if k.input != "-" {
 		f, err := os.Open(k.input)
 		if err != nil {
-			return nil, fmt.Errorf("--input: %w", err)
+			return nil, fileError("--input", k.input, err)
 		}
 		defer f.Close()
 		r = f
@@ -214,7 +214,7 @@ func (m memOwners) Owners(_ context.Context, lookup, key string) ([]string, bool
 func readOwnersFile(path string) (memOwners, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("--owners: %w", err)
+		return nil, fileError("--owners", path, err)
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {

@@ -281,6 +281,10 @@ func flagError(cc *cobra.Command, err error) error {
 
 var invalidArgRE = regexp.MustCompile(`^invalid argument "(.*)" for "(?:-\w, )?(--?[\w-]+)" flag: (.*)$`)
 
+// typeExample is a value of each flag type, for a flag whose default is
+// zero.
+var typeExample = map[string]string{"int": "100000", "int64": "100000", "uint": "100000", "uint64": "100000", "float64": "0.5", "duration": "30s"}
+
 // wantValue says what value f takes, with its default as the example,
 // where the parser's own words ("parse error") do not.
 func wantValue(f *pflag.Flag, reason string) string {
@@ -304,6 +308,9 @@ func wantValue(f *pflag.Flag, reason string) string {
 	}
 	if d := f.DefValue; d != "" && d != "0" && d != "0s" && d != "[]" {
 		want += ", e.g. " + d
+	} else if ex := typeExample[f.Value.Type()]; ex != "" {
+		// A zero default shows no value: give one of the type.
+		want += ", e.g. " + ex
 	}
 	return want
 }

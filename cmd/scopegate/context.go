@@ -88,7 +88,7 @@ func (c *cli) readContextFile() (*contextFile, string, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil && len(bytes.TrimSpace(data)) > 0 {
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		msg := yamlDecodeError(err, &f)
 		if strings.Contains(msg, "admin_token ") || strings.Contains(msg, `"admin_token"`) {
 			msg += " (the context file holds no token: put it in a file readable only by you and name that file with admin_token_file)"
 		}

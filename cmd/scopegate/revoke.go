@@ -201,7 +201,7 @@ func (a *adminClient) credentials() (credentials.TransportCredentials, error) {
 	if a.caFile != "" {
 		pem, err := os.ReadFile(repoPath(a.caFile))
 		if err != nil {
-			return nil, fmt.Errorf("--ca-file: %w", err)
+			return nil, fileError("--ca-file", a.caFile, err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"os/signal"
 	"regexp"
 	"slices"
@@ -110,6 +111,13 @@ func (k *testCmd) testFiles(policy string) ([]string, error) {
 	}
 	if len(files) > 0 {
 		return files, nil
+	}
+	// Say that the policy is missing, or not a policy, rather than that
+	// no test is beside it.
+	if data, err := os.ReadFile(policy); err != nil {
+		return nil, errors.New(decision.ReadProblem(k.policy, err).String())
+	} else if msg := decision.NotPolicyText(data); msg != "" {
+		return nil, errors.New(k.policy + ": " + msg)
 	}
 	files, err := policytest.Discover(policy)
 	if err != nil {

@@ -92,7 +92,7 @@ var oidcScopes = []string{"openid", "profile", "email", "address", "phone", "off
 func File(path string, opts Options) (*Result, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return &Result{Problems: []decision.Problem{{File: path, Message: "cannot read the policy file: " + err.Error()}}}, nil
+		return &Result{Problems: []decision.Problem{decision.ReadProblem(path, err)}}, nil
 	}
 	return Lint(data, path, opts)
 }

@@ -273,7 +273,7 @@ const maxTestFileBytes = 16 << 20
 func ReadFile(path string) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &FileError{[]Problem{{File: path, Message: "cannot read the test file: " + err.Error()}}}
+		return nil, &FileError{[]Problem{{File: path, Message: "cannot read the test file: " + decision.ReadCause(err)}}}
 	}
 	return Parse(data, path)
 }
@@ -285,6 +285,10 @@ func Parse(data []byte, path string) (*File, error) {
 	}
 	if len(data) > maxTestFileBytes {
 		return nil, fail(0, "the test file is larger than 16 MiB")
+	}
+	if t := decision.PEMBlockType(data); t != "" {
+		// Never parsed: the parser's message would quote the key.
+		return nil, fail(0, "this file is PEM ("+t+"), not a test file: name the policy's *_test.yaml files")
 	}
 	var f File
 	dec := yaml.NewDecoder(bytes.NewReader(data))
