@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -171,4 +172,75 @@ func goFieldNames(t reflect.Type) []string {
 		}
 	}
 	return out
+}
+
+// TestOutputJSONOfListings: context list and version print JSON (and YAML)
+// with -o, with numbers and booleans as such.
+func TestOutputJSONOfListings(t *testing.T) {
+	ctxFile := filepath.Join(t.TempDir(), "context.yaml")
+	env := map[string]string{contextEnv: ctxFile}
+	run := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, lookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}
+		return c.run(context.Background(), args), out.String(), errb.String()
+	}
+	if code, _, errs := run("context", "set", "prod", "--admin-addr", "10.0.0.1:9193", "--addr", "10.0.0.1:9191"); code != exitOK {
+		t.Fatalf("context set: %d %s", code, errs)
+	}
+	code, out, errs := run("context", "list", "-o", "json")
+	var list struct {
+		File     string
+		Current  string
+		Contexts []struct {
+			Name      string
+			Current   bool
+			AdminAddr string `json:"admin_addr"`
+			Addr      string
+		}
+	}
+	if code != exitOK || json.Unmarshal([]byte(out), &list) != nil {
+		t.Fatalf("context list -o json: exit %d: %s%s", code, out, errs)
+	}
+	if list.File != ctxFile || list.Current != "prod" || len(list.Contexts) != 1 || !list.Contexts[0].Current ||
+		list.Contexts[0].AdminAddr != "10.0.0.1:9193" || list.Contexts[0].Addr != "10.0.0.1:9191" {
+		t.Errorf("context list -o json = %+v", list)
+	}
+	if code, out, _ := run("context", "list", "-o", "yaml"); code != exitOK || !strings.Contains(out, "current: true\n") {
+		t.Errorf("context list -o yaml: exit %d:\n%s", code, out)
+	}
+	code, out, errs = run("version", "-o", "json")
+	var v map[string]string
+	if code != exitOK || json.Unmarshal([]byte(out), &v) != nil || v["version"] == "" || v["go"] == "" {
+		t.Errorf("version -o json: exit %d: %s%s", code, out, errs)
+	}
+}
+
+// TestBenchOutputJSON: bench -o json prints the report on standard output
+// (the figures for people go to standard error); --json-file still writes
+// it to a file.
+func TestBenchOutputJSON(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a small load")
+	}
+	file := filepath.Join(t.TempDir(), "bench.json")
+	code, out, errs := runCLI(t, "", "bench", "--requests", "50", "--rounds", "1", "--noop=false", "--routes", "2", "--clients", "0",
+		"--concurrency", "2", "--warmup", "0s", "-o", "json", "--json-file", file)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var rep struct {
+		CPUs    int `json:"cpus"`
+		Results []struct {
+			API string `json:"api"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.CPUs == 0 || len(rep.Results) == 0 {
+		t.Fatalf("stdout is not the JSON report (%v):\n%s", err, out)
+	}
+	if errs == "" {
+		t.Error("the figures for people did not go to standard error")
+	}
+	if b, err := os.ReadFile(file); err != nil || !json.Valid(b) {
+		t.Errorf("--json-file: %v", err)
+	}
 }
