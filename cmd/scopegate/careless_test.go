@@ -244,3 +244,14 @@ func TestBenchOutputJSON(t *testing.T) {
 		t.Errorf("--json-file: %v", err)
 	}
 }
+
+// TestEveryCommandSaysWhatItDoes: scopegate --help describes every
+// command, groups included, in words of its own.
+func TestEveryCommandSaysWhatItDoes(t *testing.T) {
+	root := (&cli{stdin: strings.NewReader(""), stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}).rootCommand()
+	for _, cmd := range root.Commands() {
+		if s := cmd.Short; s == "" || strings.HasPrefix(s, "commands: see") {
+			t.Errorf("%s: summary %q says nothing about the command", cmd.Name(), s)
+		}
+	}
+}

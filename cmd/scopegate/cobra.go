@@ -142,6 +142,15 @@ func (c *cli) rootCommand() *cobra.Command {
 	return root
 }
 
+// groupSummaries say what each group's subcommands are for, in the
+// command list of scopegate --help.
+var groupSummaries = map[string]string{
+	"context":     "named server addresses and admin token files for the client-side commands: list, set, use",
+	"ownership":   "manage the ownership records owner rules look up: import",
+	"report":      "reports from a running server's Admin API: usage (granted versus used scopes)",
+	"revocations": "the revocations a running server enforces: list",
+}
+
 // groupCommand returns parent's subcommand name, creating it as a group
 // (report, revocations, ownership) whose subcommands do the work.
 func groupCommand(parent *cobra.Command, name string) *cobra.Command {
@@ -150,9 +159,13 @@ func groupCommand(parent *cobra.Command, name string) *cobra.Command {
 			return sub
 		}
 	}
+	short := groupSummaries[name]
+	if short == "" {
+		short = "commands: see scopegate " + name + " --help"
+	}
 	g := &cobra.Command{
 		Use:   name + " COMMAND",
-		Short: "commands: see scopegate " + name + " --help",
+		Short: short,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return &cmdLineErr{cmd, errors.New("name a subcommand")}
