@@ -160,8 +160,23 @@ func protojsonMessage(err error) string {
 		}
 		s += " (fields: " + strings.Join(fields, ", ") + ")"
 	}
+	if m := invalidValueRE.FindStringSubmatch(s); m != nil {
+		// "invalid value for string field method: 5": name the field and
+		// what it takes, not the value (it may be a token).
+		want := map[string]string{"string": "a string", "map": "an object of string values", "message": "an object", "bool": "true or false"}[m[1]]
+		if want == "" {
+			want = "a " + m[1]
+		}
+		field := m[2]
+		if field == "value" {
+			field = "each value of headers (or another map)"
+		}
+		s = fmt.Sprintf("%s: want %s", field, want)
+	}
 	return s
 }
+
+var invalidValueRE = regexp.MustCompile(`^invalid value for (\w+) (?:field|key) (\w+)`)
 
 var unknownFieldRE = regexp.MustCompile(`^unknown field "([^"]*)"`)
 

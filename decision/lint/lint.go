@@ -119,7 +119,7 @@ func Lint(data []byte, filename string, opts Options) (*Result, error) {
 	if opts.OpenAPI != "" {
 		openapi, err = os.ReadFile(opts.OpenAPI)
 		if err != nil {
-			return nil, fmt.Errorf("cannot read the OpenAPI document: %v", err)
+			return nil, fmt.Errorf("cannot read the OpenAPI document %s: %s", opts.OpenAPI, decision.ReadCause(err))
 		}
 	}
 
