@@ -51,6 +51,12 @@ func TestCarelessInputs(t *testing.T) {
 		code int
 		want []string // in stdout+stderr
 	}{
+		// Typos in commands and flags.
+		"a subcommand typo": {args: []string{"revocations", "lst"}, code: exitUsage, want: []string{`unknown command "lst" for "scopegate revocations"; did you mean list?`}},
+		"a group typo":      {args: []string{"report", "usag"}, code: exitUsage, want: []string{"did you mean usage?"}},
+		"a command typo":    {args: []string{"chek"}, code: exitUsage, want: []string{"Did you mean this?\n\tcheck"}},
+		"a flag typo":       {args: []string{"serve", "--metrics-adr", "x"}, code: exitUsage, want: []string{"unknown flag: --metrics-adr; did you mean --metrics-addr?"}},
+
 		// Files that are not there.
 		"check: no policy file":   {args: []string{"check", "--policy", missing, "--path", "/x"}, code: exitUsage, want: []string{"nope.yaml: cannot read the policy file: no such file; check the path"}},
 		"lint: no policy file":    {args: []string{"lint", missing}, code: exitUsage, want: []string{"nope.yaml: cannot read the policy file: no such file"}},

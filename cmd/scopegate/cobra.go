@@ -177,6 +177,9 @@ func groupCommand(parent *cobra.Command, name string) *cobra.Command {
 			return &cmdLineErr{cmd, errors.New(msg)}
 		},
 		RunE: func(*cobra.Command, []string) error { return nil },
+		// SuggestionsFor reads it as it is (0 suggests only exact
+		// prefixes); the root's default of 2 is not inherited.
+		SuggestionsMinimumDistance: 2,
 	}
 	parent.AddCommand(g)
 	return g
