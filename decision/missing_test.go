@@ -154,3 +154,22 @@ func TestInsufficientScopeDenyAllocatesNothing(t *testing.T) {
 		t.Errorf("a cached insufficient_scope deny allocates %v times", n)
 	}
 }
+
+// BenchmarkDecideInsufficientScope: a cached token denied for a scope it
+// lacks, the route naming what is missing from its memo.
+func BenchmarkDecideInsufficientScope(b *testing.B) {
+	f := newGovFixture(b, missingPolicy, "orders-api", decision.Options{})
+	raw := f.token(b, "", "a y", nil)
+	req := &decision.Request{Method: "GET", Path: "/both", Authorization: "Bearer " + raw, AuthorizationCount: 1}
+	ctx := context.Background()
+	for range 3 {
+		f.engine.WaitTokenCache()
+		f.engine.Decide(ctx, req)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := f.engine.Decide(ctx, req); d.ChallengeScope() != "b" {
+			b.Fatal(d.ChallengeScope())
+		}
+	}
+}
