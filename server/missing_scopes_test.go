@@ -48,6 +48,13 @@ func TestInsufficientScopeNamesMissingEveryProtocol(t *testing.T) {
 				t.Fatalf("deny body: %v", err)
 			}
 			a.message = body.Message
+			var md []string
+			for _, v := range resp.GetDynamicMetadata().GetFields()["scopes_missing"].GetListValue().GetValues() {
+				md = append(md, v.GetStringValue())
+			}
+			if got := strings.Join(md, " "); !strings.Contains(a.challenge, `scope="`+got+`"`) || got == "" {
+				t.Errorf("dynamic metadata scopes_missing %q disagrees with the challenge %q", md, a.challenge)
+			}
 			return a
 		},
 		"authorizer": func(t *testing.T, authz, id string) missingAnswer {
