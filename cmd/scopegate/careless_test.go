@@ -64,7 +64,7 @@ func TestCarelessInputs(t *testing.T) {
 		"lint: a directory":       {args: []string{"lint", dir}, code: exitUsage, want: []string{"cannot read the policy file: it is a directory; name the file itself"}},
 		"catalog: no policy":      {args: []string{"catalog", missing}, code: exitUsage, want: []string{"nope.yaml: cannot read the policy file: no such file"}},
 		"fmt: no file":            {args: []string{"fmt", missing}, code: exitUsage, want: []string{"scopegate fmt: " + missing + ": no such file; check the path"}},
-		"test: no policy":         {args: []string{"test", missing}, code: exitUsage, want: []string{"nope.yaml: cannot read the policy file: no such file", "0 passed, 0 failed"}},
+		"test: no policy":         {args: []string{"test", missing}, code: exitUsage, want: []string{"nope.yaml: cannot read the policy file: no such file", "0 passed, 0 failed (the policy does not load)\n"}},
 		"test: no test file":      {args: []string{"test", pol, missing}, code: exitUsage, want: []string{"nope.yaml: cannot read the test file: no such file"}},
 		"check: no --input file":  {args: []string{"check", "--policy", pol, "--input", missing}, code: exitUsage, want: []string{"--input " + missing + ": no such file"}},
 		"check --input: a wrong type": {args: []string{"check", "--policy", pol, "--input", write("wrong.jsonl", `{"method": 5, "path": "/orders/1"}`+"\n")}, code: exitUsage,

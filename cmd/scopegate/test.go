@@ -103,6 +103,11 @@ func (k *testCmd) prepare(c *cli) (*testRun, int) {
 	return tr, exitOK
 }
 
+// policyUnreadable is a policy file test cannot even look beside.
+type policyUnreadable struct{ msg string }
+
+func (e policyUnreadable) Error() string { return e.msg }
+
 // testFiles are the test files named, or those beside the policy.
 func (k *testCmd) testFiles(policy string) ([]string, error) {
 	files := make([]string, len(k.files))
@@ -115,9 +120,9 @@ func (k *testCmd) testFiles(policy string) ([]string, error) {
 	// Say that the policy is missing, or not a policy, rather than that
 	// no test is beside it.
 	if data, err := os.ReadFile(policy); err != nil {
-		return nil, errors.New(decision.ReadProblem(k.policy, err).String())
+		return nil, policyUnreadable{decision.ReadProblem(k.policy, err).String()}
 	} else if msg := decision.NotPolicyText(data); msg != "" {
-		return nil, errors.New(k.policy + ": " + msg)
+		return nil, policyUnreadable{k.policy + ": " + msg}
 	}
 	files, err := policytest.Discover(policy)
 	if err != nil {
@@ -137,7 +142,11 @@ func (k *testCmd) once(ctx context.Context, c *cli, tr *testRun) int {
 	if err != nil {
 		fmt.Fprintf(c.stderr, "scopegate test: %v\n", err)
 		if tr.format == "text" {
-			fmt.Fprintln(c.stdout, "0 passed, 0 failed (no test files)")
+			why := "no test files"
+			if errors.As(err, new(policyUnreadable)) {
+				why = "the policy does not load"
+			}
+			fmt.Fprintf(c.stdout, "0 passed, 0 failed (%s)\n", why)
 		}
 		return exitUsage
 	}
