@@ -27,7 +27,7 @@ type CompileOptions struct {
 func LoadFile(path string, opts CompileOptions) (*Policy, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &LoadError{Problems: []Problem{{File: path, Message: "cannot read the policy file: " + err.Error()}}}
+		return nil, &LoadError{Problems: []Problem{ReadProblem(path, err)}}
 	}
 	return Load(data, path, opts)
 }
@@ -317,7 +317,7 @@ func (c *compiler) route(pf *PolicyFile, i int, pol *Policy, names map[string]in
 		r.anyOf = append(r.anyOf, pol.intern(s))
 	}
 	r.scopeChallenge = strings.Join(append(append([]string{}, r.AllOf...), r.AnyOf...), " ")
-	r.insufficientDetail = "the token lacks the scopes route " + r.Name + " requires: " + r.describeRequirement()
+	r.missingMemo = &missingMemo{}
 	if !ok {
 		// The router never sees a rejected route: check its template here so
 		// that its problems are reported in the same pass.

@@ -437,9 +437,11 @@ func (e *Engine) decide(ctx context.Context, r *Request, pol *Policy, rt *router
 	d.used = used
 	if !ok {
 		d.Code = InsufficientScope
-		d.Detail = route.insufficientDetail
+		d.Detail = route.missing(pol, used).detail
 		if pol.retiredExplains(route, d.Token) {
-			d.Code, d.Detail = ScopeRetired, pol.retiredDetail(route, d.Token)
+			// The detail names what the token lacks too: the deny caches
+			// key a reply (and its challenge's scope) by the detail.
+			d.Code, d.Detail = ScopeRetired, pol.retiredDetail(route, d.Token)+"; "+d.Detail
 		}
 		tr.add("scopes", "fail", d.Detail)
 		return d

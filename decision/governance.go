@@ -91,6 +91,9 @@ type decisionGovernance struct {
 	// smartUsed has bit i set when the token's i-th scope granted the
 	// SMART request (Decision.ScopesUsed).
 	smartUsed uint64
+	// smartMissing is what a SMART insufficient_scope deny names: the
+	// SMART scopes that would grant the request, space-separated.
+	smartMissing string
 }
 
 // catalogScope is one compiled catalog entry.

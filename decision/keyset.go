@@ -37,6 +37,10 @@ func ReadKeyFile(path string) ([]Key, error) {
 	return ParseKeySet(data)
 }
 
+// keyMembers are the public members of each key type scopegate verifies
+// with.
+var keyMembers = map[string]string{"RSA": "n and e", "EC": "crv, x and y", "OKP": "crv and x"}
+
 // ParseKeySet parses a JWKS (or a single JWK) into verification keys. Keys
 // meant for encryption (use other than "sig", or key_ops without
 // "verify") and key types scopegate cannot verify with are skipped; a set
@@ -75,7 +79,13 @@ func ParseKeySet(data []byte) ([]Key, error) {
 			name = fmt.Sprintf("key %q", kid)
 		}
 		if _, unsupported := k.(jwk.UnsupportedKey); unsupported {
-			skipped = append(skipped, name+": unsupported key type "+k.KeyType().String())
+			switch kty := k.KeyType().String(); kty {
+			case "RSA", "EC", "OKP":
+				// A type this version verifies with, which did not parse.
+				skipped = append(skipped, name+": a malformed "+kty+" key: "+keyMembers[kty]+" must be base64url strings")
+			default:
+				skipped = append(skipped, name+": unsupported key type "+kty+" (use RSA, EC or OKP)")
+			}
 			continue
 		}
 		if _, sym := k.(jwk.SymmetricKey); sym {

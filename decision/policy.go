@@ -62,9 +62,9 @@ type Route struct {
 	// scopeChallenge is the scope attribute of an insufficient_scope
 	// challenge: the required scopes, space-separated.
 	scopeChallenge string
-	// insufficientDetail is the prebuilt message of an insufficient_scope
-	// deny, so a deny allocates nothing.
-	insufficientDetail string
+	// missingMemo holds the texts of insufficient_scope denies, per set
+	// of missing scopes (missing.go), so a repeated deny allocates nothing.
+	missingMemo *missingMemo
 
 	routeGovernance
 	routeConstraints

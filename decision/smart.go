@@ -666,6 +666,7 @@ func (e *Engine) checkSMART(ctx context.Context, r *Request, d *Decision, now ti
 		code, detail = patientCode, patientDetail
 		if !patientChecked {
 			code, detail = InsufficientScope, smartInsufficient(&fr)
+			d.gov.smartMissing = smartMissingScopes(&fr)
 		}
 		d.gov.smartPatient = false
 		r.Trace.add("smart", "fail", detail)
@@ -709,6 +710,18 @@ func smartInsufficient(fr *fhirRequest) string {
 		return "no SMART scope of the token grants " + interactionName(fr.perm) + " at the system level, which needs a wildcard scope such as user/*." + l
 	}
 	return "no SMART scope of the token grants " + interactionName(fr.perm) + " on " + fr.typ + ": it needs patient/, user/ or system/" + fr.typ + "." + l + " (or the * type)"
+}
+
+// smartMissingScopes is what a SMART insufficient_scope deny names: the
+// scope of each launch context that would grant the interaction (any one
+// would do), space-separated.
+func smartMissingScopes(fr *fhirRequest) string {
+	typ := fr.typ
+	if typ == "" {
+		typ = "*"
+	}
+	s := typ + "." + fr.perm.String()
+	return "patient/" + s + " user/" + s + " system/" + s
 }
 
 // smartPatient binds a patient/ grant to the token's patient.

@@ -379,7 +379,11 @@ type AuthZENContext struct {
 	WWWAuthenticate string   `json:"www_authenticate,omitempty"`
 	Route           string   `json:"route,omitempty"`
 	ScopesUsed      []string `json:"scopes_used,omitempty"`
-	PolicyVersion   string   `json:"policy_version,omitempty"`
+	// ScopesMissing are, for an insufficient_scope deny, the scopes the
+	// token lacks (or the alternatives of which it carries none): what the
+	// challenge's scope attribute names.
+	ScopesMissing []string `json:"scopes_missing,omitempty"`
+	PolicyVersion string   `json:"policy_version,omitempty"`
 }
 
 // AuthZENErrorBody is an error: of a whole request (the HTTP answer's body)
@@ -421,6 +425,7 @@ func AuthZENResult(d *decision.Decision, challenge string) AuthZENResponse {
 		c.ReasonAdmin = map[string]string{"en": msg}
 		c.ReasonUser = map[string]string{"en": code.Message()}
 		c.WWWAuthenticate = challenge
+		c.ScopesMissing = d.MissingScopes()
 		if code == decision.Internal {
 			c.Error = &AuthZENErrorBody{Status: c.HTTPStatus, Message: msg}
 		}

@@ -56,8 +56,10 @@ func buildChallenge(realm string, d *decision.Decision) string {
 	}
 	msg := d.Message()
 	var scope string
-	if d.Code.Challenge() == decision.ChallengeInsufficientScope && d.Route != nil {
-		scope = d.Route.RequiredScopes()
+	if d.Code.Challenge() == decision.ChallengeInsufficientScope {
+		// RFC 6750 §3: the scopes the token lacks, not the whole
+		// requirement (Decision.MissingScopes).
+		scope = d.ChallengeScope()
 	}
 	var b strings.Builder
 	b.Grow(len(`Bearer realm="", error="", scope="", error_description=""`) + len(realm) + len(errCode) + len(scope) + len(msg))

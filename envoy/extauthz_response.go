@@ -42,6 +42,9 @@ const (
 	MetaSubject       = "subject"
 	MetaClientID      = "client_id"
 	MetaScopesUsed    = "scopes_used"
+	// MetaScopesMissing is, on an insufficient_scope deny, what the
+	// challenge's scope names (decision.Decision.MissingScopes).
+	MetaScopesMissing = "scopes_missing"
 	MetaReason        = "reason"
 	MetaMessage       = "message"
 )
@@ -469,6 +472,14 @@ func (r *Responder) buildDeny(d *decision.Decision) *denyEntry {
 			MetaRoute:         structpb.NewStringValue(route),
 			MetaPolicyVersion: structpb.NewStringValue(d.PolicyVersion()),
 		}},
+	}
+	if missing := d.MissingScopes(); len(missing) > 0 {
+		// Derived from the detail, as the challenge is: safe to cache.
+		vals := make([]*structpb.Value, len(missing))
+		for i, s := range missing {
+			vals[i] = structpb.NewStringValue(s)
+		}
+		resp.DynamicMetadata.Fields[MetaScopesMissing] = structpb.NewListValue(&structpb.ListValue{Values: vals})
 	}
 	if grpcCode == codes.Internal {
 		// No status: Envoy then answers with the operator's status_on_error,

@@ -269,6 +269,9 @@ func TestFaultJWKSDownAtStart(t *testing.T) {
 			if !strings.Contains(err.Error(), url) || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "KeyStartupTimeout") {
 				t.Errorf("error %q does not name the URL, the cause (%q) and the setting", err, tc.wantErr)
 			}
+			if n := strings.Count(err.Error(), url); n != 1 {
+				t.Errorf("error %q names the URL %d times, want once", err, n)
+			}
 			if d := time.Since(start); d > 5*time.Second {
 				t.Errorf("failing took %v", d)
 			}

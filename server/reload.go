@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -193,7 +194,8 @@ func (s *Server) waitForKeys(pol *decision.Policy) error {
 				msg += " from " + iss.KeyRef.Location()
 				if src, ok := s.engine.IssuerKeys(iss).(interface{ Status() jwks.Status }); ok {
 					if err := src.Status().LastError; err != nil {
-						msg += ": " + err.Error()
+						// Named once: the fetch error starts "GET URL: ".
+						msg += ": " + strings.TrimPrefix(err.Error(), "GET "+iss.KeyRef.Location()+": ")
 					}
 				}
 			}

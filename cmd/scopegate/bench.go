@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -15,12 +16,25 @@ import (
 // loads scopegate and a no-op ext_authz server in alternating rounds and
 // prints scopegate's figures as ratios to the no-op's.
 type benchCmd struct {
-	cfg harness.Config
+	cfg  harness.Config
+	json bool
 }
 
+// define takes the harness's flags, except that its --json FILE is
+// --json-file here: in scopegate, --json (and -o json|yaml) prints the
+// results to standard output, as every other command's does.
 func (b *benchCmd) define(fs *flag.FlagSet) {
 	b.cfg = harness.DefaultConfig()
-	b.cfg.RegisterFlags(fs)
+	all := flag.NewFlagSet("bench", flag.ContinueOnError)
+	b.cfg.RegisterFlags(all)
+	all.VisitAll(func(f *flag.Flag) {
+		if f.Name == "json" {
+			fs.Var(f.Value, "json-file", "write the results, with every round, as JSON to this file")
+			return
+		}
+		fs.Var(f.Value, f.Name, f.Usage)
+	})
+	fs.BoolVar(&b.json, "json", false, "print the results as JSON on standard output (the figures for people go to standard error)")
 }
 
 func (b *benchCmd) run(ctx context.Context, c *cli) int {
@@ -28,11 +42,21 @@ func (b *benchCmd) run(ctx context.Context, c *cli) int {
 		return c.usageError("bench", "%v", err)
 	}
 	b.cfg.Out = c.stdout
+	if b.json {
+		b.cfg.Out = c.stderr
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := harness.Run(ctx, b.cfg)
 	if err != nil {
 		return c.fail("bench", err)
+	}
+	if b.json {
+		out, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return c.fail("bench", err)
+		}
+		fmt.Fprintf(c.stdout, "%s\n", out)
 	}
 	if err := rep.Failed(); err != nil {
 		fmt.Fprintf(c.stderr, "scopegate bench: %v\n", err)

@@ -34,7 +34,7 @@ func (k *catalogCmd) run(ctx context.Context, c *cli) int {
 	path := repoPath(k.policy)
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return c.fail("catalog", err)
+		return c.policyError("catalog", &decision.LoadError{Problems: []decision.Problem{decision.ReadProblem(path, err)}})
 	}
 	var buf bytes.Buffer
 	if err := catalogdoc.Render(ctx, &buf, data, path, catalogdoc.Options{Now: now}); err != nil {

@@ -273,10 +273,13 @@ type decisionJSON struct {
 	Route           string   `json:"route,omitempty"`
 	Path            string   `json:"path,omitempty"`
 	ScopesUsed      []string `json:"scopes_used,omitempty"`
-	Subject         string   `json:"subject,omitempty"`
-	ClientID        string   `json:"client_id,omitempty"`
-	Issuer          string   `json:"issuer,omitempty"`
-	PolicyVersion   string   `json:"policy_version,omitempty"`
+	// ScopesMissing: the scopes an insufficient_scope deny names
+	// (decision.Decision.MissingScopes).
+	ScopesMissing []string `json:"scopes_missing,omitempty"`
+	Subject       string   `json:"subject,omitempty"`
+	ClientID      string   `json:"client_id,omitempty"`
+	Issuer        string   `json:"issuer,omitempty"`
+	PolicyVersion string   `json:"policy_version,omitempty"`
 	// RequestID is the request_id of a --input request, to match answers
 	// to requests.
 	RequestID string      `json:"request_id,omitempty"`
@@ -303,6 +306,7 @@ func writeDecisionJSON(w io.Writer, d *decision.Decision, tr *decision.Trace, re
 		WWWAuthenticate: envoy.WWWAuthenticate(d),
 		Path:            d.Path,
 		ScopesUsed:      d.ScopesUsed(),
+		ScopesMissing:   d.MissingScopes(),
 		PolicyVersion:   d.PolicyVersion(),
 		RequestID:       requestID,
 	}

@@ -85,7 +85,7 @@ func (k *checkCmd) readInput(c *cli) ([]byte, error) {
 	if k.input != "-" {
 		f, err := os.Open(k.input)
 		if err != nil {
-			return nil, fmt.Errorf("--input: %w", err)
+			return nil, fileError("--input", k.input, err)
 		}
 		defer f.Close()
 		r = f
@@ -160,8 +160,23 @@ func protojsonMessage(err error) string {
 		}
 		s += " (fields: " + strings.Join(fields, ", ") + ")"
 	}
+	if m := invalidValueRE.FindStringSubmatch(s); m != nil {
+		// "invalid value for string field method: 5": name the field and
+		// what it takes, not the value (it may be a token).
+		want := map[string]string{"string": "a string", "map": "an object of string values", "message": "an object", "bool": "true or false"}[m[1]]
+		if want == "" {
+			want = "a " + m[1]
+		}
+		field := m[2]
+		if field == "value" {
+			field = "each value of headers (or another map)"
+		}
+		s = fmt.Sprintf("%s: want %s", field, want)
+	}
 	return s
 }
+
+var invalidValueRE = regexp.MustCompile(`^invalid value for (\w+) (?:field|key) (\w+)`)
 
 var unknownFieldRE = regexp.MustCompile(`^unknown field "([^"]*)"`)
 
@@ -214,7 +229,7 @@ func (m memOwners) Owners(_ context.Context, lookup, key string) ([]string, bool
 func readOwnersFile(path string) (memOwners, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("--owners: %w", err)
+		return nil, fileError("--owners", path, err)
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {

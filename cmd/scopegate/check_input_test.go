@@ -100,7 +100,7 @@ func TestCheckInput(t *testing.T) {
 		want  []string
 	}{
 		"unknown field":   {`{"methd":"GET","path":"/"}`, []string{"line 1: unknown field \"methd\"; did you mean \"method\"?", "source_address"}},
-		"wrong type":      {"{\"path\":\"/\"}\n{\"path\": 3}", []string{"line 2: invalid value for string field path"}},
+		"wrong type":      {"{\"path\":\"/\"}\n{\"path\": 3}", []string{"line 2: path: want a string"}},
 		"not json":        {"{\"path\":\"/\"}\nGET /orders", []string{"line 2: not JSON"}},
 		"not an object":   {`["GET","/"]`, []string{"line 1: a request is a JSON object"}},
 		"empty":           {"\n\n", []string{"no requests"}},

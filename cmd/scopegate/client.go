@@ -131,13 +131,13 @@ func (k *clientCmd) run(ctx context.Context, c *cli) int {
 	if k.api == apiEnvoy {
 		r, err := authv3.NewAuthorizationClient(conn).Check(ctx, k.envoyRequest(tok))
 		if err != nil {
-			return c.fail("client", fmt.Errorf("check call to %s: %w", k.addr, err))
+			return c.fail("client", callError(callTarget{call: "check call", addr: k.addr, flag: "--addr", env: "SCOPEGATE_ADDR", timeout: k.timeout}, err))
 		}
 		v, resp = envoyVerdict(r), r
 	} else {
 		r, err := scopegatev1.NewAuthorizerClient(conn).Check(ctx, k.scopegateRequest(tok))
 		if err != nil {
-			return c.fail("client", fmt.Errorf("check call to %s: %w", k.addr, err))
+			return c.fail("client", callError(callTarget{call: "check call", addr: k.addr, flag: "--addr", env: "SCOPEGATE_ADDR", timeout: k.timeout}, err))
 		}
 		v, resp = scopegateVerdict(r), r
 	}

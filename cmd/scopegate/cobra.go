@@ -142,6 +142,15 @@ func (c *cli) rootCommand() *cobra.Command {
 	return root
 }
 
+// groupSummaries say what each group's subcommands are for, in the
+// command list of scopegate --help.
+var groupSummaries = map[string]string{
+	"context":     "named server addresses and admin token files for the client-side commands: list, set, use",
+	"ownership":   "manage the ownership records owner rules look up: import",
+	"report":      "reports from a running server's Admin API: usage (granted versus used scopes)",
+	"revocations": "the revocations a running server enforces: list",
+}
+
 // groupCommand returns parent's subcommand name, creating it as a group
 // (report, revocations, ownership) whose subcommands do the work.
 func groupCommand(parent *cobra.Command, name string) *cobra.Command {
@@ -150,9 +159,13 @@ func groupCommand(parent *cobra.Command, name string) *cobra.Command {
 			return sub
 		}
 	}
+	short := groupSummaries[name]
+	if short == "" {
+		short = "commands: see scopegate " + name + " --help"
+	}
 	g := &cobra.Command{
 		Use:   name + " COMMAND",
-		Short: "commands: see scopegate " + name + " --help",
+		Short: short,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return &cmdLineErr{cmd, errors.New("name a subcommand")}
@@ -164,6 +177,9 @@ func groupCommand(parent *cobra.Command, name string) *cobra.Command {
 			return &cmdLineErr{cmd, errors.New(msg)}
 		},
 		RunE: func(*cobra.Command, []string) error { return nil },
+		// SuggestionsFor reads it as it is (0 suggests only exact
+		// prefixes); the root's default of 2 is not inherited.
+		SuggestionsMinimumDistance: 2,
 	}
 	parent.AddCommand(g)
 	return g
@@ -281,6 +297,10 @@ func flagError(cc *cobra.Command, err error) error {
 
 var invalidArgRE = regexp.MustCompile(`^invalid argument "(.*)" for "(?:-\w, )?(--?[\w-]+)" flag: (.*)$`)
 
+// typeExample is a value of each flag type, for a flag whose default is
+// zero.
+var typeExample = map[string]string{"int": "100000", "int64": "100000", "uint": "100000", "uint64": "100000", "float64": "0.5", "duration": "30s"}
+
 // wantValue says what value f takes, with its default as the example,
 // where the parser's own words ("parse error") do not.
 func wantValue(f *pflag.Flag, reason string) string {
@@ -304,6 +324,9 @@ func wantValue(f *pflag.Flag, reason string) string {
 	}
 	if d := f.DefValue; d != "" && d != "0" && d != "0s" && d != "[]" {
 		want += ", e.g. " + d
+	} else if ex := typeExample[f.Value.Type()]; ex != "" {
+		// A zero default shows no value: give one of the type.
+		want += ", e.g. " + ex
 	}
 	return want
 }

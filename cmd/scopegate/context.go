@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -88,7 +89,7 @@ func (c *cli) readContextFile() (*contextFile, string, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil && len(bytes.TrimSpace(data)) > 0 {
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		msg := yamlDecodeError(err, &f)
 		if strings.Contains(msg, "admin_token ") || strings.Contains(msg, `"admin_token"`) {
 			msg += " (the context file holds no token: put it in a file readable only by you and name that file with admin_token_file)"
 		}
@@ -179,14 +180,57 @@ func (k *contextUseCmd) run(_ context.Context, c *cli) int {
 }
 
 // contextListCmd is `scopegate context list`.
-type contextListCmd struct{}
+type contextListCmd struct{ json bool }
 
-func (k *contextListCmd) define(*flag.FlagSet) {}
+func (k *contextListCmd) define(fs *flag.FlagSet) {
+	fs.BoolVar(&k.json, "json", false, "print the contexts as JSON")
+}
+
+// contextListJSON is context list -o json: the file and its contexts, in
+// name order, with the context file's field names.
+type contextListJSON struct {
+	File     string            `json:"file"`
+	Current  string            `json:"current,omitempty"`
+	Contexts []contextItemJSON `json:"contexts"`
+}
+
+type contextItemJSON struct {
+	Name           string       `json:"name"`
+	Current        bool         `json:"current"`
+	AdminAddr      string       `json:"admin_addr,omitempty"`
+	AdminTokenFile string       `json:"admin_token_file,omitempty"`
+	Addr           string       `json:"addr,omitempty"`
+	TLS            *contextTLSJ `json:"tls,omitempty"`
+}
+
+type contextTLSJ struct {
+	Enabled  bool   `json:"enabled"`
+	CAFile   string `json:"ca_file,omitempty"`
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
+}
 
 func (k *contextListCmd) run(_ context.Context, c *cli) int {
 	f, path, err := c.readContextFile()
 	if err != nil {
 		return c.usageError("context list", "%v", err)
+	}
+	if k.json {
+		out := contextListJSON{File: path, Current: f.Current, Contexts: []contextItemJSON{}}
+		for _, n := range contextNames(f) {
+			x := f.Contexts[n]
+			it := contextItemJSON{Name: n, Current: n == f.Current, AdminAddr: x.AdminAddr, AdminTokenFile: x.AdminTokenFile, Addr: x.Addr}
+			if t := x.TLS; t != nil {
+				it.TLS = &contextTLSJ{Enabled: t.Enabled || t.CAFile != "" || t.CertFile != "", CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}
+			}
+			out.Contexts = append(out.Contexts, it)
+		}
+		b, err := json.MarshalIndent(out, "", "  ")
+		if err != nil {
+			return c.fail("context list", err)
+		}
+		fmt.Fprintf(c.stdout, "%s\n", b)
+		return exitOK
 	}
 	if len(f.Contexts) == 0 {
 		fmt.Fprintf(c.stdout, "no contexts in %s; create one with scopegate context set NAME --admin-addr HOST:PORT\n", path)

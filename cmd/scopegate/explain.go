@@ -74,6 +74,7 @@ func governanceOf(d *decision.Decision) []scopeGovernance {
 	}
 	now := time.Now()
 	scopes := d.ScopesUsed()
+	missing := d.MissingScopes()
 	if !d.Allow {
 		scopes = nil
 		for _, s := range slices.Concat(d.Route.AllOf, d.Route.AnyOf) {
@@ -85,7 +86,9 @@ func governanceOf(d *decision.Decision) []scopeGovernance {
 	var out []scopeGovernance
 	for _, s := range scopes {
 		g := scopeGovernance{Scope: s}
-		if !d.Allow && d.Token != nil && !tokenHolds(pol, d.Token.Scopes, s) {
+		if !d.Allow && d.Token != nil && slices.Contains(missing, s) {
+			// What the deny names (an any_of alternative only when the
+			// token carries none of them).
 			g.Missing = true
 		}
 		if d.Token != nil && !g.Missing && !slices.Contains(d.Token.Scopes, s) {
@@ -214,20 +217,6 @@ func writeGovernanceText(w io.Writer, d *decision.Decision) {
 				strings.Join(drift.Segments, " + "), strings.Join(drift.Straddled, ", "))
 		}
 	}
-}
-
-// tokenHolds reports whether a token carrying have holds s, itself or
-// through the catalog's implications.
-func tokenHolds(pol *decision.Policy, have []string, s string) bool {
-	if slices.Contains(have, s) {
-		return true
-	}
-	for _, t := range have {
-		if policytest.Held(pol, t)[s] {
-			return true
-		}
-	}
-	return false
 }
 
 func govDash(s string) string {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/policyfmt"
 )
 
@@ -44,7 +45,7 @@ func (k *fmtCmd) run(_ context.Context, c *cli) int {
 	for _, name := range k.files {
 		src, err := os.ReadFile(name)
 		if err != nil {
-			fmt.Fprintf(c.stderr, "scopegate fmt: %v\n", err)
+			fmt.Fprintf(c.stderr, "scopegate fmt: %s: %s\n", name, decision.ReadCause(err))
 			code = exitUsage
 			continue
 		}

@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -114,7 +115,7 @@ func commands() []commandInfo {
 			func() command { return &clientCmd{} }},
 		{"bench", "load scopegate and a no-op ext_authz server over loopback gRPC; print the figures as ratios",
 			"scopegate bench --duration 20s --concurrency 64\n" +
-				"scopegate bench --api both --mix allow=80,scope=10,badsig=10 --miss-rate 0.01 --json bench.json",
+				"scopegate bench --api both --mix allow=80,scope=10,badsig=10 --miss-rate 0.01 --json-file bench.json",
 			func() command { return &benchCmd{} }},
 		{"ownership import", "load key,owner lines into a store's ownership records (for the policy's owner rules)",
 			"scopegate ownership import --store scopegate.db --lookup orders --file owners.csv\n" +
@@ -199,11 +200,18 @@ func upperFirst(s string) string {
 	return strings.ToUpper(s[:1]) + s[1:]
 }
 
-type versionCmd struct{}
+type versionCmd struct{ json bool }
 
-func (*versionCmd) define(*flag.FlagSet) {}
+func (v *versionCmd) define(fs *flag.FlagSet) {
+	fs.BoolVar(&v.json, "json", false, "print the version as JSON")
+}
 
-func (*versionCmd) run(_ context.Context, c *cli) int {
+func (v *versionCmd) run(_ context.Context, c *cli) int {
+	if v.json {
+		b, _ := json.MarshalIndent(map[string]string{"version": versionString(), "go": runtime.Version(), "os": runtime.GOOS, "arch": runtime.GOARCH}, "", "  ")
+		fmt.Fprintf(c.stdout, "%s\n", b)
+		return exitOK
+	}
 	fmt.Fprintln(c.stdout, versionLine())
 	return exitOK
 }

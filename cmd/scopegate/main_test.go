@@ -668,7 +668,7 @@ func TestOutputFormats(t *testing.T) {
 	if code != exitUsage || !strings.Contains(errs, `--output "xml": want one of json, yaml, table`) {
 		t.Errorf("-o xml: exit %d: %s", code, errs)
 	}
-	for _, cmd := range []string{"lint", "test", "diff", "check", "client", "revoke", "revocations list", "report usage", "unrevoke"} {
+	for _, cmd := range []string{"lint", "test", "diff", "check", "explain", "client", "revoke", "revocations list", "report usage", "unrevoke", "bench", "context list", "version"} {
 		code, out, _ := runCLI(t, "", append(strings.Fields(cmd), "--help")...)
 		if code != exitOK || !strings.Contains(out, "-o, --output json|yaml|table") {
 			t.Errorf("%s --help lacks -o:\n%s", cmd, out)

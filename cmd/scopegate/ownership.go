@@ -34,7 +34,7 @@ func (o *ownershipImportCmd) run(ctx context.Context, c *cli) int {
 	if o.file != "-" {
 		f, err := os.Open(o.file)
 		if err != nil {
-			return c.fail("ownership import", err)
+			return c.usageError("ownership import", "%v", fileError("--file", o.file, err))
 		}
 		defer f.Close()
 		in = f

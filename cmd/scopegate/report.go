@@ -73,7 +73,7 @@ func (r *reportUsageCmd) run(ctx context.Context, c *cli) int {
 	}
 	resp, err := scopegatev1.NewAdminClient(conn).UsageReport(ctx, req)
 	if err != nil {
-		return c.fail(name, fmt.Errorf("UsageReport on %s: %w", r.admin, err))
+		return c.fail(name, r.callError(err))
 	}
 	if r.json {
 		if err := printJSON(c.stdout, resp); err != nil {

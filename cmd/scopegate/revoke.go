@@ -77,7 +77,16 @@ func (a *adminClient) call(ctx context.Context, c *cli, fn func(context.Context,
 	if token != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 	}
-	return fn(ctx, scopegatev1.NewAdminClient(conn))
+	resp, err := fn(ctx, scopegatev1.NewAdminClient(conn))
+	if err != nil {
+		return nil, a.callError(err)
+	}
+	return resp, nil
+}
+
+// callError explains an Admin API call's error (callerr.go).
+func (a *adminClient) callError(err error) error {
+	return callError(callTarget{call: "Admin API call", addr: a.admin, flag: "--admin", env: adminAddrEnv, timeout: a.timeout, admin: true}, err)
 }
 
 // usageErr marks a command-line mistake (exit 2) among call errors.

@@ -95,16 +95,20 @@ func (s *serveCmd) run(ctx context.Context, c *cli) int {
 	if err := s.ssfFlags.apply(&cfg); err != nil {
 		return c.usageError("serve", "%v", err)
 	}
-	if s.maxHeaders <= 0 || s.maxHeaderBytes <= 0 || s.checkTimeout <= 0 || s.maxPolicyBytes <= 0 {
-		return c.usageError("serve", "--max-request-headers, --max-request-header-bytes, --max-policy-bytes and --check-timeout must be positive (defaults %d, %d, %d, %v)",
-			server.DefaultMaxRequestHeaders, server.DefaultMaxRequestHeaderBytes, 16<<20, server.DefaultCheckTimeout)
+	if err := checkLimits(
+		limit{flag: "max-request-headers", value: s.maxHeaders, bad: s.maxHeaders <= 0, def: server.DefaultMaxRequestHeaders},
+		limit{flag: "max-request-header-bytes", value: s.maxHeaderBytes, bad: s.maxHeaderBytes <= 0, def: server.DefaultMaxRequestHeaderBytes},
+		limit{flag: "max-policy-bytes", value: s.maxPolicyBytes, bad: s.maxPolicyBytes <= 0, def: 16 << 20},
+		limit{flag: "check-timeout", value: s.checkTimeout, bad: s.checkTimeout <= 0, def: server.DefaultCheckTimeout},
+		limit{flag: "max-inflight", value: s.maxInflight, bad: s.maxInflight <= 0, def: server.DefaultMaxInflight},
+		limit{flag: "max-connections", value: s.maxConns, bad: s.maxConns < 0, zeroOK: true, def: 0},
+		limit{flag: "max-connection-idle", value: s.connIdle, bad: s.connIdle <= 0, def: server.DefaultMaxConnectionIdle},
+		limit{flag: "max-connection-age", value: s.connAge, bad: s.connAge <= 0, def: server.DefaultMaxConnectionAge},
+	); err != nil {
+		return c.usageError("serve", "%v", err)
 	}
 	cfg.MaxRequestHeaders, cfg.MaxRequestHeaderBytes, cfg.CheckTimeout = s.maxHeaders, s.maxHeaderBytes, s.checkTimeout
 	cfg.MaxPolicyBytes = s.maxPolicyBytes
-	if s.maxInflight <= 0 || s.maxConns < 0 || s.connIdle <= 0 || s.connAge <= 0 {
-		return c.usageError("serve", "--max-inflight, --max-connection-idle and --max-connection-age must be positive and --max-connections at least 0 (defaults %d, %v, %v, 0 for no cap)",
-			server.DefaultMaxInflight, server.DefaultMaxConnectionIdle, server.DefaultMaxConnectionAge)
-	}
 	cfg.MaxInflight, cfg.MaxConnections, cfg.MaxConnectionIdle, cfg.MaxConnectionAge = s.maxInflight, s.maxConns, s.connIdle, s.connAge
 	// Flags checked alone are checked above, before anything is opened.
 	// From here each resource opened is closed on every way out: the

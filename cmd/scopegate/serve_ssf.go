@@ -98,13 +98,13 @@ func (f *ssfFlags) apply(cfg *server.Config) error {
 	}
 	b, err := os.ReadFile(f.ssfConfig)
 	if err != nil {
-		return fmt.Errorf("--ssf-config: %w", err)
+		return fileError("--ssf-config", f.ssfConfig, err)
 	}
 	var doc ssfFile
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&doc); err != nil {
-		return fmt.Errorf("--ssf-config %s: %w", f.ssfConfig, err)
+		return fmt.Errorf("--ssf-config %s: %s", f.ssfConfig, yamlDecodeError(err, &doc))
 	}
 	if len(doc.Transmitters) == 0 {
 		return fmt.Errorf("--ssf-config %s: no transmitters", f.ssfConfig)

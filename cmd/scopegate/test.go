@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"os/signal"
 	"regexp"
 	"slices"
@@ -119,6 +120,11 @@ func (k *testCmd) prepare(c *cli) (*testRun, int) {
 	return tr, exitOK
 }
 
+// policyUnreadable is a policy file test cannot even look beside.
+type policyUnreadable struct{ msg string }
+
+func (e policyUnreadable) Error() string { return e.msg }
+
 // testFiles are the test files named, or those beside the policy.
 func (k *testCmd) testFiles(policy string) ([]string, error) {
 	files := make([]string, len(k.files))
@@ -127,6 +133,13 @@ func (k *testCmd) testFiles(policy string) ([]string, error) {
 	}
 	if len(files) > 0 {
 		return files, nil
+	}
+	// Say that the policy is missing, or not a policy, rather than that
+	// no test is beside it.
+	if data, err := os.ReadFile(policy); err != nil {
+		return nil, policyUnreadable{decision.ReadProblem(k.policy, err).String()}
+	} else if msg := decision.NotPolicyText(data); msg != "" {
+		return nil, policyUnreadable{k.policy + ": " + msg}
 	}
 	files, err := policytest.Discover(policy)
 	if err != nil {
@@ -151,7 +164,11 @@ func (k *testCmd) once(ctx context.Context, c *cli, tr *testRun) int {
 	if err != nil {
 		fmt.Fprintf(c.stderr, "scopegate test: %v\n", err)
 		if tr.format == "text" {
-			fmt.Fprintln(c.stdout, "0 passed, 0 failed (no test files)")
+			why := "no test files"
+			if errors.As(err, new(policyUnreadable)) {
+				why = "the policy does not load"
+			}
+			fmt.Fprintf(c.stdout, "0 passed, 0 failed (%s)\n", why)
 		}
 		return exitUsage
 	}

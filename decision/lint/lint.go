@@ -92,7 +92,7 @@ var oidcScopes = []string{"openid", "profile", "email", "address", "phone", "off
 func File(path string, opts Options) (*Result, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return &Result{Problems: []decision.Problem{{File: path, Message: "cannot read the policy file: " + err.Error()}}}, nil
+		return &Result{Problems: []decision.Problem{decision.ReadProblem(path, err)}}, nil
 	}
 	return Lint(data, path, opts)
 }
@@ -119,7 +119,7 @@ func Lint(data []byte, filename string, opts Options) (*Result, error) {
 	if opts.OpenAPI != "" {
 		openapi, err = os.ReadFile(opts.OpenAPI)
 		if err != nil {
-			return nil, fmt.Errorf("cannot read the OpenAPI document: %v", err)
+			return nil, fmt.Errorf("cannot read the OpenAPI document %s: %s", opts.OpenAPI, decision.ReadCause(err))
 		}
 	}
 

@@ -31,6 +31,10 @@ func Format(data []byte) ([]byte, error) {
 	if len(data) > maxBytes {
 		return nil, errors.New("the file is larger than 16 MiB")
 	}
+	if msg := decision.NotPolicyText(data); msg != "" {
+		// Refused unread: formatting would print the key.
+		return nil, errors.New(msg)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var docs []*yaml.Node
 	for {

@@ -57,6 +57,8 @@ type Case struct {
 
 	// Line is the case's line in its file, 0 when unknown.
 	Line int `yaml:"-"`
+	// node is the case's mapping, for the lines of its fields.
+	node *yaml.Node
 	now  time.Time
 	// AllOwnedBy, when set, makes the ownership store name this subject
 	// the owner of every resource (generated cases: the matrix, the
@@ -273,7 +275,7 @@ const maxTestFileBytes = 16 << 20
 func ReadFile(path string) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &FileError{[]Problem{{File: path, Message: "cannot read the test file: " + err.Error()}}}
+		return nil, &FileError{[]Problem{{File: path, Message: "cannot read the test file: " + decision.ReadCause(err)}}}
 	}
 	return Parse(data, path)
 }
@@ -285,6 +287,10 @@ func Parse(data []byte, path string) (*File, error) {
 	}
 	if len(data) > maxTestFileBytes {
 		return nil, fail(0, "the test file is larger than 16 MiB")
+	}
+	if t := decision.PEMBlockType(data); t != "" {
+		// Never parsed: the parser's message would quote the key.
+		return nil, fail(0, "this file is PEM ("+t+"), not a test file: name the policy's *_test.yaml files")
 	}
 	var f File
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -309,7 +315,7 @@ func Parse(data []byte, path string) (*File, error) {
 		if tests := mapValue(top, "tests"); tests != nil && tests.Kind == yaml.SequenceNode {
 			for i, it := range tests.Content {
 				if i < len(f.Tests) {
-					f.Tests[i].Line = it.Line
+					f.Tests[i].Line, f.Tests[i].node = it.Line, it
 				}
 			}
 		}
@@ -347,15 +353,19 @@ func Parse(data []byte, path string) (*File, error) {
 		if c.Now != "" {
 			t, err := parseNow(c.Now)
 			if err != nil {
-				add(c.Line, "%s.now: %v", where, err)
+				add(c.fieldLine("now"), "%s.now: %v", where, err)
 			}
 			c.now = t
 		}
 		if err := checkRequest(&c.Request); err != nil {
-			add(c.Line, "%s.request: %v", where, err)
+			add(c.fieldLine("request"), "%s.request: %v", where, err)
 		}
 		if err := checkExpect(&c.Expect); err != nil {
-			add(c.Line, "%s.expect: %v", where, err)
+			line := c.fieldLine("expect")
+			if c.Expect.Reason != "" && strings.Contains(err.Error(), "reason") {
+				line = c.fieldLine("expect", "reason")
+			}
+			add(line, "%s.expect: %v", where, err)
 		}
 	}
 	if m := f.Matrix; m != nil {
@@ -414,6 +424,22 @@ func decodeProblems(err error, path string) error {
 		probs = append(probs, Problem{File: path, Line: line, Message: m})
 	}
 	return &FileError{probs}
+}
+
+// fieldLine is the line of the case's field at path (e.g. "expect",
+// "reason"), else the case's own line.
+func (c *Case) fieldLine(path ...string) int {
+	n := c.node
+	for i, k := range path {
+		if i == len(path)-1 {
+			if kn := mapKey(n, k); kn != nil {
+				return kn.Line
+			}
+			break
+		}
+		n = mapValue(n, k)
+	}
+	return c.Line
 }
 
 func mapKey(n *yaml.Node, key string) *yaml.Node {

@@ -52,7 +52,7 @@ type Runner struct {
 func Load(path string, opts Options) (*Runner, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &decision.LoadError{Problems: []decision.Problem{{File: path, Message: "cannot read the policy file: " + err.Error()}}}
+		return nil, &decision.LoadError{Problems: []decision.Problem{decision.ReadProblem(path, err)}}
 	}
 	return New(data, path, opts)
 }

@@ -157,9 +157,10 @@ func TestRecordFields(t *testing.T) {
 		"deny for a missing scope": {
 			method: "POST", path: "/orders", token: web,
 			want: want{
-				keys: append(slices.Clone(withToken), "route"),
+				keys: append(slices.Clone(withToken), "route", "scopes_missing"),
 				values: map[string]any{"decision": "deny", "reasons": []any{"insufficient_scope"}, "client_id": "web-app",
-					"scopes_granted": []any{"orders:read"}, "scopes_used": []any{}},
+					"scopes_granted": []any{"orders:read"}, "scopes_used": []any{}, "scopes_missing": []any{"orders:write"},
+					"message": "the token lacks scope orders:write, which route create-order requires"},
 			},
 		},
 		"deny for a path that does not normalize keeps no query": {

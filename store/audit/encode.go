@@ -1,9 +1,11 @@
 package audit
 
 import (
+	"iter"
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -102,6 +104,11 @@ func appendDecision(dst []byte, ev *Event) ([]byte, Entry) {
 		}
 	} else if used := d.ScopesUsed(); len(used) > 0 {
 		dst = appendList(dst, "scopes_used", used)
+	}
+	if missing := d.ChallengeScope(); missing != "" {
+		// What an insufficient_scope deny named: the scopes the token
+		// lacks, or the alternatives of which it carries none.
+		dst = appendSeq(dst, "scopes_missing", strings.FieldsSeq(missing))
 	}
 	if sh := d.Shadow; sh.Route != nil {
 		dst = appendShadow(dst, &sh)
@@ -212,13 +219,20 @@ func appendField(dst []byte, name, value string) []byte {
 
 // appendList appends ,"name":[...] (an empty list as []).
 func appendList(dst []byte, name string, list []string) []byte {
+	return appendSeq(dst, name, slices.Values(list))
+}
+
+// appendSeq appends the field name with the strings of seq as a JSON list.
+func appendSeq(dst []byte, name string, seq iter.Seq[string]) []byte {
 	dst = append(dst, ',', '"')
 	dst = append(dst, name...)
 	dst = append(dst, '"', ':', '[')
-	for i, s := range list {
-		if i > 0 {
+	first := true
+	for s := range seq {
+		if !first {
 			dst = append(dst, ',')
 		}
+		first = false
 		dst = appendString(dst, s)
 	}
 	return append(dst, ']')

@@ -43,6 +43,10 @@ func TestParseSet(t *testing.T) {
 		{name: "only encryption keys", data: fixture("enc_only.json"), wantErr: "no usable signature verification key"},
 		{name: "empty set", data: fixture("empty.json"), wantErr: "no keys"},
 		{name: "not json", data: fixture("garbage.json"), wantErr: "not a valid JWKS"},
+		{name: "malformed RSA key named as such", data: func(*testing.T) []byte { return []byte(`{"keys":[{"kty":"RSA","kid":"r","n":5,"e":"AQAB"}]}`) },
+			wantErr: `key "r": a malformed RSA key: n and e must be base64url strings`},
+		{name: "unknown key type", data: func(*testing.T) []byte { return []byte(`{"keys":[{"kty":"XYZ"}]}`) }, wantErr: "key 0: unsupported key type XYZ (use RSA, EC or OKP)"},
+		{name: "truncated JSON names the byte offset", data: func(*testing.T) []byte { return []byte(`{"keys": [`) }, wantErr: "not JSON: unexpected end of JSON input (at byte 10)"},
 		{name: "symmetric key refused", data: fixture("oct.json"), wantErr: "symmetric (oct) key"},
 		{name: "private key refused", data: privateSet, wantErr: "private key"},
 	}

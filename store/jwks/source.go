@@ -151,6 +151,8 @@ func (s *keyState) fail(err error) {
 	if s.raw != "" {
 		msg = strings.ReplaceAll(msg, s.raw, s.location)
 	}
+	// The record's location names the URL: the error need not again.
+	msg = strings.TrimPrefix(msg, "GET "+s.location+": ")
 	if cur := s.snap.Load(); cur != nil {
 		s.log.Warn("JWKS reload failed; the last good key set keeps verifying tokens",
 			"source", s.kind, "location", s.location, "keys", len(cur.keys), "error", msg)

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/scopegate/scopegate/decision"
 )
 
 // EnvPrefix starts the name of every environment variable scopegate
@@ -52,7 +54,7 @@ type configValue struct {
 func ReadConfigFile(path string) (*ConfigFile, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config file: %w", err)
+		return nil, fmt.Errorf("config file %s: %s", path, decision.ReadCause(err))
 	}
 	return ParseConfigFile(path, b)
 }
@@ -67,7 +69,7 @@ func ParseConfigFile(path string, b []byte) (*ConfigFile, error) {
 		if errors.Is(err, io.EOF) {
 			return cf, nil // an empty file sets nothing
 		}
-		return nil, fmt.Errorf("config file %s: not valid YAML: %v", path, err)
+		return nil, fmt.Errorf("config file %s: not valid YAML: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
@@ -213,7 +215,11 @@ func valueError(f *flag.Flag, err error) error {
 	if strings.Contains(err.Error(), "out of range") {
 		want += " in range"
 	}
-	if example != "" && example != "0" && example != "0s" {
+	if example == "0" || example == "0s" {
+		// A zero default shows no value: give one of the type.
+		example = map[string]string{"an integer": "100000", "a whole number (0 or more)": "100000", "a number": "0.5", "a duration (units s, m, h)": "30s"}[want]
+	}
+	if example != "" {
 		return fmt.Errorf("want %s, e.g. %s", want, example)
 	}
 	return fmt.Errorf("want %s", want)
