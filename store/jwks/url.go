@@ -279,16 +279,22 @@ func (u *URL) run() {
 // from MinRefreshInterval doubling up to RefreshInterval, or, while no key
 // set was ever fetched, from 1s up to 30s (both at most those bounds).
 func (u *URL) nextDelay(res fetchResult, failuresInRow int) time.Duration {
-	lo, hi := u.opts.MinRefreshInterval, u.opts.RefreshInterval
+	return refreshDelay(&u.opts, res.maxAge, failuresInRow, u.Keys() != nil)
+}
+
+// refreshDelay is nextDelay for any source refreshed under opts: loaded
+// says whether it ever loaded.
+func refreshDelay(opts *URLOptions, maxAge time.Duration, failuresInRow int, loaded bool) time.Duration {
+	lo, hi := opts.MinRefreshInterval, opts.RefreshInterval
 	if failuresInRow > 0 {
-		if u.Keys() == nil {
+		if !loaded {
 			lo, hi = min(lo, startRetryMin), min(hi, startRetryMax)
 		}
 		return backoff.Policy{Min: lo, Max: hi}.Delay(failuresInRow)
 	}
 	d := hi
-	if res.maxAge > 0 {
-		d = max(lo, min(res.maxAge, hi))
+	if maxAge > 0 {
+		d = max(lo, min(maxAge, hi))
 	}
 	return max(lo, d-backoff.Jitter(d/20, 1))
 }
