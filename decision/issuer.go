@@ -155,11 +155,15 @@ func compileIssuer(spec *IssuerSpec, field string, baseDir string, readKeys bool
 		add("jwks_min_refresh_interval", "the minimum refresh interval ("+spec.JWKSMinRefreshInterval.String()+") must not exceed jwks_refresh_interval ("+spec.JWKSRefreshInterval.String()+")")
 	}
 
+	iss.Introspection = compileIntrospection(spec, iss, baseDir, add, warn)
 	iss.Fingerprint = fingerprintIssuer(iss, spec)
 	if problemsHaveError(probs) {
 		return nil, probs
 	}
 	iss.KeyRef = keyRefOf(spec, baseDir)
+	if iss.Introspection != nil {
+		iss.Introspection.KeyRef = &iss.KeyRef
+	}
 	iss.bound = new(atomic.Pointer[boundKeys])
 	if readKeys && iss.KeyRef.File != "" {
 		keys, err := ReadKeyFile(iss.KeyRef.File)
@@ -273,6 +277,7 @@ func fingerprintIssuer(iss *Issuer, spec *IssuerSpec) uint64 {
 		str("discovery")
 		str(spec.OpenIDConfigurationURL)
 	}
+	iss.Introspection.fingerprint(str)
 	return h.Sum64()
 }
 

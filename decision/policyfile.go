@@ -68,6 +68,9 @@ type IssuerSpec struct {
 	// OpenIDConfigurationURL is the discovery document's URL, when it is
 	// not at the well-known location; it implies discovery.
 	OpenIDConfigurationURL string `yaml:"openid_configuration_url"`
+	// Introspection accepts opaque access tokens of this issuer by asking
+	// its introspection endpoint (RFC 7662; introspection_spec.go).
+	Introspection *IntrospectionSpec `yaml:"introspection"`
 }
 
 // RouteSpec is one route rule.
