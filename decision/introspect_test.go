@@ -86,7 +86,7 @@ type introFixture struct {
 	mu     *sync.Mutex
 }
 
-func newIntroFixture(t *testing.T) *introFixture {
+func newIntroFixture(t testing.TB) *introFixture {
 	t.Helper()
 	signer, err := decisiontest.NewRSASigner("k1")
 	if err != nil {
