@@ -179,3 +179,48 @@ func TestIntrospectionSecretNeverInPolicy(t *testing.T) {
 		t.Fatalf("NewServer without the secret: %v", err)
 	}
 }
+
+// TestDiscoveryMixUpNotServing: a discovery document naming another issuer
+// than the policy's is refused: the server stays NOT_SERVING and the
+// issuer's tokens are denied key_set_unavailable, as for a JWKS that never
+// loaded.
+func TestDiscoveryMixUpNotServing(t *testing.T) {
+	signer := faultSigner(t, "k1")
+	as := introspecttest.New(decisiontest.JWKS(signer))
+	defer as.Close()
+	const claimed = "https://login.example.com"
+	pol := fmt.Sprintf(`issuers:
+  - issuer: %s
+    openid_configuration_url: %s/.well-known/openid-configuration
+    audiences: [%s]
+    algorithms: [ES256]
+routes:
+  - name: orders-read
+    match: {methods: [GET], path: "/orders/{id}"}
+    require: {all_of: [orders:read]}
+`, claimed, as.Issuer(), atkAudience)
+	f, err := startFaultServer(t, pol, func(c *Config) { c.KeyStartupTimeout = 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the document has been fetched and refused
+	if st := f.health(t); st.String() != "NOT_SERVING" {
+		t.Fatalf("health %s with a mix-up document, want NOT_SERVING", st)
+	}
+	tok, err := signer.Mint(decisiontest.StandardClaims(claimed, atkAudience, "alice", "app", "orders:read", time.Hour, time.Now()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.decide(t, "/orders/1", tok); got != "key_set_unavailable" {
+		t.Fatalf("a token of the issuer: %s, want key_set_unavailable", got)
+	}
+	// With the real issuer's name the same document loads.
+	pol = strings.Replace(pol, "issuer: "+claimed, "issuer: "+as.Issuer(), 1)
+	f2, err := startFaultServer(t, pol, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := f2.health(t); st.String() != "SERVING" {
+		t.Fatalf("health %s with the issuer's own document, want SERVING", st)
+	}
+}

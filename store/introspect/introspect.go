@@ -10,7 +10,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -34,6 +33,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/store/internal/backoff"
+	"github.com/scopegate/scopegate/store/internal/cafile"
 )
 
 // Defaults.
@@ -285,18 +285,11 @@ func readPrivateKey(path string) (crypto.Signer, jwa.SignatureAlgorithm, error) 
 
 func newHTTPClient(caFile string, timeout time.Duration) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		data, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("jwks_ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(data) {
-			return nil, fmt.Errorf("jwks_ca_file %s holds no PEM certificate", caFile)
-		}
-		tr.TLSClientConfig.RootCAs = pool
+	tlsCfg, err := cafile.TLSConfig(caFile)
+	if err != nil {
+		return nil, err
 	}
+	tr.TLSClientConfig = tlsCfg
 	tr.ResponseHeaderTimeout = timeout
 	tr.MaxIdleConnsPerHost = 32
 	return &http.Client{

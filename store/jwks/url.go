@@ -2,8 +2,6 @@ package jwks
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +18,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/store/internal/backoff"
+	"github.com/scopegate/scopegate/store/internal/cafile"
 )
 
 // URL defaults.
@@ -211,18 +209,11 @@ func isLoopback(host string) bool {
 
 func newHTTPClient(opts URLOptions) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	if opts.CAFile != "" {
-		pem, err := os.ReadFile(opts.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("jwks_ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("jwks_ca_file %s holds no PEM certificate", opts.CAFile)
-		}
-		tr.TLSClientConfig.RootCAs = pool
+	tlsCfg, err := cafile.TLSConfig(opts.CAFile)
+	if err != nil {
+		return nil, err
 	}
+	tr.TLSClientConfig = tlsCfg
 	tr.ResponseHeaderTimeout = opts.Timeout
 	return &http.Client{
 		Transport: tr,
