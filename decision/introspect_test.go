@@ -43,6 +43,10 @@ routes:
     match: {methods: [GET], path: /vip}
     require: {all_of: [orders:read]}
     when: {claims: [{claim: tier, equals: gold}]}
+  - name: payout
+    match: {methods: [GET], path: /payout}
+    require: {all_of: [orders:read]}
+    when: {step_up: {acr: ["urn:mfa"], max_auth_age: 15m}}
 `
 
 // fakeAS answers introspection calls from a table of tokens.
@@ -164,6 +168,21 @@ func TestIntrospectionClaimConditions(t *testing.T) {
 	f.active("silver", "orders:read", map[string]any{"tier": "silver"})
 	wantDecision(t, f.decide("/vip", "gold"), decision.OK)
 	wantDecision(t, f.decide("/vip", "silver"), decision.ClaimConditionFailed)
+}
+
+func TestIntrospectionStepUp(t *testing.T) {
+	f := newIntroFixture(t)
+	f.active("mfa-recent", "orders:read", map[string]any{"acr": "urn:mfa", "auth_time": f.now.Add(-time.Minute).Unix()})
+	f.active("mfa-old", "orders:read", map[string]any{"acr": "urn:mfa", "auth_time": f.now.Add(-time.Hour).Unix()})
+	f.active("password", "orders:read", map[string]any{"acr": "urn:pwd", "auth_time": f.now.Unix()})
+	wantDecision(t, f.decide("/payout", "mfa-recent"), decision.OK)
+	for _, tok := range []string{"mfa-old", "password"} {
+		d := f.decide("/payout", tok)
+		wantDecision(t, d, decision.InsufficientUserAuthentication)
+		if d.Code.Challenge() != decision.ChallengeStepUp {
+			t.Fatalf("%s: challenge %v, want the RFC 9470 step-up challenge", tok, d.Code.Challenge())
+		}
+	}
 }
 
 func TestIntrospectionRefusals(t *testing.T) {
