@@ -146,6 +146,12 @@ func (c *compiler) compile(pf *PolicyFile, baseDir string, readKeys bool) *Polic
 		}
 	}
 
+	if rec, msg := buildOpaqueRecognizer(pol.Issuers); msg != "" {
+		c.errorf(c.li.line("issuers"), "issuers", "%s", msg)
+	} else {
+		pol.opaque = rec
+	}
+
 	if len(pf.Routes) == 0 {
 		c.errorf(c.li.line("routes"), "routes", "the policy has no routes; add at least one (every request that matches none is denied)")
 	}

@@ -177,6 +177,10 @@ type Options struct {
 	// and tools. When nil, or when it has no key set for an issuer yet,
 	// that issuer's tokens are denied with key_set_unavailable.
 	Keys KeyResolver
+	// Introspector asks issuers with an introspection block about their
+	// opaque tokens (store/introspect on a server). When nil, such tokens
+	// are denied with introspection_unavailable.
+	Introspector Introspector
 }
 
 // Engine decides requests against the current policy. It is safe for
@@ -203,7 +207,7 @@ func NewEngine(pol *Policy, opts Options) (*Engine, error) {
 	if opts.MaxTokenBytes <= 0 {
 		opts.MaxTokenBytes = 16 << 10
 	}
-	v, err := newVerifier(verifierConfig{MaxBytes: opts.TokenCacheBytes, MaxEntries: opts.TokenCacheSize, Keys: opts.Keys})
+	v, err := newVerifier(verifierConfig{MaxBytes: opts.TokenCacheBytes, MaxEntries: opts.TokenCacheSize, Keys: opts.Keys, Introspector: opts.Introspector})
 	if err != nil {
 		if coarse {
 			sharedClock.release()

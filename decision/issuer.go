@@ -114,22 +114,37 @@ func compileIssuer(spec *IssuerSpec, field string, baseDir string, readKeys bool
 		}
 	}
 
-	// Key source: exactly one of jwks_file and jwks_url.
+	// Key source: exactly one of jwks_file, jwks_url and discovery.
+	discovery := spec.Discovery || spec.OpenIDConfigurationURL != ""
+	sources := 0
+	for _, set := range []bool{spec.JWKSFile != "", spec.JWKSURL != "", discovery} {
+		if set {
+			sources++
+		}
+	}
 	switch {
-	case spec.JWKSFile == "" && spec.JWKSURL == "":
-		add("", "set jwks_file (a JWKS file) or jwks_url (an https JWKS endpoint) so this issuer's tokens can be verified")
-	case spec.JWKSFile != "" && spec.JWKSURL != "":
-		add("", "set only one of jwks_file and jwks_url")
+	case sources == 0:
+		add("", "set jwks_file (a JWKS file), jwks_url (an https JWKS endpoint) or discovery: true (keys from the issuer's discovery document) so this issuer's tokens can be verified")
+	case sources > 1:
+		add("", "set only one of jwks_file, jwks_url and discovery (or openid_configuration_url)")
+	case discovery:
+		if spec.OpenIDConfigurationURL != "" {
+			if msg := checkFetchURL("openid_configuration_url", spec.OpenIDConfigurationURL); msg != "" {
+				add("openid_configuration_url", msg)
+			}
+		} else if msg := checkFetchURL("with discovery, the issuer", spec.Issuer); msg != "" && strings.TrimSpace(spec.Issuer) != "" {
+			add("issuer", msg+"; or set openid_configuration_url")
+		}
 	case spec.JWKSURL != "":
 		if msg := checkJWKSURL(spec.JWKSURL); msg != "" {
 			add("jwks_url", msg)
 		}
 	default:
 		if spec.JWKSCAFile != "" {
-			warn("jwks_ca_file", "jwks_ca_file applies only to jwks_url; it is ignored with jwks_file")
+			warn("jwks_ca_file", "jwks_ca_file applies only to jwks_url and discovery; it is ignored with jwks_file")
 		}
 		if spec.JWKSRefreshInterval != nil || spec.JWKSMinRefreshInterval != nil {
-			warn("jwks_file", "jwks_refresh_interval and jwks_min_refresh_interval apply only to jwks_url; a jwks_file is reloaded when it changes")
+			warn("jwks_file", "jwks_refresh_interval and jwks_min_refresh_interval apply only to jwks_url and discovery; a jwks_file is reloaded when it changes")
 		}
 	}
 	if spec.JWKSRefreshInterval != nil && spec.JWKSRefreshInterval.Duration <= 0 {
@@ -140,11 +155,15 @@ func compileIssuer(spec *IssuerSpec, field string, baseDir string, readKeys bool
 		add("jwks_min_refresh_interval", "the minimum refresh interval ("+spec.JWKSMinRefreshInterval.String()+") must not exceed jwks_refresh_interval ("+spec.JWKSRefreshInterval.String()+")")
 	}
 
+	iss.Introspection = compileIntrospection(spec, iss, baseDir, add, warn)
 	iss.Fingerprint = fingerprintIssuer(iss, spec)
 	if problemsHaveError(probs) {
 		return nil, probs
 	}
 	iss.KeyRef = keyRefOf(spec, baseDir)
+	if iss.Introspection != nil {
+		iss.Introspection.KeyRef = &iss.KeyRef
+	}
 	iss.bound = new(atomic.Pointer[boundKeys])
 	if readKeys && iss.KeyRef.File != "" {
 		keys, err := ReadKeyFile(iss.KeyRef.File)
@@ -170,6 +189,9 @@ func keyRefOf(spec *IssuerSpec, baseDir string) KeyRef {
 		ref.File = resolve(spec.JWKSFile)
 	} else {
 		ref.URL = spec.JWKSURL
+		if spec.JWKSURL == "" {
+			ref.Discovery, ref.ConfigURL = true, spec.OpenIDConfigurationURL
+		}
 		ref.CAFile = resolve(spec.JWKSCAFile)
 		if spec.JWKSRefreshInterval != nil {
 			ref.RefreshInterval = spec.JWKSRefreshInterval.Duration
@@ -184,12 +206,24 @@ func keyRefOf(spec *IssuerSpec, baseDir string) KeyRef {
 
 // checkJWKSURL returns why u cannot be a JWKS endpoint, or "".
 func checkJWKSURL(u string) string {
+	if msg := checkFetchURL("jwks_url", u); msg != "" {
+		if strings.HasSuffix(msg, "an absolute URL") {
+			msg += " such as https://login.example.com/.well-known/jwks.json"
+		}
+		return msg
+	}
+	return ""
+}
+
+// checkFetchURL returns why u, which field names, cannot be fetched for
+// keys or metadata, or "".
+func checkFetchURL(field, u string) string {
 	p, err := url.Parse(u)
 	if err != nil || p.Host == "" {
-		return "jwks_url must be an absolute URL such as https://login.example.com/.well-known/jwks.json"
+		return field + " must be an absolute URL"
 	}
 	if p.User != nil {
-		return "jwks_url must not carry credentials"
+		return field + " must not carry credentials"
 	}
 	switch p.Scheme {
 	case "https":
@@ -204,9 +238,9 @@ func checkJWKSURL(u string) string {
 		if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
 			return ""
 		}
-		return "jwks_url must use https (plain http is accepted only for localhost / 127.0.0.1)"
+		return field + " must use https (plain http is accepted only for localhost / 127.0.0.1)"
 	default:
-		return "jwks_url must use https"
+		return field + " must use https"
 	}
 }
 
@@ -239,6 +273,11 @@ func fingerprintIssuer(iss *Issuer, spec *IssuerSpec) uint64 {
 	str(spec.JWKSFile)
 	str(spec.JWKSURL)
 	str(spec.JWKSCAFile)
+	if spec.Discovery || spec.OpenIDConfigurationURL != "" {
+		str("discovery")
+		str(spec.OpenIDConfigurationURL)
+	}
+	iss.Introspection.fingerprint(str)
 	return h.Sum64()
 }
 

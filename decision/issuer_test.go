@@ -58,6 +58,22 @@ func TestCompileIssuer(t *testing.T) {
 		{name: "unknown algorithm", edit: func(s *IssuerSpec) { s.Algorithms = []string{"rs256"} }, wantField: "issuers[0].algorithms[0]", wantMsg: "case-sensitive"},
 		{name: "duplicate algorithm warns", edit: func(s *IssuerSpec) { s.Algorithms = []string{"RS256", "RS256"} }, warning: "twice"},
 		{name: "no key source", edit: func(s *IssuerSpec) { s.JWKSFile = "" }, wantField: "issuers[0]", wantMsg: "jwks_file"},
+		{name: "discovery", edit: func(s *IssuerSpec) { s.JWKSFile, s.Discovery = "", true }, check: func(t *testing.T, iss *Issuer) {
+			if !iss.KeyRef.Discovery || iss.KeyRef.ConfigURL != "" || !iss.KeyRef.Fetched() || !strings.HasPrefix(iss.KeyRef.ID(), "discovery\x00") {
+				t.Errorf("key ref = %+v", iss.KeyRef)
+			}
+		}},
+		{name: "openid_configuration_url implies discovery", edit: func(s *IssuerSpec) {
+			s.JWKSFile, s.OpenIDConfigurationURL = "", "https://meta.example.com/oidc.json"
+		}, check: func(t *testing.T, iss *Issuer) {
+			if !iss.KeyRef.Discovery || iss.KeyRef.ConfigURL != "https://meta.example.com/oidc.json" {
+				t.Errorf("key ref = %+v", iss.KeyRef)
+			}
+		}},
+		{name: "discovery and jwks_file", edit: func(s *IssuerSpec) { s.Discovery = true }, wantField: "issuers[0]", wantMsg: "only one of jwks_file, jwks_url and discovery"},
+		{name: "discovery of a plain http issuer", edit: func(s *IssuerSpec) { s.JWKSFile, s.Discovery, s.Issuer = "", true, "http://id.example.com" }, wantField: "issuers[0].issuer", wantMsg: "must use https"},
+		{name: "discovery of a non-URL issuer", edit: func(s *IssuerSpec) { s.JWKSFile, s.Discovery, s.Issuer = "", true, "corp-idp" }, wantField: "issuers[0].issuer", wantMsg: "or set openid_configuration_url"},
+		{name: "openid_configuration_url with credentials", edit: func(s *IssuerSpec) { s.JWKSFile, s.OpenIDConfigurationURL = "", "https://u:p@meta.example.com/x" }, wantField: "issuers[0].openid_configuration_url", wantMsg: "credentials"},
 		{name: "two key sources", edit: func(s *IssuerSpec) { s.JWKSURL = "https://id.example.com/jwks" }, wantField: "issuers[0]", wantMsg: "only one"},
 		{name: "https url", edit: func(s *IssuerSpec) { s.JWKSFile, s.JWKSURL = "", "https://id.example.com/jwks" }},
 		{name: "http loopback url", edit: func(s *IssuerSpec) { s.JWKSFile, s.JWKSURL = "", "http://127.0.0.1:8080/jwks" }},

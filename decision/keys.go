@@ -16,8 +16,14 @@ type KeyRef struct {
 	// File is the jwks_file, resolved against the policy file's directory;
 	// "" for a jwks_url issuer.
 	File string
-	// URL is the jwks_url; "" for a jwks_file issuer.
+	// URL is the jwks_url; "" for a jwks_file or discovery issuer.
 	URL string
+	// Discovery is set for an issuer whose keys (jwks_uri) come from its
+	// discovery document. ConfigURL is the document's configured URL
+	// (openid_configuration_url), "" for the well-known locations under
+	// Issuer: OpenID Connect's, then RFC 8414's.
+	Discovery bool
+	ConfigURL string
 	// CAFile is the jwks_ca_file, resolved like File ("" for none).
 	CAFile string
 	// RefreshInterval and MinRefreshInterval are the jwks_url refresh
@@ -42,16 +48,28 @@ func keyRefID(r *KeyRef) string {
 	if r.File != "" {
 		return "file\x00" + r.File
 	}
+	if r.Discovery {
+		return strings.Join([]string{"discovery", r.Issuer, r.ConfigURL, r.CAFile, r.RefreshInterval.String(), r.MinRefreshInterval.String()}, "\x00")
+	}
 	return strings.Join([]string{"url", r.URL, r.CAFile, r.RefreshInterval.String(), r.MinRefreshInterval.String()}, "\x00")
 }
 
 // Location is the file path or URL the keys come from, for messages.
 func (r *KeyRef) Location() string {
-	if r.File != "" {
+	switch {
+	case r.File != "":
 		return r.File
+	case r.Discovery && r.ConfigURL != "":
+		return r.ConfigURL
+	case r.Discovery:
+		return "the discovery document of " + r.Issuer
 	}
 	return r.URL
 }
+
+// Fetched reports whether the keys come from the network (a jwks_url or
+// discovery), so that they may arrive after a policy loads.
+func (r *KeyRef) Fetched() bool { return r.URL != "" || r.Discovery }
 
 // KeyResolver finds an issuer's key set at decision time. The server's
 // implementation is store/jwks.Registry, which fetches key sets in the

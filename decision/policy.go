@@ -35,6 +35,8 @@ type Policy struct {
 	// route's requirement and a token's grant are compared as bitsets.
 	scopeIndex map[string]int
 	scopeNames []string
+	// opaque picks the issuer that introspects a token that is not a JWT.
+	opaque opaqueRecognizer
 
 	policyGovernance
 	policyConstraints
@@ -90,6 +92,9 @@ type Issuer struct {
 	// jwks_url, and after Compile, which reads nothing). A key source may
 	// start serving with them.
 	FileKeys []Key
+	// Introspection is set when the issuer's opaque tokens are
+	// introspected (RFC 7662).
+	Introspection *Introspection
 	// Fingerprint changes whenever a setting that affects token validation
 	// changes, so cached verifications made under other settings are redone.
 	Fingerprint uint64

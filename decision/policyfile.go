@@ -57,8 +57,20 @@ type IssuerSpec struct {
 	// JWKSMinRefreshInterval bounds refetches triggered by unknown kids;
 	// default 10s.
 	JWKSMinRefreshInterval *Duration `yaml:"jwks_min_refresh_interval"`
-	// JWKSCAFile is an optional PEM bundle to trust for a jwks_url.
+	// JWKSCAFile is an optional PEM bundle to trust for a jwks_url, a
+	// discovery document and the endpoints it names.
 	JWKSCAFile string `yaml:"jwks_ca_file"`
+	// Discovery takes the key set (jwks_uri) and the introspection
+	// endpoint from the issuer's discovery document,
+	// {issuer}/.well-known/openid-configuration, else RFC 8414's
+	// oauth-authorization-server document (discovery.go).
+	Discovery bool `yaml:"discovery"`
+	// OpenIDConfigurationURL is the discovery document's URL, when it is
+	// not at the well-known location; it implies discovery.
+	OpenIDConfigurationURL string `yaml:"openid_configuration_url"`
+	// Introspection accepts opaque access tokens of this issuer by asking
+	// its introspection endpoint (RFC 7662; introspection_spec.go).
+	Introspection *IntrospectionSpec `yaml:"introspection"`
 }
 
 // RouteSpec is one route rule.

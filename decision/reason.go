@@ -42,6 +42,9 @@ const (
 	RevocationStale
 	// Keys.
 	KeySetUnavailable
+	// IntrospectionUnavailable: the issuer's introspection endpoint did
+	// not answer (opaque tokens).
+	IntrospectionUnavailable
 	numCodes
 )
 
@@ -105,6 +108,7 @@ var codes = [numCodes]codeInfo{
 	ScopeDrift:                     {"scope_drift", "the token carries scopes its client was not granted", 403, ChallengeNone},
 	Revoked:                        {"revoked", "the token, its subject or its client has been revoked", 401, ChallengeInvalidToken},
 	KeySetUnavailable:              {"key_set_unavailable", "the issuer's key set has not been loaded yet (its JWKS endpoint has not answered); denied to fail closed", 503, ChallengeNone},
+	IntrospectionUnavailable:       {"introspection_unavailable", "the issuer's introspection endpoint did not answer, or its answer could not be read; denied to fail closed", 503, ChallengeNone},
 	RevocationStale:                {"revocation_stale", "the revocation list is older than the staleness bound for a high-risk scope; denied to fail closed", 403, ChallengeNone},
 }
 

@@ -201,6 +201,12 @@ func (h *HTTPResponder) buildDeny(d *decision.Decision) *httpDeny {
 		hr = de.resp.GetErrorResponse()
 	}
 	status := int(hr.GetStatus().GetCode())
+	if status == 0 && de.resp.GetErrorResponse() != nil {
+		// ext_authz leaves an error's status to Envoy's status_on_error;
+		// forward-auth answers the reason's own (503 for an issuer that
+		// cannot be reached, 500 for an internal error).
+		status = d.Code.HTTPStatus()
+	}
 	if status < 400 {
 		// A deny must never look like an allow: fail closed.
 		status = http.StatusInternalServerError

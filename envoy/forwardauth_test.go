@@ -303,6 +303,8 @@ func TestHTTPResponderDenyMatchesExtAuthz(t *testing.T) {
 		"deny claiming ok":    {decision.Decision{Code: decision.OK, Policy: pol}, 500, ""},
 		"out-of-range code":   {decision.Decision{Code: decision.Code(250), Policy: pol}, 500, ""},
 		"source ip forbidden": {decision.Decision{Code: decision.SourceIPNotAllowed, Route: read, Policy: pol}, 403, ""},
+		"key set unavailable": {decision.Decision{Code: decision.KeySetUnavailable, Route: read, Policy: pol}, 503, ""},
+		"introspection down":  {decision.Decision{Code: decision.IntrospectionUnavailable, Route: read, Policy: pol}, 503, ""},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -323,8 +325,9 @@ func TestHTTPResponderDenyMatchesExtAuthz(t *testing.T) {
 				wantStatus := int(den.GetStatus().GetCode())
 				if wantStatus == 0 {
 					// An ext_authz error leaves the status to Envoy's
-					// status_on_error; over HTTP an internal error is a 500.
-					wantStatus = 500
+					// status_on_error; over HTTP it is the reason's own
+					// 5xx (a deny claiming ok is an internal 500).
+					wantStatus = max(tc.d.Code.HTTPStatus(), 500)
 				}
 				if wantStatus != w.Code || den.GetBody() != w.Body.String() {
 					t.Errorf("ext_authz deny %d %q, forward-auth %d %q", den.GetStatus().GetCode(), den.GetBody(), w.Code, w.Body.String())

@@ -132,6 +132,10 @@ type Config struct {
 	// store/jwks.Registry (files and URLs, fetched in the background).
 	// Tests and embedders may pass their own.
 	Keys decision.KeyResolver
+	// Introspector asks issuers about opaque tokens (RFC 7662); default a
+	// store/introspect.Client, whose credentials are read when a policy
+	// loads. Tests and embedders may pass their own.
+	Introspector decision.Introspector
 	// KeyStartupTimeout, when positive, makes NewServer fail if some
 	// issuer's key set has not been loaded within it (a JWKS endpoint down
 	// at start). Zero, the default, starts anyway: the server is

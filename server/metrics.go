@@ -346,8 +346,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			keys := c.engine.IssuerKeys(iss)
 			if keys == nil { // no key set yet: 0 keys, ScopegateJWKSEmpty fires
 				kind := "url"
-				if iss.KeyRef.File != "" {
+				switch {
+				case iss.KeyRef.File != "":
 					kind = "file"
+				case iss.KeyRef.Discovery:
+					kind = "discovery"
 				}
 				ch <- prometheus.MustNewConstMetric(descJWKSKeys, prometheus.GaugeValue, 0, name, kind)
 				continue

@@ -68,6 +68,9 @@ func (s *Server) reload(trigger string, force bool) (*decision.Policy, error) {
 		// still running on the old policy keep its keys.
 		s.registry.Retain(pol)
 	}
+	if s.introClient != nil {
+		s.introClient.Retain(pol)
+	}
 	s.updateHealth()
 	s.log.Info("policy reloaded", "policy", s.cfg.PolicyPath, "version", pol.Version, "previous", old.Version, "trigger", trigger)
 	return pol, nil
@@ -149,6 +152,11 @@ func (s *Server) loadPolicy() (*decision.Policy, error) {
 	if s.registry != nil {
 		if err := s.registry.Open(pol); err != nil {
 			return nil, fmt.Errorf("key sets: %w", err)
+		}
+	}
+	if s.introClient != nil {
+		if err := s.introClient.Open(pol); err != nil {
+			return nil, fmt.Errorf("introspection clients: %w", err)
 		}
 	}
 	return pol, nil

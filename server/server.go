@@ -27,6 +27,7 @@ import (
 	"github.com/scopegate/scopegate/envoy"
 	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
 	"github.com/scopegate/scopegate/store/cache"
+	"github.com/scopegate/scopegate/store/introspect"
 	"github.com/scopegate/scopegate/store/jwks"
 )
 
@@ -98,6 +99,12 @@ type Server struct {
 
 	auditing auditState // auditlog.go
 	admin    adminState // admin_state.go
+
+	// introspector asks issuers about opaque tokens: introClient (with
+	// introMetrics), or Config.Introspector (introspection.go).
+	introspector decision.Introspector
+	introClient  *introspect.Client
+	introMetrics *introspectionMetrics
 }
 
 // NewServer loads the policy and its issuers' keys and builds the server.
@@ -142,6 +149,7 @@ func newServer(cfg Config, announce bool) (_ *Server, err error) {
 		s.registry.URLOptions.Logger = cfg.Logger
 		s.keys = s.registry
 	}
+	s.startIntrospection()
 	pol, err := s.loadPolicy()
 	if err != nil {
 		return nil, fmt.Errorf("load policy: %w", err)
@@ -159,6 +167,7 @@ func newServer(cfg Config, announce bool) (_ *Server, err error) {
 		RevocationStaleAfter: cfg.Revocation.staleAfter(),
 		Ownership:            owners,
 		Keys:                 s.keys,
+		Introspector:         s.introspector,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start decision engine: %w", err)
@@ -200,6 +209,7 @@ func newServer(cfg Config, announce bool) (_ *Server, err error) {
 	undo.push(func() { s.funnel.shadow.close(s.bg) })
 	s.gate = &gate{max: int64(cfg.MaxInflight), timeout: cfg.CheckTimeout}
 	s.metrics.exportGate(s.gate, s.funnel.shadow)
+	s.metrics.exportIntrospection(s.engine, s.introMetrics)
 	unary, stream := s.interceptors()
 	unary = append([]grpc.UnaryServerInterceptor{s.gate.unary}, unary...)
 	s.grpc = grpc.NewServer(

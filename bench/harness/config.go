@@ -142,6 +142,12 @@ type Config struct {
 	WritePolicy string
 	// Seed makes token picks and mixes repeatable.
 	Seed uint64
+	// Opaque sends opaque tokens, issued by a stub authorization server
+	// in this process and introspected by the in-process scopegate.
+	Opaque bool
+	// introspection is the generated issuer's introspection block (set by
+	// Run with Opaque).
+	introspection string
 	// Out receives the human-readable report; nil discards it.
 	Out io.Writer
 }
@@ -199,6 +205,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.RSS, "rss", c.RSS, "report resident memory and Go heap after the run, and per cached token (in-process server)")
 	fs.StringVar(&c.WritePolicy, "write-policy", c.WritePolicy, "write the generated policy and JWKS to this directory and exit")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of token picks and the mix")
+	fs.BoolVar(&c.Opaque, "opaque", c.Opaque, "send opaque tokens that the in-process scopegate introspects at a stub authorization server in this process (badsig becomes a token the server never issued)")
 }
 
 // Validate reports every invalid field at once, each with the fix.
@@ -270,6 +277,15 @@ func (c *Config) Validate() error {
 	}
 	if c.SoakReload < 0 {
 		bad("--soak-reload %v is negative: use 0 for none", c.SoakReload)
+	}
+	if c.Opaque && c.Target != "" {
+		bad("--opaque introspects at a stub authorization server only an in-process scopegate knows: drop --target")
+	}
+	if c.Opaque && c.Mint == MintInline {
+		bad("--opaque issues its tokens at the stub before the run: drop --mint inline")
+	}
+	if c.Opaque && c.WritePolicy != "" {
+		bad("--opaque needs the stub authorization server of a run: drop --write-policy")
 	}
 	if c.Target != "" && c.MemProfile != "" {
 		bad("--memprofile profiles the in-process server: drop --target")

@@ -145,6 +145,40 @@ func lookupJSON(v any, path string) (any, bool) {
 	return v, true
 }
 
+// TestRunOpaque: --opaque issues the tokens at the stub authorization
+// server, the in-process scopegate introspects each once and then answers
+// from its cache, and every verdict (allow, insufficient scope, and a
+// token the stub never issued) is the expected one.
+func TestRunOpaque(t *testing.T) {
+	cfg := smallConfig(t)
+	cfg.API = APIEnvoy
+	cfg.Opaque = true
+	cfg.MissRate = 0.05
+	var out strings.Builder
+	cfg.Out = &out
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.Failed(); err != nil {
+		t.Fatalf("run failed: %v\n%s", err, out.String())
+	}
+	in := rep.Introspection
+	if in == nil || in.Hits == 0 || in.Misses < uint64(cfg.Tokens) || in.Calls == 0 || in.Calls > in.Misses {
+		t.Fatalf("introspection stats %+v, want hits, at least %d misses and at most one call per miss\n%s", in, cfg.Tokens, out.String())
+	}
+	if rep.TokenBytes != 43 {
+		t.Errorf("opaque tokens of %d bytes, want 43", rep.TokenBytes)
+	}
+	if !strings.Contains(out.String(), "introspected") {
+		t.Errorf("the report does not show the introspection figures:\n%s", out.String())
+	}
+	cfg.Target = "127.0.0.1:1"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--opaque") {
+		t.Errorf("--opaque with --target: %v", err)
+	}
+}
+
 func TestRunDecideAndReload(t *testing.T) {
 	cfg := smallConfig(t)
 	cfg.API = APIDecide
@@ -245,7 +279,7 @@ func TestEncodersMatchTheTypes(t *testing.T) {
 // TestVerdicts decodes real responses and checks them against every kind:
 // each matches its own kind only.
 func TestVerdicts(t *testing.T) {
-	pol, err := decision.Compile(generatePolicy(3, 0, "v"), "policy.yaml", decision.CompileOptions{})
+	pol, err := decision.Compile(generatePolicy(3, 0, "v", ""), "policy.yaml", decision.CompileOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +353,7 @@ func TestGeneratedPolicyLoads(t *testing.T) {
 		"catalog, 1 client": {10, 1},
 	} {
 		t.Run(name, func(t *testing.T) {
-			p, err := writePolicy(t.TempDir(), tc.routes, tc.clients, "v1", ss)
+			p, err := writePolicy(t.TempDir(), tc.routes, tc.clients, "v1", "", ss)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -481,7 +515,7 @@ func BenchmarkDecideGenerated(b *testing.B) {
 }
 
 func benchDecide(b *testing.B, ss map[string]*decisiontest.Signer, routes, clients int) {
-	p, err := writePolicy(b.TempDir(), routes, clients, "v", ss)
+	p, err := writePolicy(b.TempDir(), routes, clients, "v", "", ss)
 	if err != nil {
 		b.Fatal(err)
 	}

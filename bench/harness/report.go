@@ -30,13 +30,15 @@ type Report struct {
 	TokenBytes int         `json:"token_bytes"`
 	Results    []APIResult `json:"results"`
 	// MintSeconds is how long minting the tokens took (not measured load).
-	MintSeconds       float64      `json:"mint_seconds"`
-	MissPoolExhausted uint64       `json:"miss_pool_exhausted,omitempty"`
-	MintErrors        uint64       `json:"mint_errors,omitempty"`
-	TokenCache        *CacheStats  `json:"token_cache,omitempty"`
-	Reloads           *ReloadStats `json:"reloads,omitempty"`
-	Memory            *MemoryStats `json:"memory,omitempty"`
-	Notes             []string     `json:"notes,omitempty"`
+	MintSeconds       float64     `json:"mint_seconds"`
+	MissPoolExhausted uint64      `json:"miss_pool_exhausted,omitempty"`
+	MintErrors        uint64      `json:"mint_errors,omitempty"`
+	TokenCache        *CacheStats `json:"token_cache,omitempty"`
+	// Introspection is set with --opaque.
+	Introspection *IntrospectionStats `json:"introspection,omitempty"`
+	Reloads       *ReloadStats        `json:"reloads,omitempty"`
+	Memory        *MemoryStats        `json:"memory,omitempty"`
+	Notes         []string            `json:"notes,omitempty"`
 }
 
 // LoadAvg is the machine's load average (1, 5 and 15 minutes) when the
@@ -67,6 +69,7 @@ type RunConfig struct {
 	Revocations    int     `json:"revocations"`
 	TokenCacheSize int64   `json:"token_cache_size,omitempty"`
 	Noop           bool    `json:"noop"`
+	Opaque         bool    `json:"opaque,omitempty"`
 	SoakReloadSec  float64 `json:"soak_reload_seconds,omitempty"`
 }
 
@@ -145,6 +148,16 @@ type CacheStats struct {
 	Misses uint64 `json:"misses"`
 }
 
+// IntrospectionStats are the opaque-token lookups of an --opaque run:
+// answered from the token cache, sent to the stub authorization server,
+// and the calls the stub counted (fewer than misses when concurrent
+// lookups of one token were coalesced).
+type IntrospectionStats struct {
+	Hits   uint64 `json:"hits"`
+	Misses uint64 `json:"misses"`
+	Calls  uint64 `json:"calls"`
+}
+
 // ReloadStats count --soak-reload reloads.
 type ReloadStats struct {
 	Reloads uint64 `json:"reloads"`
@@ -194,7 +207,7 @@ func newReport(cfg *Config, now time.Time) *Report {
 			Target: cfg.Target, API: cfg.API, Concurrency: cfg.Concurrency, Conns: cfg.Conns,
 			Requests: cfg.Requests, WarmupSec: cfg.Warmup.Seconds(), TimeoutSec: cfg.Timeout.Seconds(), Rounds: cfg.Rounds, Mix: cfg.Mix.String(),
 			Tokens: cfg.Tokens, MissRate: cfg.MissRate, Mint: cfg.Mint, Key: cfg.Key, Routes: cfg.Routes, Clients: cfg.Clients,
-			Revocations: cfg.Revocations, TokenCacheSize: cfg.TokenCacheSize, Noop: cfg.Noop, SoakReloadSec: cfg.SoakReload.Seconds(),
+			Revocations: cfg.Revocations, TokenCacheSize: cfg.TokenCacheSize, Noop: cfg.Noop, Opaque: cfg.Opaque, SoakReloadSec: cfg.SoakReload.Seconds(),
 		},
 	}
 	if cfg.Requests == 0 {
@@ -321,6 +334,10 @@ func (r *Report) print(w io.Writer) {
 	}
 	if r.TokenCache != nil {
 		fmt.Fprintf(w, "token cache (whole run): %d hits, %d misses\n", r.TokenCache.Hits, r.TokenCache.Misses)
+	}
+	if r.Introspection != nil {
+		fmt.Fprintf(w, "opaque tokens (whole run): %d cached, %d introspected, %d calls at the stub authorization server\n",
+			r.Introspection.Hits, r.Introspection.Misses, r.Introspection.Calls)
 	}
 	if r.Reloads != nil {
 		fmt.Fprintf(w, "policy reloads: %d (%d failed)\n", r.Reloads.Reloads, r.Reloads.Failed)

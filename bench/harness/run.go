@@ -20,6 +20,7 @@ import (
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/decisiontest"
 	"github.com/scopegate/scopegate/server"
+	"github.com/scopegate/scopegate/store/introspect/introspecttest"
 )
 
 // memProfileRate samples allocations finely enough for a short profile
@@ -54,7 +55,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if !dev {
 			return nil, errors.New("--write-policy needs the development keys (examples/keys): run from the scopegate source tree")
 		}
-		p, err := writePolicy(cfg.WritePolicy, cfg.Routes, cfg.Clients, policyVersion(&cfg, 0), ss)
+		p, err := writePolicy(cfg.WritePolicy, cfg.Routes, cfg.Clients, policyVersion(&cfg, 0), "", ss)
 		if err != nil {
 			return nil, err
 		}
@@ -73,17 +74,29 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(out, "minting %d %s tokens...\n", cfg.Tokens, ss[cfg.Key].Alg)
+	var as *introspecttest.AS
+	if cfg.Opaque {
+		as = startOpaqueAS(ss)
+		defer as.Close()
+		cfg.introspection = introspectionYAML(as)
+	}
 	t0 := time.Now()
-	pool, err := m.mintMany(0, cfg.Tokens, runtime.GOMAXPROCS(0))
-	if err != nil {
-		return nil, err
+	var pool []string
+	bad := badSignature
+	if as != nil {
+		fmt.Fprintf(out, "issuing %d opaque tokens at the stub authorization server...\n", cfg.Tokens)
+		pool, bad = mintOpaque(as, 0, cfg.Tokens, cfg.Routes, cfg.Clients, now), unknownOpaque
+	} else {
+		fmt.Fprintf(out, "minting %d %s tokens...\n", cfg.Tokens, ss[cfg.Key].Alg)
+		if pool, err = m.mintMany(0, cfg.Tokens, runtime.GOMAXPROCS(0)); err != nil {
+			return nil, err
+		}
 	}
 	toks := &tokenSet{bearer: make([]string, len(pool)), bad: make([]string, len(pool)), routes: cfg.Routes, minter: m, inline: cfg.Mint == MintInline}
 	size := 0
 	for i, t := range pool {
 		toks.bearer[i] = "Bearer " + t
-		toks.bad[i] = "Bearer " + badSignature(t)
+		toks.bad[i] = "Bearer " + bad(t)
 		size += len(t)
 	}
 	rep.TokenBytes = size / len(pool)
@@ -93,8 +106,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, fmt.Errorf("--miss-rate %v needs %d never-seen tokens, more than %d to mint ahead: use --mint inline (with --key ed25519 or ec to keep signing cheap)", cfg.MissRate, n, maxAheadTokens)
 		}
 		fmt.Fprintf(out, "minting %d never-seen tokens for --miss-rate %v...\n", n, cfg.MissRate)
-		fresh, err := m.mintMany(cfg.Tokens, n, runtime.GOMAXPROCS(0))
-		if err != nil {
+		var fresh []string
+		if as != nil {
+			fresh = mintOpaque(as, cfg.Tokens, n, cfg.Routes, cfg.Clients, now)
+		} else if fresh, err = m.mintMany(cfg.Tokens, n, runtime.GOMAXPROCS(0)); err != nil {
 			return nil, err
 		}
 		toks.fresh = make([]string, n)
@@ -188,6 +203,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if sg != nil {
 		hits, misses := sg.srv.Engine().TokenCacheStats()
 		rep.TokenCache = &CacheStats{Hits: hits, Misses: misses}
+		if as != nil {
+			hits, misses := sg.srv.Engine().IntrospectionStats()
+			rep.Introspection = &IntrospectionStats{Hits: hits, Misses: misses, Calls: uint64(as.Calls.Load())}
+		}
 		if sg.reloads.Load() > 0 {
 			rep.Reloads = &ReloadStats{Reloads: sg.reloads.Load(), Failed: sg.reloadErrs.Load()}
 		}
@@ -339,7 +358,7 @@ func startInproc(cfg *Config, ss map[string]*decisiontest.Signer) (*inproc, erro
 		return nil, err
 	}
 	in := &inproc{dir: dir, cfg: cfg, served: make(chan error, 1)}
-	p, err := writePolicy(dir, cfg.Routes, cfg.Clients, policyVersion(cfg, 0), ss)
+	p, err := writePolicy(dir, cfg.Routes, cfg.Clients, policyVersion(cfg, 0), cfg.introspection, ss)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -369,7 +388,7 @@ func startInproc(cfg *Config, ss map[string]*decisiontest.Signer) (*inproc, erro
 func (in *inproc) reload() error {
 	n := in.reloads.Add(1)
 	p := in.dir + string(os.PathSeparator) + PolicyFile
-	if err := writeFileAtomic(p, generatePolicy(in.cfg.Routes, in.cfg.Clients, policyVersion(in.cfg, n))); err != nil {
+	if err := writeFileAtomic(p, generatePolicy(in.cfg.Routes, in.cfg.Clients, policyVersion(in.cfg, n), in.cfg.introspection)); err != nil {
 		in.reloadErrs.Add(1)
 		return err
 	}

@@ -817,15 +817,56 @@ func (d *differ) issuers() {
 			}
 			d.add("issuer", "changed", b.Issuer, v, "clock_skew %s → %s", shortDuration(sa), shortDuration(sb))
 		}
-		if a.JWKSFile != b.JWKSFile || a.JWKSURL != b.JWKSURL {
-			d.add("issuer", "changed", b.Issuer, Wider, "key set %s → %s: tokens signed by other keys are trusted now (review)", orNone(a.JWKSFile+a.JWKSURL), orNone(b.JWKSFile+b.JWKSURL))
+		if ka, kb := keySource(a), keySource(b); ka != kb {
+			d.add("issuer", "changed", b.Issuer, Wider, "key set %s → %s: tokens signed by other keys are trusted now (review)", orNone(ka), orNone(kb))
 		}
+		d.introspection(a, b)
 	}
 	for _, a := range d.a.File.Issuers {
 		if !seen[a.Issuer] {
 			d.add("issuer", "removed", a.Issuer, Narrower, "tokens of this issuer are no longer trusted")
 		}
 	}
+}
+
+// keySource names where an issuer's keys come from.
+func keySource(s *decision.IssuerSpec) string {
+	switch {
+	case s.OpenIDConfigurationURL != "":
+		return "discovery at " + s.OpenIDConfigurationURL
+	case s.Discovery:
+		return "discovery"
+	}
+	return s.JWKSFile + s.JWKSURL
+}
+
+// introspection compares the issuers' introspection blocks: accepting
+// opaque tokens, or asking another endpoint or as another client, widens
+// what is trusted.
+func (d *differ) introspection(a, b *decision.IssuerSpec) {
+	ia, ib := a.Introspection, b.Introspection
+	switch {
+	case ia == nil && ib == nil:
+	case ia == nil:
+		d.add("issuer", "changed", b.Issuer, Wider, "accepts opaque tokens by introspection at %s", orDiscovery(ib.Endpoint))
+	case ib == nil:
+		d.add("issuer", "changed", b.Issuer, Narrower, "no longer accepts opaque tokens (introspection removed)")
+	default:
+		if ia.Endpoint != ib.Endpoint || ia.ClientID != ib.ClientID {
+			d.add("issuer", "changed", b.Issuer, Wider, "introspection at %s as %s → %s as %s: another server's answers are trusted now (review)",
+				orDiscovery(ia.Endpoint), ia.ClientID, orDiscovery(ib.Endpoint), ib.ClientID)
+		}
+		if ia.TokenPrefix != ib.TokenPrefix {
+			d.add("issuer", "changed", b.Issuer, Wider, "token_prefix %s → %s", orNone(ia.TokenPrefix), orNone(ib.TokenPrefix))
+		}
+	}
+}
+
+func orDiscovery(endpoint string) string {
+	if endpoint == "" {
+		return "the discovery document's endpoint"
+	}
+	return endpoint
 }
 
 func skew(s *decision.IssuerSpec) time.Duration {

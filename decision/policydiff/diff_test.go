@@ -155,6 +155,13 @@ func TestCompare(t *testing.T) {
 				{"issuer", "changed", "https://id.test/", Narrower, "require_at_jwt false → true"},
 			},
 		},
+		"discovery and introspection": {
+			new: edit("    jwks_url: https://id.test/jwks.json\n", "    discovery: true\n    introspection: {endpoint: https://id.test/introspect, client_id: gw, client_secret_env: S}\n"),
+			want: []want{
+				{"issuer", "changed", "https://id.test/", Wider, "key set https://id.test/jwks.json → discovery"},
+				{"issuer", "changed", "https://id.test/", Wider, "accepts opaque tokens by introspection at https://id.test/introspect"},
+			},
+		},
 		"a network widened": {
 			new:  edit("office: [10.0.0.0/8]", "office: [10.0.0.0/8, 0.0.0.0/0]"),
 			want: []want{{"policy", "changed", "networks.office", Wider, "gains 0.0.0.0/0"}},

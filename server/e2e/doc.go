@@ -6,4 +6,12 @@
 //
 // The tests need the nginx and caddy binaries and are skipped unless
 // SCOPEGATE_E2E_PROXIES=1; with it set, a missing binary is a failure.
+//
+// oidc_test.go runs a real authorization server, oidc-provider (the
+// OpenID-certified Node.js implementation, configured by oidc/server.mjs
+// and pinned by oidc/package-lock.json), and sends the JWT and opaque
+// tokens it issues through ext_authz and forward-auth of a scopegate that
+// knows the issuer by discovery alone. It is skipped unless
+// SCOPEGATE_E2E_OIDC=1 and node is on PATH; install the server with
+// npm ci --prefix server/e2e/oidc.
 package e2e

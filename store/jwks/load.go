@@ -24,25 +24,33 @@ func (r *Registry) Load(ctx context.Context, path string, opts decision.CompileO
 	var probs []decision.Problem
 	for i, spec := range pol.File.Issuers {
 		iss := pol.Issuers[spec.Issuer]
-		if iss == nil || iss.KeyRef.URL == "" {
+		if iss == nil || !iss.KeyRef.Fetched() {
 			continue
 		}
 		s, ok := r.Keys(&iss.KeyRef).(*slot)
 		if !ok {
 			continue
 		}
-		u, ok := s.own.(*URL)
-		if !ok {
+		var ready <-chan struct{}
+		var firstErr func() error
+		field, loc := "jwks_url", spec.JWKSURL
+		switch src := s.own.(type) {
+		case *URL:
+			ready, firstErr = src.Ready(), func() error { return src.firstErr }
+		case *Discovery:
+			ready, firstErr = src.Ready(), src.FirstError
+			field, loc = "discovery", iss.KeyRef.Location()
+		default:
 			continue
 		}
 		select {
-		case <-u.Ready():
+		case <-ready:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		if err := u.firstErr; err != nil && len(u.Keys()) == 0 {
-			probs = append(probs, decision.Problem{File: path, Line: iss.Line, Field: fmt.Sprintf("issuers[%d].jwks_url", i),
-				Message: "cannot fetch keys from " + spec.JWKSURL + ": " + err.Error()})
+		if err := firstErr(); err != nil && len(s.own.Keys()) == 0 {
+			probs = append(probs, decision.Problem{File: path, Line: iss.Line, Field: fmt.Sprintf("issuers[%d].%s", i, field),
+				Message: "cannot fetch keys from " + loc + ": " + err.Error()})
 		}
 	}
 	if len(probs) > 0 {

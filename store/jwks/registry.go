@@ -22,6 +22,7 @@ type Source interface {
 var (
 	_ Source = (*File)(nil)
 	_ Source = (*URL)(nil)
+	_ Source = (*Discovery)(nil)
 )
 
 // Registry serves the issuers' key sets to the decision engine
@@ -159,7 +160,7 @@ func (r *Registry) Open(pol *decision.Policy) error {
 		sl := &slot{own: src, issuer: name}
 		// A URL not fetched yet: keep the keys the issuer had. (A file was
 		// read just now; if it cannot be read, the issuer has no keys.)
-		if prev := r.previous(name); prev != nil && iss.KeyRef.URL != "" && len(src.Keys()) == 0 {
+		if prev := r.previous(name); prev != nil && iss.KeyRef.Fetched() && len(src.Keys()) == 0 {
 			var ks decision.KeySource = prev
 			sl.fallback.Store(&ks)
 		}
@@ -203,21 +204,43 @@ func (r *Registry) start(ref *decision.KeyRef, seed []decision.Key) (Source, err
 		opts.OnChange = r.changed
 		return startFile(r.ctx, ref.File, opts, seed), nil
 	case ref.URL != "":
-		opts := r.URLOptions
-		opts.OnChange = r.changed
-		if ref.RefreshInterval > 0 {
-			opts.RefreshInterval = ref.RefreshInterval
-		}
-		if ref.MinRefreshInterval > 0 {
-			opts.MinRefreshInterval = ref.MinRefreshInterval
-		}
-		if ref.CAFile != "" {
-			opts.CAFile = ref.CAFile
-		}
-		return StartURL(r.ctx, ref.URL, opts)
+		return StartURL(r.ctx, ref.URL, r.urlOptions(ref))
+	case ref.Discovery:
+		return StartDiscovery(r.ctx, ref.Issuer, ref.ConfigURL, r.urlOptions(ref))
 	default:
-		return nil, errors.New("the issuer sets neither jwks_file nor jwks_url")
+		return nil, errors.New("the issuer sets none of jwks_file, jwks_url and discovery")
 	}
+}
+
+// urlOptions are the registry's URL options with ref's settings.
+func (r *Registry) urlOptions(ref *decision.KeyRef) URLOptions {
+	opts := r.URLOptions
+	opts.OnChange = r.changed
+	if ref.RefreshInterval > 0 {
+		opts.RefreshInterval = ref.RefreshInterval
+	}
+	if ref.MinRefreshInterval > 0 {
+		opts.MinRefreshInterval = ref.MinRefreshInterval
+	}
+	if ref.CAFile != "" {
+		opts.CAFile = ref.CAFile
+	}
+	return opts
+}
+
+// Document returns the last good discovery document of the issuer ref
+// names, or false when it uses no discovery or none has loaded yet. It
+// takes no lock.
+func (r *Registry) Document(ref *decision.KeyRef) (Document, bool) {
+	s, ok := r.Keys(ref).(*slot)
+	if !ok {
+		return Document{}, false
+	}
+	d, ok := s.own.(*Discovery)
+	if !ok {
+		return Document{}, false
+	}
+	return d.Document()
 }
 
 func (r *Registry) changed() {

@@ -2,8 +2,6 @@ package jwks
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +18,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/store/internal/backoff"
+	"github.com/scopegate/scopegate/store/internal/cafile"
 )
 
 // URL defaults.
@@ -211,18 +209,11 @@ func isLoopback(host string) bool {
 
 func newHTTPClient(opts URLOptions) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	if opts.CAFile != "" {
-		pem, err := os.ReadFile(opts.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("jwks_ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("jwks_ca_file %s holds no PEM certificate", opts.CAFile)
-		}
-		tr.TLSClientConfig.RootCAs = pool
+	tlsCfg, err := cafile.TLSConfig(opts.CAFile)
+	if err != nil {
+		return nil, err
 	}
+	tr.TLSClientConfig = tlsCfg
 	tr.ResponseHeaderTimeout = opts.Timeout
 	return &http.Client{
 		Transport: tr,
@@ -279,16 +270,22 @@ func (u *URL) run() {
 // from MinRefreshInterval doubling up to RefreshInterval, or, while no key
 // set was ever fetched, from 1s up to 30s (both at most those bounds).
 func (u *URL) nextDelay(res fetchResult, failuresInRow int) time.Duration {
-	lo, hi := u.opts.MinRefreshInterval, u.opts.RefreshInterval
+	return refreshDelay(&u.opts, res.maxAge, failuresInRow, u.Keys() != nil)
+}
+
+// refreshDelay is nextDelay for any source refreshed under opts: loaded
+// says whether it ever loaded.
+func refreshDelay(opts *URLOptions, maxAge time.Duration, failuresInRow int, loaded bool) time.Duration {
+	lo, hi := opts.MinRefreshInterval, opts.RefreshInterval
 	if failuresInRow > 0 {
-		if u.Keys() == nil {
+		if !loaded {
 			lo, hi = min(lo, startRetryMin), min(hi, startRetryMax)
 		}
 		return backoff.Policy{Min: lo, Max: hi}.Delay(failuresInRow)
 	}
 	d := hi
-	if res.maxAge > 0 {
-		d = max(lo, min(res.maxAge, hi))
+	if maxAge > 0 {
+		d = max(lo, min(maxAge, hi))
 	}
 	return max(lo, d-backoff.Jitter(d/20, 1))
 }
