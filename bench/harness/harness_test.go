@@ -245,7 +245,7 @@ func TestEncodersMatchTheTypes(t *testing.T) {
 // TestVerdicts decodes real responses and checks them against every kind:
 // each matches its own kind only.
 func TestVerdicts(t *testing.T) {
-	pol, err := decision.Compile(generatePolicy(3, 0, "v"), "policy.yaml", decision.CompileOptions{})
+	pol, err := decision.Compile(generatePolicy(3, 0, 0, "v"), "policy.yaml", decision.CompileOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +319,7 @@ func TestGeneratedPolicyLoads(t *testing.T) {
 		"catalog, 1 client": {10, 1},
 	} {
 		t.Run(name, func(t *testing.T) {
-			p, err := writePolicy(t.TempDir(), tc.routes, tc.clients, "v1", ss)
+			p, err := writePolicy(t.TempDir(), tc.routes, tc.clients, 0, "v1", ss)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -481,7 +481,7 @@ func BenchmarkDecideGenerated(b *testing.B) {
 }
 
 func benchDecide(b *testing.B, ss map[string]*decisiontest.Signer, routes, clients int) {
-	p, err := writePolicy(b.TempDir(), routes, clients, "v", ss)
+	p, err := writePolicy(b.TempDir(), routes, clients, 0, "v", ss)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func (b *benchCmd) run(ctx context.Context, c *cli) int {
 	if err := b.cfg.Validate(); err != nil {
 		return c.usageError("bench", "%v", err)
 	}
-	b.cfg.Out = c.stdout
+	b.cfg.Out, b.cfg.Progress = c.stdout, c.stderr
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := harness.Run(ctx, b.cfg)
