@@ -177,9 +177,9 @@ func checkHTTP(api string, rep *httpReply, items []request) (int, string) {
 	case APIForwardAuth, APINginx:
 		kind := items[0].kind
 		ok := rep.status == kindStatus[kind]
-		// scopegate names the reason of a deny; nginx passes only the
-		// status of its auth subrequest on.
-		if ok && api == APIForwardAuth && kind != 0 && rep.reason != kindReason[kind] {
+		// scopegate names the reason of every deny; nginx passes it on
+		// (auth_request_set, add_header).
+		if ok && kind != 0 && rep.reason != kindReason[kind] {
 			ok = false
 		}
 		if ok {
