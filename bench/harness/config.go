@@ -263,6 +263,12 @@ func (c *Config) Validate() error {
 	if c.has(ShapeCold) && c.MissRate == 0 {
 		bad("--shape cold compares never-seen tokens with cached ones: give --miss-rate, e.g. 0.01 or 0.1")
 	}
+	if c.has(ShapeFull) && len(c.shapes()) > 1 {
+		bad("--shape full configures the in-process server with every feature on: run it alone")
+	}
+	if c.has(ShapeFull) && c.Clients == 0 {
+		bad("--shape full needs registered clients for drift: give --clients")
+	}
 	if c.Batch < 1 || c.Batch > 1024 {
 		bad("--batch %d: use 1 to 1024 (the server's limit per request)", c.Batch)
 	}

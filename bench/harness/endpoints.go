@@ -113,6 +113,12 @@ func (e *endpoints) forSeries(shapeName, api string) (*endpoint, *endpoint, erro
 			}
 		}
 		return sg, &endpoint{name: serverNoop, conns: e.noopGRPC}, nil
+	case ShapeFull:
+		s, floor, err := e.forSeries(ShapeGRPC, api)
+		if s != nil {
+			s.fresh = false // the owners are the reused tokens' subjects
+		}
+		return s, floor, err
 	case ShapeCold:
 		return sg, &endpoint{name: floorCached, conns: e.sgGRPC, verify: true}, nil
 	case ShapeReload:

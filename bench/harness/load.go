@@ -90,7 +90,7 @@ func newLoad(cfg Config, toks *tokenSet, now time.Time) *load {
 		sourceIP: netip.MustParseAddr(benchSource)}
 	l.paths = make([]string, cfg.Routes)
 	for r := range l.paths {
-		l.paths[r] = routePath(r, (r*7919)%100000)
+		l.paths[r] = routePath(r, routeItem(r))
 	}
 	return l
 }

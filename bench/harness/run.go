@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/decisiontest"
 	"github.com/scopegate/scopegate/server"
+	"github.com/scopegate/scopegate/store/audit"
 )
 
 // memProfileRate samples allocations finely enough for a short profile
@@ -373,12 +375,26 @@ func startInproc(cfg *Config, ss map[string]*decisiontest.Signer) (*inproc, erro
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	in.srv, err = server.NewServer(server.Config{
+	scfg := server.Config{
 		PolicyPath:      p,
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError})),
 		TokenCacheSize:  cfg.TokenCacheSize,
 		TokenCacheBytes: cfg.TokenCacheBytes,
-	})
+	}
+	if cfg.has(ShapeFull) {
+		if err := writeFileAtomic(p, in.policy(0)); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		sink, err := audit.NewFileSink(filepath.Join(dir, "audit.log"), audit.FileOptions{})
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		scfg.Audit.Sinks = []audit.Sink{sink}
+		scfg.Ownership = newBenchOwners(cfg.Routes, cfg.Tokens)
+	}
+	in.srv, err = server.NewServer(scfg)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start scopegate: %w", err)
@@ -406,7 +422,7 @@ func startInproc(cfg *Config, ss map[string]*decisiontest.Signer) (*inproc, erro
 func (in *inproc) reload() error {
 	n := in.reloads.Add(1)
 	p := in.dir + string(os.PathSeparator) + PolicyFile
-	if err := writeFileAtomic(p, generatePolicy(in.cfg.Routes, in.cfg.Clients, in.cfg.Segments, policyVersion(in.cfg, n))); err != nil {
+	if err := writeFileAtomic(p, in.policy(n)); err != nil {
 		in.reloadErrs.Add(1)
 		return err
 	}
@@ -415,6 +431,12 @@ func (in *inproc) reload() error {
 		return err
 	}
 	return nil
+}
+
+// policy returns the generated policy of the n-th reload.
+func (in *inproc) policy(n uint64) []byte {
+	c := in.cfg
+	return genPolicy(c.Routes, c.Clients, c.Segments, c.has(ShapeFull), policyVersion(c, n))
 }
 
 func (in *inproc) stop() {

@@ -30,6 +30,11 @@ const (
 	// ShapeReload is ext_authz with a policy reload every --soak-reload
 	// (1s by default) against the same server without reloads.
 	ShapeReload = "reload"
+	// ShapeFull is ext_authz against the no-op gRPC server with every
+	// feature of the full example policy in use (see genPolicy), the audit
+	// log written to a file. It runs alone: it configures the in-process
+	// server.
+	ShapeFull = "full"
 )
 
 // Floors a shape is measured against.
@@ -59,13 +64,18 @@ var shapes = map[string]shape{
 	ShapeAuthZEN:      {api: APIAuthZEN, floor: floorNoop, inproc: true, targets: []Target{{Metric: "rps", Op: ">=", Value: 0.9}}, about: "AuthZEN evaluation vs a no-op handler"},
 	ShapeAuthZENBatch: {api: APIAuthZENBatch, floor: floorNoop, inproc: true, targets: []Target{{Metric: "rps", Op: ">=", Value: 0.9}}, about: "AuthZEN batch vs a no-op handler"},
 	ShapeCold:         {api: APIEnvoy, floor: floorCached, about: "ext_authz at --miss-rate vs every token cached (reported, no target: the cold decision's target is a Go benchmark)"},
+	ShapeFull:         {api: APIEnvoy, floor: floorNoop, targets: []Target{{Metric: "rps", Op: ">=", Value: 0.85}}, inproc: true, about: "ext_authz with every feature on vs a no-op gRPC server"},
 	ShapeReload:       {api: APIEnvoy, floor: floorStill, targets: []Target{{Metric: "p99", Op: "<=", Value: 1.2}}, inproc: true, about: "ext_authz with a reload every second vs none"},
 }
 
 // shapeOrder is the order of "all" and of the flag's help.
 var shapeOrder = []string{ShapeGRPC, ShapeForwardAuth, ShapeNginx, ShapeAuthZEN, ShapeAuthZENBatch, ShapeCold, ShapeReload}
 
-func shapeNames() string { return strings.Join(shapeOrder, ", ") }
+// allShapes is every shape; "all" is shapeOrder, without ShapeFull,
+// which runs alone.
+var allShapes = append(slices.Clone(shapeOrder), ShapeFull)
+
+func shapeNames() string { return strings.Join(allShapes, ", ") }
 
 // ShapeList is the value of --shape: names separated by commas, "all"
 // for every shape.

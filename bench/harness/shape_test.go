@@ -311,3 +311,40 @@ func TestBigPolicyCompiles(t *testing.T) {
 		t.Errorf("%d clients, want 1000", n)
 	}
 }
+
+// TestRunFull runs the full shape briefly: every allowed request passes
+// the owner rule through the ownership store, so an owner table that
+// named other subjects would turn the allows into wrong decisions.
+func TestRunFull(t *testing.T) {
+	cfg := smallConfig(t)
+	cfg.Shapes = ShapeList{ShapeFull}
+	rep, _ := runClean(t, cfg)
+	a := rep.Results[0]
+	if a.Shape != ShapeFull || a.Noop == nil || len(a.Targets) != 1 || a.Scopegate.Kinds[KindAllow].Requests == 0 {
+		t.Fatalf("result %+v", a)
+	}
+	owners := newBenchOwners(cfg.Routes, cfg.Tokens)
+	got, ok, _ := owners.Owners(context.Background(), fullLookup, strconv.Itoa(routeItem(routeOf(5, cfg.Routes))))
+	if !ok || !strings.Contains(strings.Join(got, ","), subjectOf(5)) {
+		t.Errorf("owners of token 5's item: %v, want %s among them", got, subjectOf(5))
+	}
+	if _, ok, _ := owners.Owners(context.Background(), "other", "1"); ok {
+		t.Error("another lookup answered")
+	}
+}
+
+// runClean runs cfg, failing t on an error, a wrong decision or a failed
+// call; it returns the report and what was printed.
+func runClean(t *testing.T, cfg Config) (*Report, string) {
+	t.Helper()
+	var out strings.Builder
+	cfg.Out = &out
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.Failed(); err != nil {
+		t.Fatalf("run failed: %v\n%s", err, out.String())
+	}
+	return rep, out.String()
+}
