@@ -22,6 +22,7 @@ func main() {
 func run(args []string) int {
 	cfg := harness.DefaultConfig()
 	cfg.Out = os.Stdout
+	cfg.Progress = os.Stderr
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {

@@ -23,6 +23,17 @@ const (
 	// APIDecide calls the in-process engine's Decide directly, without
 	// gRPC: the decision's own cost on the generated policy.
 	APIDecide = "decide"
+	// APIForwardAuth is the HTTP listener's forward-auth check, as nginx
+	// auth_request, Caddy and Traefik send it.
+	APIForwardAuth = "forward-auth"
+	// APIAuthZEN is an AuthZEN 1.0 access evaluation.
+	APIAuthZEN = "authzen"
+	// APIAuthZENBatch is an AuthZEN access evaluations request of
+	// Config.Batch items.
+	APIAuthZENBatch = "authzen-batch"
+	// APINginx is a request to nginx, which asks the auth service with
+	// auth_request and proxies an allowed request to an upstream.
+	APINginx = "nginx"
 )
 
 // Request kinds of the mix, each with the verdict every response is
@@ -65,17 +76,36 @@ const (
 	DefaultRoutes      = 100
 	DefaultClients     = 10
 	DefaultMix         = "allow=90,scope=5,badsig=5"
+	DefaultBatch       = 10
+	// DefaultReloadEvery is the reload interval of the reload shape.
+	DefaultReloadEvery = time.Second
 	// maxAheadTokens bounds the never-seen tokens minted before a run:
 	// beyond it, use --mint inline.
 	maxAheadTokens = 2_000_000
 	// defaultMissRPS sizes the pool of never-seen tokens of a timed run:
 	// the rate at which the run is assumed to send them at most. A run
 	// that sends more reports the pool as exhausted.
-	defaultMissRPS = 20_000
+	defaultMissRPS = 50_000
 )
 
 // Config is one harness run.
 type Config struct {
+	// Shapes are the load shapes to measure, in order (see shapes); empty
+	// is ShapeGRPC.
+	Shapes ShapeList
+	// Batch is the number of evaluations of an AuthZEN batch.
+	Batch int
+	// Segments, with Clients, files the generated scopes under that many
+	// segments.
+	Segments int
+	// Nginx is the nginx binary of the nginx shape ("": nginx from PATH).
+	Nginx string
+	// Output is "table" (the report for people on Out) or "json" (the
+	// report's JSON on Out).
+	Output string
+	// Progress receives a line per round and the warnings while the run
+	// goes (nil: Out).
+	Progress io.Writer
 	// Target is the address of a running scopegate; "" starts one
 	// in-process on 127.0.0.1:0 with the generated policy.
 	Target string
@@ -171,6 +201,8 @@ func DefaultConfig() Config {
 		Clients:     DefaultClients,
 		Noop:        true,
 		Seed:        1,
+		Batch:       DefaultBatch,
+		Output:      "table",
 	}
 }
 
@@ -178,6 +210,12 @@ func DefaultConfig() Config {
 // as defaults, so that `go run ./bench` and `scopegate bench` take the same
 // flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.Var(&c.Shapes, "shape", "load shapes to measure, comma-separated: "+shapeNames()+", or all")
+	fs.IntVar(&c.Batch, "batch", c.Batch, "evaluations per AuthZEN batch (shape authzen-batch)")
+	fs.IntVar(&c.Segments, "segments", c.Segments, "with --clients, file the generated scopes under this many segments")
+	fs.StringVar(&c.Nginx, "nginx", c.Nginx, "nginx binary of the nginx shape (empty: nginx from PATH)")
+	fs.StringVar(&c.Output, "output", c.Output, "report format on standard output: table or json (the same JSON as --json)")
+	fs.StringVar(&c.Output, "o", c.Output, "same as --output")
 	fs.StringVar(&c.Target, "target", c.Target, "address of a running scopegate serving the policy --write-policy writes (same --routes, --clients, --key); empty starts scopegate in-process")
 	fs.StringVar(&c.API, "api", c.API, "API to load: envoy (ext_authz Check), scopegate (Authorizer Check), both, or decide (Engine.Decide in-process, no gRPC)")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "requests in flight")
@@ -220,6 +258,35 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("--api %q: use envoy, scopegate, both or decide", c.API)
+	}
+	for _, sh := range c.Shapes {
+		if _, ok := shapes[sh]; !ok {
+			bad("--shape %q: use %s, or all", sh, shapeNames())
+		}
+	}
+	if c.Target != "" && c.usesInprocOnly() {
+		bad("--shape %s needs the in-process server (it reloads or restarts it): drop --target", strings.Join(c.Shapes, ","))
+	}
+	if c.has(ShapeCold) && c.MissRate == 0 {
+		bad("--shape cold compares never-seen tokens with cached ones: give --miss-rate, e.g. 0.01 or 0.1")
+	}
+	if c.has(ShapeFull) && len(c.shapes()) > 1 {
+		bad("--shape full configures the in-process server with every feature on: run it alone")
+	}
+	if c.has(ShapeFull) && c.Clients == 0 {
+		bad("--shape full needs registered clients for drift: give --clients")
+	}
+	if c.Batch < 1 || c.Batch > 1024 {
+		bad("--batch %d: use 1 to 1024 (the server's limit per request)", c.Batch)
+	}
+	if c.Segments < 0 {
+		bad("--segments %d is negative: use 0 for none", c.Segments)
+	}
+	if c.Segments > 0 && c.Clients == 0 {
+		bad("--segments needs a scope catalog: give --clients too")
+	}
+	if c.Output != "table" && c.Output != "json" {
+		bad("--output %q: use table or json", c.Output)
 	}
 	if c.Concurrency < 1 {
 		bad("--concurrency %d: use at least 1", c.Concurrency)

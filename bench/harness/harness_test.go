@@ -45,15 +45,7 @@ func TestRunInProcess(t *testing.T) {
 	cfg.API = APIBoth
 	cfg.MissRate = 0.05
 	cfg.Revocations = 5
-	var out strings.Builder
-	cfg.Out = &out
-	rep, err := Run(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rep.Failed(); err != nil {
-		t.Fatalf("run failed: %v\n%s", err, out.String())
-	}
+	rep, out := runClean(t, cfg)
 	if len(rep.Results) != 2 || rep.Results[0].API != APIEnvoy || rep.Results[1].API != APIScopegate {
 		t.Fatalf("results for %+v, want envoy then scopegate", rep.Results)
 	}
@@ -95,8 +87,8 @@ func TestRunInProcess(t *testing.T) {
 	if rep.TokenBytes < 700 || rep.TokenBytes > 900 {
 		t.Errorf("RS256 tokens are %d bytes, want 700-900 like an identity provider's", rep.TokenBytes)
 	}
-	if !strings.Contains(out.String(), "ratio") {
-		t.Errorf("printed report has no ratio line:\n%s", out.String())
+	if !strings.Contains(out, "ratio") {
+		t.Errorf("printed report has no ratio line:\n%s", out)
 	}
 
 	// The JSON file holds the same figures under stable names.
@@ -279,7 +271,7 @@ func TestEncodersMatchTheTypes(t *testing.T) {
 // TestVerdicts decodes real responses and checks them against every kind:
 // each matches its own kind only.
 func TestVerdicts(t *testing.T) {
-	pol, err := decision.Compile(generatePolicy(3, 0, "v", ""), "policy.yaml", decision.CompileOptions{})
+	pol, err := decision.Compile(generatePolicy(3, 0, 0, "v", ""), "policy.yaml", decision.CompileOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +345,7 @@ func TestGeneratedPolicyLoads(t *testing.T) {
 		"catalog, 1 client": {10, 1},
 	} {
 		t.Run(name, func(t *testing.T) {
-			p, err := writePolicy(t.TempDir(), tc.routes, tc.clients, "v1", "", ss)
+			p, err := writePolicy(t.TempDir(), tc.routes, tc.clients, 0, "v1", "", ss)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -515,7 +507,7 @@ func BenchmarkDecideGenerated(b *testing.B) {
 }
 
 func benchDecide(b *testing.B, ss map[string]*decisiontest.Signer, routes, clients int) {
-	p, err := writePolicy(b.TempDir(), routes, clients, "v", "", ss)
+	p, err := writePolicy(b.TempDir(), routes, clients, 0, "v", "", ss)
 	if err != nil {
 		b.Fatal(err)
 	}

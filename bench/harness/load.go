@@ -29,8 +29,13 @@ type endpoint struct {
 	// verify checks every response against its expected verdict (the
 	// no-op allows everything, so it is not checked).
 	verify bool
-	// reload reloads the policy (in-process scopegate with --soak-reload).
-	reload func() error
+	// reload reloads the policy every reloadEvery (in-process scopegate
+	// with --soak-reload, and the reload shape).
+	reload      func() error
+	reloadEvery time.Duration
+	// http is an HTTP server under load (forward-auth, AuthZEN, nginx);
+	// nil for gRPC.
+	http *httpTarget
 	// fresh sends never-seen tokens at the miss rate. The no-op gets a
 	// reused token of the same size instead: it does not verify anything,
 	// and the pool minted ahead is sized for scopegate's rounds only.
@@ -87,7 +92,7 @@ func newLoad(cfg Config, toks *tokenSet, now time.Time) *load {
 		sourceIP: netip.MustParseAddr(benchSource)}
 	l.paths = make([]string, cfg.Routes)
 	for r := range l.paths {
-		l.paths[r] = routePath(r, (r*7919)%100000)
+		l.paths[r] = routePath(r, routeItem(r))
 	}
 	return l
 }
@@ -231,9 +236,9 @@ func (l *load) phase(ctx context.Context, ep *endpoint, api string, budget int, 
 	var reloads, reloadErrs atomic.Uint64
 	done := make(chan struct{})
 	var bg sync.WaitGroup
-	if ep.reload != nil && l.cfg.SoakReload > 0 {
+	if ep.reload != nil && ep.reloadEvery > 0 {
 		bg.Go(func() {
-			t := time.NewTicker(l.cfg.SoakReload)
+			t := time.NewTicker(ep.reloadEvery)
 			defer t.Stop()
 			for {
 				select {
@@ -258,6 +263,10 @@ func (l *load) phase(ctx context.Context, ep *endpoint, api string, budget int, 
 		wg.Go(func() {
 			if api == APIDecide {
 				w.runDecide(ctx, ep.engine, take)
+				return
+			}
+			if ep.http != nil {
+				w.runHTTP(ctx, ep, api, take)
 				return
 			}
 			w.runRPC(ctx, ep, ep.conns[i%len(ep.conns)], api, take)

@@ -30,15 +30,18 @@ type Report struct {
 	TokenBytes int         `json:"token_bytes"`
 	Results    []APIResult `json:"results"`
 	// MintSeconds is how long minting the tokens took (not measured load).
-	MintSeconds       float64     `json:"mint_seconds"`
-	MissPoolExhausted uint64      `json:"miss_pool_exhausted,omitempty"`
-	MintErrors        uint64      `json:"mint_errors,omitempty"`
-	TokenCache        *CacheStats `json:"token_cache,omitempty"`
+	MintSeconds       float64      `json:"mint_seconds"`
+	MissPoolExhausted uint64       `json:"miss_pool_exhausted,omitempty"`
+	MintErrors        uint64       `json:"mint_errors,omitempty"`
+	TokenCache        *CacheStats  `json:"token_cache,omitempty"`
+	Reloads           *ReloadStats `json:"reloads,omitempty"`
+	Memory            *MemoryStats `json:"memory,omitempty"`
+	Notes             []string     `json:"notes,omitempty"`
 	// Introspection is set with --opaque.
 	Introspection *IntrospectionStats `json:"introspection,omitempty"`
-	Reloads       *ReloadStats        `json:"reloads,omitempty"`
-	Memory        *MemoryStats        `json:"memory,omitempty"`
-	Notes         []string            `json:"notes,omitempty"`
+	// Warnings name the figures the machine or the rounds' spread make
+	// unreliable.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // LoadAvg is the machine's load average (1, 5 and 15 minutes) when the
@@ -50,38 +53,49 @@ type LoadAvg struct {
 
 // RunConfig records the run's settings.
 type RunConfig struct {
-	Target         string  `json:"target"`
-	API            string  `json:"api"`
-	Concurrency    int     `json:"concurrency"`
-	Conns          int     `json:"conns"`
-	DurationSec    float64 `json:"duration_seconds,omitempty"`
-	Requests       int     `json:"requests,omitempty"`
-	WarmupSec      float64 `json:"warmup_seconds"`
-	TimeoutSec     float64 `json:"timeout_seconds"`
-	Rounds         int     `json:"rounds"`
-	Mix            string  `json:"mix"`
-	Tokens         int     `json:"tokens"`
-	MissRate       float64 `json:"miss_rate"`
-	Mint           string  `json:"mint"`
-	Key            string  `json:"key"`
-	Routes         int     `json:"routes"`
-	Clients        int     `json:"clients"`
-	Revocations    int     `json:"revocations"`
-	TokenCacheSize int64   `json:"token_cache_size,omitempty"`
-	Noop           bool    `json:"noop"`
-	Opaque         bool    `json:"opaque,omitempty"`
-	SoakReloadSec  float64 `json:"soak_reload_seconds,omitempty"`
+	Target         string   `json:"target"`
+	API            string   `json:"api"`
+	Concurrency    int      `json:"concurrency"`
+	Conns          int      `json:"conns"`
+	DurationSec    float64  `json:"duration_seconds,omitempty"`
+	Requests       int      `json:"requests,omitempty"`
+	WarmupSec      float64  `json:"warmup_seconds"`
+	TimeoutSec     float64  `json:"timeout_seconds"`
+	Rounds         int      `json:"rounds"`
+	Mix            string   `json:"mix"`
+	Tokens         int      `json:"tokens"`
+	MissRate       float64  `json:"miss_rate"`
+	Mint           string   `json:"mint"`
+	Key            string   `json:"key"`
+	Routes         int      `json:"routes"`
+	Clients        int      `json:"clients"`
+	Revocations    int      `json:"revocations"`
+	TokenCacheSize int64    `json:"token_cache_size,omitempty"`
+	Noop           bool     `json:"noop"`
+	Opaque         bool     `json:"opaque,omitempty"`
+	SoakReloadSec  float64  `json:"soak_reload_seconds,omitempty"`
+	Shapes         []string `json:"shapes"`
+	Segments       int      `json:"segments,omitempty"`
 }
 
 // APIResult is one API's figures: scopegate's, the no-op's, and the
 // ratios between them.
 type APIResult struct {
+	// Shape is the load shape; Floor what it was measured against (noop,
+	// cached, no-reload).
+	Shape     string        `json:"shape"`
+	Floor     string        `json:"floor"`
 	API       string        `json:"api"`
 	Scopegate ServerResult  `json:"scopegate"`
 	Noop      *ServerResult `json:"noop,omitempty"`
 	// Ratio is scopegate / no-op: above 1 for RPS is faster than the
 	// no-op, below 1 for latencies is faster.
 	Ratio *Ratios `json:"ratio,omitempty"`
+	// Targets are the shape's bounds on the ratios, each with its verdict.
+	Targets []TargetResult `json:"targets,omitempty"`
+	// Batch is the evaluations per request of an AuthZEN batch (RPS counts
+	// requests).
+	Batch int `json:"batch,omitempty"`
 }
 
 // ServerResult is one server's figures over every round.
@@ -208,6 +222,7 @@ func newReport(cfg *Config, now time.Time) *Report {
 			Requests: cfg.Requests, WarmupSec: cfg.Warmup.Seconds(), TimeoutSec: cfg.Timeout.Seconds(), Rounds: cfg.Rounds, Mix: cfg.Mix.String(),
 			Tokens: cfg.Tokens, MissRate: cfg.MissRate, Mint: cfg.Mint, Key: cfg.Key, Routes: cfg.Routes, Clients: cfg.Clients,
 			Revocations: cfg.Revocations, TokenCacheSize: cfg.TokenCacheSize, Noop: cfg.Noop, Opaque: cfg.Opaque, SoakReloadSec: cfg.SoakReload.Seconds(),
+			Shapes: cfg.shapes(), Segments: cfg.Segments,
 		},
 	}
 	if cfg.Requests == 0 {
@@ -217,6 +232,8 @@ func newReport(cfg *Config, now time.Time) *Report {
 }
 
 func (r *Report) note(s string) { r.Notes = append(r.Notes, s) }
+
+func (r *Report) warn(s string) { r.Warnings = append(r.Warnings, s) }
 
 // Failed returns an error when any response was wrong or any call failed,
 // priming included; nil for a clean run.
@@ -228,13 +245,13 @@ func (r *Report) Failed() error {
 				continue
 			}
 			if s.Wrong > 0 {
-				errs = append(errs, fmt.Errorf("%s %s: %d wrong decisions (first: %s)", a.API, s.Server, s.Wrong, s.FirstWrong))
+				errs = append(errs, fmt.Errorf("%s %s: %d wrong decisions (first: %s)", a.name(), s.Server, s.Wrong, s.FirstWrong))
 			}
 			if s.Errors > 0 {
-				errs = append(errs, fmt.Errorf("%s %s: %d failed calls (first: %s)", a.API, s.Server, s.Errors, s.FirstError))
+				errs = append(errs, fmt.Errorf("%s %s: %d failed calls (first: %s)", a.name(), s.Server, s.Errors, s.FirstError))
 			}
 			if p := s.Prime; p != nil && (p.Wrong > 0 || p.Errors > 0) {
-				errs = append(errs, fmt.Errorf("%s %s priming: %d wrong decisions, %d failed calls (first: %s%s)", a.API, s.Server, p.Wrong, p.Errors, p.FirstWrong, p.FirstError))
+				errs = append(errs, fmt.Errorf("%s %s priming: %d wrong decisions, %d failed calls (first: %s%s)", a.name(), s.Server, p.Wrong, p.Errors, p.FirstWrong, p.FirstError))
 			}
 		}
 	}
@@ -310,22 +327,25 @@ func (r *Report) print(w io.Writer) {
 			if s == nil {
 				continue
 			}
-			tw.row(a.API, s.Server, strconv.FormatUint(s.Requests, 10), strconv.FormatFloat(s.RPS, 'f', 0, 64),
+			tw.row(a.name(), s.Server, strconv.FormatUint(s.Requests, 10), strconv.FormatFloat(s.RPS, 'f', 0, 64),
 				fmtUS(s.Latency.P50), fmtUS(s.Latency.P90), fmtUS(s.Latency.P99), fmtUS(s.Latency.P999), fmtUS(s.Latency.Max),
 				strconv.FormatUint(s.Errors, 10), strconv.FormatUint(s.Internal, 10), strconv.FormatUint(s.Wrong, 10))
 		}
 		if a.Ratio != nil {
 			x := func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) + "x" }
-			tw.row(a.API, "ratio", "", x(a.Ratio.RPS), x(a.Ratio.P50), x(a.Ratio.P90), x(a.Ratio.P99), x(a.Ratio.P999), "", "", "", "")
+			tw.row(a.name(), "ratio", "", x(a.Ratio.RPS), x(a.Ratio.P50), x(a.Ratio.P90), x(a.Ratio.P99), x(a.Ratio.P999), "", "", "", "")
 		}
 	}
 	tw.flush()
 	for _, a := range r.Results {
-		fmt.Fprintf(w, "%s rounds (rps): scopegate %s", a.API, fmtRounds(a.Scopegate.Rounds))
+		fmt.Fprintf(w, "%s rounds (rps): scopegate %s", a.name(), fmtRounds(a.Scopegate.Rounds))
 		if a.Noop != nil {
-			fmt.Fprintf(w, "; no-op %s", fmtRounds(a.Noop.Rounds))
+			fmt.Fprintf(w, "; %s %s", a.Noop.Server, fmtRounds(a.Noop.Rounds))
 		}
 		fmt.Fprintln(w)
+		for _, t := range a.Targets {
+			fmt.Fprintf(w, "%s target: %s\n", a.name(), t)
+		}
 	}
 	for _, a := range r.Results {
 		if s := a.Scopegate; s.Internal > 0 {
@@ -352,6 +372,9 @@ func (r *Report) print(w io.Writer) {
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	for _, n := range r.Warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", n)
 	}
 }
 
@@ -380,12 +403,17 @@ func fmtLoad(l []float64) string {
 
 func mib(b uint64) string { return strconv.FormatFloat(float64(b)/(1<<20), 'f', 1, 64) + " MiB" }
 
-func (r *Report) writeJSON(path string) error {
+func (r *Report) json() ([]byte, error) {
 	b, err := json.MarshalIndent(r, "", "  ")
+	return append(b, '\n'), err
+}
+
+func (r *Report) writeJSON(path string) error {
+	b, err := r.json()
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(path, b, 0o644); err != nil {
 		return fmt.Errorf("write --json: %w", err)
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/decisiontest"
 	"github.com/scopegate/scopegate/server"
+	"github.com/scopegate/scopegate/store/audit"
 	"github.com/scopegate/scopegate/store/introspect/introspecttest"
 )
 
@@ -41,6 +43,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if out == nil {
 		out = io.Discard
 	}
+	progress := cfg.Progress
+	if progress == nil {
+		progress = out
+	}
 	if cfg.MemProfile != "" {
 		runtime.MemProfileRate = memProfileRate
 	}
@@ -55,7 +61,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if !dev {
 			return nil, errors.New("--write-policy needs the development keys (examples/keys): run from the scopegate source tree")
 		}
-		p, err := writePolicy(cfg.WritePolicy, cfg.Routes, cfg.Clients, policyVersion(&cfg, 0), "", ss)
+		p, err := writePolicy(cfg.WritePolicy, cfg.Routes, cfg.Clients, cfg.Segments, policyVersion(&cfg, 0), "", ss)
 		if err != nil {
 			return nil, err
 		}
@@ -84,10 +90,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	var pool []string
 	bad := badSignature
 	if as != nil {
-		fmt.Fprintf(out, "issuing %d opaque tokens at the stub authorization server...\n", cfg.Tokens)
+		fmt.Fprintf(progress, "issuing %d opaque tokens at the stub authorization server...\n", cfg.Tokens)
 		pool, bad = mintOpaque(as, 0, cfg.Tokens, cfg.Routes, cfg.Clients, now), unknownOpaque
 	} else {
-		fmt.Fprintf(out, "minting %d %s tokens...\n", cfg.Tokens, ss[cfg.Key].Alg)
+		fmt.Fprintf(progress, "minting %d %s tokens...\n", cfg.Tokens, ss[cfg.Key].Alg)
 		if pool, err = m.mintMany(0, cfg.Tokens, runtime.GOMAXPROCS(0)); err != nil {
 			return nil, err
 		}
@@ -105,7 +111,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if n > maxAheadTokens {
 			return nil, fmt.Errorf("--miss-rate %v needs %d never-seen tokens, more than %d to mint ahead: use --mint inline (with --key ed25519 or ec to keep signing cheap)", cfg.MissRate, n, maxAheadTokens)
 		}
-		fmt.Fprintf(out, "minting %d never-seen tokens for --miss-rate %v...\n", n, cfg.MissRate)
+		fmt.Fprintf(progress, "minting %d never-seen tokens for --miss-rate %v...\n", n, cfg.MissRate)
 		var fresh []string
 		if as != nil {
 			fresh = mintOpaque(as, cfg.Tokens, n, cfg.Routes, cfg.Clients, now)
@@ -122,7 +128,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// Servers.
 	var sg *inproc
 	addr := cfg.Target
-	if addr == "" {
+	if addr == "" && cfg.needsInproc() {
 		sg, err = startInproc(&cfg, ss)
 		if err != nil {
 			return nil, err
@@ -133,7 +139,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			sg.srv.Engine().SetRevocations(decision.NewRevocationSet(revocations(cfg.Revocations, now)))
 			sg.srv.Engine().MarkRevocationsSynced(time.Now())
 		}
-	} else {
+	} else if cfg.Target != "" {
 		if cfg.Revocations > 0 {
 			rep.note("--revocations not applied: the target's revocations are its own")
 		}
@@ -150,41 +156,40 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.RSS && sg != nil {
 		baseline = readMemory(toks)
 	}
-	sgEP := &endpoint{name: serverScopegate, verify: true, fresh: true}
-	if sg != nil {
-		sgEP.engine = sg.srv.Engine()
-		if cfg.SoakReload > 0 {
-			sgEP.reload = sg.reload
-		}
+	eps, err := newEndpoints(&cfg, addr, sg, rep)
+	if err != nil {
+		return nil, err
 	}
-	var noopEP *endpoint
-	if cfg.API != APIDecide {
-		if sgEP.conns, err = dial(addr, cfg.Conns); err != nil {
-			return nil, err
-		}
-		defer closeAll(sgEP.conns)
-		if cfg.Noop {
-			ns, err := startNoop()
-			if err != nil {
-				return nil, fmt.Errorf("start the no-op server: %w", err)
-			}
-			defer ns.stop()
-			noopEP = &endpoint{name: serverNoop}
-			if noopEP.conns, err = dial(ns.addr, cfg.Conns); err != nil {
-				return nil, err
-			}
-			defer closeAll(noopEP.conns)
-		}
-	} else if cfg.Noop {
-		rep.note("--noop not applied: --api decide has no gRPC to compare with")
-	}
+	defer eps.close()
 
 	l := newLoad(cfg, toks, now)
 	rep.LoadAvg.Start = loadAvg()
-	for _, api := range cfg.apis() {
-		ar, err := runAPI(ctx, l, api, sgEP, noopEP, sg, out)
+	if w := loadWarning(rep.LoadAvg.Start, rep.CPUs); w != "" {
+		rep.warn(w)
+		fmt.Fprintf(progress, "WARNING: %s\n", w)
+	}
+	for _, se := range cfg.series() {
+		sgEP, floorEP, err := eps.forSeries(se[0], se[1])
 		if err != nil {
 			return nil, err
+		}
+		ar, err := runAPI(ctx, l, se[1], sgEP, floorEP, eps.prime, sg, progress)
+		if err != nil {
+			return nil, err
+		}
+		ar.Shape = se[0]
+		if floorEP != nil {
+			ar.Floor = shapes[se[0]].floor
+			for _, t := range shapes[se[0]].targets {
+				ar.Targets = append(ar.Targets, t.evaluate(ar.Ratio))
+			}
+		}
+		if se[1] == APIAuthZENBatch {
+			ar.Batch = cfg.Batch
+		}
+		for _, w := range resultWarnings(ar) {
+			rep.warn(w)
+			fmt.Fprintf(progress, "WARNING: %s\n", w)
 		}
 		rep.Results = append(rep.Results, *ar)
 	}
@@ -196,7 +201,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	if cfg.CPUProfile != "" || cfg.MemProfile != "" {
-		if err := profileRound(ctx, l, sgEP, cfg.apis()[0], &cfg, out); err != nil {
+		sgEP, _, err := eps.forSeries(cfg.series()[0][0], cfg.series()[0][1])
+		if err != nil {
+			return nil, err
+		}
+		if err := profileRound(ctx, l, sgEP, cfg.series()[0][1], &cfg, progress); err != nil {
 			return nil, err
 		}
 	}
@@ -220,7 +229,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			rep.note("--rss measures this process; the target's memory is its own")
 		}
 	}
-	rep.print(out)
+	if cfg.Output == "json" {
+		b, err := rep.json()
+		if err != nil {
+			return rep, err
+		}
+		if _, err := out.Write(b); err != nil {
+			return rep, err
+		}
+	} else {
+		rep.print(out)
+	}
 	if cfg.JSON != "" {
 		if err := rep.writeJSON(cfg.JSON); err != nil {
 			return rep, err
@@ -233,7 +252,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // request count, from defaultMissRPS for a timed run. Warmup and profile
 // rounds draw from the same pool.
 func freshNeeded(cfg *Config) int {
-	apis := len(cfg.apis())
+	apis := 0
+	for _, se := range cfg.series() {
+		if se[0] == ShapeGRPC || se[0] == ShapeCold {
+			apis++
+		}
+	}
 	if cfg.Requests > 0 {
 		n := float64(cfg.Requests) * cfg.MissRate * float64(apis)
 		if cfg.CPUProfile != "" || cfg.MemProfile != "" {
@@ -250,10 +274,16 @@ func freshNeeded(cfg *Config) int {
 
 // runAPI primes, warms up and measures one API: scopegate and the no-op in
 // alternating rounds.
-func runAPI(ctx context.Context, l *load, api string, sg, noop *endpoint, in *inproc, out io.Writer) (*APIResult, error) {
+func runAPI(ctx context.Context, l *load, api string, sg, noop, primeEP *endpoint, in *inproc, out io.Writer) (*APIResult, error) {
 	cfg := &l.cfg
 	fmt.Fprintf(out, "[%s] priming %d tokens...\n", api, len(l.toks.bearer))
-	prime := l.prime(ctx, sg, api)
+	pe, primeAPI := sg, api
+	if sg.http != nil {
+		// The HTTP APIs share the engine and its token cache: prime
+		// through ext_authz.
+		pe, primeAPI = primeEP, APIEnvoy
+	}
+	prime := l.prime(ctx, pe, primeAPI)
 	if in != nil {
 		in.srv.Engine().WaitTokenCache()
 	}
@@ -277,7 +307,7 @@ func runAPI(ctx context.Context, l *load, api string, sg, noop *endpoint, in *in
 			res := l.phase(ctx, noop, api, budget, dur, seed)
 			noopTotal.merge(res)
 			noopRounds = append(noopRounds, roundOf(res))
-			fmt.Fprintf(out, ", no-op %.0f rps", res.rps())
+			fmt.Fprintf(out, ", %s %.0f rps", noop.name, res.rps())
 		}
 		fmt.Fprintln(out)
 		if err := ctx.Err(); err != nil {
@@ -287,7 +317,7 @@ func runAPI(ctx context.Context, l *load, api string, sg, noop *endpoint, in *in
 	ar := &APIResult{API: api, Scopegate: serverResultOf(serverScopegate, sgTotal, sgRounds)}
 	ar.Scopegate.Prime = &PrimeResult{Requests: prime.requests, Errors: prime.errors, Wrong: prime.wrong, FirstError: prime.firstErr, FirstWrong: prime.firstWrong}
 	if noop != nil {
-		n := serverResultOf(serverNoop, noopTotal, noopRounds)
+		n := serverResultOf(noop.name, noopTotal, noopRounds)
 		ar.Noop = &n
 		ar.Ratio = ratiosOf(&ar.Scopegate, &n)
 	}
@@ -345,6 +375,7 @@ func profileRound(ctx context.Context, l *load, sg *endpoint, api string, cfg *C
 type inproc struct {
 	srv        *server.Server
 	addr       string
+	httpAddr   string
 	dir        string
 	cfg        *Config
 	served     chan error
@@ -357,18 +388,32 @@ func startInproc(cfg *Config, ss map[string]*decisiontest.Signer) (*inproc, erro
 	if err != nil {
 		return nil, err
 	}
-	in := &inproc{dir: dir, cfg: cfg, served: make(chan error, 1)}
-	p, err := writePolicy(dir, cfg.Routes, cfg.Clients, policyVersion(cfg, 0), cfg.introspection, ss)
+	in := &inproc{dir: dir, cfg: cfg, served: make(chan error, 2)}
+	p, err := writePolicy(dir, cfg.Routes, cfg.Clients, cfg.Segments, policyVersion(cfg, 0), cfg.introspection, ss)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	in.srv, err = server.NewServer(server.Config{
+	scfg := server.Config{
 		PolicyPath:      p,
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError})),
 		TokenCacheSize:  cfg.TokenCacheSize,
 		TokenCacheBytes: cfg.TokenCacheBytes,
-	})
+	}
+	if cfg.has(ShapeFull) {
+		if err := writeFileAtomic(p, in.policy(0)); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		sink, err := audit.NewFileSink(filepath.Join(dir, "audit.log"), audit.FileOptions{})
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		scfg.Audit.Sinks = []audit.Sink{sink}
+		scfg.Ownership = newBenchOwners(cfg.Routes, cfg.Tokens)
+	}
+	in.srv, err = server.NewServer(scfg)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start scopegate: %w", err)
@@ -379,8 +424,16 @@ func startInproc(cfg *Config, ss map[string]*decisiontest.Signer) (*inproc, erro
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	in.addr = lis.Addr().String()
+	hlis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		lis.Close()
+		in.srv.Stop()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	in.addr, in.httpAddr = lis.Addr().String(), hlis.Addr().String()
 	go func() { in.served <- in.srv.Serve(lis) }()
+	go func() { in.served <- in.srv.ServeHTTPListener(hlis) }()
 	return in, nil
 }
 
@@ -388,7 +441,7 @@ func startInproc(cfg *Config, ss map[string]*decisiontest.Signer) (*inproc, erro
 func (in *inproc) reload() error {
 	n := in.reloads.Add(1)
 	p := in.dir + string(os.PathSeparator) + PolicyFile
-	if err := writeFileAtomic(p, generatePolicy(in.cfg.Routes, in.cfg.Clients, policyVersion(in.cfg, n), in.cfg.introspection)); err != nil {
+	if err := writeFileAtomic(p, in.policy(n)); err != nil {
 		in.reloadErrs.Add(1)
 		return err
 	}
@@ -399,14 +452,21 @@ func (in *inproc) reload() error {
 	return nil
 }
 
+// policy returns the generated policy of the n-th reload.
+func (in *inproc) policy(n uint64) []byte {
+	c := in.cfg
+	return genPolicy(c.Routes, c.Clients, c.Segments, c.has(ShapeFull), policyVersion(c, n), c.introspection)
+}
+
 func (in *inproc) stop() {
 	in.srv.Stop()
+	<-in.served
 	<-in.served
 	os.RemoveAll(in.dir)
 }
 
 func policyVersion(cfg *Config, reload uint64) string {
-	return fmt.Sprintf("bench-r%d-c%d-%d", cfg.Routes, cfg.Clients, reload)
+	return fmt.Sprintf("bench-r%d-c%d-s%d-%d", cfg.Routes, cfg.Clients, cfg.Segments, reload)
 }
 
 func dial(addr string, n int) ([]*grpc.ClientConn, error) {

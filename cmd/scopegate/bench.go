@@ -28,9 +28,12 @@ func (b *benchCmd) define(fs *flag.FlagSet) {
 	all := flag.NewFlagSet("bench", flag.ContinueOnError)
 	b.cfg.RegisterFlags(all)
 	all.VisitAll(func(f *flag.Flag) {
-		if f.Name == "json" {
+		switch f.Name {
+		case "json":
 			fs.Var(f.Value, "json-file", "write the results, with every round, as JSON to this file")
 			return
+		case "output", "o":
+			return // -o json|yaml|table, as every command has, does this here
 		}
 		fs.Var(f.Value, f.Name, f.Usage)
 	})
@@ -41,7 +44,7 @@ func (b *benchCmd) run(ctx context.Context, c *cli) int {
 	if err := b.cfg.Validate(); err != nil {
 		return c.usageError("bench", "%v", err)
 	}
-	b.cfg.Out = c.stdout
+	b.cfg.Out, b.cfg.Progress = c.stdout, c.stderr
 	if b.json {
 		b.cfg.Out = c.stderr
 	}

@@ -147,6 +147,7 @@ func (c *cli) rootCommand() *cobra.Command {
 var groupSummaries = map[string]string{
 	"context":     "named server addresses and admin token files for the client-side commands: list, set, use",
 	"ownership":   "manage the ownership records owner rules look up: import",
+	"audit":       "the audit trail read back: export (evidence of one client, patient or time range)",
 	"report":      "reports from a running server's Admin API: usage (granted versus used scopes)",
 	"revocations": "the revocations a running server enforces: list",
 }

@@ -113,8 +113,9 @@ func commands() []commandInfo {
 			"scopegate client --addr 127.0.0.1:9191 --method GET --path /orders/1 --token \"$T\"\n" +
 				"scopegate client --api scopegate --path /orders --method POST --token \"$T\" --explain",
 			func() command { return &clientCmd{} }},
-		{"bench", "load scopegate and a no-op ext_authz server over loopback gRPC; print the figures as ratios",
+		{"bench", "load scopegate and a floor (a no-op server, or scopegate itself cached or without reloads) in alternating rounds; print the figures as ratios held to targets",
 			"scopegate bench --duration 20s --concurrency 64\n" +
+				"scopegate bench --shape forward-auth,nginx,authzen,cold,reload --miss-rate 0.01 -o json\n" +
 				"scopegate bench --api both --mix allow=80,scope=10,badsig=10 --miss-rate 0.01 --json-file bench.json",
 			func() command { return &benchCmd{} }},
 		{"ownership import", "load key,owner lines into a store's ownership records (for the policy's owner rules)",

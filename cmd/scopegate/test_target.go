@@ -124,7 +124,7 @@ func loadClientTLS(caFile, certFile, keyFile, caFlag, pairFlag string) (*tls.Con
 	if caFile != "" {
 		pem, err := os.ReadFile(repoPath(caFile))
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", caFlag, err)
+			return nil, fileError(caFlag, caFile, err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
