@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/decision/decisiontest"
 )
 
 // checkReq builds a forward-auth check request as a proxy sends it: method
@@ -233,8 +234,8 @@ func TestXFCCCertificate(t *testing.T) {
 }
 
 func TestHTTPResponderAllow(t *testing.T) {
-	pol := testPolicy(t)
-	read := route(t, pol, "items-read")
+	pol := decisiontest.TranslatorPolicy(t)
+	read := decisiontest.Route(t, pol, "items-read")
 	hr := NewHTTPResponder(NewResponder(ResponderOptions{}))
 	tests := map[string]struct {
 		d    decision.Decision
@@ -247,7 +248,7 @@ func TestHTTPResponderAllow(t *testing.T) {
 				"X-Scopegate-Reason": "ok", "Cache-Control": "no-store", "X-Envoy-Auth-Headers-To-Remove": "authorization"},
 		},
 		"public route: empty values, still sent": {
-			d: decision.Decision{Allow: true, Route: route(t, pol, "health"), Policy: pol},
+			d: decision.Decision{Allow: true, Route: decisiontest.Route(t, pol, "health"), Policy: pol},
 			want: map[string]string{"X-Scopegate-Subject": "", "X-Scopegate-Client": "", "X-Scopegate-Scopes": "",
 				"X-Scopegate-Reason": "ok", "Cache-Control": "no-store", "X-Envoy-Auth-Headers-To-Remove": "authorization"},
 		},
@@ -284,8 +285,8 @@ func TestHTTPResponderAllow(t *testing.T) {
 // TestHTTPResponderDenyMatchesExtAuthz checks that a forward-auth deny is
 // the ext_authz deny: same status, reason, challenge and body.
 func TestHTTPResponderDenyMatchesExtAuthz(t *testing.T) {
-	pol := testPolicy(t)
-	read, write := route(t, pol, "items-read"), route(t, pol, "items-write")
+	pol := decisiontest.TranslatorPolicy(t)
+	read, write := decisiontest.Route(t, pol, "items-read"), decisiontest.Route(t, pol, "items-write")
 	r := NewResponder(ResponderOptions{Realm: "api"})
 	hr := NewHTTPResponder(r)
 	tests := map[string]struct {
@@ -353,7 +354,7 @@ func TestHTTPResponderDenyMatchesExtAuthz(t *testing.T) {
 // TestHTTPResponderReload checks that a deny cached under one policy is not
 // served for another.
 func TestHTTPResponderReload(t *testing.T) {
-	p1, p2 := testPolicy(t), testPolicy(t)
+	p1, p2 := decisiontest.TranslatorPolicy(t), decisiontest.TranslatorPolicy(t)
 	hr := NewHTTPResponder(nil)
 	w := httptest.NewRecorder()
 	hr.Write(w, &decision.Decision{Code: decision.NoRoute, Policy: p1})
@@ -361,7 +362,7 @@ func TestHTTPResponderReload(t *testing.T) {
 		t.Fatal("deny not cached under p1")
 	}
 	w = httptest.NewRecorder()
-	hr.Write(w, &decision.Decision{Code: decision.TokenMissing, Route: route(t, p2, "items-read"), Policy: p2})
+	hr.Write(w, &decision.Decision{Code: decision.TokenMissing, Route: decisiontest.Route(t, p2, "items-read"), Policy: p2})
 	if c := hr.cache.Load(); c.pol != p2 || len(c.m) != 1 {
 		t.Fatalf("cache after reload: policy %p (want %p), %d entries", c.pol, p2, len(c.m))
 	}
@@ -373,7 +374,7 @@ func TestHTTPResponderReload(t *testing.T) {
 // TestForwardAuthSparseRequestsAreDenied drives odd check requests through
 // a real engine: each is denied with a reason, never a panic or a 2xx.
 func TestForwardAuthSparseRequestsAreDenied(t *testing.T) {
-	eng, err := decision.NewEngine(testPolicy(t), decision.Options{})
+	eng, err := decision.NewEngine(decisiontest.TranslatorPolicy(t), decision.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,8 +444,8 @@ func BenchmarkRequestFromHTTP(b *testing.B) {
 }
 
 func BenchmarkHTTPResponderDeny(b *testing.B) {
-	pol := testPolicy(b)
-	d := decision.Decision{Code: decision.InsufficientScope, Detail: "lacks", Route: route(b, pol, "items-write"), Policy: pol}
+	pol := decisiontest.TranslatorPolicy(b)
+	d := decision.Decision{Code: decision.InsufficientScope, Detail: "lacks", Route: decisiontest.Route(b, pol, "items-write"), Policy: pol}
 	hr := NewHTTPResponder(nil)
 	w := &discardWriter{h: http.Header{}}
 	b.ReportAllocs()
@@ -457,8 +458,8 @@ func BenchmarkHTTPResponderDeny(b *testing.B) {
 }
 
 func BenchmarkHTTPResponderAllow(b *testing.B) {
-	pol := testPolicy(b)
-	d := decision.Decision{Allow: true, Route: route(b, pol, "items-read"), Policy: pol,
+	pol := decisiontest.TranslatorPolicy(b)
+	d := decision.Decision{Allow: true, Route: decisiontest.Route(b, pol, "items-read"), Policy: pol,
 		Token: &decision.Token{Subject: "alice", ClientID: "app", Scopes: []string{"items.read"}}}
 	hr := NewHTTPResponder(nil)
 	w := &discardWriter{h: http.Header{}}

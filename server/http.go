@@ -17,6 +17,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/envoy"
+	"github.com/scopegate/scopegate/server/authzen"
 )
 
 // Paths the HTTP listener answers itself, when a request names no original
@@ -102,9 +103,9 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// The literal request path, not its decoded form: a client path
 		// that only decodes to a reserved one is checked like any other.
 		switch path {
-		case envoy.AuthZENEvaluationPath, envoy.AuthZENEvaluationsPath:
+		case authzen.EvaluationPath, authzen.EvaluationsPath:
 			switch {
-			case isJSONPost(r) && path == envoy.AuthZENEvaluationPath:
+			case isJSONPost(r) && path == authzen.EvaluationPath:
 				h.authzenEvaluation(w, r)
 				return
 			case isJSONPost(r):
@@ -113,11 +114,11 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			case r.Method == http.MethodPost:
 				// An AuthZEN call that forgot its content type: a forward-auth
 				// no_route deny would hide the mistake.
-				h.authzenRefuse(r.Context(), w, r, http.StatusUnsupportedMediaType, &envoy.AuthZENError{
+				h.authzenRefuse(r.Context(), w, r, http.StatusUnsupportedMediaType, &authzen.Error{
 					Message: "AuthZEN requests are JSON: send the header Content-Type: application/json"})
 				return
 			}
-		case envoy.AuthZENConfigurationURI:
+		case authzen.ConfigurationURI:
 			if isGet(r) {
 				h.authzenMetadata(w, r)
 				return
