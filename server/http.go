@@ -18,6 +18,7 @@ import (
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/envoy"
 	"github.com/scopegate/scopegate/server/authzen"
+	"github.com/scopegate/scopegate/server/forwardauth"
 )
 
 // Paths the HTTP listener answers itself, when a request names no original
@@ -73,8 +74,8 @@ func validatePathPrefix(p string) error {
 type HTTPHandler struct {
 	funnel    *funnel
 	responder *envoy.Responder
-	http      *envoy.HTTPResponder
-	opts      envoy.ForwardAuthOptions
+	http      *forwardauth.Responder
+	opts      forwardauth.Options
 	log       *slog.Logger
 	ready     func() bool
 	debug     bool
@@ -87,8 +88,8 @@ func newHTTPHandler(s *Server) *HTTPHandler {
 	return &HTTPHandler{
 		funnel:    s.funnel,
 		responder: s.responder,
-		http:      envoy.NewHTTPResponder(s.responder),
-		opts:      envoy.ForwardAuthOptions{PathPrefix: s.cfg.HTTPPathPrefix},
+		http:      forwardauth.NewResponder(s.responder),
+		opts:      forwardauth.Options{PathPrefix: s.cfg.HTTPPathPrefix},
 		log:       s.log,
 		ready:     s.serving,
 		debug:     s.log.Enabled(context.Background(), slog.LevelDebug),
@@ -99,7 +100,7 @@ func newHTTPHandler(s *Server) *HTTPHandler {
 func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.recoverPanic(w, r)
 	path := rawPath(r)
-	if !envoy.HasForwardedURI(r) && !h.underPrefix(path) {
+	if !forwardauth.HasForwardedURI(r) && !h.underPrefix(path) {
 		// The literal request path, not its decoded form: a client path
 		// that only decodes to a reserved one is checked like any other.
 		switch path {
@@ -178,7 +179,7 @@ func (h *HTTPHandler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	var x exchange
 	f.begin(&x, apiHTTP)
 	ctx, cancel := f.bound(r.Context())
-	invalid := envoy.RequestFromHTTP(r, &h.opts, &x.req)
+	invalid := forwardauth.RequestFromHTTP(r, &h.opts, &x.req)
 	f.decide(ctx, &x, invalid, httpHeaderSize(r.Header))
 	if cancel != nil {
 		cancel()

@@ -9,8 +9,8 @@ import (
 	"strconv"
 
 	"github.com/scopegate/scopegate/decision"
-	"github.com/scopegate/scopegate/envoy"
 	"github.com/scopegate/scopegate/server/authzen"
+	"github.com/scopegate/scopegate/server/forwardauth"
 )
 
 // MaxAuthZENEvaluations bounds the items of one access evaluations request.
@@ -117,7 +117,7 @@ func (h *HTTPHandler) evaluate(ctx context.Context, r *http.Request, ev *authzen
 	var x exchange
 	f.begin(&x, apiAuthZEN)
 	ierr := ev.Request(field, r.Header["Authorization"], &x.req)
-	if v := r.Header[envoy.HeaderRequestID]; len(v) > 0 {
+	if v := r.Header[forwardauth.HeaderRequestID]; len(v) > 0 {
 		x.req.RequestID = v[0]
 	}
 	if ierr != nil {
@@ -162,7 +162,7 @@ func (h *HTTPHandler) authzenRefuse(ctx context.Context, w http.ResponseWriter, 
 	f := h.funnel
 	var x exchange
 	f.begin(&x, apiAuthZEN)
-	if v := r.Header[envoy.HeaderRequestID]; len(v) > 0 {
+	if v := r.Header[forwardauth.HeaderRequestID]; len(v) > 0 {
 		x.req.RequestID = v[0]
 	}
 	x.req.Host = r.Host
@@ -218,8 +218,8 @@ func writeAuthZENJSON(w http.ResponseWriter, r *http.Request, status int, v any)
 	hdr := w.Header()
 	hdr["Content-Type"] = jsonContentType
 	hdr["Cache-Control"] = noStore
-	if v := r.Header[envoy.HeaderRequestID]; len(v) > 0 {
-		hdr[envoy.HeaderRequestID] = v[:1:1]
+	if v := r.Header[forwardauth.HeaderRequestID]; len(v) > 0 {
+		hdr[forwardauth.HeaderRequestID] = v[:1:1]
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))

@@ -17,9 +17,9 @@ import (
 	"github.com/scopegate/scopegate/decision"
 )
 
-// Fixtures shared by the translator packages' tests (envoy and
-// server/authzen), so that each package tests its own translation against
-// the same policy and the same engine.
+// Fixtures shared by the translator packages' tests (envoy,
+// server/forwardauth, server/authzen), so that each package tests its own
+// translation against the same policy and the same engine.
 
 //go:embed testdata/translator_policy.yaml
 var translatorPolicy []byte

@@ -1,4 +1,4 @@
-package envoy
+package forwardauth_test
 
 import (
 	"net/http"
@@ -7,14 +7,15 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/server/forwardauth"
 )
 
-// TestForwardAuthSMARTHints checks that a forward-auth allow on a
+// TestSMARTHintsReachTheUpstream checks that a forward-auth allow on a
 // SMART route answers with both hint headers, a hint it lacks sent empty so
 // that the gateway, copying the answer's headers onto the request,
 // overwrites a forged copy (and Caddy forwards no literal placeholder).
 // Other routes carry none.
-func TestForwardAuthSMARTHints(t *testing.T) {
+func TestSMARTHintsReachTheUpstream(t *testing.T) {
 	smart := decisiontest.NewSMART(t)
 	cases := map[string]struct {
 		path, scope       string
@@ -26,7 +27,7 @@ func TestForwardAuthSMARTHints(t *testing.T) {
 		"user scope":            {path: "/fhir/Observation", scope: "user/Condition.rs user/Observation.rs", smart: true},
 		"plain route":           {path: "/plain", scope: "plain:read"},
 	}
-	fr := NewHTTPResponder(nil)
+	fr := forwardauth.NewResponder(nil)
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			d := smart.Allow(t, tc.path, tc.scope)

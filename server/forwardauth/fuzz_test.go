@@ -1,4 +1,4 @@
-package envoy
+package forwardauth_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/server/forwardauth"
 )
 
 type header struct{ name, value string }
@@ -42,7 +43,7 @@ func FuzzForwardAuthTranslation(f *testing.F) {
 		}
 		decideHTTP := func(r *http.Request) decision.Decision {
 			var req decision.Request
-			if invalid := RequestFromHTTP(r, nil, &req); invalid != "" {
+			if invalid := forwardauth.RequestFromHTTP(r, nil, &req); invalid != "" {
 				return decision.Decision{Code: decision.RequestInvalid, Detail: invalid}
 			}
 			return tf.Engine.Decide(context.Background(), &req)
