@@ -109,7 +109,7 @@ func serverSide(dep string) bool { return under("server")(dep) && !translators(d
 // testHelpers are the packages that exist for tests: imported by _test
 // files and by one another, never by code that ships.
 var testHelpers = exactly(module+"/decision/decisiontest", module+"/store/storetest", module+"/store/audit/audittest",
-	module+"/store/usage/usagetest", module+"/server/replicatest")
+	module+"/store/usage/usagetest", module+"/server/replicatest", module+"/server/servertest")
 
 var rules = []rule{
 	{
@@ -153,6 +153,21 @@ var rules = []rule{
 		name:      "store knows no server, proto, translator or transport",
 		covers:    under("store"),
 		forbidden: anyOf(transport, prefixes(module+"/server", module+"/proto", module+"/envoy", module+"/cmd", module+"/bench")),
+	},
+	{
+		// The command owns the process: SIGHUP reload and SIGTERM
+		// shutdown are wired in cmd/scopegate, which calls the server's
+		// ReloadFrom and cancels Run's context; flags, environment and
+		// the config file are layered in cmd/scopegate/settings, and the
+		// server receives a plain Config.
+		name:      "server handles no signals and parses no flags: the command does",
+		covers:    under("server"),
+		forbidden: anyOf(exactly("os/signal", "flag"), prefixes(module+"/cmd")),
+	},
+	{
+		name:      "settings layering knows no server: it works on a flag set",
+		covers:    under("cmd/scopegate/settings"),
+		forbidden: prefixes(module+"/server", module+"/store", module+"/decision", module+"/envoy"),
 	},
 	{
 		name:      "audit and usage import no gRPC or protobuf: only decision and small libraries",

@@ -3,18 +3,21 @@ package decision
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"math"
+	"errors"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 )
 
 // The JSON Schema and the reference (docs/policy.schema.json and
@@ -179,173 +182,6 @@ func TestSchemaMatchesStructs(t *testing.T) {
 	}
 }
 
-// schemaValidator checks a document against the subset of JSON Schema
-// 2020-12 that docs/policy.schema.json uses. A keyword it does not know
-// fails the test, so the schema cannot rely on a check nothing exercises.
-type schemaValidator struct {
-	root map[string]any
-	errs []string
-}
-
-var schemaAnnotations = map[string]bool{"$schema": true, "$defs": true, "title": true, "description": true}
-
-func (v *schemaValidator) fail(path, format string, args ...any) {
-	v.errs = append(v.errs, path+": "+fmt.Sprintf(format, args...))
-}
-
-func jsonType(x any) string {
-	switch x := x.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "boolean"
-	case string:
-		return "string"
-	case float64:
-		if x == math.Trunc(x) {
-			return "integer"
-		}
-		return "number"
-	case []any:
-		return "array"
-	case map[string]any:
-		return "object"
-	}
-	return fmt.Sprintf("%T", x)
-}
-
-func typeMatches(want string, x any) bool {
-	got := jsonType(x)
-	return got == want || want == "number" && got == "integer"
-}
-
-// valid reports whether x satisfies s, without recording errors.
-func (v *schemaValidator) valid(s map[string]any, x any) bool {
-	sub := &schemaValidator{root: v.root}
-	sub.validate(s, x, "")
-	return len(sub.errs) == 0
-}
-
-func (v *schemaValidator) validate(s map[string]any, x any, path string) {
-	keys := make([]string, 0, len(s))
-	for k := range s {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		val := s[k]
-		switch k {
-		case "$ref":
-			name, _ := strings.CutPrefix(val.(string), "#/$defs/")
-			target, ok := v.root["$defs"].(map[string]any)[name].(map[string]any)
-			if !ok {
-				v.fail(path, "unresolvable $ref %v", val)
-				continue
-			}
-			v.validate(target, x, path)
-		case "type":
-			var types []string
-			switch ty := val.(type) {
-			case string:
-				types = []string{ty}
-			case []any:
-				for _, e := range ty {
-					types = append(types, e.(string))
-				}
-			}
-			if !slices.ContainsFunc(types, func(t string) bool { return typeMatches(t, x) }) {
-				v.fail(path, "expected %v, got %s", types, jsonType(x))
-				return
-			}
-		case "enum":
-			if !slices.ContainsFunc(val.([]any), func(e any) bool { return reflect.DeepEqual(e, x) }) {
-				v.fail(path, "%v is not one of %v", x, val)
-			}
-		case "pattern":
-			if str, ok := x.(string); ok && !regexp.MustCompile(val.(string)).MatchString(str) {
-				v.fail(path, "%q does not match %s", str, val)
-			}
-		case "minLength":
-			if str, ok := x.(string); ok && len([]rune(str)) < int(val.(float64)) {
-				v.fail(path, "%q is shorter than %v", str, val)
-			}
-		case "minimum":
-			if n, ok := x.(float64); ok && n < val.(float64) {
-				v.fail(path, "%v is less than %v", n, val)
-			}
-		case "minItems":
-			if a, ok := x.([]any); ok && len(a) < int(val.(float64)) {
-				v.fail(path, "fewer than %v items", val)
-			}
-		case "uniqueItems":
-			if a, ok := x.([]any); ok && val.(bool) {
-				for i := range a {
-					for j := range i {
-						if reflect.DeepEqual(a[i], a[j]) {
-							v.fail(path, "item %d repeats item %d", i, j)
-						}
-					}
-				}
-			}
-		case "items":
-			if a, ok := x.([]any); ok {
-				for i, e := range a {
-					v.validate(val.(map[string]any), e, path+"["+strconv.Itoa(i)+"]")
-				}
-			}
-		case "required":
-			if m, ok := x.(map[string]any); ok {
-				for _, r := range val.([]any) {
-					if _, ok := m[r.(string)]; !ok {
-						v.fail(path, "missing required property %q", r)
-					}
-				}
-			}
-		case "properties":
-			if m, ok := x.(map[string]any); ok {
-				for name, ps := range val.(map[string]any) {
-					if e, ok := m[name]; ok {
-						v.validate(ps.(map[string]any), e, path+"."+name)
-					}
-				}
-			}
-		case "additionalProperties":
-			m, ok := x.(map[string]any)
-			if !ok {
-				continue
-			}
-			props, _ := s["properties"].(map[string]any)
-			for name, e := range m {
-				if _, declared := props[name]; declared {
-					continue
-				}
-				switch ap := val.(type) {
-				case bool:
-					if !ap {
-						v.fail(path, "property %q is not allowed", name)
-					}
-				case map[string]any:
-					v.validate(ap, e, path+"."+name)
-				}
-			}
-		case "anyOf", "oneOf":
-			n := 0
-			for _, alt := range val.([]any) {
-				if v.valid(alt.(map[string]any), x) {
-					n++
-				}
-			}
-			if n == 0 || k == "oneOf" && n > 1 {
-				v.fail(path, "%d of the %s alternatives hold", n, k)
-			}
-		default:
-			if !schemaAnnotations[k] {
-				v.fail(path, "keyword %q is not supported by this test's validator; extend it", k)
-			}
-		}
-	}
-}
-
 // yamlToJSON converts a YAML node to the value a JSON Schema validator sees
 // (as YAML editors do): aliases expanded, merge keys applied, scalars typed
 // by their YAML 1.2 core tag (timestamps stay strings).
@@ -400,57 +236,217 @@ func yamlToJSON(n *yaml.Node) any {
 	return n.Value
 }
 
-func validatePolicyYAML(t *testing.T, root map[string]any, src []byte) []string {
+// compilePolicySchema compiles docs/policy.schema.json with a full JSON
+// Schema 2020-12 validator, so the schema users' editors apply is the one
+// the tests apply.
+func compilePolicySchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	sch, err := jsonschema.NewCompiler().Compile(schemaPath)
+	if err != nil {
+		t.Fatalf("%s: %v", schemaPath, err)
+	}
+	return sch
+}
+
+// schemaFailure is one node of a validation error tree: the keyword that
+// failed and where in the document.
+type schemaFailure struct {
+	keyword, at, msg string
+}
+
+func (f schemaFailure) String() string { return f.keyword + " at " + f.at + ": " + f.msg }
+
+// validatePolicyYAML validates a policy file (as YAML editors see it)
+// against sch and returns every failure of the error tree, outermost
+// first; none when it is valid.
+func validatePolicyYAML(t *testing.T, sch *jsonschema.Schema, src []byte) []schemaFailure {
 	t.Helper()
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		t.Fatal(err)
 	}
-	v := &schemaValidator{root: root}
-	v.validate(root, yamlToJSON(&doc), "(root)")
-	return v.errs
+	err := sch.Validate(yamlToJSON(&doc))
+	if err == nil {
+		return nil
+	}
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("validation failed without a validation error: %v", err)
+	}
+	var out []schemaFailure
+	p := message.NewPrinter(language.English)
+	var walk func(e *jsonschema.ValidationError)
+	walk = func(e *jsonschema.ValidationError) {
+		if kw := e.ErrorKind.KeywordPath(); len(kw) > 0 {
+			out = append(out, schemaFailure{kw[len(kw)-1], "/" + strings.Join(e.InstanceLocation, "/"), e.ErrorKind.LocalizedString(p)})
+		}
+		for _, c := range e.Causes {
+			walk(c)
+		}
+	}
+	walk(ve)
+	return out
 }
 
-func TestSchemaValidatesPolicies(t *testing.T) {
-	root := loadPolicySchema(t)
-	for _, name := range []string{"orders.yaml", "anchors.yaml", "full.yaml"} {
-		t.Run(name, func(t *testing.T) {
-			if errs := validatePolicyYAML(t, root, readPolicyFixture(t, name)); len(errs) > 0 {
-				t.Errorf("the schema rejects a valid policy:\n%s", strings.Join(errs, "\n"))
+// policyFiles returns every policy file of the repository's examples and
+// test data (a YAML file with a top-level routes key, and every file of
+// decision/testdata/policies), by path from the repository root.
+func policyFiles(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir("..", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel := filepath.ToSlash(strings.TrimPrefix(p, ".."+string(filepath.Separator)))
+		if d.IsDir() {
+			if strings.HasPrefix(d.Name(), ".") && p != ".." {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if ext := filepath.Ext(p); ext != ".yaml" && ext != ".yml" {
+			return nil
+		}
+		if !strings.HasPrefix(rel, "examples/") && !strings.Contains("/"+rel, "/testdata/") {
+			return nil
+		}
+		src, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(rel, "decision/testdata/policies/") || hasTopLevelKey(src, "routes") {
+			out = append(out, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// hasTopLevelKey reports whether src is a YAML mapping with key.
+func hasTopLevelKey(src []byte, key string) bool {
+	var doc yaml.Node
+	if yaml.Unmarshal(src, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return false
+	}
+	m := doc.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
+}
+
+// knownBadPolicies are the policy files of the test data that the loader
+// refuses, with the schema keyword that must refuse them too, at the
+// location given; an empty keyword marks a file refused before any schema
+// applies (YAML syntax, duplicate keys, alias cycles and bombs, several
+// documents), which the validator is not given.
+var knownBadPolicies = map[string]schemaFailure{
+	"decision/testdata/policies/alias_bomb.yaml":     {},
+	"decision/testdata/policies/alias_cycle.yaml":    {},
+	"decision/testdata/policies/duplicate_key.yaml":  {},
+	"decision/testdata/policies/multi_document.yaml": {},
+	"decision/testdata/policies/syntax_error.yaml":   {},
+	"decision/testdata/policies/bad_duration.yaml":   {keyword: "type", at: "/issuers/0/clock_skew"},
+	"decision/testdata/policies/empty.yaml":          {keyword: "type", at: "/"},
+	"decision/testdata/policies/not_mapping.yaml":    {keyword: "type", at: "/"},
+	"decision/testdata/policies/many_problems.yaml":  {keyword: "additionalProperties", at: "/"},
+	"decision/testdata/policies/type_mismatch.yaml":  {keyword: "type", at: "/routes"},
+	"decision/testdata/policies/unknown_field.yaml":  {keyword: "additionalProperties", at: "/routes/2/match"},
+	"decision/testdata/constraints/bad.yaml":         {keyword: "pattern", at: "/windows/weekdays/to"},
+	"decision/testdata/constraints/bad_types.yaml":   {keyword: "type", at: "/routes/0/when/claims/0/equals"},
+	"cmd/scopegate/testdata/bad-policy.yaml":         {keyword: "pattern", at: "/routes/0/match/path"},
+	"server/testdata/policy-broken.yaml":             {keyword: "additionalProperties", at: "/routes/0"},
+}
+
+// TestSchemaValidatesPolicyFiles runs every policy file of the examples
+// and the test data through the schema: the ones the loader accepts must
+// validate, the ones it refuses must fail on the keyword knownBadPolicies
+// names.
+func TestSchemaValidatesPolicyFiles(t *testing.T) {
+	sch := compilePolicySchema(t)
+	files := policyFiles(t)
+	if len(files) < 10 {
+		t.Fatalf("found only %d policy files: %q", len(files), files)
+	}
+	for _, rel := range files {
+		t.Run(rel, func(t *testing.T) {
+			src, err := os.ReadFile(filepath.Join("..", rel))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, loadErr := Compile(src, filepath.Join("..", rel), CompileOptions{})
+			bad, known := knownBadPolicies[rel]
+			switch {
+			case loadErr == nil && known:
+				t.Fatalf("the loader accepts %s: remove it from knownBadPolicies", rel)
+			case loadErr == nil:
+				if errs := validatePolicyYAML(t, sch, src); len(errs) > 0 {
+					t.Errorf("the schema rejects a policy the loader accepts:\n%s", joinFailures(errs))
+				}
+			case !known:
+				t.Fatalf("the loader refuses %s (%v): add it to knownBadPolicies with the schema keyword that refuses it", rel, loadErr)
+			case bad.keyword != "":
+				errs := validatePolicyYAML(t, sch, src)
+				if !slices.ContainsFunc(errs, func(f schemaFailure) bool { return f.keyword == bad.keyword && f.at == bad.at }) {
+					t.Errorf("want %s to fail at %s, got:\n%s", bad.keyword, bad.at, joinFailures(errs))
+				}
 			}
 		})
 	}
+	for rel := range knownBadPolicies {
+		if !slices.Contains(files, rel) {
+			t.Errorf("knownBadPolicies names %s, which is not a policy file of the repository", rel)
+		}
+	}
+}
+
+func joinFailures(fs []schemaFailure) string {
+	var b strings.Builder
+	for _, f := range fs {
+		b.WriteString(f.String() + "\n")
+	}
+	return b.String()
+}
+
+func TestSchemaValidatesPolicies(t *testing.T) {
+	sch := compilePolicySchema(t)
 	t.Run("docs example", func(t *testing.T) {
-		if errs := validatePolicyYAML(t, root, policyDocExample(t)); len(errs) > 0 {
-			t.Errorf("the schema rejects the example of %s:\n%s", policyDocPath, strings.Join(errs, "\n"))
+		if errs := validatePolicyYAML(t, sch, policyDocExample(t)); len(errs) > 0 {
+			t.Errorf("the schema rejects the example of %s:\n%s", policyDocPath, joinFailures(errs))
 		}
 	})
 
 	const base = "issuers:\n  - {issuer: i, audiences: [a], jwks_file: k.json, algorithms: [RS256]}\n"
 	invalid := map[string]struct {
-		src, want string
+		src, keyword, at string
 	}{
-		"unknown field":       {"routes:\n  - {name: r, match: {pathh: /x}}\n", `property "pathh" is not allowed`},
-		"methods not a list":  {"routes:\n  - {name: r, match: {path: /x, methods: GET}}\n", "expected [array], got string"},
-		"lower-case method":   {"routes:\n  - {name: r, match: {path: /x, methods: [get]}}\n", "0 of the anyOf alternatives hold"},
-		"HMAC algorithm":      {"issuers:\n  - {issuer: i, audiences: [a], jwks_file: k.json, algorithms: [HS256]}\nroutes: [{name: r, match: {path: /x}, public: true}]\n", `HS256 is not one of`},
-		"two key sources":     {"issuers:\n  - {issuer: i, audiences: [a], jwks_file: k.json, jwks_url: https://x/j, algorithms: [RS256]}\nroutes: [{name: r, match: {path: /x}, public: true}]\n", "2 of the oneOf alternatives hold"},
-		"no key source":       {"issuers:\n  - {issuer: i, audiences: [a], algorithms: [RS256]}\nroutes: [{name: r, match: {path: /x}, public: true}]\n", "0 of the oneOf alternatives hold"},
-		"duration unit":       {base + "routes: [{name: r, match: {path: /x}, when: {max_token_age: 30}}]\n", "expected [string], got integer"},
-		"negative duration":   {base + "routes: [{name: r, match: {path: /x}, when: {max_token_age: -5m}}]\n", "does not match"},
-		"path without slash":  {"routes: [{name: r, match: {path: orders}, public: true}]\n", `"orders" does not match`},
-		"rest not last":       {"routes: [{name: r, match: {path: \"/{rest...}/x\"}, public: true}]\n", "does not match"},
-		"trailing slash":      {"routes: [{name: r, match: {path: /orders/}, public: true}]\n", "does not match"},
-		"default allow":       {"default: allow\nroutes: [{name: r, match: {path: /x}, public: true}]\n", `allow is not one of [deny]`},
-		"no routes":           {"version: v1\n", `missing required property "routes"`},
-		"scope with space":    {base + "routes: [{name: r, match: {path: /x}, require: {all_of: [\"a b\"]}}]\n", "does not match"},
-		"claim value mapping": {base + "routes: [{name: r, match: {path: /x}, when: {claims: [{claim: c, equals: {a: 1}}]}}]\n", "expected [string number boolean], got object"},
+		"unknown field":       {"routes:\n  - {name: r, match: {pathh: /x}}\n", "additionalProperties", "/routes/0/match"},
+		"methods not a list":  {"routes:\n  - {name: r, match: {path: /x, methods: GET}}\n", "type", "/routes/0/match/methods"},
+		"lower-case method":   {"routes:\n  - {name: r, match: {path: /x, methods: [get]}}\n", "anyOf", "/routes/0/match/methods/0"},
+		"HMAC algorithm":      {"issuers:\n  - {issuer: i, audiences: [a], jwks_file: k.json, algorithms: [HS256]}\nroutes: [{name: r, match: {path: /x}, public: true}]\n", "enum", "/issuers/0/algorithms/0"},
+		"two key sources":     {"issuers:\n  - {issuer: i, audiences: [a], jwks_file: k.json, jwks_url: https://x/j, algorithms: [RS256]}\nroutes: [{name: r, match: {path: /x}, public: true}]\n", "oneOf", "/issuers/0"},
+		"no key source":       {"issuers:\n  - {issuer: i, audiences: [a], algorithms: [RS256]}\nroutes: [{name: r, match: {path: /x}, public: true}]\n", "oneOf", "/issuers/0"},
+		"duration unit":       {base + "routes: [{name: r, match: {path: /x}, when: {max_token_age: 30}}]\n", "type", "/routes/0/when/max_token_age"},
+		"negative duration":   {base + "routes: [{name: r, match: {path: /x}, when: {max_token_age: -5m}}]\n", "pattern", "/routes/0/when/max_token_age"},
+		"path without slash":  {"routes: [{name: r, match: {path: orders}, public: true}]\n", "pattern", "/routes/0/match/path"},
+		"rest not last":       {"routes: [{name: r, match: {path: \"/{rest...}/x\"}, public: true}]\n", "pattern", "/routes/0/match/path"},
+		"trailing slash":      {"routes: [{name: r, match: {path: /orders/}, public: true}]\n", "pattern", "/routes/0/match/path"},
+		"default allow":       {"default: allow\nroutes: [{name: r, match: {path: /x}, public: true}]\n", "enum", "/default"},
+		"no routes":           {"version: v1\n", "required", "/"},
+		"scope with space":    {base + "routes: [{name: r, match: {path: /x}, require: {all_of: [\"a b\"]}}]\n", "pattern", "/routes/0/require/all_of/0"},
+		"claim value mapping": {base + "routes: [{name: r, match: {path: /x}, when: {claims: [{claim: c, equals: {a: 1}}]}}]\n", "type", "/routes/0/when/claims/0/equals"},
 	}
 	for name, tc := range invalid {
 		t.Run(name, func(t *testing.T) {
-			errs := validatePolicyYAML(t, root, []byte(tc.src))
-			if !slices.ContainsFunc(errs, func(e string) bool { return strings.Contains(e, tc.want) }) {
-				t.Errorf("want an error containing %q, got %q", tc.want, errs)
+			errs := validatePolicyYAML(t, sch, []byte(tc.src))
+			if !slices.ContainsFunc(errs, func(f schemaFailure) bool { return f.keyword == tc.keyword && f.at == tc.at }) {
+				t.Errorf("want %s to fail at %s, got:\n%s", tc.keyword, tc.at, joinFailures(errs))
 			}
 		})
 	}

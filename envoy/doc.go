@@ -16,6 +16,10 @@
 // (the AuthZEN Authorization API). Forward-auth answers a deny with this
 // package's Responder's deny, so both protocols deny alike.
 //
+// Subpackage wire holds the hand-written protobuf coders of the ext_authz
+// messages and the one table of field numbers that the server's gRPC codec
+// and the load generator share.
+//
 // Keeping the translation here, apart from the engine and the server, means
 // one engine answers every protocol the same way, and each protocol's quirks
 // (Envoy's merged headers, raw header maps, sparse proxyless requests) are

@@ -226,6 +226,53 @@ next:
 	return out
 }
 
+// checkRuleScraped checks that every metric rule r names is in the
+// scrape fams with every label r matches, groups or joins on.
+func checkRuleScraped(t *testing.T, r alertRule, fams map[string]*dto.MetricFamily) {
+	t.Helper()
+	// Labels Prometheus adds to every scraped series.
+	added := map[string]bool{"instance": true, "job": true, "le": true}
+	names := exprMetric.FindAllString(r.Expr, -1)
+	var labelSets []map[string]bool
+	for _, n := range names {
+		base := n
+		if strings.HasSuffix(n, "_bucket") {
+			base = strings.TrimSuffix(n, "_bucket")
+		}
+		f := fams[base]
+		if f == nil {
+			if strings.HasSuffix(base, "_total") || base == n {
+				t.Errorf("%s is not in the scrape", n)
+			}
+			continue
+		}
+		labelSets = append(labelSets, familyLabels(f))
+		for _, m := range selectorRE.FindAllStringSubmatch(r.Expr, -1) {
+			if m[1] != n {
+				continue
+			}
+			for _, lm := range matcherRE.FindAllStringSubmatch(m[2], -1) {
+				if !familyLabels(f)[lm[1]] {
+					t.Errorf("%s has no label %q in the scrape", n, lm[1])
+				}
+			}
+		}
+	}
+	for _, g := range groupingRE.FindAllStringSubmatch(r.Expr, -1) {
+		for _, l := range strings.Split(g[2], ",") {
+			l = strings.TrimSpace(l)
+			if l == "" || added[l] {
+				continue
+			}
+			for i, ls := range labelSets {
+				if !ls[l] {
+					t.Errorf("%s (%s) groups on %q, which %s does not carry", r.Alert, g[1], l, names[i])
+				}
+			}
+		}
+	}
+}
+
 // TestAlertRulesAgainstARealScrape: against the /metrics of a running
 // scopegate, every metric an alert names is scraped with every label the
 // alert matches, groups or joins on; the deprecated-scope join finds the
@@ -233,50 +280,8 @@ next:
 // has a series of its own kind.
 func TestAlertRulesAgainstARealScrape(t *testing.T) {
 	fams := scrapeOrdersFull(t)
-	// Labels Prometheus adds to every scraped series.
-	added := map[string]bool{"instance": true, "job": true, "le": true}
 	for _, r := range alertRules(t) {
-		t.Run(r.Alert, func(t *testing.T) {
-			names := exprMetric.FindAllString(r.Expr, -1)
-			var labelSets []map[string]bool
-			for _, n := range names {
-				base := n
-				if strings.HasSuffix(n, "_bucket") {
-					base = strings.TrimSuffix(n, "_bucket")
-				}
-				f := fams[base]
-				if f == nil {
-					if strings.HasSuffix(base, "_total") || base == n {
-						t.Errorf("%s is not in the scrape", n)
-					}
-					continue
-				}
-				labelSets = append(labelSets, familyLabels(f))
-				for _, m := range selectorRE.FindAllStringSubmatch(r.Expr, -1) {
-					if m[1] != n {
-						continue
-					}
-					for _, lm := range matcherRE.FindAllStringSubmatch(m[2], -1) {
-						if !familyLabels(f)[lm[1]] {
-							t.Errorf("%s has no label %q in the scrape", n, lm[1])
-						}
-					}
-				}
-			}
-			for _, g := range groupingRE.FindAllStringSubmatch(r.Expr, -1) {
-				for _, l := range strings.Split(g[2], ",") {
-					l = strings.TrimSpace(l)
-					if l == "" || added[l] {
-						continue
-					}
-					for i, ls := range labelSets {
-						if !ls[l] {
-							t.Errorf("%s (%s) groups on %q, which %s does not carry", r.Alert, g[1], l, names[i])
-						}
-					}
-				}
-			}
-		})
+		t.Run(r.Alert, func(t *testing.T) { checkRuleScraped(t, r, fams) })
 	}
 
 	// The deprecated-scope join: scopes used (counter > 0) and on (scope)

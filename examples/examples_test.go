@@ -37,6 +37,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 
+	"github.com/scopegate/scopegate/cmd/scopegate/settings"
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/decisiontest"
 	"github.com/scopegate/scopegate/server"
@@ -429,12 +430,12 @@ func TestKubernetes(t *testing.T) {
 	}
 	// The grace period must outlast the drain scopegate is configured for.
 	cm := objs["ConfigMap"]
-	settings, err := server.ParseConfigFile("scopegate.yaml", []byte(at(t, cm, "data", "scopegate.yaml").(string)))
+	cf, err := settings.ParseConfigFile("scopegate.yaml", []byte(at(t, cm, "data", "scopegate.yaml").(string)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	drain := server.DefaultShutdownTimeout
-	if v, ok := settings.Value("shutdown_timeout"); ok {
+	if v, ok := cf.Value("shutdown_timeout"); ok {
 		if drain, err = time.ParseDuration(v); err != nil {
 			t.Fatal(err)
 		}
@@ -446,7 +447,7 @@ func TestKubernetes(t *testing.T) {
 	// The config names the policy where the ConfigMap is mounted, and the
 	// policy compiles (keys aside: they come from the issuer at run time).
 	mount := at(t, c, "volumeMounts", 0, "mountPath").(string)
-	policyPath, _ := settings.Value("policy")
+	policyPath, _ := cf.Value("policy")
 	if filepath.Dir(policyPath) != mount {
 		t.Errorf("policy %q is not in the ConfigMap mount %q", policyPath, mount)
 	}
@@ -548,7 +549,13 @@ type alertRule struct {
 
 func alertRules(t *testing.T) []alertRule {
 	t.Helper()
-	b, err := os.ReadFile("prometheus/alerts.yaml")
+	return alertRulesIn(t, "prometheus/alerts.yaml")
+}
+
+// alertRulesIn reads the rule file at path.
+func alertRulesIn(t *testing.T, path string) []alertRule {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,7 +568,7 @@ func alertRules(t *testing.T) []alertRule {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
-		t.Fatalf("alerts.yaml: %v", err)
+		t.Fatalf("%s: %v", path, err)
 	}
 	var out []alertRule
 	for _, g := range f.Groups {

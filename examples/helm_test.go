@@ -20,8 +20,8 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/scopegate/scopegate/cmd/scopegate/settings"
 	"github.com/scopegate/scopegate/decision"
-	"github.com/scopegate/scopegate/server"
 )
 
 const chartDir = "helm/scopegate"
@@ -359,12 +359,12 @@ func checkRendered(t *testing.T, r *rendered, v map[string]any, appVersion strin
 	if settingsCM == nil {
 		t.Fatalf("no settings ConfigMap %s", dep.Name)
 	}
-	settings, err := server.ParseConfigFile("scopegate.yaml", []byte(settingsCM.Data["scopegate.yaml"]))
+	cf, err := settings.ParseConfigFile("scopegate.yaml", []byte(settingsCM.Data["scopegate.yaml"]))
 	if err != nil {
 		t.Fatalf("the settings do not parse as a scopegate config file: %v", err)
 	}
 	for key, port := range map[string]string{"grpc_addr": "grpc", "metrics_addr": "metrics", "http_addr": "http"} {
-		got, _ := settings.Value(key)
+		got, _ := cf.Value(key)
 		want := ""
 		if p, ok := wantPorts[port]; ok {
 			want = "0.0.0.0:" + itoa(p)
@@ -377,18 +377,18 @@ func checkRendered(t *testing.T, r *rendered, v map[string]any, appVersion strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := settings.Value("shutdown_timeout"); got != get[string](t, v, "shutdownTimeout") {
+	if got, _ := cf.Value("shutdown_timeout"); got != get[string](t, v, "shutdownTimeout") {
 		t.Errorf("shutdown_timeout %q, want %q", got, get[string](t, v, "shutdownTimeout"))
 	}
 	if grace := time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second; grace <= drain+5*time.Second {
 		t.Errorf("terminationGracePeriodSeconds %v does not outlast shutdown_timeout %v plus the preStop pause", grace, drain)
 	}
 	for k, val := range get[map[string]any](t, v, "settings") {
-		if got, ok := settings.Value(k); !ok || got != toString(val) {
+		if got, ok := cf.Value(k); !ok || got != toString(val) {
 			t.Errorf("extra setting %s = %q, want %v", k, got, val)
 		}
 	}
-	policyPath, _ := settings.Value("policy")
+	policyPath, _ := cf.Value("policy")
 	mounts := map[string]corev1.VolumeMount{}
 	for _, m := range c.VolumeMounts {
 		mounts[m.Name] = m

@@ -108,10 +108,11 @@ func (s *Server) startAdmin(ctx context.Context) error {
 	svc := &Admin{
 		engine: s.engine,
 		reload: func() (*decision.Policy, error) {
-			if err := s.reloadPolicy("admin", true); err != nil {
+			pol, err := s.reload("admin", true)
+			if err != nil {
 				return nil, err
 			}
-			return s.engine.Policy(), nil
+			return pol, nil
 		},
 		loaded: func() time.Time { return s.admin.loadedTime(s.engine.Policy()) },
 		store:  src,

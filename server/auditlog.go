@@ -15,7 +15,9 @@ import (
 // (store/audit). The zero value audits nothing and aggregates nothing.
 type AuditConfig struct {
 	// Sinks receive one JSON record per audited decision (stdout, a file,
-	// PostgreSQL). None: no audit log.
+	// PostgreSQL). None: no audit log. The server owns them from NewServer
+	// (or Listen, Run) on: it closes them when it stops, and when it fails
+	// to start.
 	Sinks []audit.Sink
 	// AllowSample is the fraction of allows written, in (0, 1]; zero means
 	// every allow. Denies are always written.
@@ -97,6 +99,19 @@ func (s *Server) startAudit() error {
 	s.auditing.log = l
 	s.OnShutdown(s.closeAudit)
 	return nil
+}
+
+// closeSinks closes Config.Audit.Sinks when no audit log took them: a
+// start-up that fails before startAudit still releases the files and
+// connections it was given.
+func (s *Server) closeSinks() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	for _, sink := range s.cfg.Audit.Sinks {
+		if err := sink.Close(ctx); err != nil {
+			s.log.Warn("audit sink not closed cleanly", "error", err)
+		}
+	}
 }
 
 // closeAudit drains the audit buffer into the sinks, then persists the

@@ -171,6 +171,9 @@ func (nopUsageStore) AddUsage(context.Context, []usage.Tally) error { return nil
 func (nopUsageStore) LoadUsage(context.Context, string) ([]usage.Tally, error) {
 	return nil, nil
 }
+func (nopUsageStore) LoadDaily(context.Context, string, time.Time) ([]usage.Daily, error) {
+	return nil, nil
+}
 
 // discardAuditSink accepts every record and keeps none.
 type discardAuditSink struct{}

@@ -9,6 +9,8 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/protoadapt"
+
+	"github.com/scopegate/scopegate/envoy/wire"
 )
 
 // StreamWorkers is the number of goroutines that run calls, reused from
@@ -28,7 +30,7 @@ const codecName = "proto"
 // with the decision path's messages made cheaper:
 //
 //   - An ext_authz CheckRequest is decoded by a hand-written decoder
-//     (decodeCheckRequest) that copies the message once and makes every
+//     (wire.DecodeCheckRequest) that copies the message once and makes every
 //     string field a substring of that copy, instead of allocating each
 //     header name and value. Anything it does not recognize (unknown
 //     fields, TLS or metadata attributes, invalid UTF-8, malformed input)
@@ -37,7 +39,8 @@ const codecName = "proto"
 //     (its vtprotobuf files generate marshalling only), which is why the
 //     decoder is ours.
 //   - An ext_authz CheckResponse is written straight into a pooled buffer
-//     by appendCheckResponse, without reflection and without allocating,
+//     by wire.AppendCheckResponse (an allow straight from its decision, by
+//     wire.AppendAllow), without reflection and without allocating,
 //     again falling back to proto.Marshal on anything it does not cover.
 //   - A message with vtprotobuf marshalling (SizeVT plus
 //     MarshalToSizedBufferVT or MarshalToSizedBufferVTStrict, which
@@ -78,13 +81,13 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 	switch m := v.(type) {
 	case *authv3.CheckResponse:
 		buf := respBuffers.Get(respBufferSize)
-		if b, ok := appendCheckResponse((*buf)[:0], m); ok {
+		if b, ok := wire.AppendCheckResponse((*buf)[:0], m); ok {
 			return respBuffers.wrap(buf, b), nil
 		}
 		respBuffers.Put(buf)
 	case *allowReply:
 		buf := respBuffers.Get(respBufferSize)
-		if b, ok := appendAllow((*buf)[:0], &m.d); ok {
+		if b, ok := wire.AppendAllow((*buf)[:0], &m.d); ok {
 			return respBuffers.wrap(buf, b), nil
 		}
 		respBuffers.Put(buf)
@@ -205,7 +208,7 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	}
 	switch m := v.(type) {
 	case *authv3.CheckRequest:
-		if decodeCheckRequest(b, m) {
+		if wire.DecodeCheckRequest(b, m) {
 			return nil
 		}
 		return proto.Unmarshal(b, m)

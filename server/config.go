@@ -145,8 +145,8 @@ type Config struct {
 	// Pprof serves /debug/pprof/* on the operator listener (off by
 	// default). /debug/pprof/cmdline is served with secrets redacted.
 	Pprof bool
-	// WatchPolicy makes Run reload the policy file when it changes (it
-	// always reloads on SIGHUP).
+	// WatchPolicy makes Run reload the policy file when it changes
+	// (ReloadFrom reloads on demand: scopegate serve calls it on SIGHUP).
 	WatchPolicy bool
 	// Audit configures the decision audit log and scope usage
 	// aggregation (auditlog.go); the zero value records neither.

@@ -10,4 +10,11 @@
 // the wiring here means a new listener (HTTP forward-auth, admin, metrics)
 // attaches to the same Server and engine instead of growing its own copy of
 // the policy.
+//
+// The server takes a plain, validated Config and no flags, environment or
+// signals: cmd/scopegate layers those (cmd/scopegate/settings), calls
+// ReloadFrom on SIGHUP and cancels Run's context on SIGTERM. Listen builds
+// the server and binds every listener (releasing all it opened if one
+// step fails); Bound.Run serves them under one lifecycle until the context
+// ends.
 package server

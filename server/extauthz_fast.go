@@ -3,11 +3,8 @@ package server
 import (
 	"context"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/encoding/protowire"
-
 	"google.golang.org/grpc/status"
 
 	"github.com/scopegate/scopegate/decision"
@@ -19,9 +16,10 @@ import (
 // dozen small objects per call, walked again by the codec to encode them.
 // extAuthzServiceDesc is the generated description with its one method's
 // handler replaced: an allow is returned as an allowReply, which the codec
-// (Codec.Marshal) encodes straight from the decision. Denies keep their
-// prebuilt CheckResponses. The wire format is unchanged: a test decodes
-// every fast encoding and compares it with the Responder's message.
+// (Codec.Marshal) encodes straight from the decision with wire.AppendAllow.
+// Denies keep their prebuilt CheckResponses. The wire format is unchanged:
+// tests decode every fast encoding and compare it with the Responder's
+// message (envoy/wire's allow_test.go, and TestCodecAllowReply here).
 
 // allowReply is an allow on its way to the codec.
 type allowReply struct {
@@ -77,82 +75,4 @@ func (x *ExtAuthz) check(ctx context.Context, req *authv3.CheckRequest) (any, er
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
 	return out, nil
-}
-
-// appendAllow appends the CheckResponse the Responder builds for the allow
-// d (envoy.Responder.Response), field for field. It reports false when a
-// value is not valid UTF-8, which only proto.Marshal reports properly.
-func appendAllow(b []byte, d *decision.Decision) ([]byte, bool) {
-	e := respEncoder{b: b, ok: true}
-	// status: an OK google.rpc.Status, all fields default.
-	e.b = protowire.AppendTag(e.b, fRespStatus, protowire.BytesType)
-	e.b = append(e.b, 0)
-
-	at := e.open(fRespOK)
-	up := envoy.UpstreamHeaders(d)
-	for i := range up {
-		e.header(fOKHeaders, up[i].Name, up[i].Value)
-	}
-	for _, h := range envoy.HintHeaders(d) {
-		e.header(fOKHeaders, h.Name, h.Value)
-	}
-	if d.Policy != nil && d.Policy.Upstream.StripAuthorization {
-		e.strAlways(fOKHeadersToRemove, "authorization")
-	}
-	for _, h := range envoy.HintHeadersToRemove(d) {
-		e.strAlways(fOKHeadersToRemove, h)
-	}
-	e.close(at)
-
-	var route, subject, client string
-	if d.Route != nil {
-		route = d.Route.Name
-	}
-	if d.Token != nil {
-		subject, client = d.Token.Subject, d.Token.ClientID
-	}
-	md := e.open(fRespDynamicMetadata)
-	e.stringField(envoy.MetaRoute, route)
-	e.stringField(envoy.MetaPolicyVersion, d.PolicyVersion())
-	e.stringField(envoy.MetaSubject, subject)
-	e.stringField(envoy.MetaClientID, client)
-	e.stringField(envoy.MetaReason, decision.OK.String())
-	f := e.open(fStructFields)
-	e.strAlways(fMapKey, envoy.MetaScopesUsed)
-	v := e.open(fMapValue)
-	l := e.open(fValueList)
-	for s := range d.ScopesUsedSeq() {
-		item := e.open(fListValues)
-		e.strAlways(fValueString, s)
-		e.close(item)
-	}
-	e.close(l)
-	e.close(v)
-	e.close(f)
-	e.close(md)
-	if !e.ok {
-		return b, false
-	}
-	return e.b, true
-}
-
-// header appends one HeaderValueOption that overwrites name with value.
-func (e *respEncoder) header(num protowire.Number, name, value string) {
-	at := e.open(num)
-	hv := e.open(fHVOHeader)
-	e.str(fHVKey, name)
-	e.str(fHVValue, value)
-	e.close(hv)
-	e.varint(fHVOAppendAction, uint64(corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD))
-	e.close(at)
-}
-
-// stringField appends one Struct field holding a string Value.
-func (e *respEncoder) stringField(key, value string) {
-	at := e.open(fStructFields)
-	e.strAlways(fMapKey, key)
-	v := e.open(fMapValue)
-	e.strAlways(fValueString, value)
-	e.close(v)
-	e.close(at)
 }

@@ -340,7 +340,7 @@ routes:`, 1)
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if err := f.srv.reloadPolicy("test", true); err != nil {
+	if err := f.srv.ReloadFrom("test"); err != nil {
 		t.Fatal(err)
 	}
 	took := time.Since(start)
@@ -365,7 +365,7 @@ routes:`, 1)
 	if err := os.WriteFile(path, []byte(faultPolicyYAML(j.url())), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.srv.reloadPolicy("test", true); err != nil {
+	if err := f.srv.ReloadFrom("test"); err != nil {
 		t.Fatal(err)
 	}
 	for _, st := range f.srv.registry.Statuses() {

@@ -32,29 +32,51 @@ func fileState(path string) string {
 	return string(sum[:])
 }
 
-// reloadPolicy reloads the policy file when its content differs from the
-// last one loaded or tried, or always when force is set (SIGHUP: the
-// operator asked). Reload validates and compiles the whole file before
-// swapping it in; an invalid file is logged and counted and the policy in
-// force stays.
-func (s *Server) reloadPolicy(trigger string, force bool) error {
-	s.ops.reloadMu.Lock()
-	defer s.ops.reloadMu.Unlock()
-	st := fileState(s.cfg.PolicyPath)
-	if !force && st == s.ops.lastState {
-		s.log.Debug("policy file unchanged; not reloading", "policy", s.cfg.PolicyPath, "trigger", trigger)
-		return nil
+// reload is the one serialising point of every policy reload: Reload,
+// ReloadFrom (the command's SIGHUP), the file watcher and the Admin API's
+// ReloadPolicy all go through it, one at a time, under reloadMu. It reloads when
+// the file's content differs from the last one loaded or tried, or always
+// when force is set (the operator asked). The whole file is validated and
+// compiled before it is swapped in; an invalid file is logged and counted
+// and the policy in force stays. It returns the policy in force after it.
+func (s *Server) reload(trigger string, force bool) (*decision.Policy, error) {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	if s.stopping {
+		return s.engine.Policy(), errors.New("reload policy: the server is stopping")
 	}
-	s.ops.lastState = st
+	st := fileState(s.cfg.PolicyPath)
+	if !force && st == s.lastState {
+		s.log.Debug("policy file unchanged; not reloading", "policy", s.cfg.PolicyPath, "trigger", trigger)
+		return s.engine.Policy(), nil
+	}
+	s.lastState = st
 	s.log.Info("reloading policy", "policy", s.cfg.PolicyPath, "trigger", trigger)
-	return s.Reload()
+	old := s.engine.Policy()
+	pol, err := s.loadPolicy()
+	if err != nil {
+		s.log.Error("policy reload failed; the policy in force is kept", "policy", s.cfg.PolicyPath, "version", old.Version, "trigger", trigger, "error", err)
+		s.metrics.policyReloaded(false)
+		return old, fmt.Errorf("reload policy: %w", err)
+	}
+	s.engine.SetPolicy(pol)
+	s.metrics.policyReloaded(true)
+	s.admin.policyLoaded(pol)
+	if s.registry != nil {
+		// Stop refreshing key sets only the old policy used. Decisions
+		// still running on the old policy keep its keys.
+		s.registry.Retain(pol)
+	}
+	s.updateHealth()
+	s.log.Info("policy reloaded", "policy", s.cfg.PolicyPath, "version", pol.Version, "previous", old.Version, "trigger", trigger)
+	return pol, nil
 }
 
 // watchPolicy watches the policy file's directory, not the file: editors
 // replace a file by renaming a new one over it, and a Kubernetes ConfigMap
 // volume swaps its "..data" symlink, and neither is seen by a watch on the
 // file itself. Every change in the directory is debounced, then the file's
-// content is compared with the last loaded (reloadPolicy), so unrelated
+// content is compared with the last loaded (reload), so unrelated
 // files (a JWKS beside the policy) cause no reload. It returns the
 // function that stops watching.
 func (s *Server) watchPolicy() (stop func(), err error) {
@@ -71,9 +93,9 @@ func (s *Server) watchPolicy() (stop func(), err error) {
 		w.Close()
 		return nil, fmt.Errorf("watch the policy directory %s: %w (turn watching off and reload with SIGHUP instead)", dir, err)
 	}
-	s.ops.reloadMu.Lock()
-	s.ops.lastState = fileState(s.cfg.PolicyPath)
-	s.ops.reloadMu.Unlock()
+	s.reloadMu.Lock()
+	s.lastState = fileState(s.cfg.PolicyPath)
+	s.reloadMu.Unlock()
 	debounce := s.ops.debounce
 	if debounce <= 0 {
 		debounce = defaultReloadDebounce
@@ -101,8 +123,8 @@ func (s *Server) watchPolicy() (stop func(), err error) {
 				}
 				s.log.Warn("policy watch error; changes may be missed until the next one (SIGHUP reloads)", "dir", dir, "error", err)
 			case <-timer.C:
-				// Errors are logged and counted by Reload.
-				_ = s.reloadPolicy("file change", false)
+				// Errors are logged and counted by reload.
+				_, _ = s.reload("file change", false)
 			}
 		}
 	}()
@@ -111,21 +133,6 @@ func (s *Server) watchPolicy() (stop func(), err error) {
 		w.Close()
 		<-done
 	}, nil
-}
-
-// reloadOnSignal reloads the policy on every value of sig until done is
-// closed. The operator sent it on purpose, so it reloads even when the
-// file looks unchanged (a key set referenced by the policy may have been
-// fixed, for one).
-func (s *Server) reloadOnSignal(sig <-chan os.Signal, done <-chan struct{}) {
-	for {
-		select {
-		case <-done:
-			return
-		case <-sig:
-			_ = s.reloadPolicy("SIGHUP", true)
-		}
-	}
 }
 
 // loadPolicy loads the policy file (decision.LoadFile, the loading path

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -222,24 +221,31 @@ func TestWatchKeepsPolicyOnBadFile(t *testing.T) {
 	}
 }
 
-// TestReloadOnSignal drives the SIGHUP handler: it reloads even when the
-// file looks unchanged, because the operator asked.
-func TestReloadOnSignal(t *testing.T) {
+// TestReloadFromForces: ReloadFrom (the command's SIGHUP) and Reload
+// reload even when the file looks unchanged, because someone asked, and
+// content they loaded is not loaded again by the watcher: every trigger
+// shares one record of the last content (reload.go).
+func TestReloadFromForces(t *testing.T) {
 	e := startE2E(t, nil)
-	sig := make(chan os.Signal)
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		e.srv.reloadOnSignal(sig, done)
-	}()
-	defer func() { close(done); <-finished }()
-
 	replaceFile(t, filepath.Join(e.dir, "policy.yaml"), readFile(t, "testdata/policy-v2.yaml"))
-	sig <- syscall.SIGHUP
-	waitFor(t, "the reload", func() bool { return strings.HasPrefix(versionOf(e.srv), "e2e-v2+") })
-	sig <- syscall.SIGHUP
-	waitFor(t, "a second reload of the same file", func() bool { ok, _ := reloads(t, e.srv); return ok == 2 })
+	if err := e.srv.ReloadFrom("SIGHUP"); err != nil {
+		t.Fatal(err)
+	}
+	if v := versionOf(e.srv); !strings.HasPrefix(v, "e2e-v2+") {
+		t.Fatalf("version %s after ReloadFrom, want e2e-v2+...", v)
+	}
+	if err := e.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := reloads(t, e.srv); ok != 2 {
+		t.Errorf("%v reloads, want 2: a second reload of the same file must reload", ok)
+	}
+	if _, err := e.srv.reload("file change", false); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := reloads(t, e.srv); ok != 2 {
+		t.Errorf("%v reloads, want 2: the watcher reloaded content ReloadFrom had loaded", ok)
+	}
 }
 
 // TestReloadUnderLoadWatched makes 100 reloads through the file watcher,

@@ -65,7 +65,10 @@ func bind(listener, setting, addr string) (net.Listener, error) {
 	return lis, nil
 }
 
-// closers undoes, last first, what a start-up did before it failed.
+// closers is a start-up's closer stack: every resource opened pushes
+// what releases it, and an error path calls close, which releases them all
+// once, last opened first. Once start-up succeeds the stack is dropped and
+// Stop owns the resources.
 type closers []func()
 
 func (c *closers) push(f func()) { *c = append(*c, f) }
@@ -77,70 +80,102 @@ func (c *closers) close() {
 	*c = nil
 }
 
-// Run builds a Server from cfg, binds every listener it is configured
-// with (gRPC on cfg.GRPCAddr; HTTP on cfg.HTTPAddr unless cfg.DisableHTTP;
-// the operator listener on cfg.MetricsAddr and the Admin API on
-// cfg.Admin.Addr when set), and only then announces its health and
-// serves, until ctx is cancelled; then it stops gracefully. It returns the
-// error that prevented serving (a *ListenError for an address that cannot
-// be bound), or nil after a clean stop.
+// Run is Listen, then Bound.Run: it serves cfg until ctx is cancelled,
+// then stops gracefully. It returns the error that prevented serving (a
+// *ListenError for an address that cannot be bound), or nil after a clean
+// stop.
 func Run(ctx context.Context, cfg Config) error {
-	s, err := newServer(cfg, false)
+	b, err := Listen(cfg)
 	if err != nil {
 		return err
 	}
-	var undo closers
-	defer undo.close() // a no-op once serving starts
-	undo.push(s.Stop)
+	return b.Run(ctx)
+}
 
-	type served struct {
-		what  string
-		addr  string
-		lis   net.Listener
-		serve func(net.Listener) error
+// Bound is a Server whose listeners are all bound but not yet served
+// (Listen); Run serves them. Between the two the caller can wire what
+// needs the server, such as a SIGHUP handler calling ReloadFrom.
+type Bound struct {
+	*Server
+	listeners []boundListener
+}
+
+type boundListener struct {
+	what  string
+	addr  string
+	lis   net.Listener
+	serve func(net.Listener) error
+}
+
+// Listen builds a Server from cfg and binds every listener it is
+// configured with: gRPC on cfg.GRPCAddr; HTTP on cfg.HTTPAddr unless
+// cfg.DisableHTTP; the operator listener on cfg.MetricsAddr, the Admin
+// API on cfg.Admin.Addr and the SSF push listener on cfg.SSF.Addr when
+// set. It starts the policy watcher (cfg.WatchPolicy). Health stays
+// unannounced until Run. On error everything opened so far is closed (a
+// *ListenError names an address that cannot be bound); a caller that gets
+// a Bound and does not Run it must Stop it.
+func Listen(cfg Config) (*Bound, error) {
+	s, err := newServer(cfg, false)
+	if err != nil {
+		return nil, err
 	}
-	var all []served
-	listen := func(listener, setting, addr string, serve func(net.Listener) error) error {
-		lis, err := bind(listener, setting, addr)
+	b := &Bound{Server: s}
+	if err = b.bindAll(); err == nil {
+		err = s.startWatch()
+	}
+	if err != nil {
+		b.Stop()
+		return nil, err
+	}
+	return b, nil
+}
+
+// bindAll binds the configured listeners, in order, and stops at the
+// first that cannot be bound.
+func (b *Bound) bindAll() error {
+	s := b.Server
+	for _, l := range []struct {
+		on                      bool
+		listener, setting, addr string
+		serve                   func(net.Listener) error
+	}{
+		{true, ListenerGRPC, "GRPCAddr", s.cfg.GRPCAddr, s.Serve},
+		{!s.cfg.DisableHTTP, ListenerHTTP, "HTTPAddr", s.cfg.HTTPAddr, s.ServeHTTPListener},
+		{s.admin.grpc != nil, ListenerAdmin, "Admin.Addr", s.cfg.Admin.Addr, s.ServeAdmin},
+		{s.cfg.MetricsAddr != "", ListenerMetrics, "MetricsAddr", s.cfg.MetricsAddr, s.serveOps},
+		{s.ssf != nil && s.cfg.SSF.Addr != "", ListenerSSF, "SSF.Addr", s.cfg.SSF.Addr, s.ssf.Serve},
+	} {
+		if !l.on {
+			continue
+		}
+		lis, err := bind(l.listener, l.setting, l.addr)
 		if err != nil {
 			return err
 		}
-		undo.push(func() { lis.Close() })
-		all = append(all, served{listener, addr, lis, serve})
-		return nil
+		b.listeners = append(b.listeners, boundListener{l.listener, l.addr, lis, l.serve})
 	}
-	if err := listen(ListenerGRPC, "GRPCAddr", s.cfg.GRPCAddr, s.Serve); err != nil {
-		return err
-	}
-	if !s.cfg.DisableHTTP {
-		if err := listen(ListenerHTTP, "HTTPAddr", s.cfg.HTTPAddr, s.ServeHTTPListener); err != nil {
-			return err
-		}
-	}
-	if s.admin.grpc != nil {
-		if err := listen(ListenerAdmin, "Admin.Addr", s.cfg.Admin.Addr, s.ServeAdmin); err != nil {
-			return err
-		}
-	}
-	if s.cfg.MetricsAddr != "" {
-		if err := listen(ListenerMetrics, "MetricsAddr", s.cfg.MetricsAddr, s.serveOps); err != nil {
-			return err
-		}
-	}
-	if s.ssf != nil && s.cfg.SSF.Addr != "" {
-		if err := listen(ListenerSSF, "SSF.Addr", s.cfg.SSF.Addr, s.ssf.Serve); err != nil {
-			return err
-		}
-	}
-	if err := s.startReloaders(); err != nil {
-		return err
-	}
+	return nil
+}
 
-	// Every listener is bound: from here on Stop closes them.
-	undo = nil
+// Stop stops the server (Server.Stop) and closes every listener it bound,
+// served or not. It is safe to call more than once.
+func (b *Bound) Stop() {
+	b.Server.Stop()
+	for _, l := range b.listeners {
+		l.lis.Close() // already closed when served: the error says so
+	}
+}
+
+// Run announces the server's health and serves every bound listener until
+// ctx is cancelled or one of them fails; then it stops the server
+// gracefully (Stop) and returns the first failure, or nil after a clean
+// stop. Call it once.
+func (b *Bound) Run(ctx context.Context) error {
+	s := b.Server
 	s.startHealth()
 	g, gctx := errgroup.WithContext(ctx)
-	for _, l := range all {
+	for _, l := range b.listeners {
 		g.Go(func() error {
 			// A server stopped before it began serving (ctx ended at
 			// once) is a clean stop too.
@@ -152,7 +187,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	g.Go(func() error {
 		<-gctx.Done()
-		s.Stop()
+		b.Stop()
 		return nil
 	})
 	return g.Wait()

@@ -77,7 +77,16 @@ type Server struct {
 	ssf         *SSFReceiver // nil without SSF transmitters
 	httpl       httpListener // forward-auth, AuthZEN and health over HTTP
 
+	// reloadMu serialises every policy reload, whatever triggered it
+	// (reload.go), and guards lastState.
 	reloadMu sync.Mutex
+	// lastState identifies the policy file content last loaded or tried
+	// (see fileState), so that a change elsewhere in the directory, or an
+	// invalid file that is still invalid, does not reload again.
+	lastState string
+	// stopping is set, under reloadMu, when Stop begins: a reload then
+	// refuses, so none runs on a server being torn down.
+	stopping bool
 	stopOnce sync.Once
 	healthMu sync.Mutex
 	status   healthpb.HealthCheckResponse_ServingStatus // last set; UNKNOWN before the first
@@ -98,15 +107,34 @@ type Server struct {
 func NewServer(cfg Config) (*Server, error) { return newServer(cfg, true) }
 
 // newServer is NewServer; announce false leaves the health status UNKNOWN
-// (and unlogged) until startHealth, which Run calls once every listener is
-// bound.
-func newServer(cfg Config, announce bool) (*Server, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
+// (and unlogged) until startHealth, which Bound.Run calls once every
+// listener is bound.
+func newServer(cfg Config, announce bool) (_ *Server, err error) {
+	invalid := cfg.Validate()
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, log: cfg.Logger, keys: cfg.Keys, bg: ctx, cancel: cancel, keysChanged: make(chan struct{}, 1)}
+	// The closer stack: each step below that opens something pushes what
+	// releases it; a failed step releases everything opened before it,
+	// last first, once.
+	var undo closers
+	defer func() {
+		if err != nil {
+			undo.close()
+		}
+	}()
+	// The audit sinks are the server's from here, even when cfg is
+	// invalid: until the audit log takes them (startAudit), closing them
+	// is this stack's job.
+	undo.push(func() {
+		if s.auditing.log == nil {
+			s.closeSinks()
+		}
+	})
+	undo.push(s.closeBackground)
+	if invalid != nil {
+		return nil, invalid
+	}
 	if s.keys == nil {
 		s.registry = jwks.NewRegistry(ctx)
 		s.registry.OnChange = s.keySetChanged
@@ -116,15 +144,13 @@ func newServer(cfg Config, announce bool) (*Server, error) {
 	}
 	pol, err := s.loadPolicy()
 	if err != nil {
-		s.closeBackground()
 		return nil, fmt.Errorf("load policy: %w", err)
 	}
 	owners, ownersCache, err := ownershipCache(cfg.Ownership, pol)
 	if err != nil {
-		s.closeBackground()
 		return nil, fmt.Errorf("ownership cache: %w", err)
 	}
-	s.ownersCache = ownersCache
+	s.ownersCache = ownersCache // closed by closeBackground
 	s.engine, err = decision.NewEngine(pol, decision.Options{
 		Clock:                cfg.Clock,
 		TokenCacheBytes:      cfg.TokenCacheBytes,
@@ -135,12 +161,10 @@ func newServer(cfg Config, announce bool) (*Server, error) {
 		Keys:                 s.keys,
 	})
 	if err != nil {
-		s.closeBackground()
 		return nil, fmt.Errorf("start decision engine: %w", err)
 	}
+	undo.push(s.engine.Close)
 	if err := s.waitForKeys(pol); err != nil {
-		s.engine.Close()
-		s.closeBackground()
 		return nil, err
 	}
 	s.responder = envoy.NewResponder(envoy.ResponderOptions{Realm: cfg.Realm})
@@ -153,10 +177,9 @@ func newServer(cfg Config, announce bool) (*Server, error) {
 		}
 	})
 	if err := s.startAudit(); err != nil {
-		s.engine.Close()
-		s.closeBackground()
 		return nil, err
 	}
+	undo.push(func() { s.closeAudit(s.bg) })
 	s.funnel.audit = s.auditing.log
 	s.initHTTP()
 	s.metrics = newMetrics(s.engine, func() bool { return s.servingStatus() == healthpb.HealthCheckResponse_SERVING })
@@ -165,15 +188,16 @@ func newServer(cfg Config, announce bool) (*Server, error) {
 	}
 	s.metrics.policyLoaded()
 	s.exportAuditMetrics()
+	// stopAdmin stops what startAdmin started, however far it got, and
+	// the SSF receiver startSSF starts.
+	undo.push(s.stopAdmin)
 	if err := s.startAdmin(ctx); err != nil {
-		s.closeAudit(ctx)
-		s.engine.Close()
-		s.closeBackground()
 		return nil, err
 	}
 
 	s.funnel.metrics = s.metrics
 	s.funnel.shadow = newShadowRunner(s.funnel, cfg.CheckTimeout)
+	undo.push(func() { s.funnel.shadow.close(s.bg) })
 	s.gate = &gate{max: int64(cfg.MaxInflight), timeout: cfg.CheckTimeout}
 	s.metrics.exportGate(s.gate, s.funnel.shadow)
 	unary, stream := s.interceptors()
@@ -207,6 +231,7 @@ func newServer(cfg Config, announce bool) (*Server, error) {
 			MaxConnectionAgeGrace: connectionAgeGrace(cfg),
 		}),
 	)
+	undo.push(s.grpc.Stop) // its stream workers run from NewServer on
 	s.grpc.RegisterService(&extAuthzServiceDesc, &ExtAuthz{funnel: s.funnel, responder: s.responder})
 	scopegatev1.RegisterAuthorizerServer(s.grpc, &Authorizer{funnel: s.funnel, responder: s.responder})
 	s.health = health.NewServer()
@@ -215,7 +240,6 @@ func newServer(cfg Config, announce bool) (*Server, error) {
 
 	s.log.Info("policy loaded", "policy", cfg.PolicyPath, "version", pol.Version, "routes", len(pol.Routes), "issuers", len(pol.Issuers))
 	if err := s.startSSF(ctx); err != nil {
-		s.Stop()
 		return nil, err
 	}
 	if announce {
@@ -328,28 +352,16 @@ func (s *Server) Serve(lis net.Listener) error {
 // Reload loads and compiles the policy file again and, only if that
 // succeeds, makes it the policy in force. On error the old policy stays in
 // force and the error (a *decision.LoadError naming every problem) is
-// returned. Reloads are serialized.
-func (s *Server) Reload() error {
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
-	old := s.engine.Policy()
-	pol, err := s.loadPolicy()
-	if err != nil {
-		s.log.Error("policy reload failed; the policy in force is kept", "policy", s.cfg.PolicyPath, "version", old.Version, "error", err)
-		s.metrics.policyReloaded(false)
-		return fmt.Errorf("reload policy: %w", err)
-	}
-	s.engine.SetPolicy(pol)
-	s.metrics.policyReloaded(true)
-	s.admin.policyLoaded(pol)
-	if s.registry != nil {
-		// Stop refreshing key sets only the old policy used. Decisions
-		// still running on the old policy keep its keys.
-		s.registry.Retain(pol)
-	}
-	s.updateHealth()
-	s.log.Info("policy reloaded", "policy", s.cfg.PolicyPath, "version", pol.Version, "previous", old.Version)
-	return nil
+// returned. Reloads are serialized with every other trigger's (reload.go).
+func (s *Server) Reload() error { return s.ReloadFrom("api") }
+
+// ReloadFrom is Reload on behalf of trigger, which the log lines name
+// (the command passes "SIGHUP"). It reloads even when the file looks
+// unchanged: whoever asked did so on purpose (a key set the policy names
+// may have been fixed, for one).
+func (s *Server) ReloadFrom(trigger string) error {
+	_, err := s.reload(trigger, true)
+	return err
 }
 
 // Stop marks the server NOT_SERVING, stops accepting calls and waits up to
@@ -358,6 +370,10 @@ func (s *Server) Reload() error {
 // once.
 func (s *Server) Stop() {
 	s.stopOnce.Do(func() {
+		// Wait for a reload in progress; later ones refuse.
+		s.reloadMu.Lock()
+		s.stopping = true
+		s.reloadMu.Unlock()
 		s.health.Shutdown()
 		httpCtx, httpCancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 		defer httpCancel()

@@ -3,15 +3,12 @@ package server
 import (
 	"context"
 	"net/http"
-	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 )
 
 // opsState is the server's operations machinery: the operator listener,
-// the policy watcher, the SIGHUP handler and the shutdown hooks. Run starts
+// the policy watcher and the shutdown hooks. Run starts
 // it (startOps); Stop tears it down (stopOps) after the decision listeners
 // have drained.
 type opsState struct {
@@ -23,13 +20,6 @@ type opsState struct {
 	hooks   []func(context.Context)
 	stops   []func()
 
-	// reloadMu serializes watcher- and signal-triggered reloads and
-	// guards lastState.
-	reloadMu sync.Mutex
-	// lastState identifies the policy file content last loaded or tried
-	// (see fileState), so that a change elsewhere in the directory, or an
-	// invalid file that is still invalid, does not reload again.
-	lastState string
 	// debounce overrides defaultReloadDebounce (tests).
 	debounce time.Duration
 }
@@ -46,38 +36,27 @@ func (s *Server) OnShutdown(f func(ctx context.Context)) {
 }
 
 // startOps starts what a long-running process needs beside the decision
-// listeners: the operator listener (Config.MetricsAddr), the policy file
-// watcher (Config.WatchPolicy) and reload on SIGHUP.
+// listeners: the operator listener (Config.MetricsAddr) and the policy
+// file watcher (Config.WatchPolicy). Signals are the command's: it calls
+// ReloadFrom on SIGHUP and cancels Run's context on SIGTERM.
 func (s *Server) startOps() error {
 	if _, err := s.listenOps(s.cfg.MetricsAddr); err != nil {
 		return err
 	}
-	return s.startReloaders()
+	return s.startWatch()
 }
 
-// startReloaders starts reloading the policy on SIGHUP and, with
-// Config.WatchPolicy, when its file changes.
-func (s *Server) startReloaders() error {
-	if s.cfg.WatchPolicy {
-		stop, err := s.watchPolicy()
-		if err != nil {
-			return err
-		}
-		s.addStop(stop)
+// startWatch starts reloading the policy when its file changes, with
+// Config.WatchPolicy.
+func (s *Server) startWatch() error {
+	if !s.cfg.WatchPolicy {
+		return nil
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		s.reloadOnSignal(hup, done)
-	}()
-	s.addStop(func() {
-		signal.Stop(hup)
-		close(done)
-		<-finished
-	})
+	stop, err := s.watchPolicy()
+	if err != nil {
+		return err
+	}
+	s.addStop(stop)
 	return nil
 }
 

@@ -31,3 +31,12 @@ type AuditSinkProvider interface {
 type UsageStoreProvider interface {
 	UsageStore() usage.Store
 }
+
+// AuditReader is a backend that holds the decision audit log and can read
+// it back (PostgreSQL's scopegate_audit), for reviews and evidence
+// exports.
+type AuditReader interface {
+	// ReadAudit calls fn with each decision record q selects, oldest
+	// first. ok is false when the backend holds no audit log at all.
+	ReadAudit(ctx context.Context, q audit.Query, fn func(*audit.Record) error) (ok bool, err error)
+}

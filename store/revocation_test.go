@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/scopegate/scopegate/decision"
@@ -136,16 +137,15 @@ func startSyncer(t *testing.T, src store.RevocationStore, opts store.SyncOptions
 	return s, k, err
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
+// settled waits, in a synctest bubble, until every goroutine of the
+// bubble is blocked, and fails t unless cond then holds: no polling, and
+// no wait longer than the work takes.
+func settled(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > 5*time.Second {
-			t.Fatalf("%s: not within 5s", what)
-		}
-		time.Sleep(time.Millisecond)
+	synctest.Wait()
+	if !cond() {
+		t.Fatalf("%s: not so once the syncer is idle", what)
 	}
-	return time.Since(start)
 }
 
 func revoke(t *testing.T, s store.RevocationStore, subject string) decision.Revocation {
@@ -183,29 +183,30 @@ func TestSyncerLoadsAndAppliesLocalChanges(t *testing.T) {
 }
 
 func TestSyncerFollowsNotifications(t *testing.T) {
-	src := newFlaky()
-	_, k, err := startSyncer(t, src, store.SyncOptions{Resync: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "watcher registered", func() bool { src.mu.Lock(); defer src.mu.Unlock(); return len(src.watchers) > 0 })
-	r := revoke(t, src, "remote")
-	src.notify(store.RevocationChange{ID: r.ID})
-	d := waitFor(t, "notified revocation applied", func() bool { return k.has(r.ID) })
-	t.Logf("notified revocation applied in %s", d)
-	if err := src.Unrevoke(t.Context(), r.ID); err != nil {
-		t.Fatal(err)
-	}
-	src.notify(store.RevocationChange{ID: r.ID, Deleted: true})
-	waitFor(t, "notified removal applied", func() bool { return !k.has(r.ID) })
-	// A put whose revocation is gone again by the time it is fetched is a
-	// removal.
-	gone := revoke(t, src, "gone")
-	k2 := k.set.Load().Apply([]decision.Revocation{gone}, nil)
-	k.SetRevocations(k2)
-	_ = src.Unrevoke(t.Context(), gone.ID)
-	src.notify(store.RevocationChange{ID: gone.ID})
-	waitFor(t, "vanished revocation removed", func() bool { return !k.has(gone.ID) })
+	synctest.Test(t, func(t *testing.T) {
+		src := newFlaky()
+		_, k, err := startSyncer(t, src, store.SyncOptions{Resync: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		settled(t, "watcher registered", func() bool { src.mu.Lock(); defer src.mu.Unlock(); return len(src.watchers) > 0 })
+		r := revoke(t, src, "remote")
+		src.notify(store.RevocationChange{ID: r.ID})
+		settled(t, "notified revocation applied", func() bool { return k.has(r.ID) })
+		if err := src.Unrevoke(t.Context(), r.ID); err != nil {
+			t.Fatal(err)
+		}
+		src.notify(store.RevocationChange{ID: r.ID, Deleted: true})
+		settled(t, "notified removal applied", func() bool { return !k.has(r.ID) })
+		// A put whose revocation is gone again by the time it is fetched is a
+		// removal.
+		gone := revoke(t, src, "gone")
+		k2 := k.set.Load().Apply([]decision.Revocation{gone}, nil)
+		k.SetRevocations(k2)
+		_ = src.Unrevoke(t.Context(), gone.ID)
+		src.notify(store.RevocationChange{ID: gone.ID})
+		settled(t, "vanished revocation removed", func() bool { return !k.has(gone.ID) })
+	})
 }
 
 func TestSyncerResyncHealsMissedChanges(t *testing.T) {
@@ -275,22 +276,36 @@ func TestSyncerKeepsTheLastListWhenTheStoreIsDown(t *testing.T) {
 	}
 }
 
+// TestSyncerRetriesAFailedFirstLoad runs on a synctest bubble's clock, so
+// the retry's backoff is checked to the bounds of its jitter without
+// waiting for it.
 func TestSyncerRetriesAFailedFirstLoad(t *testing.T) {
-	src := newFlaky()
-	r := revoke(t, src, "early")
-	src.fail.Store(true)
-	s, k, err := startSyncer(t, src, store.SyncOptions{Resync: time.Hour})
-	if !errors.Is(err, errDown) {
-		t.Fatalf("Start = %v; want the load error", err)
-	}
-	if set := k.set.Load(); set == nil || set.Len() != 0 || k.synced.Load() != 0 {
-		t.Fatalf("before the first load the engine must have an empty, never-synced set")
-	}
-	src.fail.Store(false)
-	waitFor(t, "retried load", func() bool { return k.has(r.ID) })
-	if s.SyncedAt().IsZero() {
-		t.Error("not marked synced after the retried load")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		src := newFlaky()
+		r := revoke(t, src, "early")
+		src.fail.Store(true)
+		s, k, err := startSyncer(t, src, store.SyncOptions{Resync: time.Hour})
+		if !errors.Is(err, errDown) {
+			t.Fatalf("Start = %v; want the load error", err)
+		}
+		if set := k.set.Load(); set == nil || set.Len() != 0 || k.synced.Load() != 0 {
+			t.Fatalf("before the first load the engine must have an empty, never-synced set")
+		}
+		// Let the syncer's loops meet the store down (the watch fails too
+		// and asks for a resync, which fails: a second failure) before it
+		// comes back.
+		synctest.Wait()
+		src.fail.Store(false)
+		// No retry before the shortest backoff (half the minimum retry
+		// wait); one by the longest a second failure allows (twice it).
+		time.Sleep(time.Second/2 - time.Millisecond)
+		settled(t, "no retry before the backoff", func() bool { return !k.has(r.ID) })
+		time.Sleep(2*time.Second - time.Second/2 + time.Millisecond)
+		settled(t, "retried load", func() bool { return k.has(r.ID) })
+		if s.SyncedAt().IsZero() {
+			t.Error("not marked synced after the retried load")
+		}
+	})
 }
 
 // A change applied while a resync is loading survives the resync, even

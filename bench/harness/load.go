@@ -8,9 +8,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 
 	"github.com/scopegate/scopegate/decision"
+	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
 )
 
 // Servers a phase can load.
@@ -276,9 +278,9 @@ func (l *load) phase(ctx context.Context, ep *endpoint, api string, budget int, 
 }
 
 func (w *worker) runRPC(ctx context.Context, ep *endpoint, conn *grpc.ClientConn, api string, take func() bool) {
-	method := methodExtAuthz
+	method := authv3.Authorization_Check_FullMethodName
 	if api == APIScopegate {
-		method = methodAuthorize
+		method = scopegatev1.Authorizer_Check_FullMethodName
 	}
 	var msg rawMessage
 	v := verdict{api: api}
@@ -398,10 +400,10 @@ func (l *load) prime(ctx context.Context, ep *endpoint, api string) *phaseResult
 					continue
 				case APIScopegate:
 					msg.b = w.enc.scopegate(rq.method, rq.path, rq.bearer[len("Bearer "):])
-					err = ep.conns[i%len(ep.conns)].Invoke(ctx, methodAuthorize, &msg, &v)
+					err = ep.conns[i%len(ep.conns)].Invoke(ctx, scopegatev1.Authorizer_Check_FullMethodName, &msg, &v)
 				default:
 					msg.b = w.enc.envoy(rq.method, rq.path, rq.bearer)
-					err = ep.conns[i%len(ep.conns)].Invoke(ctx, methodExtAuthz, &msg, &v)
+					err = ep.conns[i%len(ep.conns)].Invoke(ctx, authv3.Authorization_Check_FullMethodName, &msg, &v)
 				}
 				w.record(rq, time.Since(t0), err, ep.verify, v.check)
 			}

@@ -7,77 +7,17 @@ import (
 
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/scopegate/scopegate/envoy/wire"
 )
 
 // The load generator encodes requests and decodes responses by hand. A
 // generator built on proto.Marshal and proto.Unmarshal spends more CPU per
 // call than the server it measures, and on a shared machine every cycle
 // it spends is taken from the server. Both servers (scopegate and the
-// no-op) receive exactly the same bytes, and codec_test-style tests check
-// the encoding against the generated types.
-
-// gRPC method names the harness calls.
-const (
-	methodExtAuthz  = "/envoy.service.auth.v3.Authorization/Check"
-	methodAuthorize = "/scopegate.v1.Authorizer/Check"
-)
-
-// Field numbers of the messages the harness encodes and decodes (from
-// envoy/service/auth/v3/{attribute_context,external_auth}.proto,
-// google/rpc/status.proto, envoy/type/v3/http_status.proto and
-// scopegate/v1/authorizer.proto).
-const (
-	fCheckAttributes = 1
-
-	fAttrSource      = 1
-	fAttrDestination = 2
-	fAttrRequest     = 4
-
-	fPeerAddress   = 1
-	fAddressSocket = 1
-	fSockAddress   = 2
-	fSockPort      = 3
-
-	fReqTime = 1
-	fReqHTTP = 2
-
-	fTimeSeconds = 1
-	fTimeNanos   = 2
-
-	fHTTPID       = 1
-	fHTTPMethod   = 2
-	fHTTPHeaders  = 3
-	fHTTPPath     = 4
-	fHTTPHost     = 5
-	fHTTPScheme   = 6
-	fHTTPProtocol = 10
-
-	fMapKey   = 1
-	fMapValue = 2
-
-	fRespStatus    = 1
-	fRespDenied    = 2
-	fRespOK        = 3
-	fRespError     = 5
-	fStatusCode    = 1
-	fStatusMessage = 2
-	fDeniedStatus  = 1
-	fDeniedBody    = 3
-	fHTTPStatus    = 1
-
-	fSGMethod    = 1
-	fSGPath      = 2
-	fSGHeaders   = 3
-	fSGToken     = 4
-	fSGSource    = 5
-	fSGRequestID = 9
-	fSGHost      = 11
-
-	fSGAllow      = 1
-	fSGReasons    = 2
-	fSGHTTPStatus = 9
-	fReasonCode   = 1
-)
+// no-op) receive exactly the same bytes, and harness_test.go checks the
+// encoding against the generated types. The field numbers are package
+// wire's, the table the server's codec uses too.
 
 // Static headers of every request, as Envoy forwards a browser's or an
 // SDK's request; the per-request ones (:path, :method, x-request-id,
@@ -104,29 +44,29 @@ type encoder struct {
 
 func newEncoder(worker int, seconds int64) *encoder {
 	e := &encoder{worker: uint64(worker)}
-	e.prefix = appendPeer(e.prefix, fAttrSource, benchSource, 51234)
-	e.prefix = appendPeer(e.prefix, fAttrDestination, "10.0.0.2", 8080)
+	e.prefix = appendPeer(e.prefix, wire.AttrSource, benchSource, 51234)
+	e.prefix = appendPeer(e.prefix, wire.AttrDestination, "10.0.0.2", 8080)
 	var ts []byte
-	ts = protowire.AppendTag(ts, fTimeSeconds, protowire.VarintType)
+	ts = protowire.AppendTag(ts, wire.TimeSeconds, protowire.VarintType)
 	ts = protowire.AppendVarint(ts, uint64(seconds))
-	ts = protowire.AppendTag(ts, fTimeNanos, protowire.VarintType)
+	ts = protowire.AppendTag(ts, wire.TimeNanos, protowire.VarintType)
 	ts = protowire.AppendVarint(ts, 123_000_000)
-	e.time = protowire.AppendTag(e.time, fReqTime, protowire.BytesType)
+	e.time = protowire.AppendTag(e.time, wire.RequestTime, protowire.BytesType)
 	e.time = protowire.AppendBytes(e.time, ts)
 	return e
 }
 
 func appendPeer(b []byte, num protowire.Number, addr string, port uint32) []byte {
 	var sa []byte
-	sa = protowire.AppendTag(sa, fSockAddress, protowire.BytesType)
+	sa = protowire.AppendTag(sa, wire.SockAddress, protowire.BytesType)
 	sa = protowire.AppendString(sa, addr)
-	sa = protowire.AppendTag(sa, fSockPort, protowire.VarintType)
+	sa = protowire.AppendTag(sa, wire.SockPortValue, protowire.VarintType)
 	sa = protowire.AppendVarint(sa, uint64(port))
 	var a []byte
-	a = protowire.AppendTag(a, fAddressSocket, protowire.BytesType)
+	a = protowire.AppendTag(a, wire.AddressSocket, protowire.BytesType)
 	a = protowire.AppendBytes(a, sa)
 	var p []byte
-	p = protowire.AppendTag(p, fPeerAddress, protowire.BytesType)
+	p = protowire.AppendTag(p, wire.PeerAddress, protowire.BytesType)
 	p = protowire.AppendBytes(p, a)
 	b = protowire.AppendTag(b, num, protowire.BytesType)
 	return protowire.AppendBytes(b, p)
@@ -144,11 +84,11 @@ func appendBytes(b []byte, num protowire.Number, v []byte) []byte {
 
 // appendEntry appends one map<string, string> entry.
 func appendEntry(b []byte, num protowire.Number, k string, v []byte, vs string) []byte {
-	n := protowire.SizeTag(fMapKey) + protowire.SizeBytes(len(k)) + protowire.SizeTag(fMapValue) + protowire.SizeBytes(len(v)+len(vs))
+	n := protowire.SizeTag(wire.MapKey) + protowire.SizeBytes(len(k)) + protowire.SizeTag(wire.MapValue) + protowire.SizeBytes(len(v)+len(vs))
 	b = protowire.AppendTag(b, num, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(n))
-	b = appendString(b, fMapKey, k)
-	b = protowire.AppendTag(b, fMapValue, protowire.BytesType)
+	b = appendString(b, wire.MapKey, k)
+	b = protowire.AppendTag(b, wire.MapValue, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(len(v)+len(vs)))
 	b = append(b, v...)
 	return append(b, vs...)
@@ -171,31 +111,31 @@ func (e *encoder) nextRequestID() []byte {
 func (e *encoder) envoy(method, path, bearer string) []byte {
 	id := e.nextRequestID()
 	h := e.http[:0]
-	h = appendBytes(h, fHTTPID, id)
-	h = appendString(h, fHTTPMethod, method)
+	h = appendBytes(h, wire.HTTPID, id)
+	h = appendString(h, wire.HTTPMethod, method)
 	for _, kv := range staticHeaders {
-		h = appendEntry(h, fHTTPHeaders, kv[0], nil, kv[1])
+		h = appendEntry(h, wire.HTTPHeaders, kv[0], nil, kv[1])
 	}
-	h = appendEntry(h, fHTTPHeaders, ":method", nil, method)
-	h = appendEntry(h, fHTTPHeaders, ":path", nil, path)
-	h = appendEntry(h, fHTTPHeaders, "x-request-id", id, "")
-	h = appendEntry(h, fHTTPHeaders, "authorization", nil, bearer)
-	h = appendString(h, fHTTPPath, path)
-	h = appendString(h, fHTTPHost, benchHost)
-	h = appendString(h, fHTTPScheme, "https")
-	h = appendString(h, fHTTPProtocol, "HTTP/1.1")
+	h = appendEntry(h, wire.HTTPHeaders, ":method", nil, method)
+	h = appendEntry(h, wire.HTTPHeaders, ":path", nil, path)
+	h = appendEntry(h, wire.HTTPHeaders, "x-request-id", id, "")
+	h = appendEntry(h, wire.HTTPHeaders, "authorization", nil, bearer)
+	h = appendString(h, wire.HTTPPath, path)
+	h = appendString(h, wire.HTTPHost, benchHost)
+	h = appendString(h, wire.HTTPScheme, "https")
+	h = appendString(h, wire.HTTPProtocol, "HTTP/1.1")
 	e.http = h
 
-	reqLen := len(e.time) + protowire.SizeTag(fReqHTTP) + protowire.SizeBytes(len(h))
-	attrsLen := len(e.prefix) + protowire.SizeTag(fAttrRequest) + protowire.SizeBytes(reqLen)
+	reqLen := len(e.time) + protowire.SizeTag(wire.RequestHTTP) + protowire.SizeBytes(len(h))
+	attrsLen := len(e.prefix) + protowire.SizeTag(wire.AttrRequest) + protowire.SizeBytes(reqLen)
 	o := e.out[:0]
-	o = protowire.AppendTag(o, fCheckAttributes, protowire.BytesType)
+	o = protowire.AppendTag(o, wire.CheckRequestAttributes, protowire.BytesType)
 	o = protowire.AppendVarint(o, uint64(attrsLen))
 	o = append(o, e.prefix...)
-	o = protowire.AppendTag(o, fAttrRequest, protowire.BytesType)
+	o = protowire.AppendTag(o, wire.AttrRequest, protowire.BytesType)
 	o = protowire.AppendVarint(o, uint64(reqLen))
 	o = append(o, e.time...)
-	o = appendBytes(o, fReqHTTP, h)
+	o = appendBytes(o, wire.RequestHTTP, h)
 	e.out = o
 	return o
 }
@@ -205,14 +145,14 @@ func (e *encoder) envoy(method, path, bearer string) []byte {
 // two headers.
 func (e *encoder) scopegate(method, path, token string) []byte {
 	o := e.out[:0]
-	o = appendString(o, fSGMethod, method)
-	o = appendString(o, fSGPath, path)
-	o = appendEntry(o, fSGHeaders, "user-agent", nil, staticHeaders[2][1])
-	o = appendEntry(o, fSGHeaders, "accept", nil, "application/json")
-	o = appendString(o, fSGToken, token)
-	o = appendString(o, fSGSource, benchSource)
-	o = appendBytes(o, fSGRequestID, e.nextRequestID())
-	o = appendString(o, fSGHost, benchHost)
+	o = appendString(o, wire.SGRequestMethod, method)
+	o = appendString(o, wire.SGRequestPath, path)
+	o = appendEntry(o, wire.SGRequestHeaders, "user-agent", nil, staticHeaders[2][1])
+	o = appendEntry(o, wire.SGRequestHeaders, "accept", nil, "application/json")
+	o = appendString(o, wire.SGRequestToken, token)
+	o = appendString(o, wire.SGRequestSourceAddress, benchSource)
+	o = appendBytes(o, wire.SGRequestRequestID, e.nextRequestID())
+	o = appendString(o, wire.SGRequestHost, benchHost)
 	e.out = o
 	return o
 }
@@ -335,34 +275,34 @@ func decodeCheckResponse(b []byte, out *verdict) error {
 	out.grpcCode, out.kind, out.httpStatus, out.message, out.detail = -1, respNone, 0, "", ""
 	return walk(b, func(num protowire.Number, _ uint64, sub []byte) error {
 		switch num {
-		case fRespStatus:
+		case wire.CheckResponseStatus:
 			out.grpcCode = 0 // a status without a code is OK
 			return walk(sub, func(num protowire.Number, v uint64, msg []byte) error {
 				switch num {
-				case fStatusCode:
+				case wire.StatusCode:
 					out.grpcCode = int32(v)
-				case fStatusMessage:
+				case wire.StatusMessage:
 					out.message = cachedString(msg)
 				}
 				return nil
 			})
-		case fRespOK:
+		case wire.CheckResponseOK:
 			out.kind = respOK
-		case fRespDenied, fRespError:
+		case wire.CheckResponseDenied, wire.CheckResponseError:
 			out.kind = respDenied
-			if num == fRespError {
+			if num == wire.CheckResponseError {
 				out.kind = respError
 			}
 			return walk(sub, func(num protowire.Number, _ uint64, st []byte) error {
-				if num == fDeniedBody && out.kind == respError {
+				if num == wire.DeniedBody && out.kind == respError {
 					// An internal error is rare and worth its detail.
 					out.detail = string(st)
 				}
-				if num != fDeniedStatus {
+				if num != wire.DeniedStatus {
 					return nil
 				}
 				return walk(st, func(num protowire.Number, v uint64, _ []byte) error {
-					if num == fHTTPStatus {
+					if num == wire.HTTPStatusCode {
 						out.httpStatus = int32(v)
 					}
 					return nil
@@ -379,17 +319,17 @@ func decodeCheckReply(b []byte, out *verdict) error {
 	first := true
 	return walk(b, func(num protowire.Number, v uint64, sub []byte) error {
 		switch num {
-		case fSGAllow:
+		case wire.SGResponseAllow:
 			out.allow = protowire.DecodeBool(v)
-		case fSGHTTPStatus:
+		case wire.SGResponseHTTPStatus:
 			out.httpStatus = int32(v)
-		case fSGReasons:
+		case wire.SGResponseReasons:
 			if !first {
 				return nil
 			}
 			first = false
 			return walk(sub, func(num protowire.Number, _ uint64, code []byte) error {
-				if num == fReasonCode {
+				if num == wire.SGReasonCode {
 					out.message = cachedString(code)
 					switch string(code) {
 					case "ok":

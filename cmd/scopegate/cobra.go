@@ -14,8 +14,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/scopegate/scopegate/cmd/scopegate/settings"
 	"github.com/scopegate/scopegate/decision"
-	"github.com/scopegate/scopegate/server"
 )
 
 // The command tree is cobra's (GNU-style --flags, help, "did you mean"
@@ -369,13 +369,15 @@ func indent(examples string) string {
 
 // argsUsage names the arguments of the commands that take files.
 var argsUsage = map[string]string{
-	"lint":        "POLICY",
-	"test":        "POLICY [TESTFILES...]",
-	"diff":        "OLD NEW",
-	"catalog":     "POLICY",
-	"fmt":         "FILE...",
-	"context use": "NAME",
-	"context set": "NAME",
+	"lint":         "POLICY",
+	"test":         "POLICY [TESTFILES...]",
+	"diff":         "OLD NEW",
+	"catalog":      "POLICY",
+	"review":       "POLICY",
+	"audit export": "POLICY",
+	"fmt":          "FILE...",
+	"context use":  "NAME",
+	"context set":  "NAME",
 }
 
 // usageTemplate is cobra's, with the flag section's "Flags:" kept and the
@@ -403,4 +405,4 @@ Use "{{.CommandPath}} [command] --help" for more information about a command.{{e
 
 // applyLayers gives serve's flags not set on the command line their value
 // from SCOPEGATE_* variables and the --config file.
-var applyLayers = server.ApplyLayersExcept
+var applyLayers = settings.ApplyLayersExcept

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/scopegate/scopegate/decision"
@@ -31,10 +32,14 @@ not load, or a usage error.`
   POLICY       the policy file (or --policy)
   TESTFILES    test files; default: the *_test.yaml files beside the policy
 
-The last line of the output is always "N passed, N failed".
+The last line of the output is always "N passed, N failed" (with
+--target: "N passed, N failed, N skipped").
 Exit codes: 0 every case passed, 1 failures (or missing coverage with
---require-full-coverage), 2 usage error or a policy or test file that does
-not load.`
+--require-full-coverage; with --target, also no case sent), 2 usage error
+or a policy or test file that does not load.
+
+--target sends the cases to a running deployment and compares its answers;
+see docs/governance-tools.md for the flags and a safe test issuer.`
 	commandNotes["diff"] = `Arguments:
   OLD NEW   the policy before and after the change
 
@@ -66,7 +71,8 @@ type lintCmd struct {
 // govListFlag collects a repeatable string flag.
 type govListFlag []string
 
-func (f *govListFlag) String() string { return fmt.Sprint([]string(*f)) }
+// String joins the values; empty when none were given, so help shows no default.
+func (f *govListFlag) String() string { return strings.Join(*f, ",") }
 
 // Type names the value in help (pflag.Value).
 func (*govListFlag) Type() string { return "string" }

@@ -133,7 +133,8 @@ func commands() []commandInfo {
 			func() command { return &lintCmd{} }},
 		{"test", "run the declarative policy tests beside a policy (or those named), with coverage",
 			"scopegate test examples/policy.yaml --require-full-coverage\n" +
-				"scopegate test examples/policy.yaml examples/policy_test.yaml --json",
+				"scopegate test examples/policy.yaml examples/policy_test.yaml --json\n" +
+				"scopegate test policy.yaml --target grpc://scopegate:9191 --target-key synthetic.key.pem --target-kid synthetic-1 --target-iss https://synthetic.example.com/ --every 5m --metrics-addr :9469",
 			func() command { return &testCmd{} }},
 		{"diff", "show what a policy change does to access: wider, narrower or neutral",
 			"scopegate diff old/policy.yaml policy.yaml\n" +
@@ -147,6 +148,14 @@ func commands() []commandInfo {
 		{"catalog", "render the scope catalog as Markdown, with example requests and their answers",
 			"scopegate catalog examples/policy.yaml --out docs/scopes.md",
 			func() command { return &catalogCmd{} }},
+		{"review", "the periodic access review of every client: grants, use, drift, revocations and an action per scope (keep, narrow, renew, revoke)",
+			"scopegate review policy.yaml --store scopegate.db --audit /var/log/scopegate/audit.log -o html --out review.html\n" +
+				"scopegate review policy.yaml --store postgres://scopegate@db/scopegate --unused-days 60 -o json",
+			func() command { return &reviewCmd{} }},
+		{"audit export", "export the audit records of a client, patient or time range with the scopes used and the grants behind them (JSON lines)",
+			"scopegate audit export policy.yaml --audit /var/log/scopegate/audit.log --client ehr-app --from 2026-10-01T00:00:00Z\n" +
+				"scopegate audit export policy.yaml --store postgres://scopegate@db/scopegate --patient 123 --out evidence.jsonl",
+			func() command { return &auditExportCmd{} }},
 		{"revoke", "revoke a token, or a subject's or client's tokens (optionally one scope or segment), through a server's Admin API",
 			"scopegate revoke --admin 127.0.0.1:9193 --token \"$ADMIN\" --jti 7f2c... --iss https://id.example.com/ --reason INC-42\n" +
 				"scopegate revoke --admin 127.0.0.1:9193 --client web-app --scope billing:write --reason INC-43 --until 24h\n" +

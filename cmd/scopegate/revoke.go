@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -181,24 +180,12 @@ func (a *adminClient) credentials() (credentials.TransportCredentials, error) {
 	if !a.tls && a.caFile == "" && a.certFile == "" {
 		return insecure.NewCredentials(), nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if a.certFile != "" {
-		cert, err := tls.LoadX509KeyPair(repoPath(a.certFile), repoPath(a.keyFile))
-		if err != nil {
-			return nil, fmt.Errorf("--cert-file/--key-file: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
+	cfg, err := loadClientTLS(a.caFile, a.certFile, a.keyFile, "--ca-file", "--cert-file/--key-file")
+	if err != nil {
+		return nil, err
 	}
-	if a.caFile != "" {
-		pem, err := os.ReadFile(repoPath(a.caFile))
-		if err != nil {
-			return nil, fmt.Errorf("--ca-file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca-file %s holds no PEM certificate", a.caFile)
-		}
-		cfg.RootCAs = pool
+	if cfg == nil { // --tls alone: the system roots
+		cfg = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	return credentials.NewTLS(cfg), nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/server"
+	"github.com/scopegate/scopegate/store/audit"
 )
 
 // serveCmd runs the decision server until SIGINT or SIGTERM. Its flags are
@@ -74,6 +75,12 @@ func (s *serveCmd) run(ctx context.Context, c *cli) int {
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP is caught from the start, so that one sent while the server
+	// starts waits for it instead of ending the process; it is handled
+	// once the server is listening.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg := server.Config{
 		PolicyPath:     s.policy,
 		GRPCAddr:       s.grpcAddr,
@@ -88,16 +95,6 @@ func (s *serveCmd) run(ctx context.Context, c *cli) int {
 	if err := s.ssfFlags.apply(&cfg); err != nil {
 		return c.usageError("serve", "%v", err)
 	}
-	st, err := s.adminFlags.open(ctx, &cfg, logger)
-	if err != nil {
-		return c.fail("serve", err)
-	}
-	if st != nil {
-		defer st.Close()
-	}
-	if err := s.auditFlags.apply(ctx, &cfg, c.stdout, st); err != nil {
-		return c.usageError("serve", "%v", err)
-	}
 	if s.maxHeaders <= 0 || s.maxHeaderBytes <= 0 || s.checkTimeout <= 0 || s.maxPolicyBytes <= 0 {
 		return c.usageError("serve", "--max-request-headers, --max-request-header-bytes, --max-policy-bytes and --check-timeout must be positive (defaults %d, %d, %d, %v)",
 			server.DefaultMaxRequestHeaders, server.DefaultMaxRequestHeaderBytes, 16<<20, server.DefaultCheckTimeout)
@@ -109,10 +106,30 @@ func (s *serveCmd) run(ctx context.Context, c *cli) int {
 			server.DefaultMaxInflight, server.DefaultMaxConnectionIdle, server.DefaultMaxConnectionAge)
 	}
 	cfg.MaxInflight, cfg.MaxConnections, cfg.MaxConnectionIdle, cfg.MaxConnectionAge = s.maxInflight, s.maxConns, s.connIdle, s.connAge
+	// Flags checked alone are checked above, before anything is opened.
+	// From here each resource opened is closed on every way out: the
+	// store by the deferred Close, the audit sinks by the server once
+	// Listen has them, by closeSinks before.
+	st, err := s.adminFlags.open(ctx, &cfg, logger)
+	if err != nil {
+		return c.fail("serve", err)
+	}
+	if st != nil {
+		defer st.Close()
+	}
+	if err := s.auditFlags.apply(&cfg, c.stdout, st); err != nil {
+		return c.usageError("serve", "%v", err)
+	}
 	if err := cfg.Validate(); err != nil {
+		closeSinks(cfg.Audit.Sinks)
 		return c.usageError("serve", "%s", serveErrorText(err))
 	}
-	if err := server.Run(ctx, cfg); err != nil {
+	srv, err := server.Listen(cfg)
+	if err == nil {
+		defer reloadOnHUP(ctx, hup, srv, s.auditFlags.files)()
+		err = srv.Run(ctx)
+	}
+	if err != nil {
 		var le *decision.LoadError
 		if errors.As(err, &le) {
 			return c.policyError("serve", err)
@@ -121,4 +138,34 @@ func (s *serveCmd) run(ctx context.Context, c *cli) int {
 		return exitError
 	}
 	return exitOK
+}
+
+// reloadOnHUP handles every SIGHUP received on hup until ctx ends (the
+// server then stops) or the returned stop is called: it reopens the audit files (after logrotate moved them),
+// then reloads the policy, even when its file looks unchanged (a key set
+// it names may have been fixed, for one). A reload that fails is logged
+// and counted by the server, and the policy in force stays.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, srv interface{ ReloadFrom(string) error }, files []*audit.FileSink) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-hup:
+				for _, f := range files {
+					f.Reopen()
+				}
+				_ = srv.ReloadFrom("SIGHUP")
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
 }

@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/scopegate/scopegate/server"
@@ -29,6 +26,10 @@ type auditFlags struct {
 	fileBackups   int
 	usage         bool
 	usageInterval time.Duration
+
+	// files are the file:PATH sinks apply opened, which SIGHUP reopens
+	// (serve.go).
+	files []*audit.FileSink
 }
 
 func (a *auditFlags) define(fs *flag.FlagSet) {
@@ -44,9 +45,10 @@ func (a *auditFlags) define(fs *flag.FlagSet) {
 
 // apply fills cfg.Audit from the flags. stdout receives stdout records; st
 // is the opened store, or nil: --audit postgres needs a PostgreSQL store,
-// and with a store usage is persisted in it. A file sink is reopened on
-// SIGHUP until ctx ends.
-func (a *auditFlags) apply(ctx context.Context, cfg *server.Config, stdout io.Writer, st store.Store) error {
+// and with a store usage is persisted in it. The sinks it opens belong to
+// the server once it is given cfg; when apply fails it closes those it
+// opened.
+func (a *auditFlags) apply(cfg *server.Config, stdout io.Writer, st store.Store) (err error) {
 	if math.IsNaN(a.allowSample) || a.allowSample < 0 || a.allowSample > 1 {
 		return fmt.Errorf("--audit-allow-sample %v: give a fraction from 0 to 1 (1 audits every allow, 0 none)", a.allowSample)
 	}
@@ -74,6 +76,11 @@ func (a *auditFlags) apply(ctx context.Context, cfg *server.Config, stdout io.Wr
 		Usage:       a.usage,
 	}
 	var files []*audit.FileSink
+	defer func() {
+		if err != nil {
+			closeSinks(ac.Sinks)
+		}
+	}()
 	for _, d := range dests {
 		switch d.Kind {
 		case audit.KindStdout:
@@ -108,29 +115,14 @@ func (a *auditFlags) apply(ctx context.Context, cfg *server.Config, stdout io.Wr
 		}
 	}
 	cfg.Audit = ac
-	if len(files) > 0 {
-		reopenOnHUP(ctx, files)
-	}
+	a.files = files
 	return nil
 }
 
-// reopenOnHUP reopens the audit files on SIGHUP (after logrotate moved
-// them), until ctx ends. The server also reloads the policy on SIGHUP;
-// both happen.
-func reopenOnHUP(ctx context.Context, files []*audit.FileSink) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				for _, f := range files {
-					f.Reopen()
-				}
-			}
-		}
-	}()
+// closeSinks closes audit sinks that no server took: nothing was written
+// to them yet, so there is nothing to flush.
+func closeSinks(sinks []audit.Sink) {
+	for _, sink := range sinks {
+		_ = sink.Close(context.Background())
+	}
 }

@@ -12,11 +12,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/scopegate/scopegate/cmd/scopegate/settings"
 	"github.com/scopegate/scopegate/server"
 )
 
 // layeredCommand is a command whose flags may also come from SCOPEGATE_*
-// environment variables and a configuration file (server.ApplyLayers).
+// environment variables and a configuration file (settings.ApplyLayers).
 type layeredCommand interface {
 	layered()
 }
@@ -49,11 +50,11 @@ Listeners:
 // configure the command.
 func annotateLayers(fs *flag.FlagSet) {
 	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name == server.ConfigFlag {
-			f.Usage += " (env " + server.EnvName(f.Name) + ")"
+		if f.Name == settings.ConfigFlag {
+			f.Usage += " (env " + settings.EnvName(f.Name) + ")"
 			return
 		}
-		f.Usage += " (env " + server.EnvName(f.Name) + ", config " + server.ConfigKey(f.Name) + ")"
+		f.Usage += " (env " + settings.EnvName(f.Name) + ", config " + settings.ConfigKey(f.Name) + ")"
 	})
 }
 
@@ -75,7 +76,7 @@ type opsFlags struct {
 }
 
 func (o *opsFlags) define(fs *flag.FlagSet) {
-	fs.StringVar(&o.config, server.ConfigFlag, "", "YAML file of settings, keys as the flags with underscores")
+	fs.StringVar(&o.config, settings.ConfigFlag, "", "YAML file of settings, keys as the flags with underscores")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", server.DefaultMetricsAddr, "address of the operator listener (/metrics, /healthz, /readyz, and /debug/pprof with --pprof); empty disables it")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve /debug/pprof on the operator listener (its command line with secrets redacted)")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
@@ -183,11 +184,11 @@ func serveErrorText(err error) string {
 	var le *server.ListenError
 	if errors.As(err, &le) {
 		name := serveFlagOf[le.Setting]
-		msg := fmt.Sprintf("--%s %s (%s, config %s): the %s listener cannot listen: %s", name, le.Addr, server.EnvName(name), server.ConfigKey(name), le.Listener, le.Reason())
+		msg := fmt.Sprintf("--%s %s (%s, config %s): the %s listener cannot listen: %s", name, le.Addr, settings.EnvName(name), settings.ConfigKey(name), le.Listener, le.Reason())
 		if le.InUse() {
-			msg += fmt.Sprintf(".\n  Stop what holds the port (ss -ltnp 'sport = :%s' shows it), or choose another address: --%s 127.0.0.1:PORT or %s=127.0.0.1:PORT", portOf(le.Addr), name, server.EnvName(name))
+			msg += fmt.Sprintf(".\n  Stop what holds the port (ss -ltnp 'sport = :%s' shows it), or choose another address: --%s 127.0.0.1:PORT or %s=127.0.0.1:PORT", portOf(le.Addr), name, settings.EnvName(name))
 		} else {
-			msg += fmt.Sprintf(".\n  Choose another address with --%s HOST:PORT or %s", name, server.EnvName(name))
+			msg += fmt.Sprintf(".\n  Choose another address with --%s HOST:PORT or %s", name, settings.EnvName(name))
 		}
 		if name != "grpc-addr" {
 			msg += fmt.Sprintf("; an empty value (--%s \"\") turns the %s listener off", name, le.Listener)

@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/scopegate/scopegate/cmd/scopegate/settings"
 	"github.com/scopegate/scopegate/decision/decisiontest"
 	"github.com/scopegate/scopegate/server"
 )
@@ -28,7 +29,7 @@ func resolveServe(t *testing.T, env map[string]string, args ...string) (server.C
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}
-	if err := server.ApplyLayers(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+	if err := settings.ApplyLayers(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
 		return server.Config{}, nil, err
 	}
 	s := cmd.(*serveCmd)
@@ -141,11 +142,11 @@ func TestServeHelpListsEverything(t *testing.T) {
 		if !strings.Contains(out, "-"+f.Name+" ") && !strings.Contains(out, "-"+f.Name+"\n") {
 			t.Errorf("help lacks flag -%s", f.Name)
 		}
-		if !strings.Contains(out, "env "+server.EnvName(f.Name)) {
-			t.Errorf("help lacks env %s", server.EnvName(f.Name))
+		if !strings.Contains(out, "env "+settings.EnvName(f.Name)) {
+			t.Errorf("help lacks env %s", settings.EnvName(f.Name))
 		}
-		if f.Name != server.ConfigFlag && !strings.Contains(out, "config "+server.ConfigKey(f.Name)+")") {
-			t.Errorf("help lacks config key %s", server.ConfigKey(f.Name))
+		if f.Name != settings.ConfigFlag && !strings.Contains(out, "config "+settings.ConfigKey(f.Name)+")") {
+			t.Errorf("help lacks config key %s", settings.ConfigKey(f.Name))
 		}
 	})
 	if n < 10 {
@@ -300,7 +301,7 @@ func TestServeListenErrors(t *testing.T) {
 			if code != exitError {
 				t.Fatalf("exit %d, want %d: %s", code, exitError, errs)
 			}
-			env := server.EnvName(flagName)
+			env := settings.EnvName(flagName)
 			for _, want := range []string{"--" + flagName + " " + taken, env, "in use", "choose another address"} {
 				if !strings.Contains(errs, want) {
 					t.Errorf("stderr lacks %q:\n%s", want, errs)

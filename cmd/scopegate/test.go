@@ -14,6 +14,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/policytest"
+	"github.com/scopegate/scopegate/server/probe"
 )
 
 // Report formats of scopegate test --format.
@@ -30,6 +31,7 @@ type testCmd struct {
 	runRE        string
 	format       string
 	watch        bool
+	target       targetFlags
 }
 
 func (k *testCmd) define(fs *flag.FlagSet) {
@@ -41,6 +43,7 @@ func (k *testCmd) define(fs *flag.FlagSet) {
 	fs.BoolVar(&k.json, "json", false, "print the report as JSON (same as --format json)")
 	fs.BoolVar(&k.verbose, "v", false, "also list the cases that passed")
 	fs.StringVar(&k.now, "now", "", "clock of the cases whose test file sets no now (RFC 3339; default: the wall clock)")
+	k.target.define(fs)
 }
 
 // shorthands gives --watch its -w.
@@ -62,6 +65,11 @@ type testRun struct {
 	opts   policytest.Options
 	policy string
 	format string
+	// decide runs the cases; default the in-process engine (Runner.Run).
+	decide func(context.Context, *policytest.Runner, []*policytest.File) *policytest.Report
+	// after, if set, is told each run's report (nil when the policy or a
+	// test file did not load) and how long it took.
+	after func(rep *policytest.Report, took time.Duration)
 }
 
 func (k *testCmd) run(ctx context.Context, c *cli) int {
@@ -69,17 +77,26 @@ func (k *testCmd) run(ctx context.Context, c *cli) int {
 	if code != exitOK {
 		return code
 	}
-	if !k.watch {
+	if k.target.addr == "" && !k.watch {
 		return k.once(ctx, c, tr)
 	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	if k.watch || k.target.every > 0 {
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+	}
+	if k.target.addr != "" {
+		return k.runTarget(ctx, c, tr)
+	}
 	return k.watchLoop(ctx, c, tr, nil)
 }
 
 func (k *testCmd) prepare(c *cli) (*testRun, int) {
 	now, err := govNowFlag(k.now)
 	if err != nil {
+		return nil, c.usageError("test", "%v", err)
+	}
+	if err := k.target.check(k); err != nil {
 		return nil, c.usageError("test", "%v", err)
 	}
 	tr := &testRun{policy: repoPath(k.policy), format: k.format}
@@ -125,6 +142,11 @@ func (k *testCmd) testFiles(policy string) ([]string, error) {
 // "N passed, N failed" line is always the last line of standard output,
 // also when a test file or the policy cannot be read.
 func (k *testCmd) once(ctx context.Context, c *cli, tr *testRun) int {
+	start := time.Now()
+	var rep *policytest.Report
+	if tr.after != nil {
+		defer func() { tr.after(rep, time.Since(start)) }()
+	}
 	files, err := k.testFiles(tr.policy)
 	if err != nil {
 		fmt.Fprintf(c.stderr, "scopegate test: %v\n", err)
@@ -167,7 +189,11 @@ func (k *testCmd) once(ctx context.Context, c *cli, tr *testRun) int {
 		return exitUsage
 	}
 	defer r.Close()
-	rep := r.Run(ctx, tests)
+	if tr.decide != nil {
+		rep = tr.decide(ctx, r, tests)
+	} else {
+		rep = r.Run(ctx, tests)
+	}
 	switch tr.format {
 	case "json":
 		err = rep.WriteJSON(c.stdout)
@@ -180,7 +206,12 @@ func (k *testCmd) once(ctx context.Context, c *cli, tr *testRun) int {
 		return c.fail("test", err)
 	}
 	if len(unread) > 0 {
+		rep = nil // a round that did not run every file
 		return exitUsage
+	}
+	if rep.Target && rep.Passed+rep.Failed == 0 {
+		fmt.Fprintf(c.stderr, "scopegate test: no case could be sent to %s (%d skipped; -v says why)\n", probe.Redacted(k.target.addr), rep.Skipped)
+		return exitError
 	}
 	if rep.Failed > 0 || k.fullCoverage && !rep.Coverage.Full() {
 		return exitError

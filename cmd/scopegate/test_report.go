@@ -25,6 +25,7 @@ type junitSuites struct {
 	Tests    int          `xml:"tests,attr"`
 	Failures int          `xml:"failures,attr"`
 	Errors   int          `xml:"errors,attr"`
+	Skipped  int          `xml:"skipped,attr,omitempty"`
 	Suites   []junitSuite `xml:"testsuite"`
 }
 
@@ -44,6 +45,12 @@ type junitCase struct {
 	Line      int           `xml:"line,attr,omitempty"`
 	Failure   *junitProblem `xml:"failure"`
 	Error     *junitProblem `xml:"error"`
+	Skipped   *junitSkipped `xml:"skipped"`
+}
+
+// junitSkipped marks a case scopegate test --target did not send.
+type junitSkipped struct {
+	Message string `xml:"message,attr"`
 }
 
 type junitProblem struct {
@@ -68,6 +75,9 @@ func writeJUnit(w io.Writer, rep *policytest.Report, unread []fileProblem) error
 		s := suite(res.File)
 		tc := junitCase{Name: res.Name, Classname: classname(res.File), File: res.File, Line: res.Line}
 		switch {
+		case res.Skip != "":
+			tc.Skipped = &junitSkipped{Message: res.Skip}
+			s.Skipped++
 		case res.Error != "":
 			tc.Error = &junitProblem{Message: res.Error, Type: "error", Body: caseBody(res)}
 			s.Errors++
@@ -89,6 +99,7 @@ func writeJUnit(w io.Writer, rep *policytest.Report, unread []fileProblem) error
 		out.Tests += s.Tests
 		out.Failures += s.Failures
 		out.Errors += s.Errors
+		out.Skipped += s.Skipped
 	}
 	if _, err := io.WriteString(w, xml.Header); err != nil {
 		return err
@@ -147,14 +158,18 @@ func writeTAP(w io.Writer, rep *policytest.Report, unread []fileProblem) error {
 	b.WriteString("TAP version 14\n")
 	fmt.Fprintf(&b, "1..%d\n", len(rep.Results)+len(unread))
 	n := 0
-	point := func(ok bool, name string, diag *tapDiagnostic) error {
+	point := func(ok bool, name, skip string, diag *tapDiagnostic) error {
 		n++
 		status := "ok"
 		if !ok {
 			status = "not ok"
 		}
 		// "#" starts a directive in TAP; escape it in names.
-		fmt.Fprintf(&b, "%s %d - %s\n", status, n, strings.ReplaceAll(name, "#", `\#`))
+		fmt.Fprintf(&b, "%s %d - %s", status, n, strings.ReplaceAll(name, "#", `\#`))
+		if skip != "" {
+			fmt.Fprintf(&b, " # SKIP %s", strings.ReplaceAll(skip, "\n", " "))
+		}
+		b.WriteString("\n")
 		if diag == nil {
 			return nil
 		}
@@ -171,22 +186,26 @@ func writeTAP(w io.Writer, rep *policytest.Report, unread []fileProblem) error {
 	}
 	for _, res := range rep.Results {
 		var diag *tapDiagnostic
-		if !res.Pass {
+		if !res.Pass && res.Skip == "" {
 			diag = &tapDiagnostic{Message: res.Error, File: res.File, Line: res.Line, Request: res.Request}
 			if res.Error == "" {
 				diag.Want, diag.Got = res.Want, res.Got
 			}
 		}
-		if err := point(res.Pass, res.Name, diag); err != nil {
+		if err := point(res.Pass || res.Skip != "", res.Name, res.Skip, diag); err != nil {
 			return err
 		}
 	}
 	for _, p := range unread {
-		if err := point(false, "load "+p.file, &tapDiagnostic{Message: p.message, File: p.file}); err != nil {
+		if err := point(false, "load "+p.file, "", &tapDiagnostic{Message: p.message, File: p.file}); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(&b, "# %d passed, %d failed\n", rep.Passed, rep.Failed+len(unread))
+	if rep.Target {
+		fmt.Fprintf(&b, "# %d passed, %d failed, %d skipped\n", rep.Passed, rep.Failed+len(unread), rep.Skipped)
+	} else {
+		fmt.Fprintf(&b, "# %d passed, %d failed\n", rep.Passed, rep.Failed+len(unread))
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -23,6 +23,7 @@ var (
 	NewECSigner      = tokenmint.NewECSigner
 	NewEd25519Signer = tokenmint.NewEd25519Signer
 	NewSignerOfKind  = tokenmint.NewSignerOfKind
+	LoadSignerPEM    = tokenmint.LoadSignerPEM
 	StandardClaims   = tokenmint.StandardClaims
 	MintUnsigned     = tokenmint.MintUnsigned
 	RandomID         = tokenmint.RandomID

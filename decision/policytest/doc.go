@@ -11,6 +11,10 @@
 // what it should" is checked rather than claimed, and a coverage report
 // names the routes and scopes no allowed case exercised.
 //
+// RunTarget sends the same cases to a running deployment through a Target
+// (scopegate test --target), minting tokens with a test issuer's key and
+// comparing what the wire returns; the transports live in server/probe.
+//
 // The package is pure: it reads files and decides in-process, nothing else.
 // A Runner is not safe for concurrent use (cases share one engine and one
 // injected clock).

@@ -26,6 +26,9 @@ type Result struct {
 	Got  string `json:"got,omitempty"`
 	// Error says why a case could not run at all.
 	Error string `json:"error,omitempty"`
+	// Skip says why a case was not sent to a deployment (RunTarget): it
+	// is neither passed nor failed.
+	Skip string `json:"skip,omitempty"`
 }
 
 // CoverageItem is one route or scope and whether an allowed case
@@ -70,10 +73,15 @@ func (c Coverage) Full() bool {
 
 // Report is the outcome of a run.
 type Report struct {
-	Results  []Result `json:"results"`
-	Passed   int      `json:"passed"`
-	Failed   int      `json:"failed"`
-	Coverage Coverage `json:"coverage"`
+	Results []Result `json:"results"`
+	Passed  int      `json:"passed"`
+	Failed  int      `json:"failed"`
+	// Skipped and Target are set by RunTarget: the cases a deployment was
+	// not sent, and that the cases were decided by one (there is then no
+	// coverage, and JSON leaves it out).
+	Skipped  int      `json:"skipped,omitempty"`
+	Target   bool     `json:"target,omitempty"`
+	Coverage Coverage `json:"coverage,omitzero"`
 }
 
 // Run decides every case of files (tests, then matrix) and builds the
@@ -81,12 +89,39 @@ type Report struct {
 func (r *Runner) Run(ctx context.Context, files []*File) *Report {
 	rep := &Report{}
 	cov := newCoverage(r.pol)
+	rep.Results = r.eachCase(files, func(c *Case, f *File, res *Result) {
+		d, err := r.Decide(ctx, c, f)
+		if err != nil {
+			res.Error = err.Error()
+			return
+		}
+		res.Got = describeGot(&d)
+		res.Pass = matches(&c.Expect, &d)
+		cov.record(r.pol, &d)
+	})
+	for _, res := range rep.Results {
+		if res.Pass {
+			rep.Passed++
+		} else {
+			rep.Failed++
+		}
+	}
+	rep.Coverage = cov.result()
+	return rep
+}
+
+// eachCase calls run on every case of files the run selects (tests, then
+// the matrix) that can run, with its result so far for run to complete,
+// and returns every result: those of cases that could not run (an unknown
+// expect.route, a matrix entry that could not be generated) included.
+func (r *Runner) eachCase(files []*File, run func(c *Case, f *File, res *Result)) []Result {
+	var out []Result
 	for _, f := range files {
 		cases := append([]Case(nil), f.Tests...)
 		if f.Matrix != nil {
 			mc, errs := r.matrixCases(f)
 			cases = append(cases, mc...)
-			rep.Results = append(rep.Results, errs...)
+			out = append(out, errs...)
 		}
 		for i := range cases {
 			c := &cases[i]
@@ -101,30 +136,13 @@ func (r *Runner) Run(ctx context.Context, files []*File) *Report {
 			res.Request = method + " " + c.Request.Path
 			if c.Expect.Route != "" && !slices.ContainsFunc(r.pol.Routes, func(rt *decision.Route) bool { return rt.Name == c.Expect.Route }) {
 				res.Error = fmt.Sprintf("expect.route: route %q is not in the policy", c.Expect.Route)
-				rep.Results = append(rep.Results, res)
-				continue
+			} else {
+				run(c, f, &res)
 			}
-			d, err := r.Decide(ctx, c, f)
-			if err != nil {
-				res.Error = err.Error()
-				rep.Results = append(rep.Results, res)
-				continue
-			}
-			res.Got = describeGot(&d)
-			res.Pass = matches(&c.Expect, &d)
-			cov.record(r.pol, &d)
-			rep.Results = append(rep.Results, res)
+			out = append(out, res)
 		}
 	}
-	for _, res := range rep.Results {
-		if res.Pass {
-			rep.Passed++
-		} else {
-			rep.Failed++
-		}
-	}
-	rep.Coverage = cov.result()
-	return rep
+	return out
 }
 
 func matches(e *Expect, d *decision.Decision) bool {
@@ -290,9 +308,17 @@ func (c *coverage) result() Coverage {
 }
 
 // WriteText prints failures (and, when verbose, passes), the coverage
-// report, then exactly one summary line "N passed, N failed".
+// report, then exactly one summary line "N passed, N failed". A target run
+// has no coverage; its summary line ends ", N skipped", and verbose lists
+// each skipped case with its reason.
 func (rep *Report) WriteText(w io.Writer, verbose bool) {
 	for _, res := range rep.Results {
+		if res.Skip != "" {
+			if verbose {
+				fmt.Fprintf(w, "SKIP %s: %s\n", res.Name, res.Skip)
+			}
+			continue
+		}
 		if res.Pass {
 			if verbose {
 				fmt.Fprintf(w, "PASS %s\n", res.Name)
@@ -313,6 +339,13 @@ func (rep *Report) WriteText(w io.Writer, verbose bool) {
 		}
 		fmt.Fprintf(w, "    want:    %s\n", res.Want)
 		fmt.Fprintf(w, "    got:     %s\n", res.Got)
+	}
+	if rep.Target {
+		if rep.Skipped > 0 && !verbose {
+			fmt.Fprintf(w, "%d case(s) not sent to the deployment; -v lists them with the reason\n", rep.Skipped)
+		}
+		fmt.Fprintf(w, "%d passed, %d failed, %d skipped\n", rep.Passed, rep.Failed, rep.Skipped)
+		return
 	}
 	routes, scopes := rep.Coverage.Uncovered()
 	fmt.Fprintf(w, "coverage: %d/%d routes, %d/%d scopes exercised by an allowed case\n",

@@ -167,9 +167,13 @@ func newSigner(alg string) (*tokenmint.Signer, error) {
 type memOwners struct {
 	data   OwnersSpec
 	ownAll string
+	// asked records that a decision consulted the store (RunTarget: such
+	// a case's ownership data cannot be sent to a deployment).
+	asked bool
 }
 
 func (m *memOwners) Owners(_ context.Context, lookup, key string) ([]string, bool, error) {
+	m.asked = true
 	if m.ownAll != "" {
 		return []string{m.ownAll}, true, nil
 	}
@@ -186,6 +190,7 @@ func (m *memOwners) Owners(_ context.Context, lookup, key string) ([]string, boo
 // lookup timeout, 100 ms by default, which a loaded CI machine can miss).
 // Without data (and not owning all) it misses, and Owners says why.
 func (m *memOwners) CachedOwners(lookup, key string) (owners []string, found, hit bool) {
+	m.asked = true
 	if m.ownAll != "" {
 		return []string{m.ownAll}, true, true
 	}
@@ -214,6 +219,23 @@ func (r *Runner) clockOf(c *Case, f *File) time.Time {
 // invalid source_ip, a token that cannot be signed).
 func (r *Runner) Decide(ctx context.Context, c *Case, f *File) (decision.Decision, error) {
 	now := r.clockOf(c, f)
+	req, err := r.request(c, func(spec *TokenSpec) (string, error) { return r.Mint(spec, now) })
+	if err != nil {
+		return decision.Decision{}, err
+	}
+	r.owners.ownAll = c.AllOwnedBy
+	r.owners.asked = false
+	r.owners.data = c.Owners
+	if r.owners.data == nil && f != nil {
+		r.owners.data = f.Owners
+	}
+	r.now = now
+	return r.eng.Decide(ctx, &req), nil
+}
+
+// request is the request of case c, with the token mint signs when the
+// case describes one.
+func (r *Runner) request(c *Case, mint func(*TokenSpec) (string, error)) (decision.Request, error) {
 	req := decision.Request{
 		Method:            c.Request.Method,
 		Path:              c.Request.Path,
@@ -228,14 +250,14 @@ func (r *Runner) Decide(ctx context.Context, c *Case, f *File) (decision.Decisio
 	if c.Request.SourceIP != "" {
 		ip, err := netip.ParseAddr(c.Request.SourceIP)
 		if err != nil {
-			return decision.Decision{}, fmt.Errorf("request.source_ip %q is not an IP address (write it like 10.1.2.3, without a port)", c.Request.SourceIP)
+			return decision.Request{}, fmt.Errorf("request.source_ip %q is not an IP address (write it like 10.1.2.3, without a port)", c.Request.SourceIP)
 		}
 		req.SourceIP = ip
 	}
-	if c.Token != nil && !c.Token.None {
-		tok, err := r.Mint(c.Token, now)
+	if c.Token != nil && !c.Token.None && !setsAuthorization(c) {
+		tok, err := mint(c.Token)
 		if err != nil {
-			return decision.Decision{}, err
+			return decision.Request{}, err
 		}
 		req.Authorization, req.AuthorizationCount = "Bearer "+tok, 1
 	}
@@ -251,20 +273,56 @@ func (r *Runner) Decide(ctx context.Context, c *Case, f *File) (decision.Decisio
 			req.RequestID = v
 		}
 	}
-	r.owners.ownAll = c.AllOwnedBy
-	r.owners.data = c.Owners
-	if r.owners.data == nil && f != nil {
-		r.owners.data = f.Owners
+	return req, nil
+}
+
+// setsAuthorization reports whether case c sends its own Authorization
+// header, which replaces any token it describes.
+func setsAuthorization(c *Case) bool {
+	for k := range c.Request.Headers {
+		if strings.EqualFold(k, "authorization") {
+			return true
+		}
 	}
-	r.now = now
-	return r.eng.Decide(ctx, &req), nil
+	return false
 }
 
 // Mint signs the token spec describes, as issued at now (plus its
-// iat_offset).
+// iat_offset), with the runner's throwaway key of its issuer.
 func (r *Runner) Mint(spec *TokenSpec, now time.Time) (string, error) {
+	iss, claims, header := r.tokenClaims(spec, now, "", "")
+	s := r.signers[iss]
+	if s == nil {
+		s = r.first
+	}
+	if s == nil {
+		return "", errors.New("the policy has no issuer to sign the token for")
+	}
+	return s.Mint(claims, header)
+}
+
+// MintWith signs the token spec describes, as issued at now, with s: the
+// key of a test issuer a running deployment trusts (scopegate test
+// --target). iss and aud are the issuer and audience of a spec that names
+// none; "" takes the policy's first issuer and that issuer's first
+// audience, as Mint does.
+func (r *Runner) MintWith(s *tokenmint.Signer, spec *TokenSpec, now time.Time, iss, aud string) (string, error) {
+	if s == nil {
+		return "", errors.New("no signing key to mint the token with")
+	}
+	_, claims, header := r.tokenClaims(spec, now, iss, aud)
+	return s.Mint(claims, header)
+}
+
+// tokenClaims are the claims and JOSE header of the token spec describes.
+// defIss and defAud, when set, replace the policy's first issuer and its
+// first audience as the defaults of a spec that names none.
+func (r *Runner) tokenClaims(spec *TokenSpec, now time.Time, defIss, defAud string) (iss string, claims tokenmint.Claims, header map[string]any) {
 	pf := r.pol.File
-	iss := spec.Iss
+	iss = spec.Iss
+	if iss == "" {
+		iss = defIss
+	}
 	var issSpec *decision.IssuerSpec
 	for i := range pf.Issuers {
 		if iss == "" || pf.Issuers[i].Issuer == iss {
@@ -276,6 +334,9 @@ func (r *Runner) Mint(spec *TokenSpec, now time.Time) (string, error) {
 		iss = issSpec.Issuer
 	}
 	aud := []string(spec.Aud)
+	if len(aud) == 0 && defAud != "" {
+		aud = []string{defAud}
+	}
 	if len(aud) == 0 && issSpec != nil && len(issSpec.Audiences) > 0 {
 		aud = issSpec.Audiences[:1]
 	}
@@ -284,7 +345,7 @@ func (r *Runner) Mint(spec *TokenSpec, now time.Time) (string, error) {
 	if spec.TTL != nil {
 		ttl = spec.TTL.Duration
 	}
-	claims := tokenmint.Claims{
+	claims = tokenmint.Claims{
 		"iat": iat.Unix(),
 		"nbf": iat.Unix(),
 		"exp": iat.Add(ttl).Unix(),
@@ -319,14 +380,7 @@ func (r *Runner) Mint(spec *TokenSpec, now time.Time) (string, error) {
 		}
 		claims[k] = v
 	}
-	s := r.signers[iss]
-	if s == nil {
-		s = r.first
-	}
-	if s == nil {
-		return "", errors.New("the policy has no issuer to sign the token for")
-	}
-	header := map[string]any{"typ": "at+jwt"}
+	header = map[string]any{"typ": "at+jwt"}
 	switch spec.Typ {
 	case "":
 	case "-":
@@ -334,5 +388,5 @@ func (r *Runner) Mint(spec *TokenSpec, now time.Time) (string, error) {
 	default:
 		header["typ"] = spec.Typ
 	}
-	return s.Mint(claims, header)
+	return iss, claims, header
 }

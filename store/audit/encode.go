@@ -91,6 +91,7 @@ func appendDecision(dst []byte, ev *Event) ([]byte, Entry) {
 		dst = appendField(dst, "client_id", t.ClientID)
 		dst = appendField(dst, "iss", t.Issuer)
 		dst = appendField(dst, "jti", t.JTI)
+		dst = appendField(dst, "patient", d.SMARTPatient())
 		dst = appendList(dst, "scopes_granted", t.Scopes)
 		dst = appendList(dst, "scopes_used", d.ScopesUsed())
 		if dep := d.DeprecatedScopesUsed(); len(dep) > 0 {

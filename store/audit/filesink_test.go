@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/scopegate/scopegate/store/audit"
@@ -97,58 +98,59 @@ func TestFileSinkRecovers(t *testing.T) {
 			}
 		},
 	} {
+		// In a synctest bubble the sink's retry backoff runs on the
+		// bubble's clock: the sleeps past it take no real time, and the
+		// recovery is checked at the backoff's bound, not polled for.
 		t.Run(name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "logs")
-			if err := os.Mkdir(dir, 0o700); err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join(dir, "audit.log")
-			fs, err := audit.NewFileSink(path, audit.FileOptions{MinRetry: 10 * time.Millisecond, MaxRetry: 20 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx := context.Background()
-			if err := fs.Write(ctx, lineEntries(0, 10)); err != nil {
-				t.Fatal(err)
-			}
-			fix := breakIt(t, dir, path)
-			fs.Reopen()
-			next := 10
-			for range 5 {
-				err := fs.Write(ctx, lineEntries(next, 10))
+			synctest.Test(t, func(t *testing.T) {
+				dir := filepath.Join(t.TempDir(), "logs")
+				if err := os.Mkdir(dir, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				path := filepath.Join(dir, "audit.log")
+				fs, err := audit.NewFileSink(path, audit.FileOptions{MinRetry: 10 * time.Millisecond, MaxRetry: 20 * time.Millisecond})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx := context.Background()
+				if err := fs.Write(ctx, lineEntries(0, 10)); err != nil {
+					t.Fatal(err)
+				}
+				fix := breakIt(t, dir, path)
+				fs.Reopen()
+				next := 10
+				for range 5 {
+					err := fs.Write(ctx, lineEntries(next, 10))
+					next += 10
+					var we *audit.WriteError
+					if !errors.As(err, &we) || we.Lost != 0 {
+						t.Fatalf("write to a broken path: %v, want a WriteError losing nothing", err)
+					}
+					time.Sleep(15 * time.Millisecond)
+				}
+				if fs.Failures() == 0 || fs.Pending() == 0 {
+					t.Fatalf("failures %d, pending %d bytes: want the failures counted and the records held", fs.Failures(), fs.Pending())
+				}
+				fix()
+				// Recovery needs no new traffic: the Logger's periodic Flush
+				// retries.
+				time.Sleep(20 * time.Millisecond) // MaxRetry
+				if err := fs.Flush(ctx); err != nil || fs.Pending() > 0 {
+					t.Fatalf("the sink did not resume once the path was fixed and MaxRetry passed: %v (failures %d, pending %d bytes)", err, fs.Failures(), fs.Pending())
+				}
+				if err := fs.Write(ctx, lineEntries(next, 10)); err != nil {
+					t.Fatalf("write after recovery: %v", err)
+				}
 				next += 10
-				var we *audit.WriteError
-				if !errors.As(err, &we) || we.Lost != 0 {
-					t.Fatalf("write to a broken path: %v, want a WriteError losing nothing", err)
+				if err := fs.Close(ctx); err != nil {
+					t.Fatal(err)
 				}
-				time.Sleep(15 * time.Millisecond)
-			}
-			if fs.Failures() == 0 || fs.Pending() == 0 {
-				t.Fatalf("failures %d, pending %d bytes: want the failures counted and the records held", fs.Failures(), fs.Pending())
-			}
-			fix()
-			// Recovery needs no new traffic: the Logger's periodic Flush
-			// retries.
-			deadline := time.Now().Add(5 * time.Second)
-			for fs.Pending() > 0 {
-				if time.Now().After(deadline) {
-					t.Fatalf("the sink did not resume after the path was fixed (failures %d)", fs.Failures())
+				got := numbersIn(t, path+".old", filepath.Join(filepath.Dir(dir), filepath.Base(dir)+".old"), path)
+				wantSequence(t, got, next)
+				if fs.Lost() != 0 {
+					t.Errorf("lost %d records", fs.Lost())
 				}
-				time.Sleep(10 * time.Millisecond)
-				_ = fs.Flush(ctx)
-			}
-			if err := fs.Write(ctx, lineEntries(next, 10)); err != nil {
-				t.Fatalf("write after recovery: %v", err)
-			}
-			next += 10
-			if err := fs.Close(ctx); err != nil {
-				t.Fatal(err)
-			}
-			got := numbersIn(t, path+".old", filepath.Join(filepath.Dir(dir), filepath.Base(dir)+".old"), path)
-			wantSequence(t, got, next)
-			if fs.Lost() != 0 {
-				t.Errorf("lost %d records", fs.Lost())
-			}
+			})
 		})
 	}
 }
@@ -189,51 +191,53 @@ func TestFileSinkHoldBound(t *testing.T) {
 // the current file (past its size, losing nothing), counts the failure and
 // rotates once the obstacle is gone.
 func TestFileSinkRotationFailure(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "audit.log")
-	fs, err := audit.NewFileSink(path, audit.FileOptions{MaxBytes: 200, MaxBackups: 1, MinRetry: 10 * time.Millisecond, MaxRetry: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	// PATH.1 is a non-empty directory: neither removed nor renamed over.
-	if err := os.MkdirAll(filepath.Join(path+".1", "x"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	next := 0
-	for range 10 {
-		_ = fs.Write(ctx, lineEntries(next, 5))
-		next += 5
-	}
-	if fs.Failures() == 0 {
-		t.Fatal("failed rotations not counted")
-	}
-	if st, err := os.Stat(path); err != nil || st.Size() <= 200 {
-		t.Fatalf("current file %v, %v: want it written past MaxBytes while rotation fails", st, err)
-	}
-	if err := os.RemoveAll(path + ".1"); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(20 * time.Millisecond)
-	for range 4 {
-		if err := fs.Write(ctx, lineEntries(next, 5)); err != nil {
-			t.Fatalf("write after the obstacle is gone: %v", err)
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "audit.log")
+		fs, err := audit.NewFileSink(path, audit.FileOptions{MaxBytes: 200, MaxBackups: 1, MinRetry: 10 * time.Millisecond, MaxRetry: 10 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
 		}
-		next += 5
-	}
-	if err := fs.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if st, err := os.Stat(path + ".1"); err != nil || !st.Mode().IsRegular() {
-		t.Fatalf("no rotated file after recovery: %v, %v", st, err)
-	}
-	// One backup kept: the oldest lines of the long file may be gone with
-	// later rotations, but what the two files hold is the latest records,
-	// each once.
-	got := numbersIn(t, path+".1", path)
-	if len(got) == 0 || got[len(got)-1] != next-1 {
-		t.Errorf("last record %v, want %d", got, next-1)
-	}
+		ctx := context.Background()
+		// PATH.1 is a non-empty directory: neither removed nor renamed over.
+		if err := os.MkdirAll(filepath.Join(path+".1", "x"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		next := 0
+		for range 10 {
+			_ = fs.Write(ctx, lineEntries(next, 5))
+			next += 5
+		}
+		if fs.Failures() == 0 {
+			t.Fatal("failed rotations not counted")
+		}
+		if st, err := os.Stat(path); err != nil || st.Size() <= 200 {
+			t.Fatalf("current file %v, %v: want it written past MaxBytes while rotation fails", st, err)
+		}
+		if err := os.RemoveAll(path + ".1"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+		for range 4 {
+			if err := fs.Write(ctx, lineEntries(next, 5)); err != nil {
+				t.Fatalf("write after the obstacle is gone: %v", err)
+			}
+			next += 5
+		}
+		if err := fs.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := os.Stat(path + ".1"); err != nil || !st.Mode().IsRegular() {
+			t.Fatalf("no rotated file after recovery: %v, %v", st, err)
+		}
+		// One backup kept: the oldest lines of the long file may be gone with
+		// later rotations, but what the two files hold is the latest records,
+		// each once.
+		got := numbersIn(t, path+".1", path)
+		if len(got) == 0 || got[len(got)-1] != next-1 {
+			t.Errorf("last record %v, want %d", got, next-1)
+		}
+	})
 }
 
 // TestFileSinkDefaultBounded: without options the file rotates at

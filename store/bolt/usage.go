@@ -18,6 +18,12 @@ import (
 // bucketUsage maps client_id NUL scope → a tally (usageV1).
 var bucketUsage = []byte("usage")
 
+// bucketUsageDaily maps client_id NUL scope NUL day → the day's count, the
+// day as 8 big-endian bytes of its unix time (00:00 UTC) and the count as
+// 8 big-endian bytes. It was added after bucketUsage: a file without it
+// simply has no per-day counts yet.
+var bucketUsageDaily = []byte("usage_daily")
+
 // usageV1 tags the tally encoding: the version byte, then count, last used
 // and last seen (unix nanoseconds, 0 for never) as big-endian 8-byte
 // integers.
@@ -29,12 +35,23 @@ const (
 // UsageStore persists scope usage tallies in the store file, so a single
 // scopegate keeps its usage report across restarts. It implements
 // usage.Store.
-type UsageStore struct{ db *DB }
+type UsageStore struct {
+	db *DB
+	// now is the clock pruning uses (time.Now).
+	now func() time.Time
+	// lastPrune is when old per-day counts were last removed (guarded by
+	// the write transaction).
+	lastPrune time.Time
+}
+
+// pruneEvery is how often AddUsage removes per-day counts older than
+// usage.DailyRetention.
+const pruneEvery = time.Hour
 
 var _ usage.Store = (*UsageStore)(nil)
 
 // UsageStore returns the usage store in d's file.
-func (d *DB) UsageStore() usage.Store { return &UsageStore{db: d} }
+func (d *DB) UsageStore() usage.Store { return &UsageStore{db: d, now: time.Now} }
 
 // usageKey is client_id NUL scope; neither may hold a NUL.
 func usageKey(client, scope string) ([]byte, error) {
@@ -83,7 +100,7 @@ func (s *UsageStore) AddUsage(ctx context.Context, deltas []usage.Tally) error {
 				return err
 			}
 		}
-		return nil
+		return s.addDays(tx, deltas)
 	})
 	if err != nil {
 		return fmt.Errorf("usage store %s: add %d tallies: %w", s.db.path, len(deltas), err)
@@ -94,27 +111,16 @@ func (s *UsageStore) AddUsage(ctx context.Context, deltas []usage.Tally) error {
 // LoadUsage implements usage.Store.
 func (s *UsageStore) LoadUsage(ctx context.Context, clientID string) ([]usage.Tally, error) {
 	var out []usage.Tally
-	err := s.db.view(ctx, func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketUsage)
-		if b == nil {
-			return nil
+	err := s.scanClient(ctx, bucketUsage, clientID, func(k, v []byte) error {
+		client, scope, ok := bytes.Cut(k, []byte{0})
+		if !ok {
+			return fmt.Errorf("usage store: malformed key %q", k)
 		}
-		c := b.Cursor()
-		var prefix []byte
-		if clientID != "" {
-			prefix = append([]byte(clientID), 0)
+		t, err := decodeTally(string(client), string(scope), v)
+		if err != nil {
+			return err
 		}
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			client, scope, ok := bytes.Cut(k, []byte{0})
-			if !ok {
-				return fmt.Errorf("usage store: malformed key %q", k)
-			}
-			t, err := decodeTally(string(client), string(scope), v)
-			if err != nil {
-				return err
-			}
-			out = append(out, t)
-		}
+		out = append(out, t)
 		return nil
 	})
 	if err != nil {
@@ -157,4 +163,101 @@ func fromUnixNano(ns int64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, ns).UTC()
+}
+
+// addDays adds the deltas' per-day counts, and once every pruneEvery
+// removes the days older than usage.DailyRetention.
+func (s *UsageStore) addDays(tx *bbolt.Tx, deltas []usage.Tally) error {
+	now := s.now()
+	cutoff := usage.DayOf(now.Add(-usage.DailyRetention))
+	days := usage.MergeDays(deltas, cutoff)
+	if len(days) == 0 && now.Sub(s.lastPrune) < pruneEvery {
+		return nil
+	}
+	b, err := tx.CreateBucketIfNotExists(bucketUsageDaily)
+	if err != nil {
+		return err
+	}
+	for _, d := range days {
+		k, err := usageKey(d.ClientID, d.Scope)
+		if err != nil {
+			return err
+		}
+		k = binary.BigEndian.AppendUint64(append(k, 0), uint64(d.Day.Unix()))
+		n := d.Count
+		if v := b.Get(k); v != nil {
+			if len(v) != 8 {
+				return fmt.Errorf("usage store: day count of %q / %q has an unknown encoding (written by a newer scopegate?)", d.ClientID, d.Scope)
+			}
+			if cur := binary.BigEndian.Uint64(v); cur > math.MaxUint64-n {
+				n = math.MaxUint64
+			} else {
+				n += cur
+			}
+		}
+		if err := b.Put(k, binary.BigEndian.AppendUint64(nil, n)); err != nil {
+			return err
+		}
+	}
+	if now.Sub(s.lastPrune) < pruneEvery {
+		return nil
+	}
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; {
+		if len(k) >= 8 && int64(binary.BigEndian.Uint64(k[len(k)-8:])) < cutoff.Unix() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			k, _ = c.Seek(k)
+			continue
+		}
+		k, _ = c.Next()
+	}
+	s.lastPrune = now
+	return nil
+}
+
+// LoadDaily implements usage.Store.
+func (s *UsageStore) LoadDaily(ctx context.Context, clientID string, since time.Time) ([]usage.Daily, error) {
+	var out []usage.Daily
+	err := s.scanClient(ctx, bucketUsageDaily, clientID, func(k, v []byte) error {
+		client, rest, ok := bytes.Cut(k, []byte{0})
+		if !ok || len(rest) < 9 || rest[len(rest)-9] != 0 || len(v) != 8 {
+			return fmt.Errorf("usage store: malformed day count %q", k)
+		}
+		day := time.Unix(int64(binary.BigEndian.Uint64(rest[len(rest)-8:])), 0).UTC()
+		if !since.IsZero() && day.Before(since) {
+			return nil
+		}
+		out = append(out, usage.Daily{ClientID: string(client), Scope: string(rest[:len(rest)-9]),
+			DayCount: usage.DayCount{Day: day, Count: binary.BigEndian.Uint64(v)}})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("usage store %s: read day counts: %w", s.db.path, err)
+	}
+	usage.SortDaily(out)
+	return out, nil
+}
+
+// scanClient calls fn with each key and value of bucket whose key starts
+// with clientID NUL (every key when clientID is "").
+func (s *UsageStore) scanClient(ctx context.Context, bucket []byte, clientID string, fn func(k, v []byte) error) error {
+	return s.db.view(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucket)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		var prefix []byte
+		if clientID != "" {
+			prefix = append([]byte(clientID), 0)
+		}
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if err := fn(k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -119,34 +120,38 @@ func TestCachesAnswersUntilTheirTTL(t *testing.T) {
 		},
 	}
 	for name, tc := range cases {
+		// In a synctest bubble the wait past the TTL takes no real time,
+		// and the coarse clock ticks in the bubble's time.
 		t.Run(name, func(t *testing.T) {
-			inner := &fakeStore{}
-			inner.set(tc.lookup, "k", tc.owners...)
-			c := newCache(t, inner, tc.cfg)
-			for range 3 {
-				owners, found, err := ask(t, c, tc.lookup, "k")
-				if err != nil || found != (tc.owners != nil) || !slices.Equal(owners, tc.owners) {
-					t.Fatalf("Owners = %q, %v, %v; want %q", owners, found, err, tc.owners)
+			synctest.Test(t, func(t *testing.T) {
+				inner := &fakeStore{}
+				inner.set(tc.lookup, "k", tc.owners...)
+				c := newCache(t, inner, tc.cfg)
+				for range 3 {
+					owners, found, err := ask(t, c, tc.lookup, "k")
+					if err != nil || found != (tc.owners != nil) || !slices.Equal(owners, tc.owners) {
+						t.Fatalf("Owners = %q, %v, %v; want %q", owners, found, err, tc.owners)
+					}
 				}
-			}
-			wantCalls := int64(3)
-			if tc.wantCached {
-				wantCalls = 1
-			}
-			if got := inner.calls.Load(); got != wantCalls {
-				t.Fatalf("inner calls = %d; want %d", got, wantCalls)
-			}
-			st := c.Stats()
-			if st.Hits+st.Misses != 3 || st.Misses != uint64(wantCalls) {
-				t.Errorf("stats = %+v; want %d misses of 3", st, wantCalls)
-			}
-			if tc.wantCached {
-				time.Sleep(tc.wait)
-				ask(t, c, tc.lookup, "k")
-				if got := inner.calls.Load(); got != 2 {
-					t.Errorf("after the TTL: inner calls = %d; want 2", got)
+				wantCalls := int64(3)
+				if tc.wantCached {
+					wantCalls = 1
 				}
-			}
+				if got := inner.calls.Load(); got != wantCalls {
+					t.Fatalf("inner calls = %d; want %d", got, wantCalls)
+				}
+				st := c.Stats()
+				if st.Hits+st.Misses != 3 || st.Misses != uint64(wantCalls) {
+					t.Errorf("stats = %+v; want %d misses of 3", st, wantCalls)
+				}
+				if tc.wantCached {
+					time.Sleep(tc.wait)
+					ask(t, c, tc.lookup, "k")
+					if got := inner.calls.Load(); got != 2 {
+						t.Errorf("after the TTL: inner calls = %d; want 2", got)
+					}
+				}
+			})
 		})
 	}
 }
@@ -206,108 +211,119 @@ func TestHashCollisionReadsAsMiss(t *testing.T) {
 }
 
 func TestConcurrentMissesShareOneBackendCall(t *testing.T) {
-	inner := &fakeStore{gate: make(chan struct{}), started: make(chan struct{}, 100)}
-	inner.set("orders", "k", "alice")
-	c := newCache(t, inner, Config{})
-	const n = 20
-	var wg sync.WaitGroup
-	results := make(chan []string, n)
-	for range n {
-		wg.Go(func() {
+	synctest.Test(t, func(t *testing.T) {
+		inner := &fakeStore{gate: make(chan struct{}), started: make(chan struct{}, 100)}
+		inner.set("orders", "k", "alice")
+		c := newCache(t, inner, Config{})
+		const n = 20
+		var wg sync.WaitGroup
+		results := make(chan []string, n)
+		for range n {
+			wg.Go(func() {
+				owners, _, err := c.Owners(t.Context(), "orders", "k")
+				if err != nil {
+					t.Error(err)
+				}
+				results <- owners
+			})
+		}
+		<-inner.started
+		// Once every caller is blocked on the call in flight, release it.
+		synctest.Wait()
+		if st := c.Stats(); st.Misses != n {
+			t.Fatalf("Stats.Misses = %d with every caller waiting; want %d", st.Misses, n)
+		}
+		close(inner.gate)
+		wg.Wait()
+		close(results)
+		for owners := range results {
+			if !slices.Equal(owners, []string{"alice"}) {
+				t.Errorf("a caller got %q", owners)
+			}
+		}
+		if got := inner.calls.Load(); got != 1 {
+			t.Errorf("inner calls = %d; want 1", got)
+		}
+		if st := c.Stats(); st.Coalesced != n {
+			t.Errorf("Stats.Coalesced = %d; want %d", st.Coalesced, n)
+		}
+	})
+}
+
+func TestEachCallerKeepsItsOwnDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		inner := &fakeStore{gate: make(chan struct{}), started: make(chan struct{}, 10)}
+		inner.set("orders", "k", "alice")
+		c := newCache(t, inner, Config{})
+
+		leaderDone := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, _, err := c.Owners(ctx, "orders", "k")
+			leaderDone <- err
+		}()
+		<-inner.started
+
+		// A follower with a short deadline gives up on time; the call goes on.
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		_, _, err := c.Owners(ctx, "orders", "k")
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("follower err = %v; want DeadlineExceeded", err)
+		}
+		if d := time.Since(start); d != 50*time.Millisecond {
+			t.Errorf("follower gave up after %s, not at its 50ms deadline", d)
+		}
+		close(inner.gate)
+		if err := <-leaderDone; err != nil {
+			t.Errorf("leader err = %v", err)
+		}
+	})
+}
+
+func TestLeaderCancellationDoesNotFailFollowers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		inner := &fakeStore{gate: make(chan struct{}), started: make(chan struct{}, 10)}
+		inner.set("orders", "k", "alice")
+		c := newCache(t, inner, Config{})
+
+		leaderCtx, cancelLeader := context.WithTimeout(t.Context(), 5*time.Second)
+		leaderDone := make(chan error, 1)
+		go func() {
+			_, _, err := c.Owners(leaderCtx, "orders", "k")
+			leaderDone <- err
+		}()
+		<-inner.started
+		followerDone := make(chan []string, 1)
+		go func() {
 			owners, _, err := c.Owners(t.Context(), "orders", "k")
 			if err != nil {
 				t.Error(err)
 			}
-			results <- owners
-		})
-	}
-	<-inner.started
-	// Give every caller time to join the call in flight, then release it.
-	waitFor(t, func() bool { return c.Stats().Misses == n })
-	time.Sleep(100 * time.Millisecond) // from the miss count to joining the call
-	close(inner.gate)
-	wg.Wait()
-	close(results)
-	for owners := range results {
-		if !slices.Equal(owners, []string{"alice"}) {
-			t.Errorf("a caller got %q", owners)
+			followerDone <- owners
+		}()
+		synctest.Wait() // the follower has joined the call in flight
+		if st := c.Stats(); st.Misses != 2 {
+			t.Fatalf("Stats.Misses = %d with both callers waiting; want 2", st.Misses)
 		}
-	}
-	if got := inner.calls.Load(); got != 1 {
-		t.Errorf("inner calls = %d; want 1", got)
-	}
-	if st := c.Stats(); st.Coalesced != n {
-		t.Errorf("Stats.Coalesced = %d; want %d", st.Coalesced, n)
-	}
-}
-
-func TestEachCallerKeepsItsOwnDeadline(t *testing.T) {
-	inner := &fakeStore{gate: make(chan struct{}), started: make(chan struct{}, 10)}
-	inner.set("orders", "k", "alice")
-	c := newCache(t, inner, Config{})
-
-	leaderDone := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, _, err := c.Owners(ctx, "orders", "k")
-		leaderDone <- err
-	}()
-	<-inner.started
-
-	// A follower with a short deadline gives up on time; the call goes on.
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	_, _, err := c.Owners(ctx, "orders", "k")
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("follower err = %v; want DeadlineExceeded", err)
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("follower took %s past its 50ms deadline", d)
-	}
-	close(inner.gate)
-	if err := <-leaderDone; err != nil {
-		t.Errorf("leader err = %v", err)
-	}
-}
-
-func TestLeaderCancellationDoesNotFailFollowers(t *testing.T) {
-	inner := &fakeStore{gate: make(chan struct{}), started: make(chan struct{}, 10)}
-	inner.set("orders", "k", "alice")
-	c := newCache(t, inner, Config{})
-
-	leaderCtx, cancelLeader := context.WithTimeout(t.Context(), 5*time.Second)
-	leaderDone := make(chan error, 1)
-	go func() {
-		_, _, err := c.Owners(leaderCtx, "orders", "k")
-		leaderDone <- err
-	}()
-	<-inner.started
-	followerDone := make(chan []string, 1)
-	go func() {
-		owners, _, err := c.Owners(t.Context(), "orders", "k")
-		if err != nil {
-			t.Error(err)
+		cancelLeader()
+		if err := <-leaderDone; !errors.Is(err, context.Canceled) {
+			t.Errorf("leader err = %v; want Canceled", err)
 		}
-		followerDone <- owners
-	}()
-	waitFor(t, func() bool { return c.Stats().Misses == 2 })
-	cancelLeader()
-	if err := <-leaderDone; !errors.Is(err, context.Canceled) {
-		t.Errorf("leader err = %v; want Canceled", err)
-	}
-	close(inner.gate)
-	if owners := <-followerDone; !slices.Equal(owners, []string{"alice"}) {
-		t.Errorf("follower got %q; want [alice]", owners)
-	}
-	// The shared call kept the leader's deadline.
-	inner.mu.Lock()
-	_, hasDeadline := inner.lastCtx.Deadline()
-	inner.mu.Unlock()
-	if !hasDeadline {
-		t.Error("the backend call lost the leader's deadline")
-	}
+		close(inner.gate)
+		if owners := <-followerDone; !slices.Equal(owners, []string{"alice"}) {
+			t.Errorf("follower got %q; want [alice]", owners)
+		}
+		// The shared call kept the leader's deadline.
+		inner.mu.Lock()
+		_, hasDeadline := inner.lastCtx.Deadline()
+		inner.mu.Unlock()
+		if !hasDeadline {
+			t.Error("the backend call lost the leader's deadline")
+		}
+	})
 }
 
 func TestCancelledContextOnMissIsAnError(t *testing.T) {
@@ -384,17 +400,6 @@ func TestHitAllocatesNothing(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("a cache hit allocates %v times; want 0", allocs)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

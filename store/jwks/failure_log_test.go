@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
@@ -62,63 +63,67 @@ func privateJWKS(t *testing.T, k *testKey) ([]byte, string) {
 // that the last good keys keep serving, and never with key material; the
 // last good set keeps serving through each; a good file logs the recovery.
 func TestFileFailuresAreLogged(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "jwks.json")
-	good := jwksOf(t, key(t, "k1"))
-	writeFile(t, path, good)
-	var logs syncBuffer
-	f, err := NewFile(context.Background(), path, FileOptions{PollInterval: 10 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if logs.String() != "" {
-		t.Fatalf("a good first load logged: %s", logs.String())
-	}
-	var n struct{ Keys []map[string]any }
-	_ = json.Unmarshal(good, &n)
-	modulus := n.Keys[0]["n"].(string)
-	privSet, d := privateJWKS(t, key(t, "k9"))
-	secretGarbage := "garbage-" + strings.Repeat("Zq9", 20)
+	// In a synctest bubble the polls run on the bubble's clock: the wait
+	// for repeated polls of one bad state takes no real time.
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "jwks.json")
+		good := jwksOf(t, key(t, "k1"))
+		writeFile(t, path, good)
+		var logs syncBuffer
+		f, err := NewFile(context.Background(), path, FileOptions{PollInterval: 10 * time.Millisecond,
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if logs.String() != "" {
+			t.Fatalf("a good first load logged: %s", logs.String())
+		}
+		var n struct{ Keys []map[string]any }
+		_ = json.Unmarshal(good, &n)
+		modulus := n.Keys[0]["n"].(string)
+		privSet, d := privateJWKS(t, key(t, "k9"))
+		secretGarbage := "garbage-" + strings.Repeat("Zq9", 20)
 
-	const failed = "JWKS reload failed"
-	steps := []struct {
-		name   string
-		apply  func()
-		errHas string
-	}{
-		{"garbage", func() { writeFile(t, path, []byte(secretGarbage)) }, "not a valid JWKS"},
-		{"empty set", func() { writeFile(t, path, []byte(`{"keys":[]}`)) }, "no keys"},
-		{"private key", func() { writeFile(t, path, privSet) }, "is a private key"},
-		{"truncated", func() { writeFile(t, path, good[:len(good)/2]) }, "not a valid JWKS"},
-		{"too large", func() { writeFile(t, path, bytes.Repeat([]byte(" "), maxFileBytes+1)) }, "larger than 1 MiB"},
-		{"deleted", func() { _ = os.Remove(path) }, "no such file"},
-	}
-	for i, st := range steps {
-		st.apply()
-		eventually(t, st.name+" to be logged", func() bool { return logs.count(failed) == i+1 })
-		out := logs.String()
-		at := strings.LastIndex(out, failed)
-		line := out[strings.LastIndexByte(out[:at], '\n')+1:]
-		if !strings.Contains(line, st.errHas) || !strings.Contains(line, path) || !strings.Contains(line, "keys=1") || !strings.Contains(line, "level=WARN") {
-			t.Fatalf("%s: the log line %q lacks %q, the path or the serving key count", st.name, line, st.errHas)
+		const failed = "JWKS reload failed"
+		steps := []struct {
+			name   string
+			apply  func()
+			errHas string
+		}{
+			{"garbage", func() { writeFile(t, path, []byte(secretGarbage)) }, "not a valid JWKS"},
+			{"empty set", func() { writeFile(t, path, []byte(`{"keys":[]}`)) }, "no keys"},
+			{"private key", func() { writeFile(t, path, privSet) }, "is a private key"},
+			{"truncated", func() { writeFile(t, path, good[:len(good)/2]) }, "not a valid JWKS"},
+			{"too large", func() { writeFile(t, path, bytes.Repeat([]byte(" "), maxFileBytes+1)) }, "larger than 1 MiB"},
+			{"deleted", func() { _ = os.Remove(path) }, "no such file"},
 		}
-		if got := kids(f.Keys()); !slices.Equal(got, []string{"k1"}) {
-			t.Fatalf("%s: serving %q, want the last good set [k1]", st.name, got)
+		for i, st := range steps {
+			st.apply()
+			eventually(t, st.name+" to be logged", func() bool { return logs.count(failed) == i+1 })
+			out := logs.String()
+			at := strings.LastIndex(out, failed)
+			line := out[strings.LastIndexByte(out[:at], '\n')+1:]
+			if !strings.Contains(line, st.errHas) || !strings.Contains(line, path) || !strings.Contains(line, "keys=1") || !strings.Contains(line, "level=WARN") {
+				t.Fatalf("%s: the log line %q lacks %q, the path or the serving key count", st.name, line, st.errHas)
+			}
+			if got := kids(f.Keys()); !slices.Equal(got, []string{"k1"}) {
+				t.Fatalf("%s: serving %q, want the last good set [k1]", st.name, got)
+			}
 		}
-	}
-	// Polls of the same bad state (the file still deleted) log nothing more.
-	time.Sleep(60 * time.Millisecond)
-	if c := logs.count(failed); c != len(steps) {
-		t.Fatalf("%d failure lines for %d failures", c, len(steps))
-	}
-	writeFile(t, path, jwksOf(t, key(t, "k2")))
-	eventually(t, "the recovery to be logged", func() bool { return strings.Contains(logs.String(), "JWKS loaded again") })
-	for what, secret := range map[string]string{"private exponent": d, "public modulus": modulus, "file content": secretGarbage} {
-		if strings.Contains(logs.String(), secret) || strings.Contains(logs.String(), secret[:24]) {
-			t.Fatalf("the log holds the %s", what)
+		// Polls of the same bad state (the file still deleted) log nothing more.
+		time.Sleep(60 * time.Millisecond)
+		if c := logs.count(failed); c != len(steps) {
+			t.Fatalf("%d failure lines for %d failures", c, len(steps))
 		}
-	}
+		writeFile(t, path, jwksOf(t, key(t, "k2")))
+		eventually(t, "the recovery to be logged", func() bool { return strings.Contains(logs.String(), "JWKS loaded again") })
+		for what, secret := range map[string]string{"private exponent": d, "public modulus": modulus, "file content": secretGarbage} {
+			if strings.Contains(logs.String(), secret) || strings.Contains(logs.String(), secret[:24]) {
+				t.Fatalf("the log holds the %s", what)
+			}
+		}
+	})
 }
 
 // A URL source logs each failed refetch with the URL's password redacted,

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -66,33 +67,41 @@ func TestFileSourceRotation(t *testing.T) {
 	}
 }
 
+// TestFileSourceUnknownKid runs in a synctest bubble: the rate limit is
+// checked against the bubble's clock, to the millisecond, without waiting.
 func TestFileSourceUnknownKid(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "jwks.json")
-	writeFile(t, path, jwksOf(t, key(t, "k1")))
-	// No polling during the test: only RefreshUnknownKid reloads.
-	f, err := NewFile(context.Background(), path, FileOptions{PollInterval: time.Hour, MinCheckInterval: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	ctx := context.Background()
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "jwks.json")
+		writeFile(t, path, jwksOf(t, key(t, "k1")))
+		// No polling during the test: only RefreshUnknownKid reloads.
+		f, err := NewFile(context.Background(), path, FileOptions{PollInterval: time.Hour, MinCheckInterval: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		ctx := context.Background()
 
-	if _, ok := f.RefreshUnknownKid(ctx, "k2"); ok {
-		t.Fatal("an unchanged file reported a refresh")
-	}
-	writeFile(t, path, jwksOf(t, key(t, "k1"), key(t, "k2")))
-	if _, ok := f.RefreshUnknownKid(ctx, "k2"); ok {
-		t.Fatal("a check within MinCheckInterval was not rate-limited")
-	}
-	time.Sleep(250 * time.Millisecond)
-	keys, ok := f.RefreshUnknownKid(ctx, "k2")
-	if !ok || !slices.Equal(kids(keys), []string{"k1", "k2"}) {
-		t.Fatalf("after the interval: ok %v kids %q", ok, kids(keys))
-	}
-	// Already present: no check needed.
-	if _, ok := f.RefreshUnknownKid(ctx, "k2"); !ok {
-		t.Fatal("a kid already present was not reported")
-	}
+		if _, ok := f.RefreshUnknownKid(ctx, "k2"); ok {
+			t.Fatal("an unchanged file reported a refresh")
+		}
+		writeFile(t, path, jwksOf(t, key(t, "k1"), key(t, "k2")))
+		if _, ok := f.RefreshUnknownKid(ctx, "k2"); ok {
+			t.Fatal("a check within MinCheckInterval was not rate-limited")
+		}
+		time.Sleep(199 * time.Millisecond)
+		if _, ok := f.RefreshUnknownKid(ctx, "k2"); ok {
+			t.Fatal("a check 199ms after the last, within MinCheckInterval, was not rate-limited")
+		}
+		time.Sleep(time.Millisecond)
+		keys, ok := f.RefreshUnknownKid(ctx, "k2")
+		if !ok || !slices.Equal(kids(keys), []string{"k1", "k2"}) {
+			t.Fatalf("after the interval: ok %v kids %q", ok, kids(keys))
+		}
+		// Already present: no check needed.
+		if _, ok := f.RefreshUnknownKid(ctx, "k2"); !ok {
+			t.Fatal("a kid already present was not reported")
+		}
+	})
 }
 
 func TestNewFileFails(t *testing.T) {

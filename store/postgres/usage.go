@@ -23,7 +23,19 @@ type UsageStore struct {
 	db    *DB
 	t     string
 	table tableOnce
+	// daily is scopegate_usage_daily, the per-day counts, added after
+	// scopegate_usage: an existing deployment gets it on first use.
+	td    string
+	daily tableOnce
+	// pruneMu guards lastPrune, when days older than usage.DailyRetention
+	// were last deleted.
+	pruneMu   sync.Mutex
+	lastPrune time.Time
 }
+
+// pruneEvery is how often AddUsage deletes per-day counts older than
+// usage.DailyRetention.
+const pruneEvery = time.Hour
 
 var _ usage.Store = (*UsageStore)(nil)
 
@@ -31,7 +43,22 @@ var _ usage.Store = (*UsageStore)(nil)
 // use if missing (or by a DBA beforehand; see usageMigrations).
 func (d *DB) UsageStore() usage.Store {
 	t := d.table("scopegate_usage")
-	return &UsageStore{db: d, t: t, table: tableOnce{db: d, name: "scopegate_usage", stmts: usageMigrations(t)}}
+	td := d.table("scopegate_usage_daily")
+	return &UsageStore{db: d, t: t, table: tableOnce{db: d, name: "scopegate_usage", stmts: usageMigrations(t)},
+		td: td, daily: tableOnce{db: d, name: "scopegate_usage_daily", stmts: usageDailyMigrations(td)}}
+}
+
+func usageDailyMigrations(t string) []string {
+	return []string{
+		`CREATE TABLE IF NOT EXISTS ` + t + ` (
+	client_id text NOT NULL,
+	scope     text NOT NULL,
+	day       date NOT NULL,
+	count     bigint NOT NULL DEFAULT 0,
+	PRIMARY KEY (client_id, scope, day)
+)`,
+		`CREATE INDEX IF NOT EXISTS scopegate_usage_daily_day ON ` + t + ` (day)`,
+	}
 }
 
 func usageMigrations(t string) []string {
@@ -60,6 +87,11 @@ func (s *UsageStore) AddUsage(ctx context.Context, deltas []usage.Tally) error {
 	if err := s.table.ensure(ctx); err != nil {
 		return err
 	}
+	if err := s.daily.ensure(ctx); err != nil {
+		return err
+	}
+	cutoff := usage.DayOf(time.Now().Add(-usage.DailyRetention))
+	days := usage.MergeDays(deltas, cutoff)
 	deltas = mergeTallies(deltas)
 	n := len(deltas)
 	clients, scopes := make([]string, n), make([]string, n)
@@ -77,10 +109,99 @@ ON CONFLICT (client_id, scope) DO UPDATE SET
 	last_used = greatest(u.last_used, excluded.last_used),
 	last_seen = greatest(u.last_seen, excluded.last_seen),
 	updated_at = now()`
-	if _, err := s.db.pool.Exec(ctx, q, clients, scopes, counts, used, seen); err != nil {
+	dc, ds, dd, dn := make([]string, len(days)), make([]string, len(days)), make([]pgtype.Date, len(days)), make([]int64, len(days))
+	for i, d := range days {
+		dc[i], ds[i] = d.ClientID, d.Scope
+		dd[i] = pgtype.Date{Time: d.Day, Valid: true}
+		dn[i] = int64(min(d.Count, math.MaxInt64))
+	}
+	qd := `INSERT INTO ` + s.td + ` AS u (client_id, scope, day, count)
+SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::bigint[])
+ON CONFLICT (client_id, scope, day) DO UPDATE SET count = u.count + excluded.count`
+	prune := s.pruneDue()
+	err := pgx.BeginFunc(ctx, s.db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, q, clients, scopes, counts, used, seen); err != nil {
+			return err
+		}
+		if len(days) > 0 {
+			if _, err := tx.Exec(ctx, qd, dc, ds, dd, dn); err != nil {
+				return err
+			}
+		}
+		if prune {
+			if _, err := tx.Exec(ctx, `DELETE FROM `+s.td+` WHERE day < $1`, pgtype.Date{Time: cutoff, Valid: true}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if prune {
+			s.pruneMu.Lock()
+			s.lastPrune = time.Time{}
+			s.pruneMu.Unlock()
+		}
 		return fmt.Errorf("usage store: add %d tallies: %w", n, err)
 	}
 	return nil
+}
+
+// pruneDue reports whether this write should delete old per-day counts,
+// and if so marks them pruned.
+func (s *UsageStore) pruneDue() bool {
+	s.pruneMu.Lock()
+	defer s.pruneMu.Unlock()
+	if time.Since(s.lastPrune) < pruneEvery {
+		return false
+	}
+	s.lastPrune = time.Now()
+	return true
+}
+
+// LoadDaily implements usage.Store.
+func (s *UsageStore) LoadDaily(ctx context.Context, clientID string, since time.Time) ([]usage.Daily, error) {
+	if err := s.db.usable(ctx); err != nil {
+		return nil, fmt.Errorf("usage store: %w", err)
+	}
+	if err := s.daily.ensure(ctx); err != nil {
+		return nil, err
+	}
+	q := `SELECT client_id, scope, day, count FROM ` + s.td + ` WHERE day >= $1`
+	from := pgtype.Date{InfinityModifier: pgtype.NegativeInfinity, Valid: true}
+	if !since.IsZero() {
+		from = pgtype.Date{Time: usage.DayOf(since), Valid: true}
+		if from.Time.Before(since) {
+			from.Time = from.Time.AddDate(0, 0, 1)
+		}
+	}
+	args := []any{from}
+	if clientID != "" {
+		q += ` AND client_id = $2`
+		args = append(args, clientID)
+	}
+	q += ` ORDER BY client_id COLLATE "C", scope COLLATE "C", day`
+	rows, err := s.db.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("usage store: read day counts: %w", err)
+	}
+	defer rows.Close()
+	var out []usage.Daily
+	for rows.Next() {
+		var d usage.Daily
+		var day pgtype.Date
+		var count int64
+		if err := rows.Scan(&d.ClientID, &d.Scope, &day, &count); err != nil {
+			return nil, fmt.Errorf("usage store: read day counts: %w", err)
+		}
+		d.Day = time.Date(day.Time.Year(), day.Time.Month(), day.Time.Day(), 0, 0, 0, 0, time.UTC)
+		d.Count = uint64(max(count, 0))
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("usage store: read day counts: %w", err)
+	}
+	usage.SortDaily(out)
+	return out, nil
 }
 
 // LoadUsage implements usage.Store.

@@ -113,6 +113,9 @@ type scopeStat struct {
 	lastUsed int64  // unix nanoseconds; 0 never
 	lastSeen int64
 	dirty    bool // a time changed since the last flush
+	// days splits pending by UTC day (unix day number), kept only with a
+	// Store: flushed with pending, so it holds a day or two.
+	days map[int64]uint64
 }
 
 var _ audit.Observer = (*Aggregator)(nil)
@@ -200,6 +203,12 @@ func (a *Aggregator) use(c *clientStat, s string, at int64) {
 	}
 	st.count++
 	st.pending++
+	if a.opts.Store != nil {
+		if st.days == nil {
+			st.days = make(map[int64]uint64, 1)
+		}
+		st.days[floorDiv(at, int64(24*time.Hour))]++
+	}
 	if at > st.lastUsed {
 		st.lastUsed, st.dirty = at, true
 	}
@@ -282,8 +291,9 @@ func (a *Aggregator) Flush(ctx context.Context) error {
 				continue
 			}
 			deltas = append(deltas, Tally{ClientID: client, Scope: scope, Count: st.pending,
-				LastUsed: unixTime(st.lastUsed), LastSeen: unixTime(st.lastSeen)})
+				LastUsed: unixTime(st.lastUsed), LastSeen: unixTime(st.lastSeen), Days: dayCounts(st.days)})
 			st.pending, st.dirty = 0, false
+			clear(st.days)
 		}
 	}
 	a.mu.Unlock()
@@ -300,6 +310,12 @@ func (a *Aggregator) Flush(ctx context.Context) error {
 		if st := a.clients[t.ClientID].scopes[t.Scope]; st != nil {
 			st.pending += t.Count
 			st.dirty = true
+			for _, d := range t.Days {
+				if st.days == nil {
+					st.days = map[int64]uint64{}
+				}
+				st.days[floorDiv(d.Day.Unix(), 24*3600)] += d.Count
+			}
 		}
 	}
 	a.mu.Unlock()
@@ -314,6 +330,28 @@ func (a *Aggregator) Close(ctx context.Context) error {
 		a.closeErr = a.Flush(ctx)
 	})
 	return a.closeErr
+}
+
+// dayCounts returns days (unix day number → count) ordered by day.
+func dayCounts(days map[int64]uint64) []DayCount {
+	if len(days) == 0 {
+		return nil
+	}
+	out := make([]DayCount, 0, len(days))
+	for d, n := range days {
+		out = append(out, DayCount{Day: time.Unix(d*24*3600, 0).UTC(), Count: n})
+	}
+	slices.SortFunc(out, func(x, y DayCount) int { return x.Day.Compare(y.Day) })
+	return out
+}
+
+// floorDiv is a/b rounded down, so that days before 1970 stay whole.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
 }
 
 func unixTime(ns int64) time.Time {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/scopegate/scopegate/decision"
@@ -21,6 +22,7 @@ import (
 type memStore struct {
 	mu   sync.Mutex
 	rows map[[2]string]usage.Tally
+	days []usage.Tally // every batch's Days, merged on read
 	fail atomic.Bool
 	adds atomic.Int64
 }
@@ -50,7 +52,26 @@ func (m *memStore) AddUsage(ctx context.Context, deltas []usage.Tally) error {
 		}
 		m.rows[k] = r
 	}
+	m.days = append(m.days, deltas...)
 	return nil
+}
+
+func (m *memStore) LoadDaily(ctx context.Context, client string, since time.Time) ([]usage.Daily, error) {
+	if m.fail.Load() {
+		return nil, errors.New("database down")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []usage.Daily
+	for _, d := range usage.MergeDays(m.days, since) {
+		if d.Day.Before(usage.DayOf(time.Now().Add(-usage.DailyRetention))) {
+			continue
+		}
+		if client == "" || d.ClientID == client {
+			out = append(out, d)
+		}
+	}
+	return out, nil
 }
 
 func (m *memStore) LoadUsage(ctx context.Context, client string) ([]usage.Tally, error) {
@@ -325,22 +346,30 @@ func TestTwoReplicas(t *testing.T) {
 	}
 }
 
+// TestPeriodicFlush runs in a synctest bubble, where the flush ticker
+// runs on the bubble's clock: nothing is written before the interval, and
+// the flush is there as soon as it has passed.
 func TestPeriodicFlush(t *testing.T) {
-	e := newEnv(t)
-	store := newMemStore()
-	a, err := usage.New(usage.Options{Store: store, Clock: e.clk.Now, FlushInterval: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close(context.Background())
-	e.observe(t, a, "cli", "orders:read", "GET", "/orders/1", audittest.Now)
-	deadline := time.Now().Add(5 * time.Second)
-	for store.adds.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no periodic flush within 5s")
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t)
+		store := newMemStore()
+		a, err := usage.New(usage.Options{Store: store, Clock: e.clk.Now, FlushInterval: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer a.Close(context.Background())
+		e.observe(t, a, "cli", "orders:read", "GET", "/orders/1", audittest.Now)
+		time.Sleep(99 * time.Millisecond)
+		synctest.Wait()
+		if n := store.adds.Load(); n != 0 {
+			t.Fatalf("%d writes before the flush interval", n)
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if store.adds.Load() == 0 {
+			t.Fatal("no write once the flush interval passed")
+		}
+	})
 }
 
 func TestBounds(t *testing.T) {
@@ -418,5 +447,60 @@ func TestThroughAuditLogger(t *testing.T) {
 	got, _ := a.Report(context.Background(), usage.Query{ClientID: "cli"})
 	if r := render(got); !equalReports(r, map[string][]string{"cli": {"orders:read granted used x10 @" + t0s}}) {
 		t.Errorf("report %v", r)
+	}
+}
+
+// TestDailyCounts: uses are split by UTC day on their way to the store,
+// including across a failed flush.
+func TestDailyCounts(t *testing.T) {
+	e := newEnv(t)
+	store := newMemStore()
+	a := e.aggregator(t, store)
+	ctx := context.Background()
+	day := usage.DayOf(time.Now()).AddDate(0, 0, -3)
+	e.observe(t, a, "cli", "orders:read", "GET", "/orders/1", day.Add(23*time.Hour+59*time.Minute))
+	e.observe(t, a, "cli", "orders:read", "GET", "/orders/1", day.Add(24*time.Hour+time.Minute))
+	e.observe(t, a, "cli", "orders:read", "GET", "/orders/1", day.Add(25*time.Hour))
+	store.fail.Store(true)
+	if err := a.Flush(ctx); err == nil {
+		t.Fatal("flush to a failing store succeeded")
+	}
+	store.fail.Store(false)
+	e.observe(t, a, "cli", "orders:read", "GET", "/orders/1", day.Add(50*time.Hour))
+	if err := a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := store.LoadDaily(ctx, "cli", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, d := range got {
+		lines = append(lines, d.Scope+" "+d.Day.Format(time.DateOnly)+" x"+itoa(d.Count))
+	}
+	want := []string{
+		"orders:read " + day.Format(time.DateOnly) + " x1",
+		"orders:read " + day.AddDate(0, 0, 1).Format(time.DateOnly) + " x2",
+		"orders:read " + day.AddDate(0, 0, 2).Format(time.DateOnly) + " x1",
+	}
+	if !slices.Equal(lines, want) {
+		t.Errorf("day counts\n got %v\nwant %v", lines, want)
+	}
+}
+
+// BenchmarkObserve is the audit goroutine's cost of counting one allowed
+// decision, with a store (so uses are also split by day).
+func BenchmarkObserve(b *testing.B) {
+	f := audittest.New(b)
+	a, err := usage.New(usage.Options{Store: newMemStore(), FlushInterval: time.Hour, Clock: func() time.Time { return audittest.Now }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close(context.Background())
+	_, d := f.Decide("GET", "/orders/1", f.Token(b, "alice", "web-app", "orders:write"))
+	ev := &audit.Event{Decision: d, Time: audittest.Now}
+	b.ReportAllocs()
+	for b.Loop() {
+		a.Observe(ev)
 	}
 }

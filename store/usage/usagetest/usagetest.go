@@ -141,6 +141,59 @@ func TestStore(t *testing.T, newStore func(t *testing.T) usage.Store) {
 			t.Errorf("got %+v\nwant %+v", got, want)
 		}
 	})
+	t.Run("per-day counts", func(t *testing.T) {
+		s := newStore(t)
+		// Days relative to today: the store prunes by its clock.
+		today := usage.DayOf(time.Now())
+		d := func(n int) time.Time { return today.AddDate(0, 0, -n) }
+		batches := [][]usage.Tally{
+			{
+				{ClientID: "web", Scope: "a", Count: 3, Days: []usage.DayCount{{Day: d(2), Count: 1}, {Day: d(1), Count: 2}}},
+				{ClientID: "web", Scope: "b", Count: 1, Days: []usage.DayCount{{Day: d(1).Add(13 * time.Hour), Count: 1}}},
+				{ClientID: "web2", Scope: "a", Count: 5, Days: []usage.DayCount{{Day: d(1), Count: 5}}},
+				{ClientID: "web", Scope: "old", Count: 1, Days: []usage.DayCount{{Day: d(500), Count: 1}}},
+			},
+			{
+				{ClientID: "web", Scope: "a", Count: 4, Days: []usage.DayCount{{Day: d(1), Count: 4}}},
+				{ClientID: "web", Scope: "a", Count: 1, Days: []usage.DayCount{{Day: d(0), Count: 1}}},
+			},
+		}
+		for _, b := range batches {
+			if err := s.AddUsage(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dc := func(c, sc string, day time.Time, n uint64) usage.Daily {
+			return usage.Daily{ClientID: c, Scope: sc, DayCount: usage.DayCount{Day: day, Count: n}}
+		}
+		for name, c := range map[string]struct {
+			client string
+			since  time.Time
+			want   []usage.Daily
+		}{
+			"all":           {want: []usage.Daily{dc("web", "a", d(2), 1), dc("web", "a", d(1), 6), dc("web", "a", d(0), 1), dc("web", "b", d(1), 1), dc("web2", "a", d(1), 5)}},
+			"one client":    {client: "web2", want: []usage.Daily{dc("web2", "a", d(1), 5)}},
+			"since a day":   {client: "web", since: d(1), want: []usage.Daily{dc("web", "a", d(1), 6), dc("web", "a", d(0), 1), dc("web", "b", d(1), 1)}},
+			"since mid-day": {client: "web", since: d(1).Add(time.Hour), want: []usage.Daily{dc("web", "a", d(0), 1)}},
+		} {
+			got, err := s.LoadDaily(ctx, c.client, c.since)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.EqualFunc(got, c.want, func(x, y usage.Daily) bool {
+				return x.ClientID == y.ClientID && x.Scope == y.Scope && x.Day.Equal(y.Day) && x.Count == y.Count
+			}) {
+				t.Errorf("%s: LoadDaily(%q, %v)\n got %+v\nwant %+v", name, c.client, c.since, got, c.want)
+			}
+		}
+		tallies, err := s.LoadUsage(ctx, "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !equal(tallies, []usage.Tally{{ClientID: "web", Scope: "a", Count: 8}, {ClientID: "web", Scope: "b", Count: 1}, {ClientID: "web", Scope: "old", Count: 1}}) {
+			t.Errorf("totals: %+v; a day past usage.DailyRetention must still count in the total", tallies)
+		}
+	})
 	t.Run("cancelled context", func(t *testing.T) {
 		s := newStore(t)
 		cctx, cancel := context.WithCancel(ctx)

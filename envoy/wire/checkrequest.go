@@ -1,4 +1,4 @@
-package server
+package wire
 
 import (
 	"unicode/utf8"
@@ -12,7 +12,7 @@ import (
 // The CheckRequest fast path. proto.Unmarshal allocates every string of a
 // CheckRequest on its own: with the ten or so headers Envoy sends, that is
 // some thirty allocations per call, more than the whole decision costs on a
-// cached token. decodeCheckRequest instead copies the message into one
+// cached token. DecodeCheckRequest instead copies the message into one
 // string and makes every string field a substring of it, and takes every
 // nested message of the usual request from one block.
 //
@@ -24,69 +24,13 @@ import (
 // metadata_context, route_metadata_context, tls_session, non-socket
 // addresses, wrong wire types, invalid UTF-8, truncated input. What it
 // returns is therefore always what proto.Unmarshal would have produced
-// (codec_test.go checks this on a corpus and under fuzzing), including
+// (checkrequest_test.go checks this on a corpus and under fuzzing), including
 // proto's merge rules for repeated singular fields and last-wins for
 // repeated map keys.
 //
 // The authorization header shares the copy like every other string: the
 // token cache copies a token when it stores it (decision.verifier), so a
 // cached token never keeps a request alive, and a cache hit copies nothing.
-
-// Field numbers, from envoy/service/auth/v3/attribute_context.proto,
-// envoy/config/core/v3/address.proto and base.proto.
-const (
-	fCheckRequestAttributes = 1
-
-	fAttrSource            = 1
-	fAttrDestination       = 2
-	fAttrRequest           = 4
-	fAttrContextExtensions = 10
-
-	fPeerAddress     = 1
-	fPeerService     = 2
-	fPeerLabels      = 3
-	fPeerPrincipal   = 4
-	fPeerCertificate = 5
-
-	fAddressSocket = 1
-
-	fSockProtocol     = 1
-	fSockAddress      = 2
-	fSockPortValue    = 3
-	fSockNamedPort    = 4
-	fSockResolverName = 5
-	fSockIPv4Compat   = 6
-	fSockNetnsPath    = 7
-
-	fRequestTime = 1
-	fRequestHTTP = 2
-
-	fTimeSeconds = 1
-	fTimeNanos   = 2
-
-	fHTTPID        = 1
-	fHTTPMethod    = 2
-	fHTTPHeaders   = 3
-	fHTTPPath      = 4
-	fHTTPHost      = 5
-	fHTTPScheme    = 6
-	fHTTPQuery     = 7
-	fHTTPFragment  = 8
-	fHTTPSize      = 9
-	fHTTPProtocol  = 10
-	fHTTPBody      = 11
-	fHTTPRawBody   = 12
-	fHTTPHeaderMap = 13
-
-	fHeaderMapHeaders = 1
-
-	fHeaderKey      = 1
-	fHeaderValue    = 2
-	fHeaderRawValue = 3
-
-	fMapKey   = 1
-	fMapValue = 2
-)
 
 // peerBlock holds the messages of one peer with a socket address.
 type peerBlock struct {
@@ -128,15 +72,16 @@ type field struct {
 	v          uint64
 }
 
-// decodeCheckRequest decodes b into m, which it resets first. It reports
-// false when b needs the general decoder (see above); m is then in an
-// unspecified state and the caller must decode it again.
-func decodeCheckRequest(b []byte, m *authv3.CheckRequest) bool {
+// DecodeCheckRequest decodes b into m, which it resets first. It reports
+// false when b needs the general decoder, proto.Unmarshal (see above); m
+// is then in an unspecified state and the caller must decode it again.
+// m's strings share one copy of b, so b may be reused once it returns.
+func DecodeCheckRequest(b []byte, m *authv3.CheckRequest) bool {
 	m.Reset()
 	d := crDecoder{b: b, s: string(b)}
 	for i := 0; i < len(b); {
 		f, ok := d.next(&i, len(b))
-		if !ok || f.num != fCheckRequestAttributes || f.typ != protowire.BytesType {
+		if !ok || f.num != CheckRequestAttributes || f.typ != protowire.BytesType {
 			return false
 		}
 		if m.Attributes == nil {
@@ -219,24 +164,24 @@ func (d *crDecoder) attributes(start, end int, a *authv3.AttributeContext) bool 
 			return false
 		}
 		switch f.num {
-		case fAttrSource:
+		case AttrSource:
 			if a.Source == nil {
 				a.Source = &d.block().src.peer
 			}
 			ok = d.peer(f, a.Source, &d.block().src)
-		case fAttrDestination:
+		case AttrDestination:
 			if a.Destination == nil {
 				a.Destination = &d.block().dst.peer
 			}
 			ok = d.peer(f, a.Destination, &d.block().dst)
-		case fAttrRequest:
+		case AttrRequest:
 			if a.Request == nil {
 				a.Request = &d.block().req
 			}
 			ok = d.request(f, a.Request)
-		case fAttrContextExtensions:
+		case AttrContextExtensions:
 			if a.ContextExtensions == nil {
-				a.ContextExtensions = make(map[string]string, d.countField(start, end, fAttrContextExtensions))
+				a.ContextExtensions = make(map[string]string, d.countField(start, end, AttrContextExtensions))
 			}
 			ok = d.mapEntry(f, a.ContextExtensions)
 		default:
@@ -256,21 +201,21 @@ func (d *crDecoder) peer(pf field, p *authv3.AttributeContext_Peer, blk *peerBlo
 			return false
 		}
 		switch f.num {
-		case fPeerAddress:
+		case PeerAddress:
 			if p.Address == nil {
 				p.Address = &blk.addr
 			}
 			ok = d.address(f, p.Address, blk)
-		case fPeerLabels:
+		case PeerLabels:
 			if p.Labels == nil {
-				p.Labels = make(map[string]string, d.countField(pf.start, pf.end, fPeerLabels))
+				p.Labels = make(map[string]string, d.countField(pf.start, pf.end, PeerLabels))
 			}
 			ok = d.mapEntry(f, p.Labels)
-		case fPeerService:
+		case PeerService:
 			ok = d.setString(f, &p.Service)
-		case fPeerPrincipal:
+		case PeerPrincipal:
 			ok = d.setString(f, &p.Principal)
-		case fPeerCertificate:
+		case PeerCertificate:
 			ok = d.setString(f, &p.Certificate)
 		default:
 			ok = false
@@ -285,7 +230,7 @@ func (d *crDecoder) peer(pf field, p *authv3.AttributeContext_Peer, blk *peerBlo
 func (d *crDecoder) address(af field, a *corev3.Address, blk *peerBlock) bool {
 	for i := af.start; i < af.end; {
 		f, ok := d.next(&i, af.end)
-		if !ok || f.num != fAddressSocket || f.typ != protowire.BytesType {
+		if !ok || f.num != AddressSocket || f.typ != protowire.BytesType {
 			return false
 		}
 		// A repeated socket_address merges into the one set before; the
@@ -310,12 +255,12 @@ func (d *crDecoder) socketAddress(sf field, sa *corev3.SocketAddress, blk *peerB
 		}
 		if f.typ == protowire.VarintType {
 			switch f.num {
-			case fSockProtocol:
+			case SockProtocol:
 				sa.Protocol = corev3.SocketAddress_Protocol(int32(f.v))
-			case fSockPortValue:
+			case SockPortValue:
 				blk.port.PortValue = uint32(f.v)
 				sa.PortSpecifier = &blk.port
-			case fSockIPv4Compat:
+			case SockIPv4Compat:
 				sa.Ipv4Compat = protowire.DecodeBool(f.v)
 			default:
 				return false
@@ -323,14 +268,14 @@ func (d *crDecoder) socketAddress(sf field, sa *corev3.SocketAddress, blk *peerB
 			continue
 		}
 		switch f.num {
-		case fSockAddress:
+		case SockAddress:
 			ok = d.setString(f, &sa.Address)
-		case fSockNamedPort:
+		case SockNamedPort:
 			ok = d.setString(f, &blk.named.NamedPort)
 			sa.PortSpecifier = &blk.named
-		case fSockResolverName:
+		case SockResolverName:
 			ok = d.setString(f, &sa.ResolverName)
-		case fSockNetnsPath:
+		case SockNetnsPath:
 			ok = d.setString(f, &sa.NetworkNamespaceFilepath)
 		default:
 			ok = false
@@ -349,12 +294,12 @@ func (d *crDecoder) request(rf field, r *authv3.AttributeContext_Request) bool {
 			return false
 		}
 		switch f.num {
-		case fRequestTime:
+		case RequestTime:
 			if r.Time == nil {
 				r.Time = &d.block().time
 			}
 			ok = d.timestamp(f, r.Time)
-		case fRequestHTTP:
+		case RequestHTTP:
 			if r.Http == nil {
 				r.Http = &d.block().http
 			}
@@ -376,9 +321,9 @@ func (d *crDecoder) timestamp(tf field, t *timestamppb.Timestamp) bool {
 			return false
 		}
 		switch f.num {
-		case fTimeSeconds:
+		case TimeSeconds:
 			t.Seconds = int64(f.v)
-		case fTimeNanos:
+		case TimeNanos:
 			t.Nanos = int32(f.v)
 		default:
 			return false
@@ -394,39 +339,39 @@ func (d *crDecoder) http(hf field, h *authv3.AttributeContext_HttpRequest) bool 
 			return false
 		}
 		if f.typ == protowire.VarintType {
-			if f.num != fHTTPSize {
+			if f.num != HTTPSize {
 				return false
 			}
 			h.Size = int64(f.v)
 			continue
 		}
 		switch f.num {
-		case fHTTPHeaders:
+		case HTTPHeaders:
 			if h.Headers == nil {
-				h.Headers = make(map[string]string, d.countField(hf.start, hf.end, fHTTPHeaders))
+				h.Headers = make(map[string]string, d.countField(hf.start, hf.end, HTTPHeaders))
 			}
 			ok = d.mapEntry(f, h.Headers)
-		case fHTTPID:
+		case HTTPID:
 			ok = d.setString(f, &h.Id)
-		case fHTTPMethod:
+		case HTTPMethod:
 			ok = d.setString(f, &h.Method)
-		case fHTTPPath:
+		case HTTPPath:
 			ok = d.setString(f, &h.Path)
-		case fHTTPHost:
+		case HTTPHost:
 			ok = d.setString(f, &h.Host)
-		case fHTTPScheme:
+		case HTTPScheme:
 			ok = d.setString(f, &h.Scheme)
-		case fHTTPQuery:
+		case HTTPQuery:
 			ok = d.setString(f, &h.Query)
-		case fHTTPFragment:
+		case HTTPFragment:
 			ok = d.setString(f, &h.Fragment)
-		case fHTTPProtocol:
+		case HTTPProtocol:
 			ok = d.setString(f, &h.Protocol)
-		case fHTTPBody:
+		case HTTPBody:
 			ok = d.setString(f, &h.Body)
-		case fHTTPRawBody:
+		case HTTPRawBody:
 			h.RawBody = d.bytes(f)
-		case fHTTPHeaderMap:
+		case HTTPHeaderMap:
 			if h.HeaderMap == nil {
 				h.HeaderMap = &d.block().headerMap
 			}
@@ -443,11 +388,11 @@ func (d *crDecoder) http(hf field, h *authv3.AttributeContext_HttpRequest) bool 
 
 func (d *crDecoder) headerMap(mf field, hm *corev3.HeaderMap) bool {
 	if hm.Headers == nil {
-		hm.Headers = make([]*corev3.HeaderValue, 0, d.countField(mf.start, mf.end, fHeaderMapHeaders))
+		hm.Headers = make([]*corev3.HeaderValue, 0, d.countField(mf.start, mf.end, HeaderMapHeaders))
 	}
 	for i := mf.start; i < mf.end; {
 		f, ok := d.next(&i, mf.end)
-		if !ok || f.num != fHeaderMapHeaders || f.typ != protowire.BytesType {
+		if !ok || f.num != HeaderMapHeaders || f.typ != protowire.BytesType {
 			return false
 		}
 		hv := &corev3.HeaderValue{}
@@ -458,11 +403,11 @@ func (d *crDecoder) headerMap(mf field, hm *corev3.HeaderMap) bool {
 				return false
 			}
 			switch g.num {
-			case fHeaderKey:
+			case HeaderValueKey:
 				ok = d.setString(g, &hv.Key)
-			case fHeaderValue:
+			case HeaderValueValue:
 				ok = d.setString(g, &hv.Value)
-			case fHeaderRawValue:
+			case HeaderValueRawValue:
 				hv.RawValue = d.bytes(g)
 			default:
 				ok = false
@@ -486,9 +431,9 @@ func (d *crDecoder) mapEntry(ef field, m map[string]string) bool {
 			return false
 		}
 		switch f.num {
-		case fMapKey:
+		case MapKey:
 			ok = d.setString(f, &k)
-		case fMapValue:
+		case MapValue:
 			ok = d.setString(f, &v)
 		default:
 			ok = false

@@ -1,4 +1,4 @@
-package server
+package settings
 
 import (
 	"flag"
@@ -81,17 +81,25 @@ type layeredFlags struct {
 	cacheSize                             int64
 }
 
+// The defaults of the test's flags, as a command declares them.
+const (
+	defaultGRPCAddr              = "127.0.0.1:9191"
+	defaultMetricsAddr           = "127.0.0.1:9090"
+	defaultShutdownTimeout       = 10 * time.Second
+	defaultTokenCacheSize  int64 = 0
+)
+
 func newLayeredFlags() (*flag.FlagSet, *layeredFlags) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	v := &layeredFlags{}
 	fs.StringVar(&v.config, ConfigFlag, "", "")
 	fs.StringVar(&v.policy, "policy", "", "")
-	fs.StringVar(&v.grpcAddr, "grpc-addr", DefaultGRPCAddr, "")
-	fs.StringVar(&v.metricsAddr, "metrics-addr", DefaultMetricsAddr, "")
-	fs.DurationVar(&v.timeout, "shutdown-timeout", DefaultShutdownTimeout, "")
+	fs.StringVar(&v.grpcAddr, "grpc-addr", defaultGRPCAddr, "")
+	fs.StringVar(&v.metricsAddr, "metrics-addr", defaultMetricsAddr, "")
+	fs.DurationVar(&v.timeout, "shutdown-timeout", defaultShutdownTimeout, "")
 	fs.BoolVar(&v.watch, "watch-policy", true, "")
-	fs.Int64Var(&v.cacheSize, "token-cache-size", DefaultTokenCacheSize, "")
+	fs.Int64Var(&v.cacheSize, "token-cache-size", defaultTokenCacheSize, "")
 	return fs, v
 }
 
@@ -115,38 +123,38 @@ func TestApplyLayersPrecedence(t *testing.T) {
 		want layeredFlags // config is not compared
 	}{
 		"defaults": {
-			want: layeredFlags{grpcAddr: DefaultGRPCAddr, metricsAddr: DefaultMetricsAddr, timeout: DefaultShutdownTimeout, watch: true, cacheSize: DefaultTokenCacheSize},
+			want: layeredFlags{grpcAddr: defaultGRPCAddr, metricsAddr: defaultMetricsAddr, timeout: defaultShutdownTimeout, watch: true, cacheSize: defaultTokenCacheSize},
 		},
 		"file over defaults": {
 			args: []string{"--config", file},
-			want: layeredFlags{policy: "/from/file.yaml", grpcAddr: "10.0.0.1:1", metricsAddr: DefaultMetricsAddr, timeout: 30 * time.Second, watch: false, cacheSize: DefaultTokenCacheSize},
+			want: layeredFlags{policy: "/from/file.yaml", grpcAddr: "10.0.0.1:1", metricsAddr: defaultMetricsAddr, timeout: 30 * time.Second, watch: false, cacheSize: defaultTokenCacheSize},
 		},
 		"environment over file": {
 			args: []string{"--config", file},
 			env:  map[string]string{"SCOPEGATE_GRPC_ADDR": "10.0.0.2:2", "SCOPEGATE_WATCH_POLICY": "true", "SCOPEGATE_TOKEN_CACHE_SIZE": "7"},
-			want: layeredFlags{policy: "/from/file.yaml", grpcAddr: "10.0.0.2:2", metricsAddr: DefaultMetricsAddr, timeout: 30 * time.Second, watch: true, cacheSize: 7},
+			want: layeredFlags{policy: "/from/file.yaml", grpcAddr: "10.0.0.2:2", metricsAddr: defaultMetricsAddr, timeout: 30 * time.Second, watch: true, cacheSize: 7},
 		},
 		"flags over environment": {
 			args: []string{"--config", file, "--grpc-addr", "10.0.0.3:3", "--shutdown-timeout", "1s"},
 			env:  map[string]string{"SCOPEGATE_GRPC_ADDR": "10.0.0.2:2", "SCOPEGATE_SHUTDOWN_TIMEOUT": "2s"},
-			want: layeredFlags{policy: "/from/file.yaml", grpcAddr: "10.0.0.3:3", metricsAddr: DefaultMetricsAddr, timeout: time.Second, watch: false, cacheSize: DefaultTokenCacheSize},
+			want: layeredFlags{policy: "/from/file.yaml", grpcAddr: "10.0.0.3:3", metricsAddr: defaultMetricsAddr, timeout: time.Second, watch: false, cacheSize: defaultTokenCacheSize},
 		},
 		"empty environment value disables": {
 			env:  map[string]string{"SCOPEGATE_METRICS_ADDR": ""},
-			want: layeredFlags{grpcAddr: DefaultGRPCAddr, metricsAddr: "", timeout: DefaultShutdownTimeout, watch: true, cacheSize: DefaultTokenCacheSize},
+			want: layeredFlags{grpcAddr: defaultGRPCAddr, metricsAddr: "", timeout: defaultShutdownTimeout, watch: true, cacheSize: defaultTokenCacheSize},
 		},
 		"config file from the environment": {
 			env:  map[string]string{"SCOPEGATE_CONFIG": other},
-			want: layeredFlags{policy: "/from/other.yaml", grpcAddr: DefaultGRPCAddr, metricsAddr: DefaultMetricsAddr, timeout: DefaultShutdownTimeout, watch: true, cacheSize: DefaultTokenCacheSize},
+			want: layeredFlags{policy: "/from/other.yaml", grpcAddr: defaultGRPCAddr, metricsAddr: defaultMetricsAddr, timeout: defaultShutdownTimeout, watch: true, cacheSize: defaultTokenCacheSize},
 		},
 		"config flag over its variable": {
 			args: []string{"--config", other},
 			env:  map[string]string{"SCOPEGATE_CONFIG": file},
-			want: layeredFlags{policy: "/from/other.yaml", grpcAddr: DefaultGRPCAddr, metricsAddr: DefaultMetricsAddr, timeout: DefaultShutdownTimeout, watch: true, cacheSize: DefaultTokenCacheSize},
+			want: layeredFlags{policy: "/from/other.yaml", grpcAddr: defaultGRPCAddr, metricsAddr: defaultMetricsAddr, timeout: defaultShutdownTimeout, watch: true, cacheSize: defaultTokenCacheSize},
 		},
 		"unrelated variables ignored": {
 			env:  map[string]string{"SCOPEGATE_TEST_POSTGRES": "postgres://x", "GRPC_ADDR": "1.2.3.4:5"},
-			want: layeredFlags{grpcAddr: DefaultGRPCAddr, metricsAddr: DefaultMetricsAddr, timeout: DefaultShutdownTimeout, watch: true, cacheSize: DefaultTokenCacheSize},
+			want: layeredFlags{grpcAddr: defaultGRPCAddr, metricsAddr: defaultMetricsAddr, timeout: defaultShutdownTimeout, watch: true, cacheSize: defaultTokenCacheSize},
 		},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -1,4 +1,4 @@
-package server
+package wire
 
 import (
 	"math"
@@ -13,64 +13,23 @@ import (
 
 // The CheckResponse fast path. proto.Marshal walks a CheckResponse by
 // reflection and allocates while doing it (about a dozen allocations for
-// an allow, most of them in the dynamic metadata's map); appendCheckResponse
-// writes the same message straight into the pooled buffer, allocating
-// nothing.
+// an allow, most of them in the dynamic metadata's map); AppendCheckResponse
+// writes the same message straight into the caller's buffer, allocating
+// nothing when the buffer is large enough.
 //
 // It covers every field a CheckResponse has in go-control-plane v1.40
 // except the deprecated or unused ones scopegate never sets
 // (status.details, HeaderValueOption.append, OkHttpResponse's own
 // dynamic_metadata and query_parameters_to_set); on those, on unknown
 // fields, on invalid UTF-8 and on nil list or map elements it gives up and
-// the codec runs proto.Marshal, so the bytes always decode to the message
+// the caller runs proto.Marshal, so the bytes always decode to the message
 // proto.Marshal would have sent. A test pins the field lists to the
 // descriptors, so a go-control-plane upgrade that adds a field fails the
 // build's tests instead of dropping the field.
 
-// Field numbers (envoy/service/auth/v3/external_auth.proto,
-// envoy/config/core/v3/base.proto, envoy/type/v3/http_status.proto,
-// google/rpc/status.proto, google/protobuf/struct.proto).
-const (
-	fRespStatus          = 1
-	fRespDenied          = 2
-	fRespOK              = 3
-	fRespDynamicMetadata = 4
-	fRespError           = 5
-
-	fStatusCode    = 1
-	fStatusMessage = 2
-
-	fDeniedStatus  = 1
-	fDeniedHeaders = 2
-	fDeniedBody    = 3
-	fHTTPStatus    = 1
-
-	fOKHeaders                 = 2
-	fOKHeadersToRemove         = 5
-	fOKResponseHeadersToAdd    = 6
-	fOKQueryParametersToRemove = 8
-
-	fHVOHeader         = 1
-	fHVOAppendAction   = 3
-	fHVOKeepEmptyValue = 4
-
-	fHVKey      = 1
-	fHVValue    = 2
-	fHVRawValue = 3
-
-	fStructFields = 1
-	fValueNull    = 1
-	fValueNumber  = 2
-	fValueString  = 3
-	fValueBool    = 4
-	fValueStruct  = 5
-	fValueList    = 6
-	fListValues   = 1
-
-	// maxStructDepth bounds the recursion into nested Structs and lists;
-	// deeper metadata goes to proto.Marshal (which has its own limit).
-	maxStructDepth = 32
-)
+// MaxStructDepth bounds the recursion into nested Structs and lists;
+// deeper metadata goes to proto.Marshal (which has its own limit).
+const MaxStructDepth = 32
 
 // respEncoder appends one CheckResponse. ok turns false at the first thing
 // outside the fast path; the bytes are then discarded.
@@ -79,9 +38,9 @@ type respEncoder struct {
 	ok bool
 }
 
-// appendCheckResponse appends m's encoding to b. It reports false when m
-// needs proto.Marshal.
-func appendCheckResponse(b []byte, m *authv3.CheckResponse) ([]byte, bool) {
+// AppendCheckResponse appends m's encoding to b. It reports false when m
+// needs proto.Marshal; the returned slice is then b unchanged.
+func AppendCheckResponse(b []byte, m *authv3.CheckResponse) ([]byte, bool) {
 	e := respEncoder{b: b, ok: true}
 	e.known(m)
 	if s := m.GetStatus(); s != nil {
@@ -89,24 +48,24 @@ func appendCheckResponse(b []byte, m *authv3.CheckResponse) ([]byte, bool) {
 		if len(s.GetDetails()) > 0 {
 			return b, false
 		}
-		at := e.open(fRespStatus)
-		e.varint(fStatusCode, uint64(int64(s.GetCode())))
-		e.str(fStatusMessage, s.GetMessage())
+		at := e.open(CheckResponseStatus)
+		e.varint(StatusCode, uint64(int64(s.GetCode())))
+		e.str(StatusMessage, s.GetMessage())
 		e.close(at)
 	}
 	switch r := m.GetHttpResponse().(type) {
 	case nil:
 	case *authv3.CheckResponse_DeniedResponse:
-		e.denied(fRespDenied, r.DeniedResponse)
+		e.denied(CheckResponseDenied, r.DeniedResponse)
 	case *authv3.CheckResponse_ErrorResponse:
-		e.denied(fRespError, r.ErrorResponse)
+		e.denied(CheckResponseError, r.ErrorResponse)
 	case *authv3.CheckResponse_OkResponse:
 		e.okResponse(r.OkResponse)
 	default:
 		return b, false
 	}
 	if md := m.GetDynamicMetadata(); md != nil {
-		at := e.open(fRespDynamicMetadata)
+		at := e.open(CheckResponseDynamicMetadata)
 		e.structFields(md, 0)
 		e.close(at)
 	}
@@ -180,12 +139,12 @@ func (e *respEncoder) denied(num protowire.Number, d *authv3.DeniedHttpResponse)
 	at := e.open(num)
 	if st := d.GetStatus(); st != nil {
 		e.known(st)
-		s := e.open(fDeniedStatus)
-		e.varint(fHTTPStatus, uint64(int64(st.GetCode())))
+		s := e.open(DeniedStatus)
+		e.varint(HTTPStatusCode, uint64(int64(st.GetCode())))
 		e.close(s)
 	}
-	e.headers(fDeniedHeaders, d.GetHeaders())
-	e.str(fDeniedBody, d.GetBody())
+	e.headers(DeniedHeaders, d.GetHeaders())
+	e.str(DeniedBody, d.GetBody())
 	e.close(at)
 }
 
@@ -200,14 +159,14 @@ func (e *respEncoder) okResponse(o *authv3.OkHttpResponse) {
 		e.ok = false
 		return
 	}
-	at := e.open(fRespOK)
-	e.headers(fOKHeaders, o.GetHeaders())
+	at := e.open(CheckResponseOK)
+	e.headers(OKHeaders, o.GetHeaders())
 	for _, h := range o.GetHeadersToRemove() {
-		e.strAlways(fOKHeadersToRemove, h)
+		e.strAlways(OKHeadersToRemove, h)
 	}
-	e.headers(fOKResponseHeadersToAdd, o.GetResponseHeadersToAdd())
+	e.headers(OKResponseHeadersToAdd, o.GetResponseHeadersToAdd())
 	for _, q := range o.GetQueryParametersToRemove() {
-		e.strAlways(fOKQueryParametersToRemove, q)
+		e.strAlways(OKQueryParametersToRemove, q)
 	}
 	e.close(at)
 }
@@ -223,18 +182,18 @@ func (e *respEncoder) headers(num protowire.Number, hs []*corev3.HeaderValueOpti
 		at := e.open(num)
 		if hv := h.GetHeader(); hv != nil {
 			e.known(hv)
-			v := e.open(fHVOHeader)
-			e.str(fHVKey, hv.GetKey())
-			e.str(fHVValue, hv.GetValue())
+			v := e.open(HeaderValueOptionHeader)
+			e.str(HeaderValueKey, hv.GetKey())
+			e.str(HeaderValueValue, hv.GetValue())
 			if raw := hv.GetRawValue(); len(raw) > 0 {
-				e.b = protowire.AppendTag(e.b, fHVRawValue, protowire.BytesType)
+				e.b = protowire.AppendTag(e.b, HeaderValueRawValue, protowire.BytesType)
 				e.b = protowire.AppendBytes(e.b, raw)
 			}
 			e.close(v)
 		}
-		e.varint(fHVOAppendAction, uint64(int64(h.GetAppendAction())))
+		e.varint(HeaderValueOptionAppendAction, uint64(int64(h.GetAppendAction())))
 		if h.GetKeepEmptyValue() {
-			e.varint(fHVOKeepEmptyValue, 1)
+			e.varint(HeaderValueOptionKeepEmptyValue, 1)
 		}
 		e.close(at)
 	}
@@ -242,7 +201,7 @@ func (e *respEncoder) headers(num protowire.Number, hs []*corev3.HeaderValueOpti
 
 // structFields appends the fields of a Struct (the caller opened it).
 func (e *respEncoder) structFields(s *structpb.Struct, depth int) {
-	if depth > maxStructDepth {
+	if depth > MaxStructDepth {
 		e.ok = false
 		return
 	}
@@ -252,9 +211,9 @@ func (e *respEncoder) structFields(s *structpb.Struct, depth int) {
 			e.ok = false
 			return
 		}
-		at := e.open(fStructFields)
-		e.strAlways(fMapKey, k)
-		vat := e.open(fMapValue)
+		at := e.open(StructFields)
+		e.strAlways(MapKey, k)
+		vat := e.open(MapValue)
 		e.value(v, depth)
 		e.close(vat)
 		e.close(at)
@@ -267,37 +226,37 @@ func (e *respEncoder) value(v *structpb.Value, depth int) {
 	switch k := v.GetKind().(type) {
 	case nil:
 	case *structpb.Value_NullValue:
-		e.b = protowire.AppendTag(e.b, fValueNull, protowire.VarintType)
+		e.b = protowire.AppendTag(e.b, ValueNull, protowire.VarintType)
 		e.b = protowire.AppendVarint(e.b, uint64(int64(k.NullValue)))
 	case *structpb.Value_NumberValue:
-		e.b = protowire.AppendTag(e.b, fValueNumber, protowire.Fixed64Type)
+		e.b = protowire.AppendTag(e.b, ValueNumber, protowire.Fixed64Type)
 		e.b = protowire.AppendFixed64(e.b, math.Float64bits(k.NumberValue))
 	case *structpb.Value_StringValue:
-		e.strAlways(fValueString, k.StringValue)
+		e.strAlways(ValueString, k.StringValue)
 	case *structpb.Value_BoolValue:
-		e.b = protowire.AppendTag(e.b, fValueBool, protowire.VarintType)
+		e.b = protowire.AppendTag(e.b, ValueBool, protowire.VarintType)
 		e.b = protowire.AppendVarint(e.b, protowire.EncodeBool(k.BoolValue))
 	case *structpb.Value_StructValue:
 		if k.StructValue == nil {
 			e.ok = false
 			return
 		}
-		at := e.open(fValueStruct)
+		at := e.open(ValueStruct)
 		e.structFields(k.StructValue, depth+1)
 		e.close(at)
 	case *structpb.Value_ListValue:
-		if k.ListValue == nil || depth > maxStructDepth {
+		if k.ListValue == nil || depth > MaxStructDepth {
 			e.ok = false
 			return
 		}
 		e.known(k.ListValue)
-		at := e.open(fValueList)
+		at := e.open(ValueList)
 		for _, item := range k.ListValue.GetValues() {
 			if item == nil {
 				e.ok = false
 				return
 			}
-			iat := e.open(fListValues)
+			iat := e.open(ListValues)
 			e.value(item, depth+1)
 			e.close(iat)
 		}
