@@ -43,7 +43,7 @@ lint:
 	$(GOBIN)/staticcheck $(PKGS)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./decision/ ./envoy/ ./server/ ./bench/harness/ | tee bench.txt
+	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./decision/ ./envoy/ ./server/ ./server/forwardauth/ ./bench/harness/ | tee bench.txt
 
 bench-load: ## loopback: scopegate vs the no-op ext_authz server, alternating rounds
 	$(GO) run ./bench --concurrency 1 --conns 1 --duration 20s --rounds 10 --json bench-c1.json

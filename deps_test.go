@@ -99,8 +99,17 @@ var (
 )
 
 // translators are the packages that turn a wire protocol into the decision
-// model and back.
-var translators = under("envoy")
+// model and back: ext_authz, forward-auth and AuthZEN.
+var translators = under("envoy", "server/forwardauth", "server/authzen")
+
+// serverSide are the packages of server/ that are not translators: the
+// listeners, the funnel, metrics, admin and reload.
+func serverSide(dep string) bool { return under("server")(dep) && !translators(dep) }
+
+// testHelpers are the packages that exist for tests: imported by _test
+// files and by one another, never by code that ships.
+var testHelpers = exactly(module+"/decision/decisiontest", module+"/store/storetest", module+"/store/audit/audittest",
+	module+"/store/usage/usagetest", module+"/server/replicatest", module+"/server/servertest")
 
 var rules = []rule{
 	{
@@ -118,15 +127,27 @@ var rules = []rule{
 		forbidden: prefixes("net/http"),
 	},
 	{
-		name:      "translators do no I/O (no sockets, files, processes or databases)",
+		// grpc's root package holds the server and the client connection;
+		// codes and status are what a translator may use.
+		name:      "translators do no I/O (no sockets, files, processes, databases or gRPC server)",
 		covers:    translators,
 		direct:    true,
-		forbidden: anyOf(doesIO, prefixes(module+"/store", module+"/server", module+"/cmd")),
+		forbidden: anyOf(doesIO, exactly("google.golang.org/grpc"), serverSide, prefixes(module+"/store", module+"/cmd")),
 	},
 	{
 		name:      "translators reach no store, server or driver through their dependencies",
 		covers:    translators,
-		forbidden: anyOf(drivers, prefixes(module+"/store", module+"/server", module+"/cmd")),
+		forbidden: anyOf(drivers, serverSide, prefixes(module+"/store", module+"/cmd")),
+	},
+	{
+		name:      "the AuthZEN translator is JSON only: no gRPC, protobuf or Envoy API",
+		covers:    under("server/authzen"),
+		forbidden: transport,
+	},
+	{
+		name:      "shipped code imports no test helper (decisiontest, storetest, ...): mint tokens with decision/tokenmint",
+		covers:    func(pkg string) bool { return !testHelpers(pkg) },
+		forbidden: testHelpers,
 	},
 	{
 		name:      "store knows no server, proto, translator or transport",

@@ -1,16 +1,20 @@
-// Package envoy translates between the wire protocols proxies speak and the
+// Package envoy translates between Envoy's ext_authz v3 protocol and the
 // protocol-independent decision package. It does no I/O and holds no server
-// code: the server package owns listeners and calls these translators.
+// code: the server package owns listeners and calls this translator.
 //
-// One file per protocol:
-//
-//   - extauthz_request.go: Envoy ext_authz v3 CheckRequest → decision.Request
+//   - extauthz_request.go: ext_authz v3 CheckRequest → decision.Request
 //     (RequestFromCheck);
 //   - extauthz_response.go: decision.Decision → ext_authz v3 CheckResponse
-//     (Responder);
+//     (Responder), and the upstream header names and values of an allow
+//     (UpstreamNames, UpstreamHeaders, HintHeaders);
 //   - challenge.go: the RFC 6750 WWW-Authenticate challenge, shared by every
 //     protocol that answers over HTTP semantics (ext_authz, the scopegate
-//     Check RPC and, later, HTTP forward-auth).
+//     Check RPC, forward-auth and AuthZEN).
+//
+// The other protocols have translators of their own: server/forwardauth
+// (nginx, Caddy, Traefik and Envoy's HTTP service) and server/authzen
+// (the AuthZEN Authorization API). Forward-auth answers a deny with this
+// package's Responder's deny, so both protocols deny alike.
 //
 // Subpackage wire holds the hand-written protobuf coders of the ext_authz
 // messages and the one table of field numbers that the server's gRPC codec

@@ -1,4 +1,4 @@
-package envoy
+package envoy_test
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/envoy"
 )
 
 // checkRequest builds an ext_authz CheckRequest the way Envoy fills one.
@@ -64,7 +66,7 @@ func TestRequestFromCheck(t *testing.T) {
 	tests := map[string]struct {
 		req     *authv3.CheckRequest
 		want    decision.Request
-		invalid bool // RequestFromCheck reports a request_invalid
+		invalid bool // envoy.RequestFromCheck reports a request_invalid
 	}{
 		"nil request": {req: nil, want: decision.Request{}},
 		"empty request": {
@@ -183,7 +185,7 @@ func TestRequestFromCheck(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			got := decision.Request{Method: "stale", Trace: &decision.Trace{}}
-			invalid := RequestFromCheck(tc.req, &got)
+			invalid := envoy.RequestFromCheck(tc.req, &got)
 			if (invalid != "") != tc.invalid {
 				t.Errorf("RequestFromCheck reported %q, want invalid=%v", invalid, tc.invalid)
 			}
@@ -200,13 +202,13 @@ func TestRequestFromCheck(t *testing.T) {
 // TestSparseRequestsAreDenied runs sparse and malformed requests through a
 // real engine: each must be denied with a reason, never panic.
 func TestSparseRequestsAreDenied(t *testing.T) {
-	pol := testPolicy(t)
+	pol := decisiontest.TranslatorPolicy(t)
 	eng, err := decision.NewEngine(pol, decision.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer eng.Close()
-	resp := NewResponder(ResponderOptions{})
+	resp := envoy.NewResponder(envoy.ResponderOptions{})
 
 	tests := map[string]struct {
 		req  *authv3.CheckRequest
@@ -223,7 +225,7 @@ func TestSparseRequestsAreDenied(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			var r decision.Request
-			RequestFromCheck(tc.req, &r)
+			envoy.RequestFromCheck(tc.req, &r)
 			d := eng.Decide(context.Background(), &r)
 			if d.Allow || d.Code != tc.want {
 				t.Fatalf("Decide = allow %v code %v (%s), want deny %v", d.Allow, d.Code, d.Message(), tc.want)
@@ -241,7 +243,7 @@ func BenchmarkRequestFromCheck(b *testing.B) {
 	var out decision.Request
 	b.ReportAllocs()
 	for b.Loop() {
-		RequestFromCheck(req, &out)
+		envoy.RequestFromCheck(req, &out)
 	}
 	if out.AuthorizationCount != 1 {
 		b.Fatal("authorization not found")

@@ -151,7 +151,7 @@ type UpstreamHeader struct {
 // values when the decision has no token (a public route), so that a proxy
 // overwrites any header of that name the client sent.
 func UpstreamHeaders(d *decision.Decision) [3]UpstreamHeader {
-	names := upstreamNames(d.Policy)
+	names := UpstreamNames(d.Policy)
 	var out [3]UpstreamHeader
 	out[0].Name, out[1].Name, out[2].Name = names.SubjectHeader, names.ClientHeader, names.ScopesHeader
 	if t := d.Token; t != nil {
@@ -208,23 +208,10 @@ func HintHeadersToRemove(d *decision.Decision) []string {
 // hintNames are the SMART hint headers, in the order they are sent.
 var hintNames = [2]string{decision.HintFHIRRestriction, decision.HintFHIRPatient}
 
-// forwardAuthHints returns both SMART hint headers of an allow on a SMART
-// route, empty when the decision carries no such hint. Forward-auth
-// gateways copy listed auth-response headers onto the request: an empty
-// value overwrites a client's copy, and a Caddy that is sent no value at
-// all forwards its literal placeholder. nil for other routes.
-func forwardAuthHints(d *decision.Decision) []UpstreamHeader {
-	if !d.Allow || !d.Route.IsSMART() {
-		return nil
-	}
-	hints := d.UpstreamHints()
-	return []UpstreamHeader{
-		{Name: decision.HintFHIRRestriction, Value: hints[decision.HintFHIRRestriction]},
-		{Name: decision.HintFHIRPatient, Value: hints[decision.HintFHIRPatient]},
-	}
-}
-
-func upstreamNames(p *decision.Policy) decision.UpstreamSpec {
+// UpstreamNames returns the upstream header names of p (subject, client,
+// scopes), the defaults filled in for a nil policy or an unset name. Every
+// protocol that sets upstream headers names them by it.
+func UpstreamNames(p *decision.Policy) decision.UpstreamSpec {
 	var u decision.UpstreamSpec
 	if p != nil {
 		u = p.Upstream

@@ -1,9 +1,8 @@
-package envoy
+package envoy_test
 
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 
@@ -13,6 +12,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/envoy"
 )
 
 // headerMap flattens header options, failing on duplicates or on an append
@@ -35,8 +36,8 @@ func headerMap(t *testing.T, opts []*corev3.HeaderValueOption) map[string]string
 }
 
 func TestResponseDeny(t *testing.T) {
-	pol := testPolicy(t)
-	read, write := route(t, pol, "items-read"), route(t, pol, "items-write")
+	pol := decisiontest.TranslatorPolicy(t)
+	read, write := decisiontest.Route(t, pol, "items-read"), decisiontest.Route(t, pol, "items-write")
 
 	tests := map[string]struct {
 		realm      string
@@ -116,7 +117,7 @@ func TestResponseDeny(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			r := NewResponder(ResponderOptions{Realm: tc.realm})
+			r := envoy.NewResponder(envoy.ResponderOptions{Realm: tc.realm})
 			resp := r.Response(&tc.d)
 			if got := codes.Code(resp.GetStatus().GetCode()); got != tc.grpc {
 				t.Errorf("grpc code = %v, want %v", got, tc.grpc)
@@ -143,13 +144,13 @@ func TestResponseDeny(t *testing.T) {
 				t.Errorf("http status = %d, want %d", got, tc.http)
 			}
 			h := headerMap(t, hr.GetHeaders())
-			if h[HeaderReason] != tc.reason {
-				t.Errorf("%s = %q, want %q", HeaderReason, h[HeaderReason], tc.reason)
+			if h[envoy.HeaderReason] != tc.reason {
+				t.Errorf("%s = %q, want %q", envoy.HeaderReason, h[envoy.HeaderReason], tc.reason)
 			}
 			if h["content-type"] != "application/json" {
 				t.Errorf("content-type = %q", h["content-type"])
 			}
-			got, ok := h[HeaderWWWAuthenticate]
+			got, ok := h[envoy.HeaderWWWAuthenticate]
 			if tc.challenge == "" && ok {
 				t.Errorf("unexpected WWW-Authenticate %q", got)
 			}
@@ -160,7 +161,7 @@ func TestResponseDeny(t *testing.T) {
 				t.Errorf("Responder.WWWAuthenticate = %q, want %q", c, tc.challenge)
 			}
 			if tc.realm == "" {
-				if c := WWWAuthenticate(&tc.d); c != tc.challenge {
+				if c := envoy.WWWAuthenticate(&tc.d); c != tc.challenge {
 					t.Errorf("WWWAuthenticate = %q, want %q", c, tc.challenge)
 				}
 			}
@@ -173,8 +174,8 @@ func TestResponseDeny(t *testing.T) {
 				t.Errorf("body = %v, want %v", body, want)
 			}
 			md := resp.GetDynamicMetadata().GetFields()
-			if md[MetaReason].GetStringValue() != tc.reason || md[MetaRoute].GetStringValue() != tc.route ||
-				md[MetaMessage].GetStringValue() != tc.message || md[MetaPolicyVersion].GetStringValue() != tc.d.PolicyVersion() {
+			if md[envoy.MetaReason].GetStringValue() != tc.reason || md[envoy.MetaRoute].GetStringValue() != tc.route ||
+				md[envoy.MetaMessage].GetStringValue() != tc.message || md[envoy.MetaPolicyVersion].GetStringValue() != tc.d.PolicyVersion() {
 				t.Errorf("dynamic metadata = %v", resp.GetDynamicMetadata())
 			}
 			if _, err := proto.Marshal(resp); err != nil {
@@ -185,8 +186,8 @@ func TestResponseDeny(t *testing.T) {
 }
 
 func TestResponseAllow(t *testing.T) {
-	pol := testPolicy(t)
-	read, health := route(t, pol, "items-read"), route(t, pol, "health")
+	pol := decisiontest.TranslatorPolicy(t)
+	read, health := decisiontest.Route(t, pol, "items-read"), decisiontest.Route(t, pol, "health")
 	keep := *pol
 	keep.Upstream.StripAuthorization = false
 	keep.Upstream.SubjectHeader = "x-user"
@@ -220,7 +221,7 @@ func TestResponseAllow(t *testing.T) {
 			headers: map[string]string{"x-scopegate-subject": "", "x-scopegate-client": "", "x-scopegate-scopes": ""},
 		},
 	}
-	r := NewResponder(ResponderOptions{})
+	r := envoy.NewResponder(envoy.ResponderOptions{})
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			resp := r.Response(&tc.d)
@@ -246,12 +247,12 @@ func TestResponseAllow(t *testing.T) {
 			if tc.d.Token != nil {
 				wantSub = tc.d.Token.Subject
 			}
-			if md[MetaReason].GetStringValue() != "ok" || md[MetaRoute].GetStringValue() != tc.routeName ||
-				md[MetaSubject].GetStringValue() != wantSub || md[MetaPolicyVersion].GetStringValue() != tc.d.PolicyVersion() ||
-				md[MetaScopesUsed].GetListValue() == nil {
+			if md[envoy.MetaReason].GetStringValue() != "ok" || md[envoy.MetaRoute].GetStringValue() != tc.routeName ||
+				md[envoy.MetaSubject].GetStringValue() != wantSub || md[envoy.MetaPolicyVersion].GetStringValue() != tc.d.PolicyVersion() ||
+				md[envoy.MetaScopesUsed].GetListValue() == nil {
 				t.Errorf("dynamic metadata = %v", resp.GetDynamicMetadata())
 			}
-			if r.WWWAuthenticate(&tc.d) != "" || WWWAuthenticate(&tc.d) != "" {
+			if r.WWWAuthenticate(&tc.d) != "" || envoy.WWWAuthenticate(&tc.d) != "" {
 				t.Error("an allow has a challenge")
 			}
 			if _, err := proto.Marshal(resp); err != nil {
@@ -261,46 +262,12 @@ func TestResponseAllow(t *testing.T) {
 	}
 }
 
-func TestDenyCache(t *testing.T) {
-	pol := testPolicy(t)
-	other := testPolicy(t)
-	write := route(t, pol, "items-write")
-	r := NewResponder(ResponderOptions{})
-
-	d := decision.Decision{Code: decision.InsufficientScope, Detail: "lacks", Route: write, Policy: pol}
-	first := r.Response(&d)
-	if again := r.Response(&d); again != first {
-		t.Error("same deny was built twice, want the cached response")
-	}
-	d2 := d
-	d2.Detail = "another message"
-	if got := r.Response(&d2); got == first || got.GetDeniedResponse().GetBody() == first.GetDeniedResponse().GetBody() {
-		t.Error("a deny with another message reused the cached response")
-	}
-	// Many distinct messages: past the per-slot bound each is still right.
-	for i := range 3 * maxDetailsPerSlot {
-		di := d
-		di.Detail = fmt.Sprintf("message %d", i)
-		if body := r.Response(&di).GetDeniedResponse().GetBody(); !strings.Contains(body, di.Detail) {
-			t.Fatalf("message %d: body %s", i, body)
-		}
-	}
-	// Another policy gets its own cache.
-	od := decision.Decision{Code: decision.InsufficientScope, Detail: "lacks", Route: route(t, other, "items-write"), Policy: other}
-	if got := r.Response(&od); got == first {
-		t.Error("a deny under another policy reused the first policy's response")
-	}
-	if r.cache.Load().pol != other {
-		t.Error("the cache was not switched to the policy in use")
-	}
-}
-
 // TestResponseConcurrent shares cached responses between goroutines that
 // marshal them, as grpc does; run with -race.
 func TestResponseConcurrent(t *testing.T) {
-	pol := testPolicy(t)
-	read := route(t, pol, "items-read")
-	r := NewResponder(ResponderOptions{})
+	pol := decisiontest.TranslatorPolicy(t)
+	read := decisiontest.Route(t, pol, "items-read")
+	r := envoy.NewResponder(envoy.ResponderOptions{})
 	tok := &decision.Token{Subject: "s", ClientID: "c", Scopes: []string{"items.read"}}
 	ds := []decision.Decision{
 		{Code: decision.TokenMissing, Route: read, Policy: pol},
@@ -324,9 +291,9 @@ func TestResponseConcurrent(t *testing.T) {
 }
 
 func BenchmarkResponseDeny(b *testing.B) {
-	pol := testPolicy(b)
-	d := decision.Decision{Code: decision.InsufficientScope, Detail: "lacks", Route: route(b, pol, "items-write"), Policy: pol}
-	r := NewResponder(ResponderOptions{})
+	pol := decisiontest.TranslatorPolicy(b)
+	d := decision.Decision{Code: decision.InsufficientScope, Detail: "lacks", Route: decisiontest.Route(b, pol, "items-write"), Policy: pol}
+	r := envoy.NewResponder(envoy.ResponderOptions{})
 	r.Response(&d)
 	var resp *authv3.CheckResponse
 	b.ReportAllocs()
@@ -339,10 +306,10 @@ func BenchmarkResponseDeny(b *testing.B) {
 }
 
 func BenchmarkResponseAllow(b *testing.B) {
-	pol := testPolicy(b)
-	d := decision.Decision{Allow: true, Route: route(b, pol, "items-read"), Policy: pol,
+	pol := decisiontest.TranslatorPolicy(b)
+	d := decision.Decision{Allow: true, Route: decisiontest.Route(b, pol, "items-read"), Policy: pol,
 		Token: &decision.Token{Subject: "alice", ClientID: "app", Scopes: []string{"items.read", "profile"}}}
-	r := NewResponder(ResponderOptions{})
+	r := envoy.NewResponder(envoy.ResponderOptions{})
 	var resp *authv3.CheckResponse
 	b.ReportAllocs()
 	for b.Loop() {

@@ -1,4 +1,4 @@
-package envoy
+package envoy_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/envoy"
 )
 
 const stepUpPolicy = `
@@ -27,21 +28,8 @@ routes:
 // challenge built from it, through both the shared builder and the ext_authz
 // response.
 func TestStepUpChallenge(t *testing.T) {
-	signer, err := decisiontest.NewRSASigner("k1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := decision.StaticKeys{{Kid: signer.Kid, Alg: signer.Alg, Public: signer.Key.Public()}}
-	pol, err := decision.Compile([]byte(stepUpPolicy), "policy.yaml", decision.CompileOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	eng, err := decision.NewEngine(pol, decision.Options{Keys: decision.StaticKeyResolver(keys), Clock: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
+	eng, signer := decisiontest.SignedEngine(t, stepUpPolicy, now)
 
 	cases := map[string]struct {
 		claims decisiontest.Claims
@@ -70,7 +58,7 @@ func TestStepUpChallenge(t *testing.T) {
 			if d.Code != decision.InsufficientUserAuthentication {
 				t.Fatalf("code = %s (%s), want insufficient_user_authentication", d.Code, d.Message())
 			}
-			got := WWWAuthenticate(&d)
+			got := envoy.WWWAuthenticate(&d)
 			prefix := `Bearer realm="scopegate", error="insufficient_user_authentication", error_description="`
 			if len(got) < len(prefix) || got[:len(prefix)] != prefix {
 				t.Fatalf("challenge = %q, want prefix %q", got, prefix)
@@ -78,13 +66,13 @@ func TestStepUpChallenge(t *testing.T) {
 			if tail := got[len(got)-len(tc.want):]; tail != tc.want {
 				t.Fatalf("challenge = %q, want it to end with %q", got, tc.want)
 			}
-			resp := NewResponder(ResponderOptions{}).Response(&d)
+			resp := envoy.NewResponder(envoy.ResponderOptions{}).Response(&d)
 			hr := resp.GetDeniedResponse()
 			if hr == nil || hr.GetStatus().GetCode() != 401 {
 				t.Fatalf("denied response = %v, want HTTP 401", hr)
 			}
-			if h := headerMap(t, hr.GetHeaders()); h[HeaderWWWAuthenticate] != got {
-				t.Fatalf("ext_authz www-authenticate = %q, want %q", h[HeaderWWWAuthenticate], got)
+			if h := headerMap(t, hr.GetHeaders()); h[envoy.HeaderWWWAuthenticate] != got {
+				t.Fatalf("ext_authz www-authenticate = %q, want %q", h[envoy.HeaderWWWAuthenticate], got)
 			}
 		})
 	}

@@ -3,8 +3,10 @@
 // Authorizer API (scopegate.v1.Authorizer), gRPC health and server
 // reflection, all answered by one decision engine.
 //
-// It is the only package that wires the network to the engine: envoy/
-// translates messages, decision/ decides, store/jwks serves keys. Keeping
+// It is the only package that wires the network to the engine: the
+// translators (envoy/ for ext_authz, server/forwardauth, server/authzen)
+// turn messages into requests and decisions into replies, decision/
+// decides, store/jwks serves keys. Keeping
 // the wiring here means a new listener (HTTP forward-auth, admin, metrics)
 // attaches to the same Server and engine instead of growing its own copy of
 // the policy.

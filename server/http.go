@@ -17,6 +17,8 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/envoy"
+	"github.com/scopegate/scopegate/server/authzen"
+	"github.com/scopegate/scopegate/server/forwardauth"
 )
 
 // Paths the HTTP listener answers itself, when a request names no original
@@ -72,8 +74,8 @@ func validatePathPrefix(p string) error {
 type HTTPHandler struct {
 	funnel    *funnel
 	responder *envoy.Responder
-	http      *envoy.HTTPResponder
-	opts      envoy.ForwardAuthOptions
+	http      *forwardauth.Responder
+	opts      forwardauth.Options
 	log       *slog.Logger
 	ready     func() bool
 	debug     bool
@@ -86,8 +88,8 @@ func newHTTPHandler(s *Server) *HTTPHandler {
 	return &HTTPHandler{
 		funnel:    s.funnel,
 		responder: s.responder,
-		http:      envoy.NewHTTPResponder(s.responder),
-		opts:      envoy.ForwardAuthOptions{PathPrefix: s.cfg.HTTPPathPrefix},
+		http:      forwardauth.NewResponder(s.responder),
+		opts:      forwardauth.Options{PathPrefix: s.cfg.HTTPPathPrefix},
 		log:       s.log,
 		ready:     s.serving,
 		debug:     s.log.Enabled(context.Background(), slog.LevelDebug),
@@ -98,13 +100,13 @@ func newHTTPHandler(s *Server) *HTTPHandler {
 func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.recoverPanic(w, r)
 	path := rawPath(r)
-	if !envoy.HasForwardedURI(r) && !h.underPrefix(path) {
+	if !forwardauth.HasForwardedURI(r) && !h.underPrefix(path) {
 		// The literal request path, not its decoded form: a client path
 		// that only decodes to a reserved one is checked like any other.
 		switch path {
-		case envoy.AuthZENEvaluationPath, envoy.AuthZENEvaluationsPath:
+		case authzen.EvaluationPath, authzen.EvaluationsPath:
 			switch {
-			case isJSONPost(r) && path == envoy.AuthZENEvaluationPath:
+			case isJSONPost(r) && path == authzen.EvaluationPath:
 				h.authzenEvaluation(w, r)
 				return
 			case isJSONPost(r):
@@ -113,11 +115,11 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			case r.Method == http.MethodPost:
 				// An AuthZEN call that forgot its content type: a forward-auth
 				// no_route deny would hide the mistake.
-				h.authzenRefuse(r.Context(), w, r, http.StatusUnsupportedMediaType, &envoy.AuthZENError{
+				h.authzenRefuse(r.Context(), w, r, http.StatusUnsupportedMediaType, &authzen.Error{
 					Message: "AuthZEN requests are JSON: send the header Content-Type: application/json"})
 				return
 			}
-		case envoy.AuthZENConfigurationURI:
+		case authzen.ConfigurationURI:
 			if isGet(r) {
 				h.authzenMetadata(w, r)
 				return
@@ -177,7 +179,7 @@ func (h *HTTPHandler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	var x exchange
 	f.begin(&x, apiHTTP)
 	ctx, cancel := f.bound(r.Context())
-	invalid := envoy.RequestFromHTTP(r, &h.opts, &x.req)
+	invalid := forwardauth.RequestFromHTTP(r, &h.opts, &x.req)
 	f.decide(ctx, &x, invalid, httpHeaderSize(r.Header))
 	if cancel != nil {
 		cancel()

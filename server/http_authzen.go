@@ -9,7 +9,8 @@ import (
 	"strconv"
 
 	"github.com/scopegate/scopegate/decision"
-	"github.com/scopegate/scopegate/envoy"
+	"github.com/scopegate/scopegate/server/authzen"
+	"github.com/scopegate/scopegate/server/forwardauth"
 )
 
 // MaxAuthZENEvaluations bounds the items of one access evaluations request.
@@ -37,7 +38,7 @@ func (h *HTTPHandler) authzenEvaluation(w http.ResponseWriter, r *http.Request) 
 	if !ok {
 		return
 	}
-	ev, perr := envoy.ParseAuthZENEvaluation(body)
+	ev, perr := authzen.ParseEvaluation(body)
 	if perr != nil {
 		h.authzenRefuse(ctx, w, r, http.StatusBadRequest, perr)
 		return
@@ -45,14 +46,14 @@ func (h *HTTPHandler) authzenEvaluation(w http.ResponseWriter, r *http.Request) 
 	h.authzenSingle(ctx, w, r, ev)
 }
 
-func (h *HTTPHandler) authzenSingle(ctx context.Context, w http.ResponseWriter, r *http.Request, ev *envoy.AuthZENEvaluation) {
+func (h *HTTPHandler) authzenSingle(ctx context.Context, w http.ResponseWriter, r *http.Request, ev *authzen.Evaluation) {
 	res, ierr := h.evaluate(ctx, r, ev, "")
 	if ierr != nil {
 		writeAuthZENError(w, r, http.StatusBadRequest, ierr)
 		return
 	}
 	if res.Context != nil && res.Context.Error != nil && res.Context.Error.Status >= 500 {
-		writeAuthZENError(w, r, res.Context.Error.Status, &envoy.AuthZENError{Message: res.Context.Error.Message})
+		writeAuthZENError(w, r, res.Context.Error.Status, &authzen.Error{Message: res.Context.Error.Message})
 		return
 	}
 	writeAuthZENJSON(w, r, http.StatusOK, res)
@@ -77,30 +78,30 @@ func (h *HTTPHandler) authzenEvaluations(w http.ResponseWriter, r *http.Request)
 	if !ok {
 		return
 	}
-	evs, perr := envoy.ParseAuthZENEvaluations(body)
+	evs, perr := authzen.ParseEvaluations(body)
 	if perr != nil {
 		h.authzenRefuse(ctx, w, r, http.StatusBadRequest, perr)
 		return
 	}
 	if len(evs.Evaluations) == 0 {
-		h.authzenSingle(ctx, w, r, &evs.AuthZENEvaluation)
+		h.authzenSingle(ctx, w, r, &evs.Evaluation)
 		return
 	}
 	if len(evs.Evaluations) > MaxAuthZENEvaluations {
-		h.authzenRefuse(ctx, w, r, http.StatusBadRequest, &envoy.AuthZENError{Field: "evaluations",
+		h.authzenRefuse(ctx, w, r, http.StatusBadRequest, &authzen.Error{Field: "evaluations",
 			Message: "holds " + strconv.Itoa(len(evs.Evaluations)) + " items; send at most " + strconv.Itoa(MaxAuthZENEvaluations) + " per request"})
 		return
 	}
 	sem := evs.Semantic()
-	out := envoy.AuthZENEvaluationsResponse{Evaluations: make([]envoy.AuthZENResponse, 0, len(evs.Evaluations))}
+	out := authzen.EvaluationsResponse{Evaluations: make([]authzen.Response, 0, len(evs.Evaluations))}
 	for i := range evs.Evaluations {
 		it := evs.Item(i)
 		res, ierr := h.evaluate(ctx, r, &it, "evaluations["+strconv.Itoa(i)+"].")
 		if ierr != nil {
-			res = envoy.AuthZENInvalid(ierr)
+			res = authzen.Invalid(ierr)
 		}
 		out.Evaluations = append(out.Evaluations, res)
-		if (sem == envoy.AuthZENDenyOnFirstDeny && !res.Decision) || (sem == envoy.AuthZENPermitOnFirstPermit && res.Decision) {
+		if (sem == authzen.DenyOnFirstDeny && !res.Decision) || (sem == authzen.PermitOnFirstPermit && res.Decision) {
 			break
 		}
 	}
@@ -111,18 +112,18 @@ func (h *HTTPHandler) authzenEvaluations(w http.ResponseWriter, r *http.Request)
 // Authorization header is the subject's token when
 // subject.properties.token is absent. An evaluation that does not
 // translate is refused (request_invalid, recorded) and its error returned.
-func (h *HTTPHandler) evaluate(ctx context.Context, r *http.Request, ev *envoy.AuthZENEvaluation, field string) (envoy.AuthZENResponse, *envoy.AuthZENError) {
+func (h *HTTPHandler) evaluate(ctx context.Context, r *http.Request, ev *authzen.Evaluation, field string) (authzen.Response, *authzen.Error) {
 	f := h.funnel
 	var x exchange
 	f.begin(&x, apiAuthZEN)
 	ierr := ev.Request(field, r.Header["Authorization"], &x.req)
-	if v := r.Header[envoy.HeaderRequestID]; len(v) > 0 {
+	if v := r.Header[forwardauth.HeaderRequestID]; len(v) > 0 {
 		x.req.RequestID = v[0]
 	}
 	if ierr != nil {
 		f.reject(&x, decision.RequestInvalid, ierr.Error())
 		f.record(ctx, &x)
-		return envoy.AuthZENResponse{}, ierr
+		return authzen.Response{}, ierr
 	}
 	// The HTTP call's headers were held to the limits once, in
 	// authzenAdmit; an item adds none of its own.
@@ -134,7 +135,7 @@ func (h *HTTPHandler) evaluate(ctx context.Context, r *http.Request, ev *envoy.A
 			x.d = d
 		}
 	}
-	res := envoy.AuthZENResult(&x.d, h.responder.WWWAuthenticate(&x.d))
+	res := authzen.Result(&x.d, h.responder.WWWAuthenticate(&x.d))
 	f.record(ctx, &x)
 	if h.debug {
 		h.log.Debug("AuthZEN evaluation", "method", x.req.Method, "allow", x.d.Allow, "reason", x.d.Code.String(), "request_id", x.req.RequestID)
@@ -150,18 +151,18 @@ func (h *HTTPHandler) authzenAdmit(ctx context.Context, w http.ResponseWriter, r
 	if over == "" {
 		return true
 	}
-	h.authzenRefuse(ctx, w, r, http.StatusBadRequest, &envoy.AuthZENError{Message: over})
+	h.authzenRefuse(ctx, w, r, http.StatusBadRequest, &authzen.Error{Message: over})
 	return false
 }
 
 // authzenRefuse answers a request refused before any evaluation was
 // decided (over a limit, a body that does not read or parse), and records
 // it as one request_invalid decision: the answer is also what is counted.
-func (h *HTTPHandler) authzenRefuse(ctx context.Context, w http.ResponseWriter, r *http.Request, status int, e *envoy.AuthZENError) {
+func (h *HTTPHandler) authzenRefuse(ctx context.Context, w http.ResponseWriter, r *http.Request, status int, e *authzen.Error) {
 	f := h.funnel
 	var x exchange
 	f.begin(&x, apiAuthZEN)
-	if v := r.Header[envoy.HeaderRequestID]; len(v) > 0 {
+	if v := r.Header[forwardauth.HeaderRequestID]; len(v) > 0 {
 		x.req.RequestID = v[0]
 	}
 	x.req.Host = r.Host
@@ -178,7 +179,7 @@ func (h *HTTPHandler) authzenMetadata(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	writeAuthZENJSON(w, r, http.StatusOK, envoy.NewAuthZENMetadata(scheme+"://"+r.Host))
+	writeAuthZENJSON(w, r, http.StatusOK, authzen.NewMetadata(scheme+"://"+r.Host))
 }
 
 // readAuthZENBody reads a body of at most MaxAuthZENBodyBytes, answering
@@ -188,11 +189,11 @@ func (h *HTTPHandler) readAuthZENBody(ctx context.Context, w http.ResponseWriter
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			h.authzenRefuse(ctx, w, r, http.StatusRequestEntityTooLarge, &envoy.AuthZENError{
+			h.authzenRefuse(ctx, w, r, http.StatusRequestEntityTooLarge, &authzen.Error{
 				Message: "the body is larger than " + strconv.Itoa(MaxAuthZENBodyBytes) + " bytes: split the evaluations over several requests"})
 			return nil, false
 		}
-		h.authzenRefuse(ctx, w, r, http.StatusBadRequest, &envoy.AuthZENError{Message: "the body could not be read: " + err.Error()})
+		h.authzenRefuse(ctx, w, r, http.StatusBadRequest, &authzen.Error{Message: "the body could not be read: " + err.Error()})
 		return nil, false
 	}
 	return body, true
@@ -200,12 +201,12 @@ func (h *HTTPHandler) readAuthZENBody(ctx context.Context, w http.ResponseWriter
 
 // writeAuthZENError answers a request-level error with a JSON body naming
 // the field at fault.
-func writeAuthZENError(w http.ResponseWriter, r *http.Request, status int, e *envoy.AuthZENError) {
+func writeAuthZENError(w http.ResponseWriter, r *http.Request, status int, e *authzen.Error) {
 	code := decision.RequestInvalid.String()
 	if status >= 500 {
 		code = decision.Internal.String()
 	}
-	writeAuthZENJSON(w, r, status, envoy.AuthZENErrorBody{Status: status, Error: code, Field: e.Field, Message: e.Message})
+	writeAuthZENJSON(w, r, status, authzen.ErrorBody{Status: status, Error: code, Field: e.Field, Message: e.Message})
 }
 
 func writeAuthZENJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
@@ -217,8 +218,8 @@ func writeAuthZENJSON(w http.ResponseWriter, r *http.Request, status int, v any)
 	hdr := w.Header()
 	hdr["Content-Type"] = jsonContentType
 	hdr["Cache-Control"] = noStore
-	if v := r.Header[envoy.HeaderRequestID]; len(v) > 0 {
-		hdr[envoy.HeaderRequestID] = v[:1:1]
+	if v := r.Header[forwardauth.HeaderRequestID]; len(v) > 0 {
+		hdr[forwardauth.HeaderRequestID] = v[:1:1]
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))

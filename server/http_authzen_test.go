@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scopegate/scopegate/envoy"
+	"github.com/scopegate/scopegate/server/authzen"
 )
 
 // azResult is the part of an evaluation response the tests compare.
@@ -18,7 +18,7 @@ type azResult struct {
 	Field    string // context.error.field
 }
 
-func azResults(t *testing.T, rs []envoy.AuthZENResponse) []azResult {
+func azResults(t *testing.T, rs []authzen.Response) []azResult {
 	t.Helper()
 	out := make([]azResult, len(rs))
 	for i, r := range rs {
@@ -73,7 +73,7 @@ func TestAuthZENEvaluation(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			resp := e.do(t, "POST", envoy.AuthZENEvaluationPath, tc.body, append(tc.hdr, "Content-Type", "application/json", "X-Request-Id", "rid-9")...)
+			resp := e.do(t, "POST", authzen.EvaluationPath, tc.body, append(tc.hdr, "Content-Type", "application/json", "X-Request-Id", "rid-9")...)
 			b := readBody(t, resp)
 			if resp.StatusCode != tc.status {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, b)
@@ -85,17 +85,17 @@ func TestAuthZENEvaluation(t *testing.T) {
 				t.Fatal("the response echoes the token")
 			}
 			if tc.status != 200 {
-				var eb envoy.AuthZENErrorBody
+				var eb authzen.ErrorBody
 				if err := json.Unmarshal(b, &eb); err != nil || eb.Status != tc.status || eb.Field != tc.field || eb.Message == "" {
 					t.Errorf("error body %s (%v), want field %q", b, err, tc.field)
 				}
 				return
 			}
-			var r envoy.AuthZENResponse
+			var r authzen.Response
 			if err := json.Unmarshal(b, &r); err != nil {
 				t.Fatal(err)
 			}
-			if got := azResults(t, []envoy.AuthZENResponse{r})[0]; got != tc.want {
+			if got := azResults(t, []authzen.Response{r})[0]; got != tc.want {
 				t.Errorf("result %+v, want %+v: %s", got, tc.want, b)
 			}
 		})
@@ -141,29 +141,29 @@ func TestAuthZENEvaluations(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			resp := e.do(t, "POST", envoy.AuthZENEvaluationsPath, []byte(tc.body), "Content-Type", "application/json")
+			resp := e.do(t, "POST", authzen.EvaluationsPath, []byte(tc.body), "Content-Type", "application/json")
 			b := readBody(t, resp)
 			if resp.StatusCode != tc.status {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, b)
 			}
 			if tc.status != 200 {
-				var eb envoy.AuthZENErrorBody
+				var eb authzen.ErrorBody
 				if err := json.Unmarshal(b, &eb); err != nil || eb.Field != tc.field {
 					t.Errorf("error body %s, want field %q", b, tc.field)
 				}
 				return
 			}
 			if tc.single != nil {
-				var r envoy.AuthZENResponse
+				var r authzen.Response
 				if err := json.Unmarshal(b, &r); err != nil || bytes.Contains(b, []byte(`"evaluations"`)) {
 					t.Fatalf("single response %s: %v", b, err)
 				}
-				if got := azResults(t, []envoy.AuthZENResponse{r})[0]; got != *tc.single {
+				if got := azResults(t, []authzen.Response{r})[0]; got != *tc.single {
 					t.Errorf("result %+v, want %+v", got, *tc.single)
 				}
 				return
 			}
-			var r envoy.AuthZENEvaluationsResponse
+			var r authzen.EvaluationsResponse
 			if err := json.Unmarshal(b, &r); err != nil {
 				t.Fatal(err)
 			}
@@ -182,14 +182,14 @@ func TestAuthZENEvaluations(t *testing.T) {
 
 func TestAuthZENMetadataEndpoint(t *testing.T) {
 	e := startHTTPE2E(t, nil)
-	resp := e.do(t, "GET", envoy.AuthZENConfigurationURI, nil)
+	resp := e.do(t, "GET", authzen.ConfigurationURI, nil)
 	b := readBody(t, resp)
-	var m envoy.AuthZENMetadata
+	var m authzen.Metadata
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
 	base := e.base
-	want := envoy.AuthZENMetadata{PolicyDecisionPoint: base, AccessEvaluationEndpoint: base + "/access/v1/evaluation", AccessEvaluationsEndpoint: base + "/access/v1/evaluations"}
+	want := authzen.Metadata{PolicyDecisionPoint: base, AccessEvaluationEndpoint: base + "/access/v1/evaluation", AccessEvaluationsEndpoint: base + "/access/v1/evaluations"}
 	if m != want {
 		t.Errorf("metadata %+v, want %+v", m, want)
 	}
@@ -201,7 +201,7 @@ func TestAuthZENMetadataEndpoint(t *testing.T) {
 func TestAuthZENWithoutJSONContentType(t *testing.T) {
 	e := startHTTPE2E(t, nil)
 	body := []byte(`{"subject":{"type":"user","id":"alice"},"action":{"name":"GET"},"resource":{"type":"http_path","id":"/healthz"}}`)
-	for _, path := range []string{envoy.AuthZENEvaluationPath, envoy.AuthZENEvaluationsPath} {
+	for _, path := range []string{authzen.EvaluationPath, authzen.EvaluationsPath} {
 		for name, hdr := range map[string][]string{
 			"none":       nil,
 			"form":       {"Content-Type", "application/x-www-form-urlencoded"},
@@ -214,7 +214,7 @@ func TestAuthZENWithoutJSONContentType(t *testing.T) {
 				if resp.StatusCode != http.StatusUnsupportedMediaType {
 					t.Fatalf("status %d, want 415: %s", resp.StatusCode, b)
 				}
-				var eb envoy.AuthZENErrorBody
+				var eb authzen.ErrorBody
 				if err := json.Unmarshal(b, &eb); err != nil || !strings.Contains(eb.Message, "Content-Type: application/json") {
 					t.Errorf("body %s: want the fix", b)
 				}
@@ -222,7 +222,7 @@ func TestAuthZENWithoutJSONContentType(t *testing.T) {
 		}
 	}
 	// With the content type (and its parameters) it is evaluated.
-	resp := e.do(t, "POST", envoy.AuthZENEvaluationPath, body, "Content-Type", "application/json; charset=utf-8")
+	resp := e.do(t, "POST", authzen.EvaluationPath, body, "Content-Type", "application/json; charset=utf-8")
 	if b := readBody(t, resp); resp.StatusCode != http.StatusOK {
 		t.Errorf("status %d: %s", resp.StatusCode, b)
 	}

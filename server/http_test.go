@@ -17,7 +17,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/decisiontest"
-	"github.com/scopegate/scopegate/envoy"
+	"github.com/scopegate/scopegate/server/authzen"
 )
 
 // httpE2E is startE2E plus the HTTP listener on its own loopback port.
@@ -162,12 +162,12 @@ func (e *httpE2E) viaAuthZEN(t *testing.T, c e2eCase, property bool) verdict {
 		"action":   map[string]any{"name": c.method},
 		"resource": map[string]any{"type": "http_path", "id": c.path},
 	})
-	resp := e.do(t, "POST", envoy.AuthZENEvaluationPath, body, append(hdr, "Content-Type", "application/json")...)
+	resp := e.do(t, "POST", authzen.EvaluationPath, body, append(hdr, "Content-Type", "application/json")...)
 	b := readBody(t, resp)
 	if resp.StatusCode != 200 {
 		t.Fatalf("AuthZEN status %d: %s", resp.StatusCode, b)
 	}
-	var r envoy.AuthZENResponse
+	var r authzen.Response
 	if err := json.Unmarshal(b, &r); err != nil || r.Context == nil {
 		t.Fatalf("AuthZEN response %s: %v", b, err)
 	}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/decision/tokenmint"
 )
 
 // APIs the harness can drive.
@@ -196,7 +196,7 @@ func DefaultConfig() Config {
 		Mix:         m,
 		Tokens:      DefaultTokens,
 		Mint:        MintAhead,
-		Key:         decisiontest.KindRSA,
+		Key:         tokenmint.KindRSA,
 		Routes:      DefaultRoutes,
 		Clients:     DefaultClients,
 		Noop:        true,
@@ -324,7 +324,7 @@ func (c *Config) Validate() error {
 	if c.Mint != MintAhead && c.Mint != MintInline {
 		bad("--mint %q: use ahead or inline", c.Mint)
 	}
-	if _, ok := decisiontest.ExampleKeyOf(c.Key); !ok {
+	if _, ok := tokenmint.ExampleKeyOf(c.Key); !ok {
 		bad("--key %q: use rsa, ec or ed25519", c.Key)
 	}
 	if c.Routes < 1 {

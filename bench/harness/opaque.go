@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/decision/tokenmint"
 	"github.com/scopegate/scopegate/store/introspect/introspecttest"
 )
 
@@ -40,12 +40,12 @@ func writeSecret(dir string) error {
 }
 
 // startOpaqueAS starts the stub with the JWKS of the generated policy.
-func startOpaqueAS(ss map[string]*decisiontest.Signer) *introspecttest.AS {
-	var list []*decisiontest.Signer
-	for _, ek := range decisiontest.ExampleKeys() {
+func startOpaqueAS(ss map[string]*tokenmint.Signer) *introspecttest.AS {
+	var list []*tokenmint.Signer
+	for _, ek := range tokenmint.ExampleKeys() {
 		list = append(list, ss[ek.Kind])
 	}
-	return introspecttest.New(decisiontest.JWKS(list...))
+	return introspecttest.New(tokenmint.JWKS(list...))
 }
 
 // mintOpaque registers tokens first..first+n-1 with the stub, each with

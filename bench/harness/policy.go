@@ -16,7 +16,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jws/jwsbb"
 
 	"github.com/scopegate/scopegate/decision"
-	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/decision/tokenmint"
 )
 
 // The generated policy's issuer, as the bundled example policy names it.
@@ -160,14 +160,14 @@ func genPolicy(routes, clients, segments int, full bool, version, introspection 
 // signers returns the bundled development signers (every kind, for the
 // JWKS) and reports whether they were found; outside the source tree it
 // returns fresh keys, which only an in-process server can know.
-func signers() (map[string]*decisiontest.Signer, bool, error) {
-	out := map[string]*decisiontest.Signer{}
+func signers() (map[string]*tokenmint.Signer, bool, error) {
+	out := map[string]*tokenmint.Signer{}
 	dev := true
-	for _, ek := range decisiontest.ExampleKeys() {
-		s, err := decisiontest.ExampleSigner(ek.Kind)
+	for _, ek := range tokenmint.ExampleKeys() {
+		s, err := tokenmint.ExampleSigner(ek.Kind)
 		if err != nil {
 			dev = false
-			if s, err = decisiontest.NewSignerOfKind(ek.Kind, ek.Kid); err != nil {
+			if s, err = tokenmint.NewSignerOfKind(ek.Kind, ek.Kid); err != nil {
 				return nil, false, err
 			}
 			s.Alg = ek.Alg
@@ -179,15 +179,15 @@ func signers() (map[string]*decisiontest.Signer, bool, error) {
 
 // writePolicy writes the generated policy and a JWKS of every signer to
 // dir and returns the policy's path.
-func writePolicy(dir string, routes, clients, segments int, version, introspection string, ss map[string]*decisiontest.Signer) (string, error) {
+func writePolicy(dir string, routes, clients, segments int, version, introspection string, ss map[string]*tokenmint.Signer) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("policy directory: %w", err)
 	}
-	var list []*decisiontest.Signer
-	for _, ek := range decisiontest.ExampleKeys() {
+	var list []*tokenmint.Signer
+	for _, ek := range tokenmint.ExampleKeys() {
 		list = append(list, ss[ek.Kind])
 	}
-	if err := os.WriteFile(filepath.Join(dir, JWKSFile), decisiontest.JWKS(list...), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, JWKSFile), tokenmint.JWKS(list...), 0o644); err != nil {
 		return "", fmt.Errorf("write JWKS: %w", err)
 	}
 	p := filepath.Join(dir, PolicyFile)
@@ -230,14 +230,14 @@ func revocations(n int, now time.Time) []decision.Revocation {
 // round trips of a general-purpose minter: minting is load-generator
 // work and should cost as little as possible.
 type minter struct {
-	signer  *decisiontest.Signer
+	signer  *tokenmint.Signer
 	header  string // base64url of the protected header, with the dot
 	routes  int
 	clients int
 	iat     int64
 }
 
-func newMinter(s *decisiontest.Signer, routes, clients int, now time.Time) (*minter, error) {
+func newMinter(s *tokenmint.Signer, routes, clients int, now time.Time) (*minter, error) {
 	h, err := json.Marshal(map[string]string{"alg": s.Alg, "kid": s.Kid, "typ": "at+jwt"})
 	if err != nil {
 		return nil, err

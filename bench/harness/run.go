@@ -19,7 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/scopegate/scopegate/decision"
-	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/decision/tokenmint"
 	"github.com/scopegate/scopegate/server"
 	"github.com/scopegate/scopegate/store/audit"
 	"github.com/scopegate/scopegate/store/introspect/introspecttest"
@@ -383,7 +383,7 @@ type inproc struct {
 	reloadErrs atomic.Uint64
 }
 
-func startInproc(cfg *Config, ss map[string]*decisiontest.Signer) (*inproc, error) {
+func startInproc(cfg *Config, ss map[string]*tokenmint.Signer) (*inproc, error) {
 	dir, err := os.MkdirTemp("", "scopegate-bench-")
 	if err != nil {
 		return nil, err

@@ -19,7 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/decision/tokenmint"
 	"github.com/scopegate/scopegate/envoy"
 	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
 )
@@ -185,7 +185,7 @@ func (k *clientCmd) requestHeaders(tok, requestID string) map[string]string {
 }
 
 func (k *clientCmd) envoyRequest(tok string) *authv3.CheckRequest {
-	id := decisiontest.RandomID()
+	id := tokenmint.RandomID()
 	headers := k.requestHeaders(tok, id)
 	ext := map[string]string{}
 	if k.environment != "" {
@@ -221,7 +221,7 @@ func (k *clientCmd) envoyRequest(tok string) *authv3.CheckRequest {
 }
 
 func (k *clientCmd) scopegateRequest(tok string) *scopegatev1.CheckRequest {
-	id := decisiontest.RandomID()
+	id := tokenmint.RandomID()
 	headers := map[string]string{}
 	for _, p := range k.headers {
 		name := strings.ToLower(p.key)

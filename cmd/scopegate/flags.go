@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/decision/tokenmint"
 )
 
 // kv is one key=value pair of a repeatable flag.
@@ -51,7 +51,7 @@ func repoPath(p string) string {
 	if _, err := os.Stat(p); err == nil || !errors.Is(err, os.ErrNotExist) {
 		return p
 	}
-	root, err := decisiontest.FindModuleRoot("")
+	root, err := tokenmint.FindModuleRoot("")
 	if err != nil {
 		return p
 	}

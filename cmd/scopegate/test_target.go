@@ -12,8 +12,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/scopegate/scopegate/decision/decisiontest"
 	"github.com/scopegate/scopegate/decision/policytest"
+	"github.com/scopegate/scopegate/decision/tokenmint"
 	"github.com/scopegate/scopegate/server/probe"
 )
 
@@ -82,7 +82,7 @@ func (t *targetFlags) check(k *testCmd) error {
 }
 
 // signer is the test issuer's key, or nil without --target-key.
-func (t *targetFlags) signer() (*decisiontest.Signer, error) {
+func (t *targetFlags) signer() (*tokenmint.Signer, error) {
 	if t.key == "" {
 		return nil, nil
 	}
@@ -90,11 +90,11 @@ func (t *targetFlags) signer() (*decisiontest.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--target-key %s: %w", t.key, errors.Unwrap(err))
 	}
-	key, err := decisiontest.ParsePrivateKeyPEM(pemBytes)
+	key, err := tokenmint.ParsePrivateKeyPEM(pemBytes)
 	if err != nil {
 		return nil, fmt.Errorf("--target-key %s: %v", t.key, err)
 	}
-	s, err := decisiontest.NewSigner(t.kid, t.alg, key)
+	s, err := tokenmint.NewSigner(t.kid, t.alg, key)
 	if err != nil {
 		return nil, fmt.Errorf("--target-key %s: %v", t.key, err)
 	}

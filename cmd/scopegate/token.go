@@ -12,12 +12,12 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/decision/tokenmint"
 	devkeys "github.com/scopegate/scopegate/examples/keys"
 )
 
 // defaultKey is the bundled development RSA key; see examples/keys.
-const defaultKey = decisiontest.ExampleKeysDir + "/dev-rsa.key.pem"
+const defaultKey = tokenmint.ExampleKeysDir + "/dev-rsa.key.pem"
 
 // tokenCmd mints a signed access token, for trying policies out and for
 // scripts. Its defaults match examples/policy.yaml and the bundled
@@ -55,20 +55,20 @@ func (t *tokenCmd) run(_ context.Context, c *cli) int {
 	if err != nil {
 		return c.usageError("token", "%v", err)
 	}
-	key, err := decisiontest.ParsePrivateKeyPEM(pemBytes)
+	key, err := tokenmint.ParsePrivateKeyPEM(pemBytes)
 	if err != nil {
 		return c.usageError("token", "--key %s: %v", t.key, err)
 	}
-	kind, err := decisiontest.KeyKind(key.Public())
+	kind, err := tokenmint.KeyKind(key.Public())
 	if err != nil {
 		return c.fail("token", fmt.Errorf("%s: %w", t.key, err))
 	}
 	kid := t.kid
 	if kid == "" {
-		ek, _ := decisiontest.ExampleKeyOf(kind)
+		ek, _ := tokenmint.ExampleKeyOf(kind)
 		kid = ek.Kid
 	}
-	signer, err := decisiontest.NewSigner(kid, t.alg, key)
+	signer, err := tokenmint.NewSigner(kid, t.alg, key)
 	if err != nil {
 		if t.alg != "" {
 			return c.usageError("token", "--alg: %v", err)
@@ -80,7 +80,7 @@ func (t *tokenCmd) run(_ context.Context, c *cli) int {
 	if t.now != nil {
 		now = t.now
 	}
-	claims := decisiontest.StandardClaims(t.iss, t.aud, t.sub, t.client, t.scope, t.ttl, now())
+	claims := tokenmint.StandardClaims(t.iss, t.aud, t.sub, t.client, t.scope, t.ttl, now())
 	for _, p := range t.claims {
 		if v, isNull := jsonOrString(p.value); isNull {
 			delete(claims, p.key)
@@ -121,7 +121,7 @@ func readKeyFile(path string) ([]byte, error) {
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return b, err
 	}
-	if filepath.ToSlash(filepath.Dir(filepath.Clean(path))) == decisiontest.ExampleKeysDir {
+	if filepath.ToSlash(filepath.Dir(filepath.Clean(path))) == tokenmint.ExampleKeysDir {
 		if eb, eerr := devkeys.FS.ReadFile(filepath.Base(path)); eerr == nil {
 			return eb, nil
 		}

@@ -1,13 +1,12 @@
-// Package decisiontest mints signed access tokens and JWK sets for tests,
-// for the `scopegate token` command and for the benchmark harness.
+// Package decisiontest is a test helper: what tests of any package need to
+// exercise the decision engine. It is imported by _test files and by other
+// test helper packages only (the package graph test enforces it); code
+// that ships mints tokens with decision/tokenmint.
 //
-// It exists so that every package exercising token verification builds its
-// tokens the same way, with the same well-formed JOSE headers and standard
-// claims, instead of each test hand-rolling JSON and signatures. Signing
-// goes through jwx v3, the library the verifier uses, so a token this
-// package mints is exactly what a conforming issuer would send.
-//
-// The bundled development keys under examples/keys are reachable through
-// ExampleSigner. They are published on purpose and must never protect
-// anything real.
+//   - tokens.go: the token minting of decision/tokenmint, under the names
+//     tests use (Signer, Claims, StandardClaims, JWKS, New*Signer, ...);
+//   - translator.go: fixtures the protocol translators' tests share (envoy,
+//     server/forwardauth, server/authzen): a policy and its routes, the
+//     fuzz targets' engine and tokens, a SMART on FHIR engine, and an
+//     engine with a signer for any policy.
 package decisiontest

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/decision"
-	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/decision/tokenmint"
 )
 
 // Options configure a Runner.
@@ -38,9 +38,9 @@ type Runner struct {
 
 	// signers sign the tokens of each issuer; every issuer's key set is
 	// replaced by its signer's public key.
-	signers map[string]*decisiontest.Signer
-	byAlg   map[string]*decisiontest.Signer
-	first   *decisiontest.Signer
+	signers map[string]*tokenmint.Signer
+	byAlg   map[string]*tokenmint.Signer
+	first   *tokenmint.Signer
 
 	defaultNow func() time.Time
 	match      func(string) bool
@@ -65,8 +65,8 @@ func Load(path string, opts Options) (*Runner, error) {
 func New(data []byte, filename string, opts Options) (*Runner, error) {
 	r := &Runner{
 		path:       filename,
-		signers:    map[string]*decisiontest.Signer{},
-		byAlg:      map[string]*decisiontest.Signer{},
+		signers:    map[string]*tokenmint.Signer{},
+		byAlg:      map[string]*tokenmint.Signer{},
 		defaultNow: opts.Now,
 		match:      opts.Match,
 		owners:     &memOwners{},
@@ -122,7 +122,7 @@ func (r *Runner) Policy() *decision.Policy { return r.pol }
 // algorithms, the one it signs test tokens with: fast key generation first.
 var signPreference = []string{"ES256", "EdDSA", "ES384", "ES512", "RS256", "PS256", "RS384", "PS384", "RS512", "PS512"}
 
-func (r *Runner) signerFor(algs []string) (*decisiontest.Signer, error) {
+func (r *Runner) signerFor(algs []string) (*tokenmint.Signer, error) {
 	for _, alg := range signPreference {
 		if !slices.Contains(algs, alg) {
 			continue
@@ -140,7 +140,7 @@ func (r *Runner) signerFor(algs []string) (*decisiontest.Signer, error) {
 	return nil, fmt.Errorf("the issuer lists no algorithm the test runner can sign with (%s)", strings.Join(signPreference, ", "))
 }
 
-func newSigner(alg string) (*decisiontest.Signer, error) {
+func newSigner(alg string) (*tokenmint.Signer, error) {
 	kid := "policytest-" + strings.ToLower(alg)
 	var key crypto.Signer
 	var err error
@@ -152,14 +152,14 @@ func newSigner(alg string) (*decisiontest.Signer, error) {
 	case "ES512":
 		key, err = ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
 	case "EdDSA":
-		return decisiontest.NewEd25519Signer(kid)
+		return tokenmint.NewEd25519Signer(kid)
 	default:
 		key, err = rsa.GenerateKey(rand.Reader, 2048)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("generate a %s test key: %w", alg, err)
 	}
-	return decisiontest.NewSigner(kid, alg, key)
+	return tokenmint.NewSigner(kid, alg, key)
 }
 
 // memOwners is the ownership store of the cases: in-memory data, or "this
@@ -306,7 +306,7 @@ func (r *Runner) Mint(spec *TokenSpec, now time.Time) (string, error) {
 // --target). iss and aud are the issuer and audience of a spec that names
 // none; "" takes the policy's first issuer and that issuer's first
 // audience, as Mint does.
-func (r *Runner) MintWith(s *decisiontest.Signer, spec *TokenSpec, now time.Time, iss, aud string) (string, error) {
+func (r *Runner) MintWith(s *tokenmint.Signer, spec *TokenSpec, now time.Time, iss, aud string) (string, error) {
 	if s == nil {
 		return "", errors.New("no signing key to mint the token with")
 	}
@@ -317,7 +317,7 @@ func (r *Runner) MintWith(s *decisiontest.Signer, spec *TokenSpec, now time.Time
 // tokenClaims are the claims and JOSE header of the token spec describes.
 // defIss and defAud, when set, replace the policy's first issuer and its
 // first audience as the defaults of a spec that names none.
-func (r *Runner) tokenClaims(spec *TokenSpec, now time.Time, defIss, defAud string) (iss string, claims decisiontest.Claims, header map[string]any) {
+func (r *Runner) tokenClaims(spec *TokenSpec, now time.Time, defIss, defAud string) (iss string, claims tokenmint.Claims, header map[string]any) {
 	pf := r.pol.File
 	iss = spec.Iss
 	if iss == "" {
@@ -345,11 +345,11 @@ func (r *Runner) tokenClaims(spec *TokenSpec, now time.Time, defIss, defAud stri
 	if spec.TTL != nil {
 		ttl = spec.TTL.Duration
 	}
-	claims = decisiontest.Claims{
+	claims = tokenmint.Claims{
 		"iat": iat.Unix(),
 		"nbf": iat.Unix(),
 		"exp": iat.Add(ttl).Unix(),
-		"jti": decisiontest.RandomID(),
+		"jti": tokenmint.RandomID(),
 	}
 	if iss != "" {
 		claims["iss"] = iss

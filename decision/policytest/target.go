@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/decision"
-	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/decision/tokenmint"
 )
 
 // Target decides a case's request somewhere other than the runner's own
@@ -51,7 +51,7 @@ type TargetOptions struct {
 	// a test issuer the deployment trusts. Without it such cases are
 	// skipped; cases that send no token or set their own Authorization
 	// header still run.
-	Signer *decisiontest.Signer
+	Signer *tokenmint.Signer
 	// Issuer and Audience are the iss and aud of minted tokens whose case
 	// names none; default the policy's first issuer and its first
 	// audience. A case whose token names another issuer is skipped: only

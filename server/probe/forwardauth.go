@@ -11,6 +11,7 @@ import (
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/policytest"
 	"github.com/scopegate/scopegate/envoy"
+	"github.com/scopegate/scopegate/server/forwardauth"
 )
 
 // maxAnswerBytes bounds the forward-auth answer body read: scopegate's
@@ -74,16 +75,16 @@ func (t *forwardAuth) Check(ctx context.Context, req *decision.Request) (policyt
 	if err != nil {
 		return policytest.Verdict{}, err
 	}
-	hr.Header.Set(envoy.HeaderForwardedMethod, req.Method)
-	hr.Header.Set(envoy.HeaderForwardedURI, req.Path)
+	hr.Header.Set(forwardauth.HeaderForwardedMethod, req.Method)
+	hr.Header.Set(forwardauth.HeaderForwardedURI, req.Path)
 	// Always, empty too: without it scopegate would take the Host of this
 	// check request, which is the deployment's address, not the case's.
-	hr.Header.Set(envoy.HeaderForwardedHost, req.Host)
+	hr.Header.Set(forwardauth.HeaderForwardedHost, req.Host)
 	if req.AuthorizationCount > 0 {
 		hr.Header.Set("Authorization", req.Authorization)
 	}
 	if req.RequestID != "" {
-		hr.Header.Set(envoy.HeaderRequestID, req.RequestID)
+		hr.Header.Set(forwardauth.HeaderRequestID, req.RequestID)
 	}
 	start := time.Now()
 	resp, err := t.client.Do(hr)

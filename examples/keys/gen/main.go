@@ -18,7 +18,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/decision/tokenmint"
 )
 
 func main() {
@@ -32,7 +32,7 @@ func main() {
 
 func run(dir string) error {
 	if dir == "" {
-		p, err := decisiontest.ExamplePath(decisiontest.ExampleKeysDir)
+		p, err := tokenmint.ExamplePath(tokenmint.ExampleKeysDir)
 		if err != nil {
 			return err
 		}
@@ -41,9 +41,9 @@ func run(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	var signers []*decisiontest.Signer
-	for _, ek := range decisiontest.ExampleKeys() {
-		s, err := decisiontest.NewSignerOfKind(ek.Kind, ek.Kid)
+	var signers []*tokenmint.Signer
+	for _, ek := range tokenmint.ExampleKeys() {
+		s, err := tokenmint.NewSignerOfKind(ek.Kind, ek.Kid)
 		if err != nil {
 			return err
 		}
@@ -54,7 +54,7 @@ func run(dir string) error {
 		signers = append(signers, s)
 	}
 	path := filepath.Join(dir, "jwks.json")
-	if err := os.WriteFile(path, decisiontest.JWKS(signers...), 0o644); err != nil {
+	if err := os.WriteFile(path, tokenmint.JWKS(signers...), 0o644); err != nil {
 		return err
 	}
 	fmt.Println("wrote", len(signers), "key pairs and", path)

@@ -1,4 +1,4 @@
-package envoy
+package authzen_test
 
 import (
 	"encoding/json"
@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/server/authzen"
 )
 
 func TestAuthZENRequest(t *testing.T) {
@@ -75,7 +77,7 @@ func TestAuthZENRequest(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			ev, perr := ParseAuthZENEvaluation([]byte(tc.body))
+			ev, perr := authzen.ParseEvaluation([]byte(tc.body))
 			if perr != nil {
 				t.Fatalf("parse: %v", perr)
 			}
@@ -118,11 +120,11 @@ func TestParseAuthZENErrors(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			var err *AuthZENError
+			var err *authzen.Error
 			if tc.batch {
-				_, err = ParseAuthZENEvaluations([]byte(tc.body))
+				_, err = authzen.ParseEvaluations([]byte(tc.body))
 			} else {
-				_, err = ParseAuthZENEvaluation([]byte(tc.body))
+				_, err = authzen.ParseEvaluation([]byte(tc.body))
 			}
 			if err == nil || err.Field != tc.field || !strings.Contains(err.Message, tc.msgHas) {
 				t.Fatalf("error %#v, want field %q and a message with %q", err, tc.field, tc.msgHas)
@@ -132,7 +134,7 @@ func TestParseAuthZENErrors(t *testing.T) {
 }
 
 func TestAuthZENBatchDefaults(t *testing.T) {
-	evs, err := ParseAuthZENEvaluations([]byte(`{
+	evs, err := authzen.ParseEvaluations([]byte(`{
 		"subject":{"type":"user","id":"alice"},
 		"action":{"name":"GET"},
 		"context":{"a":1},
@@ -144,7 +146,7 @@ func TestAuthZENBatchDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if evs.Semantic() != AuthZENDenyOnFirstDeny {
+	if evs.Semantic() != authzen.DenyOnFirstDeny {
 		t.Errorf("semantic %q", evs.Semantic())
 	}
 	first, second := evs.Item(0), evs.Item(1)
@@ -157,15 +159,15 @@ func TestAuthZENBatchDefaults(t *testing.T) {
 	if evs.Evaluations[0].Subject != nil {
 		t.Error("Item modified the request")
 	}
-	none, _ := ParseAuthZENEvaluations([]byte(`{"evaluations":[]}`))
-	if none.Semantic() != AuthZENExecuteAll {
+	none, _ := authzen.ParseEvaluations([]byte(`{"evaluations":[]}`))
+	if none.Semantic() != authzen.ExecuteAll {
 		t.Errorf("default semantic %q", none.Semantic())
 	}
 }
 
 func TestAuthZENResult(t *testing.T) {
-	pol := testPolicy(t)
-	read := route(t, pol, "items-read")
+	pol := decisiontest.TranslatorPolicy(t)
+	read := decisiontest.Route(t, pol, "items-read")
 	tok := &decision.Token{Subject: "alice", ClientID: "app"}
 	tests := map[string]struct {
 		d         decision.Decision
@@ -195,7 +197,7 @@ func TestAuthZENResult(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			b, err := json.Marshal(AuthZENResult(&tc.d, tc.challenge))
+			b, err := json.Marshal(authzen.Result(&tc.d, tc.challenge))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -222,7 +224,7 @@ func TestAuthZENSubjectMismatch(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			ev := AuthZENEvaluation{Subject: &AuthZENSubject{Type: "user", ID: tc.id}}
+			ev := authzen.Evaluation{Subject: &authzen.Subject{Type: "user", ID: tc.id}}
 			got := ev.SubjectMismatch(&decision.Decision{Allow: true, Token: tc.tok}) != ""
 			if got != tc.mismatch {
 				t.Errorf("mismatch = %v, want %v", got, tc.mismatch)
@@ -232,8 +234,8 @@ func TestAuthZENSubjectMismatch(t *testing.T) {
 }
 
 func TestAuthZENMetadata(t *testing.T) {
-	m := NewAuthZENMetadata("https://pdp.example/")
-	want := AuthZENMetadata{PolicyDecisionPoint: "https://pdp.example", AccessEvaluationEndpoint: "https://pdp.example/access/v1/evaluation",
+	m := authzen.NewMetadata("https://pdp.example/")
+	want := authzen.Metadata{PolicyDecisionPoint: "https://pdp.example", AccessEvaluationEndpoint: "https://pdp.example/access/v1/evaluation",
 		AccessEvaluationsEndpoint: "https://pdp.example/access/v1/evaluations"}
 	if m != want {
 		t.Errorf("metadata %+v", m)

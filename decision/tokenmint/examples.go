@@ -1,4 +1,4 @@
-package decisiontest
+package tokenmint
 
 import (
 	"bufio"
@@ -59,7 +59,7 @@ func ExampleKeyOf(kind string) (ExampleKey, bool) {
 func ExampleSigner(kind string) (*Signer, error) {
 	ek, ok := ExampleKeyOf(kind)
 	if !ok {
-		return nil, fmt.Errorf("decisiontest: unknown example key kind %q: use rsa, ec or ed25519", kind)
+		return nil, fmt.Errorf("tokenmint: unknown example key kind %q: use rsa, ec or ed25519", kind)
 	}
 	root, err := FindModuleRoot("")
 	if err != nil {
@@ -85,13 +85,13 @@ func FindModuleRoot(start string) (string, error) {
 	if start == "" {
 		wd, err := os.Getwd()
 		if err != nil {
-			return "", fmt.Errorf("decisiontest: working directory: %w", err)
+			return "", fmt.Errorf("tokenmint: working directory: %w", err)
 		}
 		start = wd
 	}
 	dir, err := filepath.Abs(start)
 	if err != nil {
-		return "", fmt.Errorf("decisiontest: %w", err)
+		return "", fmt.Errorf("tokenmint: %w", err)
 	}
 	for {
 		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && modulePathOf(data) == ModulePath {
@@ -99,7 +99,7 @@ func FindModuleRoot(start string) (string, error) {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("decisiontest: not inside the scopegate source tree (no go.mod declaring " + ModulePath + " above " + start + ")")
+			return "", errors.New("tokenmint: not inside the scopegate source tree (no go.mod declaring " + ModulePath + " above " + start + ")")
 		}
 		dir = parent
 	}

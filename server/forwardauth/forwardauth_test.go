@@ -1,4 +1,4 @@
-package envoy
+package forwardauth
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/envoy"
 )
 
 // checkReq builds a forward-auth check request as a proxy sends it: method
@@ -31,7 +33,7 @@ func TestRequestFromHTTP(t *testing.T) {
 	loop := netip.MustParseAddr("127.0.0.1")
 	tests := map[string]struct {
 		req     *http.Request
-		opts    ForwardAuthOptions
+		opts    Options
 		want    decision.Request
 		invalid string
 	}{
@@ -70,32 +72,32 @@ func TestRequestFromHTTP(t *testing.T) {
 		},
 		"envoy http mode with a path prefix": {
 			req:  checkReq("POST", "/ext-authz/api/items/1?q", peer),
-			opts: ForwardAuthOptions{PathPrefix: "/ext-authz"},
+			opts: Options{PathPrefix: "/ext-authz"},
 			want: decision.Request{Method: "POST", Path: "/api/items/1?q", SourceIP: loop, Host: "example.com"},
 		},
 		"envoy http mode: prefix and root path": {
 			req:  checkReq("GET", "/ext-authz/", peer),
-			opts: ForwardAuthOptions{PathPrefix: "/ext-authz"},
+			opts: Options{PathPrefix: "/ext-authz"},
 			want: decision.Request{Method: "GET", Path: "/", SourceIP: loop, Host: "example.com"},
 		},
 		"envoy http mode: bare prefix with query": {
 			req:  checkReq("GET", "/ext-authz?a=b", peer),
-			opts: ForwardAuthOptions{PathPrefix: "/ext-authz"},
+			opts: Options{PathPrefix: "/ext-authz"},
 			want: decision.Request{Method: "GET", Path: "/?a=b", SourceIP: loop, Host: "example.com"},
 		},
 		"path prefix missing": {
 			req:     checkReq("GET", "/api/items/1", peer),
-			opts:    ForwardAuthOptions{PathPrefix: "/ext-authz"},
+			opts:    Options{PathPrefix: "/ext-authz"},
 			invalid: detailNoPathPrefix,
 		},
 		"path prefix is only a string prefix": {
 			req:     checkReq("GET", "/ext-authzX/api", peer),
-			opts:    ForwardAuthOptions{PathPrefix: "/ext-authz"},
+			opts:    Options{PathPrefix: "/ext-authz"},
 			invalid: detailNoPathPrefix,
 		},
 		"forwarded uri wins over the prefix": {
 			req:  checkReq("GET", "/check", peer, "X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/x"),
-			opts: ForwardAuthOptions{PathPrefix: "/ext-authz"},
+			opts: Options{PathPrefix: "/ext-authz"},
 			want: decision.Request{Method: "GET", Path: "/x", SourceIP: loop, Host: "example.com"},
 		},
 		"two authorization headers are counted": {
@@ -232,10 +234,10 @@ func TestXFCCCertificate(t *testing.T) {
 	}
 }
 
-func TestHTTPResponderAllow(t *testing.T) {
-	pol := testPolicy(t)
-	read := route(t, pol, "items-read")
-	hr := NewHTTPResponder(NewResponder(ResponderOptions{}))
+func TestResponderAllow(t *testing.T) {
+	pol := decisiontest.TranslatorPolicy(t)
+	read := decisiontest.Route(t, pol, "items-read")
+	hr := NewResponder(envoy.NewResponder(envoy.ResponderOptions{}))
 	tests := map[string]struct {
 		d    decision.Decision
 		want map[string]string
@@ -247,7 +249,7 @@ func TestHTTPResponderAllow(t *testing.T) {
 				"X-Scopegate-Reason": "ok", "Cache-Control": "no-store", "X-Envoy-Auth-Headers-To-Remove": "authorization"},
 		},
 		"public route: empty values, still sent": {
-			d: decision.Decision{Allow: true, Route: route(t, pol, "health"), Policy: pol},
+			d: decision.Decision{Allow: true, Route: decisiontest.Route(t, pol, "health"), Policy: pol},
 			want: map[string]string{"X-Scopegate-Subject": "", "X-Scopegate-Client": "", "X-Scopegate-Scopes": "",
 				"X-Scopegate-Reason": "ok", "Cache-Control": "no-store", "X-Envoy-Auth-Headers-To-Remove": "authorization"},
 		},
@@ -281,13 +283,13 @@ func TestHTTPResponderAllow(t *testing.T) {
 	}
 }
 
-// TestHTTPResponderDenyMatchesExtAuthz checks that a forward-auth deny is
+// TestResponderDenyMatchesExtAuthz checks that a forward-auth deny is
 // the ext_authz deny: same status, reason, challenge and body.
-func TestHTTPResponderDenyMatchesExtAuthz(t *testing.T) {
-	pol := testPolicy(t)
-	read, write := route(t, pol, "items-read"), route(t, pol, "items-write")
-	r := NewResponder(ResponderOptions{Realm: "api"})
-	hr := NewHTTPResponder(r)
+func TestResponderDenyMatchesExtAuthz(t *testing.T) {
+	pol := decisiontest.TranslatorPolicy(t)
+	read, write := decisiontest.Route(t, pol, "items-read"), decisiontest.Route(t, pol, "items-write")
+	r := envoy.NewResponder(envoy.ResponderOptions{Realm: "api"})
+	hr := NewResponder(r)
 	tests := map[string]struct {
 		d         decision.Decision
 		status    int
@@ -353,18 +355,18 @@ func TestHTTPResponderDenyMatchesExtAuthz(t *testing.T) {
 	}
 }
 
-// TestHTTPResponderReload checks that a deny cached under one policy is not
+// TestResponderReload checks that a deny cached under one policy is not
 // served for another.
-func TestHTTPResponderReload(t *testing.T) {
-	p1, p2 := testPolicy(t), testPolicy(t)
-	hr := NewHTTPResponder(nil)
+func TestResponderReload(t *testing.T) {
+	p1, p2 := decisiontest.TranslatorPolicy(t), decisiontest.TranslatorPolicy(t)
+	hr := NewResponder(nil)
 	w := httptest.NewRecorder()
 	hr.Write(w, &decision.Decision{Code: decision.NoRoute, Policy: p1})
 	if hr.cache.Load().pol != p1 {
 		t.Fatal("deny not cached under p1")
 	}
 	w = httptest.NewRecorder()
-	hr.Write(w, &decision.Decision{Code: decision.TokenMissing, Route: route(t, p2, "items-read"), Policy: p2})
+	hr.Write(w, &decision.Decision{Code: decision.TokenMissing, Route: decisiontest.Route(t, p2, "items-read"), Policy: p2})
 	if c := hr.cache.Load(); c.pol != p2 || len(c.m) != 1 {
 		t.Fatalf("cache after reload: policy %p (want %p), %d entries", c.pol, p2, len(c.m))
 	}
@@ -376,12 +378,12 @@ func TestHTTPResponderReload(t *testing.T) {
 // TestForwardAuthSparseRequestsAreDenied drives odd check requests through
 // a real engine: each is denied with a reason, never a panic or a 2xx.
 func TestForwardAuthSparseRequestsAreDenied(t *testing.T) {
-	eng, err := decision.NewEngine(testPolicy(t), decision.Options{})
+	eng, err := decision.NewEngine(decisiontest.TranslatorPolicy(t), decision.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer eng.Close()
-	hr := NewHTTPResponder(nil)
+	hr := NewResponder(nil)
 	tests := map[string]struct {
 		req  *http.Request
 		want int
@@ -445,10 +447,10 @@ func BenchmarkRequestFromHTTP(b *testing.B) {
 	}
 }
 
-func BenchmarkHTTPResponderDeny(b *testing.B) {
-	pol := testPolicy(b)
-	d := decision.Decision{Code: decision.InsufficientScope, Detail: "lacks", Route: route(b, pol, "items-write"), Policy: pol}
-	hr := NewHTTPResponder(nil)
+func BenchmarkResponderDeny(b *testing.B) {
+	pol := decisiontest.TranslatorPolicy(b)
+	d := decision.Decision{Code: decision.InsufficientScope, Detail: "lacks", Route: decisiontest.Route(b, pol, "items-write"), Policy: pol}
+	hr := NewResponder(nil)
 	w := &discardWriter{h: http.Header{}}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -459,11 +461,11 @@ func BenchmarkHTTPResponderDeny(b *testing.B) {
 	}
 }
 
-func BenchmarkHTTPResponderAllow(b *testing.B) {
-	pol := testPolicy(b)
-	d := decision.Decision{Allow: true, Route: route(b, pol, "items-read"), Policy: pol,
+func BenchmarkResponderAllow(b *testing.B) {
+	pol := decisiontest.TranslatorPolicy(b)
+	d := decision.Decision{Allow: true, Route: decisiontest.Route(b, pol, "items-read"), Policy: pol,
 		Token: &decision.Token{Subject: "alice", ClientID: "app", Scopes: []string{"items.read"}}}
-	hr := NewHTTPResponder(nil)
+	hr := NewResponder(nil)
 	w := &discardWriter{h: http.Header{}}
 	b.ReportAllocs()
 	for b.Loop() {

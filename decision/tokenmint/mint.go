@@ -1,4 +1,4 @@
-package decisiontest
+package tokenmint
 
 import (
 	"crypto/rand"
@@ -53,7 +53,7 @@ func RandomID() string {
 // is how algorithm-confusion tests are built.
 func (s *Signer) Mint(claims Claims, header map[string]any) (string, error) {
 	if s == nil || s.Key == nil {
-		return "", errors.New("decisiontest: signer has no key")
+		return "", errors.New("tokenmint: signer has no key")
 	}
 	if a, ok := header["alg"]; ok && a != s.Alg {
 		h := map[string]any{}
@@ -68,18 +68,18 @@ func (s *Signer) Mint(claims Claims, header map[string]any) (string, error) {
 		}
 		payload, err := json.Marshal(claims)
 		if err != nil {
-			return "", fmt.Errorf("decisiontest: encode claims: %w", err)
+			return "", fmt.Errorf("tokenmint: encode claims: %w", err)
 		}
 		return s.MintRaw(h, payload)
 	}
 
 	alg, ok := jwa.LookupSignatureAlgorithm(s.Alg)
 	if !ok {
-		return "", fmt.Errorf("decisiontest: unknown signing algorithm %q", s.Alg)
+		return "", fmt.Errorf("tokenmint: unknown signing algorithm %q", s.Alg)
 	}
 	payload, err := json.Marshal(claims)
 	if err != nil {
-		return "", fmt.Errorf("decisiontest: encode claims: %w", err)
+		return "", fmt.Errorf("tokenmint: encode claims: %w", err)
 	}
 	hdr := jws.NewHeaders()
 	kid := s.Kid
@@ -90,23 +90,23 @@ func (s *Signer) Mint(claims Claims, header map[string]any) (string, error) {
 		case "kid":
 			ks, ok := v.(string)
 			if !ok {
-				return "", fmt.Errorf("decisiontest: header kid must be a string, got %T", v)
+				return "", fmt.Errorf("tokenmint: header kid must be a string, got %T", v)
 			}
 			kid = ks
 		default:
 			if err := hdr.Set(k, v); err != nil {
-				return "", fmt.Errorf("decisiontest: header %q: %w", k, err)
+				return "", fmt.Errorf("tokenmint: header %q: %w", k, err)
 			}
 		}
 	}
 	if kid != "" {
 		if err := hdr.Set(jws.KeyIDKey, kid); err != nil {
-			return "", fmt.Errorf("decisiontest: header kid: %w", err)
+			return "", fmt.Errorf("tokenmint: header kid: %w", err)
 		}
 	}
 	tok, err := jws.Sign(payload, jws.WithKey(alg, s.Key, jws.WithProtectedHeaders(hdr)))
 	if err != nil {
-		return "", fmt.Errorf("decisiontest: sign: %w", err)
+		return "", fmt.Errorf("tokenmint: sign: %w", err)
 	}
 	return string(tok), nil
 }
@@ -117,16 +117,16 @@ func (s *Signer) Mint(claims Claims, header map[string]any) (string, error) {
 // not JSON, claims of the wrong type.
 func (s *Signer) MintRaw(header map[string]any, payload []byte) (string, error) {
 	if s == nil || s.Key == nil {
-		return "", errors.New("decisiontest: signer has no key")
+		return "", errors.New("tokenmint: signer has no key")
 	}
 	hb, err := json.Marshal(header)
 	if err != nil {
-		return "", fmt.Errorf("decisiontest: encode header: %w", err)
+		return "", fmt.Errorf("tokenmint: encode header: %w", err)
 	}
 	input := signingInput(hb, payload)
 	sig, err := jwsbb.Sign(s.Key, s.Alg, []byte(input), nil)
 	if err != nil {
-		return "", fmt.Errorf("decisiontest: sign with %s: %w", s.Alg, err)
+		return "", fmt.Errorf("tokenmint: sign with %s: %w", s.Alg, err)
 	}
 	return input + "." + base64.RawURLEncoding.EncodeToString(sig), nil
 }
@@ -141,11 +141,11 @@ func MintUnsigned(claims Claims, header map[string]any) (string, error) {
 	}
 	hb, err := json.Marshal(h)
 	if err != nil {
-		return "", fmt.Errorf("decisiontest: encode header: %w", err)
+		return "", fmt.Errorf("tokenmint: encode header: %w", err)
 	}
 	pb, err := json.Marshal(claims)
 	if err != nil {
-		return "", fmt.Errorf("decisiontest: encode claims: %w", err)
+		return "", fmt.Errorf("tokenmint: encode claims: %w", err)
 	}
 	return signingInput(hb, pb) + ".", nil
 }

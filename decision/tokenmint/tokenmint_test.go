@@ -1,4 +1,4 @@
-package decisiontest
+package tokenmint
 
 import (
 	"crypto"
@@ -406,8 +406,8 @@ func TestFindModuleRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(root, "decision", "decisiontest")); err != nil {
-		t.Errorf("root %s does not hold decision/decisiontest: %v", root, err)
+	if _, err := os.Stat(filepath.Join(root, "decision", "tokenmint")); err != nil {
+		t.Errorf("root %s does not hold decision/tokenmint: %v", root, err)
 	}
 	// A go.mod of another module is passed over; outside any scopegate tree
 	// the search fails with an explanation.

@@ -1,4 +1,4 @@
-package envoy
+package forwardauth
 
 import (
 	"io"
@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/envoy"
 )
 
 // Canonical names of the headers a forward-auth answer carries.
@@ -21,6 +22,8 @@ const (
 	// remove the listed request headers before the request goes upstream;
 	// other proxies ignore it.
 	HeaderEnvoyHeadersToRemove = "X-Envoy-Auth-Headers-To-Remove"
+
+	contentTypeJSON = "application/json"
 )
 
 // maxHTTPDenies bounds the forward-auth deny cache of one policy. Deny
@@ -36,10 +39,10 @@ var (
 	httpReasonOK   = []string{decision.OK.String()}
 	httpNoStore    = []string{"no-store"}
 	httpJSON       = []string{contentTypeJSON}
-	httpStripAuthz = []string{hdrAuthorization}
+	httpStripAuthz = []string{"authorization"}
 )
 
-// HTTPResponder writes decisions as forward-auth HTTP answers: the answer
+// Responder writes decisions as forward-auth HTTP answers: the answer
 // nginx auth_request, Caddy forward_auth, Traefik forwardAuth and Envoy's
 // HTTP ext_authz service expect. It is safe for concurrent use.
 //
@@ -48,19 +51,20 @@ var (
 // once per (policy, route, code, message) and shared, so a deny costs a map
 // lookup and writes shared header values. An allow writes the three
 // upstream headers, which depend on the token.
-type HTTPResponder struct {
-	r     *Responder
+type Responder struct {
+	r     *envoy.Responder
 	cache atomic.Pointer[httpDenyCache]
 	names atomic.Pointer[httpNames]
 	mu    sync.Mutex // serializes cache growth
 }
 
-// NewHTTPResponder returns an HTTPResponder whose denies are r's.
-func NewHTTPResponder(r *Responder) *HTTPResponder {
+// NewResponder returns a Responder whose denies are r's (a default
+// ext_authz Responder when r is nil).
+func NewResponder(r *envoy.Responder) *Responder {
 	if r == nil {
-		r = NewResponder(ResponderOptions{})
+		r = envoy.NewResponder(envoy.ResponderOptions{})
 	}
-	return &HTTPResponder{r: r}
+	return &Responder{r: r}
 }
 
 // httpDeny is a prebuilt forward-auth deny.
@@ -104,7 +108,7 @@ type httpNames struct {
 //   - Internal error: 500 with the same headers and body.
 //
 // Every answer carries Cache-Control: no-store.
-func (h *HTTPResponder) Write(w http.ResponseWriter, d *decision.Decision) {
+func (h *Responder) Write(w http.ResponseWriter, d *decision.Decision) {
 	hdr := w.Header()
 	hdr[httpHeaderCacheControl] = httpNoStore
 	if d.Allow {
@@ -122,16 +126,16 @@ func (h *HTTPResponder) Write(w http.ResponseWriter, d *decision.Decision) {
 	_, _ = io.WriteString(w, e.body)
 }
 
-func (h *HTTPResponder) writeAllow(w http.ResponseWriter, hdr http.Header, d *decision.Decision) {
+func (h *Responder) writeAllow(w http.ResponseWriter, hdr http.Header, d *decision.Decision) {
 	names := h.canonicalNames(d.Policy)
-	up := UpstreamHeaders(d)
+	up := envoy.UpstreamHeaders(d)
 	// One allocation holds the three value slices' backing arrays.
 	vals := new([3]string)
 	for i := range up {
 		vals[i] = up[i].Value
 		hdr[names[i]] = vals[i : i+1 : i+1]
 	}
-	for _, hh := range forwardAuthHints(d) { // SMART routes only
+	for _, hh := range hints(d) { // SMART routes only
 		hdr.Set(hh.Name, hh.Value)
 	}
 	hdr[httpHeaderReason] = httpReasonOK
@@ -143,11 +147,11 @@ func (h *HTTPResponder) writeAllow(w http.ResponseWriter, hdr http.Header, d *de
 
 // canonicalNames returns pol's upstream header names in canonical form,
 // computed once per policy.
-func (h *HTTPResponder) canonicalNames(pol *decision.Policy) *[3]string {
+func (h *Responder) canonicalNames(pol *decision.Policy) *[3]string {
 	if n := h.names.Load(); n != nil && n.pol == pol {
 		return &n.names
 	}
-	u := upstreamNames(pol)
+	u := envoy.UpstreamNames(pol)
 	n := &httpNames{pol: pol, names: [3]string{
 		http.CanonicalHeaderKey(u.SubjectHeader),
 		http.CanonicalHeaderKey(u.ClientHeader),
@@ -159,7 +163,7 @@ func (h *HTTPResponder) canonicalNames(pol *decision.Policy) *[3]string {
 
 // deny returns the prebuilt deny for d, building and caching it the first
 // time.
-func (h *HTTPResponder) deny(d *decision.Decision) *httpDeny {
+func (h *Responder) deny(d *decision.Decision) *httpDeny {
 	key := httpDenyKey{route: d.Route, code: d.Code, detail: d.Detail}
 	c := h.cache.Load()
 	if c != nil && c.pol == d.Policy {
@@ -194,14 +198,14 @@ func (h *HTTPResponder) deny(d *decision.Decision) *httpDeny {
 
 // buildDeny derives the forward-auth deny from the ext_authz deny, so both
 // protocols answer a deny with the same status, headers and body.
-func (h *HTTPResponder) buildDeny(d *decision.Decision) *httpDeny {
-	de := h.r.deny(d)
-	hr := de.resp.GetDeniedResponse()
+func (h *Responder) buildDeny(d *decision.Decision) *httpDeny {
+	resp := h.r.Response(d)
+	hr := resp.GetDeniedResponse()
 	if hr == nil {
-		hr = de.resp.GetErrorResponse()
+		hr = resp.GetErrorResponse()
 	}
 	status := int(hr.GetStatus().GetCode())
-	if status == 0 && de.resp.GetErrorResponse() != nil {
+	if status == 0 && resp.GetErrorResponse() != nil {
 		// ext_authz leaves an error's status to Envoy's status_on_error;
 		// forward-auth answers the reason's own (503 for an issuer that
 		// cannot be reached, 500 for an internal error).
@@ -213,12 +217,29 @@ func (h *HTTPResponder) buildDeny(d *decision.Decision) *httpDeny {
 	}
 	e := &httpDeny{
 		status: status,
-		reason: []string{de.resp.GetStatus().GetMessage()},
+		reason: []string{resp.GetStatus().GetMessage()},
 		body:   hr.GetBody(),
 	}
 	e.length = []string{strconv.Itoa(len(e.body))}
-	if de.challenge != "" {
-		e.challenge = []string{de.challenge}
+	if challenge := h.r.WWWAuthenticate(d); challenge != "" {
+		e.challenge = []string{challenge}
 	}
 	return e
+}
+
+// hints returns both SMART hint headers of an allow on a SMART route,
+// empty when the decision carries no such hint. Forward-auth gateways copy
+// listed auth-response headers onto the request: an empty value overwrites
+// a client's copy, and a Caddy that is sent no value at all forwards its
+// literal placeholder. nil for other routes. (ext_authz instead removes a
+// hint it does not set: envoy.HintHeadersToRemove.)
+func hints(d *decision.Decision) []envoy.UpstreamHeader {
+	if !d.Allow || !d.Route.IsSMART() {
+		return nil
+	}
+	h := d.UpstreamHints()
+	return []envoy.UpstreamHeader{
+		{Name: decision.HintFHIRRestriction, Value: h[decision.HintFHIRRestriction]},
+		{Name: decision.HintFHIRPatient, Value: h[decision.HintFHIRPatient]},
+	}
 }

@@ -1,4 +1,4 @@
-package envoy
+package authzen
 
 import (
 	"bytes"
@@ -63,11 +63,11 @@ func TestAuthZENStrictMembers(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			var err *AuthZENError
+			var err *Error
 			if tc.batch {
-				_, err = ParseAuthZENEvaluations([]byte(tc.body))
+				_, err = ParseEvaluations([]byte(tc.body))
 			} else {
-				_, err = ParseAuthZENEvaluation([]byte(tc.body))
+				_, err = ParseEvaluation([]byte(tc.body))
 			}
 			if tc.msg == "" {
 				if err != nil {
@@ -129,8 +129,8 @@ func FuzzAuthZENMemberNames(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		_, e1 := ParseAuthZENEvaluation(body)
-		_, e2 := ParseAuthZENEvaluations(body)
+		_, e1 := ParseEvaluation(body)
+		_, e2 := ParseEvaluations(body)
 		if e1 != nil && e2 != nil {
 			return
 		}

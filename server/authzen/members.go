@@ -1,4 +1,4 @@
-package envoy
+package authzen
 
 import (
 	"reflect"
@@ -30,8 +30,8 @@ type memberSchema struct {
 }
 
 var (
-	authzenEvaluationSchema  = schemaOf(reflect.TypeFor[AuthZENEvaluation]())
-	authzenEvaluationsSchema = schemaOf(reflect.TypeFor[AuthZENEvaluations]())
+	evaluationSchema  = schemaOf(reflect.TypeFor[Evaluation]())
+	evaluationsSchema = schemaOf(reflect.TypeFor[Evaluations]())
 )
 
 // schemaOf derives the members encoding/json decodes into t from its json
@@ -81,18 +81,18 @@ var memberParsers fastjson.ParserPool
 
 // checkMembers refuses duplicate and case-variant member names in body, a
 // JSON document encoding/json has accepted, read with schema s.
-func checkMembers(body []byte, s *memberSchema) *AuthZENError {
+func checkMembers(body []byte, s *memberSchema) *Error {
 	p := memberParsers.Get()
 	defer memberParsers.Put(p)
 	v, err := p.ParseBytes(body)
 	if err != nil {
 		// encoding/json took it; fastjson is stricter only about depth.
-		return &AuthZENError{Message: "the body nests values more deeply than scopegate reads (at most " + strconv.Itoa(fastjson.MaxDepth) + " levels)"}
+		return &Error{Message: "the body nests values more deeply than scopegate reads (at most " + strconv.Itoa(fastjson.MaxDepth) + " levels)"}
 	}
 	return walkMembers(v, s, "")
 }
 
-func walkMembers(v *fastjson.Value, s *memberSchema, path string) *AuthZENError {
+func walkMembers(v *fastjson.Value, s *memberSchema, path string) *Error {
 	switch v.Type() {
 	case fastjson.TypeArray:
 		a, _ := v.Array()
@@ -117,14 +117,14 @@ func walkMembers(v *fastjson.Value, s *memberSchema, path string) *AuthZENError 
 // members costs linear time.
 const smallObject = 16
 
-func walkObject(o *fastjson.Object, s *memberSchema, path string) *AuthZENError {
+func walkObject(o *fastjson.Object, s *memberSchema, path string) *Error {
 	var small [smallObject]string
 	names := small[:0]
 	var folded map[string]string // folded name → the first spelling
 	if o.Len() > smallObject {
 		folded = make(map[string]string, o.Len())
 	}
-	var failure *AuthZENError
+	var failure *Error
 	o.Visit(func(kb []byte, e *fastjson.Value) {
 		if failure != nil {
 			return
@@ -152,10 +152,10 @@ func walkObject(o *fastjson.Object, s *memberSchema, path string) *AuthZENError 
 		}
 		switch {
 		case dup && prev == k:
-			failure = &AuthZENError{Field: clip(field), Message: "member " + quoted + " is given twice: give each member once"}
+			failure = &Error{Field: clip(field), Message: "member " + quoted + " is given twice: give each member once"}
 			return
 		case dup:
-			failure = &AuthZENError{Field: clip(field), Message: "member " + quoted + " and member " + strconv.Quote(clip(prev)) + " differ only in case: member names are case-sensitive; give the member once, spelled exactly"}
+			failure = &Error{Field: clip(field), Message: "member " + quoted + " and member " + strconv.Quote(clip(prev)) + " differ only in case: member names are case-sensitive; give the member once, spelled exactly"}
 			return
 		}
 		var child *memberSchema
@@ -164,7 +164,7 @@ func walkObject(o *fastjson.Object, s *memberSchema, path string) *AuthZENError 
 			if !known {
 				for name := range s.fields {
 					if strings.EqualFold(name, k) {
-						failure = &AuthZENError{Field: clip(field), Message: "member " + quoted + " is not " + strconv.Quote(name) + ": member names are case-sensitive; spell it " + strconv.Quote(name)}
+						failure = &Error{Field: clip(field), Message: "member " + quoted + " is not " + strconv.Quote(name) + ": member names are case-sensitive; spell it " + strconv.Quote(name)}
 						return
 					}
 				}

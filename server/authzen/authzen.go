@@ -1,4 +1,4 @@
-package envoy
+package authzen
 
 import (
 	"bytes"
@@ -14,33 +14,33 @@ import (
 
 // AuthZEN 1.0 (OpenID Authorization API) endpoints and names.
 const (
-	AuthZENEvaluationPath   = "/access/v1/evaluation"
-	AuthZENEvaluationsPath  = "/access/v1/evaluations"
-	AuthZENConfigurationURI = "/.well-known/authzen-configuration"
+	EvaluationPath   = "/access/v1/evaluation"
+	EvaluationsPath  = "/access/v1/evaluations"
+	ConfigurationURI = "/.well-known/authzen-configuration"
 
 	// Evaluation semantics of a batch (options.evaluations_semantic).
-	AuthZENExecuteAll          = "execute_all"
-	AuthZENDenyOnFirstDeny     = "deny_on_first_deny"
-	AuthZENPermitOnFirstPermit = "permit_on_first_permit"
+	ExecuteAll          = "execute_all"
+	DenyOnFirstDeny     = "deny_on_first_deny"
+	PermitOnFirstPermit = "permit_on_first_permit"
 
 	// Resource types whose id is the request path.
-	authzenPathTypeHTTP = "http_path"
-	authzenPathType     = "path"
+	pathTypeHTTP = "http_path"
+	pathType     = "path"
 )
 
 // maxMethodLen bounds an action name taken as an HTTP method.
 const maxMethodLen = 32
 
-// AuthZENSubject is an AuthZEN Subject. Only the properties scopegate
+// Subject is an AuthZEN Subject. Only the properties scopegate
 // reads are decoded; any others are accepted and ignored.
-type AuthZENSubject struct {
-	Type       string               `json:"type"`
-	ID         string               `json:"id"`
-	Properties *AuthZENSubjectProps `json:"properties,omitempty"`
+type Subject struct {
+	Type       string        `json:"type"`
+	ID         string        `json:"id"`
+	Properties *SubjectProps `json:"properties,omitempty"`
 }
 
-// AuthZENSubjectProps are the subject properties scopegate reads.
-type AuthZENSubjectProps struct {
+// SubjectProps are the subject properties scopegate reads.
+type SubjectProps struct {
 	// Token is the subject's OAuth access token (without "Bearer ").
 	// A pointer, so an explicit "" (no token) differs from an absent one.
 	Token *string `json:"token,omitempty"`
@@ -52,91 +52,91 @@ type AuthZENSubjectProps struct {
 	ClientCertificate string `json:"client_certificate,omitempty"`
 }
 
-// AuthZENResource is an AuthZEN Resource.
-type AuthZENResource struct {
-	Type       string                `json:"type"`
-	ID         string                `json:"id"`
-	Properties *AuthZENResourceProps `json:"properties,omitempty"`
+// Resource is an AuthZEN Resource.
+type Resource struct {
+	Type       string         `json:"type"`
+	ID         string         `json:"id"`
+	Properties *ResourceProps `json:"properties,omitempty"`
 }
 
-// AuthZENResourceProps are the resource properties scopegate reads.
-type AuthZENResourceProps struct {
+// ResourceProps are the resource properties scopegate reads.
+type ResourceProps struct {
 	// Path is the HTTP request path (with query, if any) to authorize.
 	Path *string `json:"path,omitempty"`
 	// Host is the Host of the request.
 	Host string `json:"host,omitempty"`
 }
 
-// AuthZENAction is an AuthZEN Action.
-type AuthZENAction struct {
-	Name       string              `json:"name"`
-	Properties *AuthZENActionProps `json:"properties,omitempty"`
+// Action is an AuthZEN Action.
+type Action struct {
+	Name       string       `json:"name"`
+	Properties *ActionProps `json:"properties,omitempty"`
 }
 
-// AuthZENActionProps are the action properties scopegate reads.
-type AuthZENActionProps struct {
+// ActionProps are the action properties scopegate reads.
+type ActionProps struct {
 	// Method is the HTTP method; it wins over the action name.
 	Method *string `json:"method,omitempty"`
 }
 
-// AuthZENEvaluation is one access evaluation request: the 4-tuple. In a
+// Evaluation is one access evaluation request: the 4-tuple. In a
 // batch, a nil member takes the batch's default.
-type AuthZENEvaluation struct {
-	Subject  *AuthZENSubject  `json:"subject,omitempty"`
-	Action   *AuthZENAction   `json:"action,omitempty"`
-	Resource *AuthZENResource `json:"resource,omitempty"`
-	Context  json.RawMessage  `json:"context,omitempty"`
+type Evaluation struct {
+	Subject  *Subject        `json:"subject,omitempty"`
+	Action   *Action         `json:"action,omitempty"`
+	Resource *Resource       `json:"resource,omitempty"`
+	Context  json.RawMessage `json:"context,omitempty"`
 }
 
-// AuthZENEvaluations is an access evaluations (batch) request. Its
+// Evaluations is an access evaluations (batch) request. Its
 // top-level 4-tuple gives defaults to every item; an item's own member
 // replaces the default as a whole.
-type AuthZENEvaluations struct {
-	AuthZENEvaluation
-	Evaluations []AuthZENEvaluation `json:"evaluations"`
-	Options     *AuthZENOptions     `json:"options,omitempty"`
+type Evaluations struct {
+	Evaluation
+	Evaluations []Evaluation `json:"evaluations"`
+	Options     *Options     `json:"options,omitempty"`
 }
 
-// AuthZENOptions are the options of a batch request.
-type AuthZENOptions struct {
+// Options are the options of a batch request.
+type Options struct {
 	EvaluationsSemantic string `json:"evaluations_semantic,omitempty"`
 }
 
-// AuthZENError is a request scopegate cannot evaluate: Field names the
+// Error is a request scopegate cannot evaluate: Field names the
 // member at fault (dotted, e.g. "evaluations[1].action.name").
-type AuthZENError struct {
+type Error struct {
 	Field   string
 	Message string
 }
 
-func (e *AuthZENError) Error() string {
+func (e *Error) Error() string {
 	if e.Field == "" {
 		return e.Message
 	}
 	return e.Field + ": " + e.Message
 }
 
-// ParseAuthZENEvaluation decodes an access evaluation request body.
-func ParseAuthZENEvaluation(body []byte) (*AuthZENEvaluation, *AuthZENError) {
-	var ev AuthZENEvaluation
-	if err := decodeAuthZEN(body, &ev); err != nil {
+// ParseEvaluation decodes an access evaluation request body.
+func ParseEvaluation(body []byte) (*Evaluation, *Error) {
+	var ev Evaluation
+	if err := decode(body, &ev); err != nil {
 		return nil, err
 	}
 	return &ev, nil
 }
 
-// ParseAuthZENEvaluations decodes an access evaluations request body and
+// ParseEvaluations decodes an access evaluations request body and
 // checks its options.
-func ParseAuthZENEvaluations(body []byte) (*AuthZENEvaluations, *AuthZENError) {
-	var ev AuthZENEvaluations
-	if err := decodeAuthZEN(body, &ev); err != nil {
+func ParseEvaluations(body []byte) (*Evaluations, *Error) {
+	var ev Evaluations
+	if err := decode(body, &ev); err != nil {
 		return nil, err
 	}
 	if ev.Options != nil {
 		switch ev.Options.EvaluationsSemantic {
-		case "", AuthZENExecuteAll, AuthZENDenyOnFirstDeny, AuthZENPermitOnFirstPermit:
+		case "", ExecuteAll, DenyOnFirstDeny, PermitOnFirstPermit:
 		default:
-			return nil, &AuthZENError{Field: "options.evaluations_semantic", Message: "unknown value " + strconv.Quote(clip(ev.Options.EvaluationsSemantic)) + ": use execute_all, deny_on_first_deny or permit_on_first_permit"}
+			return nil, &Error{Field: "options.evaluations_semantic", Message: "unknown value " + strconv.Quote(clip(ev.Options.EvaluationsSemantic)) + ": use execute_all, deny_on_first_deny or permit_on_first_permit"}
 		}
 	}
 	return &ev, nil
@@ -144,15 +144,15 @@ func ParseAuthZENEvaluations(body []byte) (*AuthZENEvaluations, *AuthZENError) {
 
 // Semantic returns the batch's evaluation semantic (execute_all by
 // default).
-func (ev *AuthZENEvaluations) Semantic() string {
+func (ev *Evaluations) Semantic() string {
 	if ev.Options == nil || ev.Options.EvaluationsSemantic == "" {
-		return AuthZENExecuteAll
+		return ExecuteAll
 	}
 	return ev.Options.EvaluationsSemantic
 }
 
 // Item returns the i-th evaluation with the batch defaults applied.
-func (ev *AuthZENEvaluations) Item(i int) AuthZENEvaluation {
+func (ev *Evaluations) Item(i int) Evaluation {
 	it := ev.Evaluations[i]
 	if it.Subject == nil {
 		it.Subject = ev.Subject
@@ -169,29 +169,29 @@ func (ev *AuthZENEvaluations) Item(i int) AuthZENEvaluation {
 	return it
 }
 
-// decodeAuthZEN decodes one JSON object into v, naming the field of a type
+// decode decodes one JSON object into v, naming the field of a type
 // error and refusing trailing data, duplicate members and member names
-// that match only in another case (authzen_members.go).
-func decodeAuthZEN(body []byte, v any) *AuthZENError {
+// that match only in another case (members.go).
+func decode(body []byte, v any) *Error {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return &AuthZENError{Message: "the body must be a JSON object"}
+		return &Error{Message: "the body must be a JSON object"}
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return &AuthZENError{Message: "the body holds data after its JSON object: send exactly one object"}
+		return &Error{Message: "the body holds data after its JSON object: send exactly one object"}
 	}
-	schema := authzenEvaluationSchema
-	if _, batch := v.(*AuthZENEvaluations); batch {
-		schema = authzenEvaluationsSchema
+	schema := evaluationSchema
+	if _, batch := v.(*Evaluations); batch {
+		schema = evaluationsSchema
 	}
 	return checkMembers(body, schema)
 }
 
-func jsonError(err error) *AuthZENError {
+func jsonError(err error) *Error {
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
 	switch {
@@ -200,13 +200,13 @@ func jsonError(err error) *AuthZENError {
 		if field == "" {
 			field = "(body)"
 		}
-		return &AuthZENError{Field: field, Message: "must be " + jsonKind(te.Type.Kind().String()) + ", not a JSON " + te.Value}
+		return &Error{Field: field, Message: "must be " + jsonKind(te.Type.Kind().String()) + ", not a JSON " + te.Value}
 	case errors.As(err, &se):
-		return &AuthZENError{Message: "malformed JSON at byte " + strconv.FormatInt(se.Offset, 10) + ": " + se.Error()}
+		return &Error{Message: "malformed JSON at byte " + strconv.FormatInt(se.Offset, 10) + ": " + se.Error()}
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return &AuthZENError{Message: "malformed JSON: the body ends inside a value"}
+		return &Error{Message: "malformed JSON: the body ends inside a value"}
 	}
-	return &AuthZENError{Message: "malformed JSON: " + err.Error()}
+	return &Error{Message: "malformed JSON: " + err.Error()}
 }
 
 func jsonKind(goKind string) string {
@@ -240,21 +240,21 @@ func jsonKind(goKind string) string {
 //   - resource.properties.path, else resource.id when resource.type is
 //     "http_path" or "path" → Path. resource.properties.host → Host.
 //   - context must be an object if present; it is otherwise not read.
-func (ev *AuthZENEvaluation) Request(field string, authorization []string, out *decision.Request) *AuthZENError {
+func (ev *Evaluation) Request(field string, authorization []string, out *decision.Request) *Error {
 	*out = decision.Request{}
 	s, a, res := ev.Subject, ev.Action, ev.Resource
 	switch {
 	case s == nil:
-		return &AuthZENError{Field: field + "subject", Message: "is required: an object with type and id"}
+		return &Error{Field: field + "subject", Message: "is required: an object with type and id"}
 	case s.Type == "":
-		return &AuthZENError{Field: field + "subject.type", Message: "is required: a non-empty string such as \"user\""}
+		return &Error{Field: field + "subject.type", Message: "is required: a non-empty string such as \"user\""}
 	case a == nil:
-		return &AuthZENError{Field: field + "action", Message: "is required: an object whose name is the HTTP method"}
+		return &Error{Field: field + "action", Message: "is required: an object whose name is the HTTP method"}
 	case res == nil:
-		return &AuthZENError{Field: field + "resource", Message: "is required: an object naming the request path"}
+		return &Error{Field: field + "resource", Message: "is required: an object naming the request path"}
 	}
 	if len(ev.Context) > 0 && !bytes.Equal(ev.Context, []byte("null")) && bytes.TrimSpace(ev.Context)[0] != '{' {
-		return &AuthZENError{Field: field + "context", Message: "must be an object"}
+		return &Error{Field: field + "context", Message: "must be an object"}
 	}
 
 	// Method.
@@ -264,7 +264,7 @@ func (ev *AuthZENEvaluation) Request(field string, authorization []string, out *
 	}
 	m, ok := httpMethod(method)
 	if !ok {
-		return &AuthZENError{Field: mfield, Message: strconv.Quote(clip(method)) + " is not an HTTP method: scopegate authorizes HTTP requests; send the method (GET, POST, …) as action.name or action.properties.method"}
+		return &Error{Field: mfield, Message: strconv.Quote(clip(method)) + " is not an HTTP method: scopegate authorizes HTTP requests; send the method (GET, POST, …) as action.name or action.properties.method"}
 	}
 	out.Method = m
 
@@ -272,10 +272,10 @@ func (ev *AuthZENEvaluation) Request(field string, authorization []string, out *
 	switch {
 	case res.Properties != nil && res.Properties.Path != nil:
 		out.Path = *res.Properties.Path
-	case res.Type == authzenPathTypeHTTP || res.Type == authzenPathType:
+	case res.Type == pathTypeHTTP || res.Type == pathType:
 		out.Path = res.ID
 	default:
-		return &AuthZENError{Field: field + "resource", Message: "names no request path: set resource.properties.path, or use resource.type \"http_path\" with the path as resource.id"}
+		return &Error{Field: field + "resource", Message: "names no request path: set resource.properties.path, or use resource.type \"http_path\" with the path as resource.id"}
 	}
 	if res.Properties != nil {
 		out.Host = res.Properties.Host
@@ -295,7 +295,7 @@ func (ev *AuthZENEvaluation) Request(field string, authorization []string, out *
 		if p.IPAddress != "" {
 			ip, err := netip.ParseAddr(p.IPAddress)
 			if err != nil {
-				return &AuthZENError{Field: field + "subject.properties.ip_address", Message: "is not an IP address: send the client's address without a port, e.g. 203.0.113.7 or 2001:db8::1"}
+				return &Error{Field: field + "subject.properties.ip_address", Message: "is not an IP address: send the client's address without a port, e.g. 203.0.113.7 or 2001:db8::1"}
 			}
 			out.SourceIP = ip.Unmap()
 		}
@@ -341,7 +341,7 @@ func clip(s string) string {
 // "may alice…" with bob's token must not get bob's answer. It is "" when
 // subject.id is empty, when there is no token (a public route), or when
 // subject.id is the token's subject or client.
-func (ev *AuthZENEvaluation) SubjectMismatch(d *decision.Decision) string {
+func (ev *Evaluation) SubjectMismatch(d *decision.Decision) string {
 	if ev.Subject == nil || ev.Subject.ID == "" || d.Token == nil {
 		return ""
 	}
@@ -351,16 +351,16 @@ func (ev *AuthZENEvaluation) SubjectMismatch(d *decision.Decision) string {
 	return "subject.id names another principal than the access token's subject (sub) or client (client_id): send the token's subject as subject.id, or leave subject.id empty"
 }
 
-// AuthZENResponse is one access evaluation response.
-type AuthZENResponse struct {
-	Decision bool            `json:"decision"`
-	Context  *AuthZENContext `json:"context,omitempty"`
+// Response is one access evaluation response.
+type Response struct {
+	Decision bool     `json:"decision"`
+	Context  *Context `json:"context,omitempty"`
 }
 
-// AuthZENContext is the context of an evaluation response: an AuthZEN
+// Context is the context of an evaluation response: an AuthZEN
 // Reason Object (id, reason_admin, reason_user) plus scopegate's own
 // members, named as in its other protocols.
-type AuthZENContext struct {
+type Context struct {
 	// ID is the reason code (AuthZEN Reason Object id), e.g.
 	// "insufficient_scope"; Reason repeats it under scopegate's name.
 	ID     string `json:"id"`
@@ -372,7 +372,7 @@ type AuthZENContext struct {
 	ReasonUser  map[string]string `json:"reason_user,omitempty"`
 	// Error is set for an evaluation scopegate could not run (AuthZEN's
 	// per-evaluation error): the HTTP status and what to fix.
-	Error *AuthZENErrorBody `json:"error,omitempty"`
+	Error *ErrorBody `json:"error,omitempty"`
 	// HTTPStatus is the status a gateway enforcing this decision answers
 	// with; WWWAuthenticate its challenge, if any.
 	HTTPStatus      int      `json:"http_status"`
@@ -386,29 +386,29 @@ type AuthZENContext struct {
 	PolicyVersion string   `json:"policy_version,omitempty"`
 }
 
-// AuthZENErrorBody is an error: of a whole request (the HTTP answer's body)
+// ErrorBody is an error: of a whole request (the HTTP answer's body)
 // or of one evaluation of a batch (context.error).
-type AuthZENErrorBody struct {
+type ErrorBody struct {
 	Status  int    `json:"status"`
 	Error   string `json:"error,omitempty"`
 	Field   string `json:"field,omitempty"`
 	Message string `json:"message"`
 }
 
-// AuthZENEvaluationsResponse is an access evaluations response.
-type AuthZENEvaluationsResponse struct {
-	Evaluations []AuthZENResponse `json:"evaluations"`
+// EvaluationsResponse is an access evaluations response.
+type EvaluationsResponse struct {
+	Evaluations []Response `json:"evaluations"`
 }
 
-// AuthZENResult maps a decision onto an evaluation response. challenge is
-// the deny's WWW-Authenticate value (Responder.WWWAuthenticate).
-func AuthZENResult(d *decision.Decision, challenge string) AuthZENResponse {
+// Result maps a decision onto an evaluation response. challenge is
+// the deny's WWW-Authenticate value (envoy.Responder.WWWAuthenticate).
+func Result(d *decision.Decision, challenge string) Response {
 	code := d.Code
 	if !d.Allow && code == decision.OK {
 		// A deny must never claim OK: fail closed.
 		code = decision.Internal
 	}
-	c := &AuthZENContext{
+	c := &Context{
 		ID:            code.String(),
 		Reason:        code.String(),
 		HTTPStatus:    code.HTTPStatus(),
@@ -427,45 +427,45 @@ func AuthZENResult(d *decision.Decision, challenge string) AuthZENResponse {
 		c.WWWAuthenticate = challenge
 		c.ScopesMissing = d.MissingScopes()
 		if code == decision.Internal {
-			c.Error = &AuthZENErrorBody{Status: c.HTTPStatus, Message: msg}
+			c.Error = &ErrorBody{Status: c.HTTPStatus, Message: msg}
 		}
 	}
 	if d.Route != nil {
 		c.Route = d.Route.Name
 	}
-	return AuthZENResponse{Decision: d.Allow, Context: c}
+	return Response{Decision: d.Allow, Context: c}
 }
 
-// AuthZENInvalid is the evaluation response of an item of a batch that
+// Invalid is the evaluation response of an item of a batch that
 // could not be evaluated: decision false with a request_invalid reason and
 // a per-evaluation error naming the field.
-func AuthZENInvalid(err *AuthZENError) AuthZENResponse {
+func Invalid(err *Error) Response {
 	msg := err.Error()
-	return AuthZENResponse{Context: &AuthZENContext{
+	return Response{Context: &Context{
 		ID:          decision.RequestInvalid.String(),
 		Reason:      decision.RequestInvalid.String(),
 		ReasonAdmin: map[string]string{"en": msg},
 		ReasonUser:  map[string]string{"en": decision.RequestInvalid.Message()},
-		Error:       &AuthZENErrorBody{Status: 400, Field: err.Field, Message: err.Message},
+		Error:       &ErrorBody{Status: 400, Field: err.Field, Message: err.Message},
 		HTTPStatus:  400,
 	}}
 }
 
-// AuthZENMetadata is the PDP metadata document served at
+// Metadata is the PDP metadata document served at
 // /.well-known/authzen-configuration.
-type AuthZENMetadata struct {
+type Metadata struct {
 	PolicyDecisionPoint       string `json:"policy_decision_point"`
 	AccessEvaluationEndpoint  string `json:"access_evaluation_endpoint"`
 	AccessEvaluationsEndpoint string `json:"access_evaluations_endpoint"`
 }
 
-// NewAuthZENMetadata returns the metadata of a PDP whose base URL is base
+// NewMetadata returns the metadata of a PDP whose base URL is base
 // (scheme and authority, no trailing slash).
-func NewAuthZENMetadata(base string) AuthZENMetadata {
+func NewMetadata(base string) Metadata {
 	base = strings.TrimRight(base, "/")
-	return AuthZENMetadata{
+	return Metadata{
 		PolicyDecisionPoint:       base,
-		AccessEvaluationEndpoint:  base + AuthZENEvaluationPath,
-		AccessEvaluationsEndpoint: base + AuthZENEvaluationsPath,
+		AccessEvaluationEndpoint:  base + EvaluationPath,
+		AccessEvaluationsEndpoint: base + EvaluationsPath,
 	}
 }

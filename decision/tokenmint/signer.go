@@ -1,4 +1,4 @@
-package decisiontest
+package tokenmint
 
 import (
 	"crypto"
@@ -42,7 +42,7 @@ const (
 // empty alg picks the usual algorithm for the key (DefaultAlg).
 func NewSigner(kid, alg string, key crypto.Signer) (*Signer, error) {
 	if key == nil {
-		return nil, errors.New("decisiontest: no signing key given")
+		return nil, errors.New("tokenmint: no signing key given")
 	}
 	if alg == "" {
 		a, err := DefaultAlg(key.Public())
@@ -61,7 +61,7 @@ func NewSigner(kid, alg string, key crypto.Signer) (*Signer, error) {
 func NewRSASigner(kid string) (*Signer, error) {
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
-		return nil, fmt.Errorf("decisiontest: generate RSA key: %w", err)
+		return nil, fmt.Errorf("tokenmint: generate RSA key: %w", err)
 	}
 	return NewSigner(kid, "RS256", k)
 }
@@ -70,7 +70,7 @@ func NewRSASigner(kid string) (*Signer, error) {
 func NewECSigner(kid string) (*Signer, error) {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("decisiontest: generate P-256 key: %w", err)
+		return nil, fmt.Errorf("tokenmint: generate P-256 key: %w", err)
 	}
 	return NewSigner(kid, "ES256", k)
 }
@@ -79,7 +79,7 @@ func NewECSigner(kid string) (*Signer, error) {
 func NewEd25519Signer(kid string) (*Signer, error) {
 	_, k, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("decisiontest: generate Ed25519 key: %w", err)
+		return nil, fmt.Errorf("tokenmint: generate Ed25519 key: %w", err)
 	}
 	return NewSigner(kid, "EdDSA", k)
 }
@@ -95,7 +95,7 @@ func NewSignerOfKind(kind, kid string) (*Signer, error) {
 	case KindEd25519:
 		return NewEd25519Signer(kid)
 	}
-	return nil, fmt.Errorf("decisiontest: unknown key kind %q: use rsa, ec or ed25519", kind)
+	return nil, fmt.Errorf("tokenmint: unknown key kind %q: use rsa, ec or ed25519", kind)
 }
 
 // LoadSignerPEM reads a PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC) and
@@ -104,7 +104,7 @@ func NewSignerOfKind(kind, kid string) (*Signer, error) {
 func LoadSignerPEM(path, kid, alg string) (*Signer, error) {
 	key, err := ParsePrivateKeyPEMFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("decisiontest: %w", err)
+		return nil, fmt.Errorf("tokenmint: %w", err)
 	}
 	return NewSigner(kid, alg, key)
 }
@@ -239,11 +239,11 @@ func (s *Signer) JWK() (publicJWKJSON []byte) {
 
 func (s *Signer) jwkJSON() ([]byte, error) {
 	if s == nil || s.Key == nil {
-		return nil, errors.New("decisiontest: signer has no key")
+		return nil, errors.New("tokenmint: signer has no key")
 	}
 	k, err := jwk.PublicKeyOf(s.Key.Public())
 	if err != nil {
-		return nil, fmt.Errorf("decisiontest: export public key: %w", err)
+		return nil, fmt.Errorf("tokenmint: export public key: %w", err)
 	}
 	if s.Kid != "" {
 		if err := k.Set(jwk.KeyIDKey, s.Kid); err != nil {

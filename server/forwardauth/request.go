@@ -1,4 +1,4 @@
-package envoy
+package forwardauth
 
 import (
 	"net/http"
@@ -51,8 +51,8 @@ const (
 	detailManyForwardedHost = "the check request carries more than one X-Forwarded-Host value: the proxy must send exactly one"
 )
 
-// ForwardAuthOptions configure RequestFromHTTP.
-type ForwardAuthOptions struct {
+// Options configure RequestFromHTTP.
+type Options struct {
 	// PathPrefix is stripped from the check request's own path when no
 	// original-URI header is present: Envoy's HTTP ext_authz service sends
 	// path_prefix + the original path. "" strips nothing. It must start
@@ -95,7 +95,7 @@ func HasForwardedURI(r *http.Request) bool {
 //
 // Every string in out is a string of r, and for the usual request nothing
 // is allocated.
-func RequestFromHTTP(r *http.Request, opts *ForwardAuthOptions, out *decision.Request) (invalid string) {
+func RequestFromHTTP(r *http.Request, opts *Options, out *decision.Request) (invalid string) {
 	*out = decision.Request{}
 	h := r.Header
 
@@ -188,7 +188,7 @@ var methodOverrideHTTP = func() (c [len(decision.MethodOverrideHeaders)]string) 
 	return c
 }()
 
-func (o *ForwardAuthOptions) pathPrefix() string {
+func (o *Options) pathPrefix() string {
 	if o == nil {
 		return ""
 	}
