@@ -118,6 +118,9 @@ func (h *HTTPResponder) Write(w http.ResponseWriter, d *decision.Decision) {
 	if e.challenge != nil {
 		hdr[httpHeaderWWWAuthenticate] = e.challenge
 	}
+	if d.DPoPNonce != "" {
+		hdr.Set(HeaderDPoPNonce, d.DPoPNonce)
+	}
 	w.WriteHeader(e.status)
 	_, _ = io.WriteString(w, e.body)
 }
