@@ -178,6 +178,9 @@ func TestDPoPDecisions(t *testing.T) {
 			return dpopRequest("GET", "/orders/42", bound, f.proof(t, map[string]any{"alg": "HS256"}, ok))
 		}, decision.DPoPProofInvalid},
 		{"alg not in the allow-list", func() *decision.Request {
+			return dpopRequest("GET", "/orders/42", bound, f.proof(t, map[string]any{"alg": "RS512"}, ok))
+		}, decision.DPoPProofInvalid},
+		{"alg that does not fit the key", func() *decision.Request {
 			return dpopRequest("GET", "/orders/42", bound, f.proof(t, map[string]any{"alg": "ES384"}, ok))
 		}, decision.DPoPProofInvalid},
 		{"private key in jwk", func() *decision.Request {
