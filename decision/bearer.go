@@ -39,6 +39,25 @@ var b64tokenChar = func() (t [256]bool) {
 // Authorization headers the request carried; maxBytes bounds the token. It
 // allocates nothing unless the token is too long.
 func extractBearer(authz string, count int, maxBytes int) (token string, code Code, detail string) {
+	return extractScheme(authz, count, maxBytes, "bearer")
+}
+
+// extractCredential is extractBearer that also accepts the DPoP scheme
+// (RFC 9449 §7.1, "Authorization: DPoP <token>"), saying which one the
+// request used.
+func extractCredential(authz string, count int, maxBytes int) (token string, dpop bool, code Code, detail string) {
+	const scheme = "dpop"
+	if a := trimHeaderOWS(authz); count == 1 && len(a) > len(scheme) && a[len(scheme)] == ' ' && equalFoldBearer(a[:len(scheme)], scheme) {
+		token, code, detail = extractScheme(authz, count, maxBytes, scheme)
+		return token, true, code, detail
+	}
+	token, code, detail = extractScheme(authz, count, maxBytes, "bearer")
+	return token, false, code, detail
+}
+
+// extractScheme is extractBearer for the auth scheme named scheme (lower
+// case).
+func extractScheme(authz string, count int, maxBytes int, scheme string) (token string, code Code, detail string) {
 	if count > 1 {
 		return "", RequestInvalid, detailManyAuthz
 	}
@@ -56,7 +75,6 @@ func extractBearer(authz string, count int, maxBytes int) (token string, code Co
 		// Proxies merge repeated headers into one value joined by commas.
 		return "", RequestInvalid, detailManyAuthz
 	}
-	const scheme = "bearer"
 	if len(authz) < len(scheme) || !equalFoldBearer(authz[:len(scheme)], scheme) {
 		return "", TokenMissing, detailNotBearer
 	}

@@ -169,6 +169,7 @@ func (c *compiler) compile(pf *PolicyFile, baseDir string, readKeys bool) *Polic
 
 	c.constraints(pf, pol)
 	c.governance(pf, pol)
+	c.dpop(pf, pol)
 
 	// The router of every route finds ambiguities and decides shadow
 	// evaluations; when some routes are in shadow mode, responses come from

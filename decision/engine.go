@@ -2,6 +2,7 @@ package decision
 
 import (
 	"context"
+	"fmt"
 	"iter"
 	"math/bits"
 	"strings"
@@ -71,6 +72,9 @@ type Decision struct {
 	Token *Token
 	// Policy is the policy the decision was made with.
 	Policy *Policy
+	// DPoPNonce is the nonce a dpop_nonce_required deny tells the client
+	// to use, sent in a DPoP-Nonce header (RFC 9449 §9); "" otherwise.
+	DPoPNonce string
 	// Shadow is the would-be decision of a shadow-mode route that matched
 	// the request (Shadow.Route is nil when none did).
 	Shadow ShadowOutcome
@@ -181,6 +185,17 @@ type Options struct {
 	// opaque tokens (store/introspect on a server). When nil, such tokens
 	// are denied with introspection_unavailable.
 	Introspector Introspector
+	// Replay remembers the DPoP proofs already used (dpop_replay.go). When
+	// nil, the engine keeps its own MemReplayCache of ReplayCacheBytes
+	// (default DefaultReplayCacheBytes): right for one replica; replicas
+	// behind one load balancer share one (store/postgres).
+	Replay           ReplayCache
+	ReplayCacheBytes int64
+	// DPoPNonceSecret keys the DPoP server nonces of a policy with
+	// dpop.nonce: required (at least MinDPoPNonceSecretBytes bytes, the
+	// same on every replica). Without it such a policy denies DPoP
+	// requests with internal.
+	DPoPNonceSecret []byte
 }
 
 // Engine decides requests against the current policy. It is safe for
@@ -194,6 +209,8 @@ type Engine struct {
 	maxToken    int
 
 	ownership OwnershipStore
+	replay    ReplayCache
+	nonces    *dpopNonces
 
 	engineRevocations // revoke.go
 }
@@ -214,7 +231,19 @@ func NewEngine(pol *Policy, opts Options) (*Engine, error) {
 		}
 		return nil, err
 	}
+	if n := len(opts.DPoPNonceSecret); n > 0 && n < MinDPoPNonceSecretBytes {
+		v.close()
+		if coarse {
+			sharedClock.release()
+		}
+		return nil, fmt.Errorf("the DPoP nonce secret has %d bytes; use at least %d random bytes", n, MinDPoPNonceSecretBytes)
+	}
 	e := &Engine{verifier: v, clock: opts.Clock, coarseClock: coarse, maxToken: opts.MaxTokenBytes, ownership: opts.Ownership}
+	e.replay = opts.Replay
+	if e.replay == nil {
+		e.replay = NewMemReplayCache(opts.ReplayCacheBytes, opts.Clock)
+	}
+	e.nonces = newDPoPNonces(opts.DPoPNonceSecret)
 	e.policy.Store(pol)
 	e.revStaleAfter = opts.RevocationStaleAfter
 	return e, nil
@@ -400,7 +429,7 @@ func (e *Engine) decide(ctx context.Context, r *Request, pol *Policy, rt *router
 	}
 
 	// 2. Token.
-	raw, code, detail := extractBearer(r.Authorization, r.AuthorizationCount, e.maxToken)
+	raw, dpop, code, detail := extractCredential(r.Authorization, r.AuthorizationCount, e.maxToken)
 	if code != OK {
 		tr.add("token", "fail", detail)
 		d.Code, d.Detail = code, detail
@@ -416,6 +445,16 @@ func (e *Engine) decide(ctx context.Context, r *Request, pol *Policy, rt *router
 	d.Token = &vt.Token
 	if tr != nil {
 		tr.add("token", "pass", "issuer "+vt.Token.Issuer+", subject "+vt.Token.Subject+", client "+vt.Token.ClientID+", scopes ["+strings.Join(vt.Token.Scopes, " ")+"]")
+	}
+
+	// 2b. DPoP (RFC 9449): the proof is checked on every request; only its
+	// jti's novelty waits until the end (a lookup that may leave the
+	// process).
+	var proof proofClaims
+	proofChecked, code, detail := e.checkDPoP(r, &d, raw, dpop, now, &proof)
+	if code != OK {
+		d.Code, d.Detail = code, detail
+		return d
 	}
 
 	// 3. Revocation: an in-memory set, O(1).
@@ -472,6 +511,14 @@ func (e *Engine) decide(ctx context.Context, r *Request, pol *Policy, rt *router
 	if code, detail := e.checkDrift(r, &d, now); code != OK {
 		d.Code, d.Detail = code, detail
 		return d
+	}
+
+	// 7. DPoP replay: the proof's jti must be new.
+	if proofChecked {
+		if code, detail := e.checkDPoPReplay(ctx, r, pol, &proof); code != OK {
+			d.Code, d.Detail = code, detail
+			return d
+		}
 	}
 	d.Allow, d.Code = true, OK
 	return d

@@ -40,6 +40,8 @@ type Policy struct {
 
 	policyGovernance
 	policyConstraints
+
+	dpop dpopConf
 }
 
 // Route is one compiled route rule.
@@ -70,6 +72,9 @@ type Route struct {
 
 	routeGovernance
 	routeConstraints
+
+	// DPoPRequired: every token on the route needs a DPoP proof.
+	DPoPRequired bool
 }
 
 // RequiredScopes returns the scopes an insufficient_scope challenge names:
@@ -99,6 +104,8 @@ type Issuer struct {
 	// changes, so cached verifications made under other settings are redone.
 	Fingerprint uint64
 	Line        int
+	// DPoPRequired: every token of the issuer needs a DPoP proof.
+	DPoPRequired bool
 
 	issuerBinding
 }

@@ -36,6 +36,9 @@ type PolicyFile struct {
 	Segments []SegmentSpec `yaml:"segments"`
 	Clients  []ClientSpec  `yaml:"clients"`
 	Drift    *DriftSpec    `yaml:"drift"`
+
+	// DPoP tunes the checks of DPoP proofs (RFC 9449, dpop_compile.go).
+	DPoP *DPoPSpec `yaml:"dpop"`
 }
 
 // IssuerSpec is one trusted token issuer.
@@ -71,6 +74,9 @@ type IssuerSpec struct {
 	// Introspection accepts opaque access tokens of this issuer by asking
 	// its introspection endpoint (RFC 7662; introspection_spec.go).
 	Introspection *IntrospectionSpec `yaml:"introspection"`
+	// DPoP "required" makes every token of this issuer need a DPoP proof
+	// (RFC 9449); "" checks proofs only for tokens bound with cnf.jkt.
+	DPoP string `yaml:"dpop"`
 }
 
 // RouteSpec is one route rule.
@@ -93,6 +99,9 @@ type RouteSpec struct {
 	CrossSegment string `yaml:"cross_segment"`
 	// SMART makes the route a SMART on FHIR route (governance_spec.go).
 	SMART *SMARTRouteSpec `yaml:"smart"`
+	// DPoP "required" makes every token on this route need a DPoP proof
+	// (RFC 9449); "" checks proofs only for tokens bound with cnf.jkt.
+	DPoP string `yaml:"dpop"`
 }
 
 // MatchSpec selects requests.

@@ -45,6 +45,19 @@ const (
 	// IntrospectionUnavailable: the issuer's introspection endpoint did
 	// not answer (opaque tokens).
 	IntrospectionUnavailable
+	// DPoP (RFC 9449): sender-constrained tokens and their proofs.
+	DPoPProofMissing
+	DPoPProofInvalid
+	DPoPSignatureInvalid
+	DPoPKeyMismatch
+	DPoPMethodMismatch
+	DPoPURIMismatch
+	DPoPProofStale
+	DPoPProofReplayed
+	DPoPAthMismatch
+	DPoPNonceRequired
+	DPoPDowngrade
+	DPoPReplayUnavailable
 	numCodes
 )
 
@@ -68,6 +81,16 @@ const (
 	// ChallengeStepUp: error="insufficient_user_authentication" with
 	// acr_values and/or max_age (RFC 9470, 401).
 	ChallengeStepUp
+	// ChallengeDPoPProof: a "DPoP" challenge with error="invalid_dpop_proof"
+	// and the accepted algs (RFC 9449 §7.1, 401).
+	ChallengeDPoPProof
+	// ChallengeDPoPToken: a "DPoP" challenge with error="invalid_token": the
+	// proof is sound but the token is not bound to its key, or a bound
+	// token came as Bearer (RFC 9449 §7.1, 401).
+	ChallengeDPoPToken
+	// ChallengeDPoPNonce: a "DPoP" challenge with error="use_dpop_nonce",
+	// sent with a DPoP-Nonce header naming the nonce to use (RFC 9449 §9).
+	ChallengeDPoPNonce
 )
 
 type codeInfo struct {
@@ -110,6 +133,19 @@ var codes = [numCodes]codeInfo{
 	KeySetUnavailable:              {"key_set_unavailable", "the issuer's key set has not been loaded yet (its JWKS endpoint has not answered); denied to fail closed", 503, ChallengeNone},
 	IntrospectionUnavailable:       {"introspection_unavailable", "the issuer's introspection endpoint did not answer, or its answer could not be read; denied to fail closed", 503, ChallengeNone},
 	RevocationStale:                {"revocation_stale", "the revocation list is older than the staleness bound for a high-risk scope; denied to fail closed", 403, ChallengeNone},
+
+	DPoPProofMissing:      {"dpop_proof_missing", "the token must be presented with Authorization: DPoP and exactly one DPoP proof header (RFC 9449)", 401, ChallengeDPoPProof},
+	DPoPProofInvalid:      {"dpop_proof_invalid", "the DPoP proof is not a valid dpop+jwt JWS with an allowed asymmetric alg and a public jwk", 401, ChallengeDPoPProof},
+	DPoPSignatureInvalid:  {"dpop_signature_invalid", "the DPoP proof's signature does not verify with the key it embeds", 401, ChallengeDPoPProof},
+	DPoPKeyMismatch:       {"dpop_key_mismatch", "the DPoP proof's key is not the key the token is bound to (cnf.jkt)", 401, ChallengeDPoPToken},
+	DPoPMethodMismatch:    {"dpop_method_mismatch", "the DPoP proof's htm is not the request's method", 401, ChallengeDPoPProof},
+	DPoPURIMismatch:       {"dpop_uri_mismatch", "the DPoP proof's htu is not the request's URI", 401, ChallengeDPoPProof},
+	DPoPProofStale:        {"dpop_proof_stale", "the DPoP proof's iat is outside the accepted window", 401, ChallengeDPoPProof},
+	DPoPProofReplayed:     {"dpop_proof_replayed", "the DPoP proof's jti was already used within the accepted window", 401, ChallengeDPoPProof},
+	DPoPAthMismatch:       {"dpop_ath_mismatch", "the DPoP proof's ath is not the hash of the access token it comes with", 401, ChallengeDPoPProof},
+	DPoPNonceRequired:     {"dpop_nonce_required", "the DPoP proof must carry the nonce the server issued in DPoP-Nonce", 401, ChallengeDPoPNonce},
+	DPoPDowngrade:         {"dpop_downgrade", "a DPoP-bound token was presented as a Bearer token", 401, ChallengeDPoPToken},
+	DPoPReplayUnavailable: {"dpop_replay_unavailable", "the DPoP replay cache could not record the proof; denied to fail closed", 503, ChallengeNone},
 }
 
 // String returns the stable machine code, e.g. "insufficient_scope".

@@ -36,6 +36,17 @@ type Request struct {
 	ClientCertificate string
 	// Host is the :authority / Host of the original request.
 	Host string
+	// Scheme is the URI scheme of the original request ("https"), as the
+	// proxy reports it (Envoy's attributes.request.http.scheme,
+	// X-Forwarded-Proto); a DPoP proof's htu is checked against Scheme,
+	// Host and Path.
+	Scheme string
+	// DPoP is the value of the request's DPoP proof header (RFC 9449), ""
+	// when absent; DPoPCount is how many DPoP headers it carried (a
+	// translator that only sees a merged value sets 1 and leaves the
+	// comma to Decide).
+	DPoP      string
+	DPoPCount int
 	// MethodOverride holds the values of the request's method-override
 	// headers (MethodOverrideHeaders), joined with ", " when there are
 	// several; "" when there are none. Frameworks behind the proxy run the

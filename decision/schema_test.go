@@ -513,6 +513,9 @@ func TestPolicyDocReasonTable(t *testing.T) {
 		ChallengeInvalidRequest:    "`invalid_request`",
 		ChallengeInsufficientScope: "`insufficient_scope`",
 		ChallengeStepUp:            "`insufficient_user_authentication`",
+		ChallengeDPoPProof:         "DPoP `invalid_dpop_proof`",
+		ChallengeDPoPToken:         "DPoP `invalid_token`",
+		ChallengeDPoPNonce:         "DPoP `use_dpop_nonce`",
 	}
 	documented := map[string]bool{}
 	for _, m := range row.FindAllStringSubmatch(string(doc), -1) {

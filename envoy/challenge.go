@@ -41,6 +41,12 @@ func buildChallenge(realm string, d *decision.Decision) string {
 	}
 	var errCode string
 	switch d.Code.Challenge() {
+	case decision.ChallengeDPoPProof:
+		return dpopChallenge(realm, "invalid_dpop_proof", d)
+	case decision.ChallengeDPoPToken:
+		return dpopChallenge(realm, "invalid_token", d)
+	case decision.ChallengeDPoPNonce:
+		return dpopChallenge(realm, "use_dpop_nonce", d)
 	case decision.ChallengeBare:
 		return `Bearer realm="` + realm + `"`
 	case decision.ChallengeInvalidToken:
@@ -91,6 +97,30 @@ func buildChallenge(realm string, d *decision.Decision) string {
 	}
 	return b.String()
 }
+
+// dpopChallenge is the RFC 9449 §7.1 challenge of a DPoP deny:
+//
+//	DPoP realm="scopegate", error="invalid_dpop_proof", error_description="...", algs="ES256 EdDSA"
+func dpopChallenge(realm, errCode string, d *decision.Decision) string {
+	msg := d.Message()
+	algs := d.Policy.DPoPAlgorithms()
+	var b strings.Builder
+	b.Grow(len(`DPoP realm="", error="", error_description="", algs=""`) + len(realm) + len(errCode) + len(msg) + len(algs))
+	b.WriteString(`DPoP realm="`)
+	b.WriteString(realm)
+	b.WriteString(`", error="`)
+	b.WriteString(errCode)
+	b.WriteString(`", error_description="`)
+	writeQuotable(&b, msg)
+	b.WriteString(`", algs="`)
+	writeQuotable(&b, algs)
+	b.WriteByte('"')
+	return b.String()
+}
+
+// HeaderDPoPNonce is the response header naming the DPoP nonce a client
+// must put in its next proof (RFC 9449 §9).
+const HeaderDPoPNonce = "DPoP-Nonce"
 
 // writeQuotable writes s so that it can stand inside a quoted-string of an
 // RFC 6750 challenge: printable ASCII only, no '"' and no '\'.

@@ -19,6 +19,8 @@ const (
 	hdrMethod        = ":method"
 	hdrPath          = ":path"
 	hdrAuthority     = ":authority"
+	hdrScheme        = ":scheme"
+	hdrDPoP          = "dpop"
 
 	// ctxEnvironment is the context_extensions key naming the environment
 	// of the request (set per route or virtual host in Envoy's
@@ -76,6 +78,11 @@ func RequestFromCheck(req *authv3.CheckRequest, out *decision.Request) (invalid 
 		out.RequestID = hs.get(hdrRequestID)
 	}
 	out.Authorization, out.AuthorizationCount = hs.authorization()
+	out.Scheme = httpReq.GetScheme()
+	if out.Scheme == "" {
+		out.Scheme = hs.get(hdrScheme)
+	}
+	out.DPoP, out.DPoPCount = hs.count(hdrDPoP)
 	out.ForwardedFor = hs.forwardedFor()
 	hs.methodOverride(out)
 
@@ -120,12 +127,12 @@ func (h *headerSource) get(name string) string {
 	return ""
 }
 
-// authorization returns the Authorization value and how many Authorization
-// headers the request carried. A merged map holds at most one (duplicates
-// arrive comma-joined, which Decide rejects on its own).
-func (h *headerSource) authorization() (string, int) {
+// count returns the first value of the header named name (lower-case)
+// and how many headers of that name the request carried (1 at most in a
+// merged map, where duplicates arrive comma-joined).
+func (h *headerSource) count(name string) (string, int) {
 	if h.merged != nil {
-		v, ok := h.merged[hdrAuthorization]
+		v, ok := h.merged[name]
 		if !ok {
 			return "", 0
 		}
@@ -133,7 +140,7 @@ func (h *headerSource) authorization() (string, int) {
 	}
 	first, n := "", 0
 	for _, hv := range h.raw {
-		if strings.EqualFold(hv.GetKey(), hdrAuthorization) {
+		if strings.EqualFold(hv.GetKey(), name) {
 			if n == 0 {
 				first = rawValue(hv)
 			}
@@ -142,6 +149,11 @@ func (h *headerSource) authorization() (string, int) {
 	}
 	return first, n
 }
+
+// authorization returns the Authorization value and how many Authorization
+// headers the request carried. A merged map holds at most one (duplicates
+// arrive comma-joined, which Decide rejects on its own).
+func (h *headerSource) authorization() (string, int) { return h.count(hdrAuthorization) }
 
 // methodOverride records the method-override headers (Decide refuses one
 // naming another method than the request's).

@@ -12,6 +12,7 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/scopegate/scopegate/decision"
@@ -126,7 +127,15 @@ func (r *Responder) Response(d *decision.Decision) *authv3.CheckResponse {
 	if d.Allow {
 		return r.allow(d)
 	}
-	return r.deny(d).resp
+	resp := r.deny(d).resp
+	if d.DPoPNonce != "" {
+		// The nonce changes with the time window: the cached deny is
+		// copied, never changed.
+		resp = proto.CloneOf(resp)
+		dr := resp.GetDeniedResponse()
+		dr.Headers = append(dr.Headers, headerOption(strings.ToLower(HeaderDPoPNonce), d.DPoPNonce))
+	}
+	return resp
 }
 
 // WWWAuthenticate returns the challenge of a deny ("" for none), with the

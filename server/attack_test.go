@@ -46,6 +46,7 @@ const (
 type atkEnv struct {
 	client   authv3.AuthorizationClient
 	conn     *grpc.ClientConn
+	srv      *Server
 	ec1, ec2 *decisiontest.Signer // published: k1, k2
 	rsa      *decisiontest.Signer // published: r1
 	attacker *decisiontest.Signer // unpublished, claims kid k1
@@ -93,6 +94,7 @@ func startAttackServer(t testing.TB, policy string, edit func(*Config)) *atkEnv 
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
 	}
+	e.srv = srv
 	e.conn = serveLoopback(t, srv)
 	e.client = authv3.NewAuthorizationClient(e.conn)
 	return e

@@ -94,6 +94,13 @@ func requestFromAuthorizer(req *scopegatev1.CheckRequest, out *decision.Request)
 		case equalFoldASCII(k, "x-forwarded-for"):
 			out.ForwardedFor = v
 			nxff++
+		case equalFoldASCII(k, "dpop"):
+			// A proof (RFC 9449); two keys are two headers, refused.
+			out.DPoP = v
+			out.DPoPCount++
+		case equalFoldASCII(k, "x-forwarded-proto") || k == ":scheme":
+			// The scheme a DPoP proof's htu is checked against.
+			out.Scheme = v
 		case decision.IsMethodOverrideHeader(k):
 			out.AddMethodOverride(v)
 		}

@@ -63,7 +63,19 @@ func TestRequestFromHTTP(t *testing.T) {
 				"X-Forwarded-Method", "PATCH", "X-Forwarded-Uri", "/orders/7", "X-Forwarded-Proto", "https",
 				"X-Forwarded-Host", "shop.example", "X-Forwarded-For", "198.51.100.4"),
 			want: decision.Request{Method: "PATCH", Path: "/orders/7", SourceIP: netip.MustParseAddr("10.1.2.3"),
-				ForwardedFor: "198.51.100.4", Host: "shop.example"},
+				ForwardedFor: "198.51.100.4", Host: "shop.example", Scheme: "https"},
+		},
+		"dpop proofs are counted, the scheme is the forwarded one": {
+			req: checkReq("GET", "/", "10.1.2.3:5555",
+				"X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/orders/7", "X-Forwarded-Proto", "https",
+				"Authorization", "DPoP t", "DPoP", "p1", "DPoP", "p2"),
+			want: decision.Request{Method: "GET", Path: "/orders/7", SourceIP: netip.MustParseAddr("10.1.2.3"),
+				Authorization: "DPoP t", AuthorizationCount: 1, DPoP: "p1", DPoPCount: 2, Host: "example.com", Scheme: "https"},
+		},
+		"a scheme list is no scheme": {
+			req: checkReq("GET", "/", "10.1.2.3:5555",
+				"X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/orders/7", "X-Forwarded-Proto", "https,http"),
+			want: decision.Request{Method: "GET", Path: "/orders/7", SourceIP: netip.MustParseAddr("10.1.2.3"), Host: "example.com"},
 		},
 		"envoy http mode: the request line is the original": {
 			req: checkReq("DELETE", "/api/items/1?force=1", peer, "Authorization", "Bearer t"),

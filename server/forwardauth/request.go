@@ -144,6 +144,7 @@ func RequestFromHTTP(r *http.Request, opts *Options, out *decision.Request) (inv
 	if v := h[httpAuthorization]; len(v) > 0 {
 		out.Authorization, out.AuthorizationCount = v[0], len(v)
 	}
+	dpopFromHTTP(h, out)
 	out.ForwardedFor = joinLines(h[HeaderForwardedFor])
 	for _, name := range methodOverrideHTTP {
 		for _, v := range h[name] {

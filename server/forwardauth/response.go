@@ -122,6 +122,9 @@ func (h *Responder) Write(w http.ResponseWriter, d *decision.Decision) {
 	if e.challenge != nil {
 		hdr[httpHeaderWWWAuthenticate] = e.challenge
 	}
+	if d.DPoPNonce != "" {
+		hdr.Set(envoy.HeaderDPoPNonce, d.DPoPNonce)
+	}
 	w.WriteHeader(e.status)
 	_, _ = io.WriteString(w, e.body)
 }
