@@ -136,6 +136,11 @@ type Config struct {
 	// store/introspect.Client, whose credentials are read when a policy
 	// loads. Tests and embedders may pass their own.
 	Introspector decision.Introspector
+	// DPoPNonceSecret keys the DPoP server nonces (RFC 9449 §8) of a
+	// policy with dpop.nonce: required: at least
+	// decision.MinDPoPNonceSecretBytes bytes, the same on every replica.
+	// A policy that requires nonces does not load without it.
+	DPoPNonceSecret []byte
 	// KeyStartupTimeout, when positive, makes NewServer fail if some
 	// issuer's key set has not been loaded within it (a JWKS endpoint down
 	// at start). Zero, the default, starts anyway: the server is

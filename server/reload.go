@@ -149,6 +149,11 @@ func (s *Server) loadPolicy() (*decision.Policy, error) {
 	if err != nil {
 		return nil, err
 	}
+	if pol.DPoPNonceRequired() && len(s.cfg.DPoPNonceSecret) == 0 {
+		// Refused here rather than denying every DPoP request with
+		// internal: a reload keeps the running policy.
+		return nil, errors.New("the policy sets dpop.nonce: required, but the server has no nonce secret: give one with --dpop-nonce-secret-file (SCOPEGATE_DPOP_NONCE_SECRET_FILE), at least 32 random bytes, the same on every replica")
+	}
 	if s.registry != nil {
 		if err := s.registry.Open(pol); err != nil {
 			return nil, fmt.Errorf("key sets: %w", err)

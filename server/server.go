@@ -168,6 +168,7 @@ func newServer(cfg Config, announce bool) (_ *Server, err error) {
 		Ownership:            owners,
 		Keys:                 s.keys,
 		Introspector:         s.introspector,
+		DPoPNonceSecret:      cfg.DPoPNonceSecret,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start decision engine: %w", err)

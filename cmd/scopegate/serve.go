@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -38,6 +39,8 @@ type serveCmd struct {
 	maxConns       int
 	connIdle       time.Duration
 	connAge        time.Duration
+
+	dpopNonceSecretFile string
 }
 
 func (s *serveCmd) define(fs *flag.FlagSet) {
@@ -50,6 +53,7 @@ func (s *serveCmd) define(fs *flag.FlagSet) {
 	s.auditFlags.define(fs)
 	s.adminFlags.define(fs)
 	s.ssfFlags.define(fs)
+	fs.StringVar(&s.dpopNonceSecretFile, "dpop-nonce-secret-file", "", "file holding the secret (at least 32 random bytes, the same on every replica) that keys DPoP server nonces, for a policy with dpop.nonce: required")
 	fs.IntVar(&s.maxHeaders, "max-request-headers", server.DefaultMaxRequestHeaders, "most headers one check may carry; more are denied with request_invalid")
 	fs.IntVar(&s.maxHeaderBytes, "max-request-header-bytes", server.DefaultMaxRequestHeaderBytes, "most bytes the headers of one check may total (names and values); more are denied with request_invalid")
 	fs.IntVar(&s.maxPolicyBytes, "max-policy-bytes", 16<<20, "largest policy file loaded, at start and on reload; a larger one is refused unread")
@@ -110,6 +114,13 @@ func (s *serveCmd) run(ctx context.Context, c *cli) int {
 	cfg.MaxRequestHeaders, cfg.MaxRequestHeaderBytes, cfg.CheckTimeout = s.maxHeaders, s.maxHeaderBytes, s.checkTimeout
 	cfg.MaxPolicyBytes = s.maxPolicyBytes
 	cfg.MaxInflight, cfg.MaxConnections, cfg.MaxConnectionIdle, cfg.MaxConnectionAge = s.maxInflight, s.maxConns, s.connIdle, s.connAge
+	if s.dpopNonceSecretFile != "" {
+		secret, err := readDPoPNonceSecret(s.dpopNonceSecretFile)
+		if err != nil {
+			return c.usageError("serve", "%v", err)
+		}
+		cfg.DPoPNonceSecret = secret
+	}
 	// Flags checked alone are checked above, before anything is opened.
 	// From here each resource opened is closed on every way out: the
 	// store by the deferred Close, the audit sinks by the server once
@@ -172,4 +183,19 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, srv interface{ Reloa
 		close(done)
 		<-finished
 	}
+}
+
+// readDPoPNonceSecret reads --dpop-nonce-secret-file: its bytes, less a
+// trailing newline, at least decision.MinDPoPNonceSecretBytes of them. The
+// secret itself never appears in an error.
+func readDPoPNonceSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(repoPath(path))
+	if err != nil {
+		return nil, fileError("--dpop-nonce-secret-file", path, err)
+	}
+	b = bytes.TrimRight(b, "\r\n")
+	if len(b) < decision.MinDPoPNonceSecretBytes {
+		return nil, fmt.Errorf("--dpop-nonce-secret-file %s holds %d bytes; the DPoP nonce secret needs at least %d random bytes (e.g. openssl rand -base64 48 > %s)", path, len(b), decision.MinDPoPNonceSecretBytes, path)
+	}
+	return b, nil
 }
