@@ -15,6 +15,8 @@ import (
 	"sync"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/scopegate/scopegate/decision/internal/yamlpos"
 )
 
 // Reading the policy file.
@@ -111,7 +113,7 @@ func parsePolicyFileLimit(data []byte, filename string, limit int) (pf *PolicyFi
 		w.add(root.Line, "", emptyFileMessage)
 		return nil, nil, w.probs
 	}
-	li = &lineIndex{root: root}
+	li = &lineIndex{ix: yamlpos.New(root)}
 
 	// A second document would be silently ignored by the decoder: refuse it,
 	// since whatever the user put there (an issuer, routes) would not apply.
@@ -527,11 +529,6 @@ func describe(n *yaml.Node) string {
 // yamlEntry is one key: value pair of a mapping, after merges.
 type yamlEntry struct{ key, val *yaml.Node }
 
-// isMerge reports whether k is a YAML merge key ("<<").
-func isMerge(k *yaml.Node) bool {
-	return k.Kind == yaml.ScalarNode && k.Value == "<<" && (k.Tag == "" || k.Tag == "!" || k.ShortTag() == "!!merge")
-}
-
 // entries returns the pairs of mapping n: its own keys, then the keys its
 // "<<" merges bring in that it does not set itself. It reports (and removes)
 // duplicate keys and malformed merges.
@@ -550,8 +547,8 @@ func (w *walker) entries(n *yaml.Node, path string) []yamlEntry {
 			}
 			seen[k.Value] = k
 		}
-		if isMerge(k) {
-			m, ok := mergeSources(v)
+		if yamlpos.IsMerge(k) {
+			m, ok := yamlpos.MergeSources(v)
 			if !ok {
 				w.add(k.Line, fieldJoin(path, "<<"), "a merge key (<<) needs an alias to a mapping, or a list of such aliases, e.g. <<: *defaults")
 				continue
@@ -582,26 +579,6 @@ func (w *walker) entries(n *yaml.Node, path string) []yamlEntry {
 		out = append(out, e)
 	}
 	return out
-}
-
-// mergeSources returns the mappings a merge value names.
-func mergeSources(v *yaml.Node) ([]*yaml.Node, bool) {
-	v = derefAlias(v)
-	switch v.Kind {
-	case yaml.MappingNode:
-		return []*yaml.Node{v}, true
-	case yaml.SequenceNode:
-		out := make([]*yaml.Node, 0, len(v.Content))
-		for _, it := range v.Content {
-			it = derefAlias(it)
-			if it.Kind != yaml.MappingNode {
-				return nil, false
-			}
-			out = append(out, it)
-		}
-		return out, true
-	}
-	return nil, false
 }
 
 func (w *walker) structNode(n *yaml.Node, t reflect.Type, path string, at int) {
@@ -850,9 +827,10 @@ func collectFields(t reflect.Type, sf *structFields) {
 
 // lineIndex finds the line of a value of the policy file by its field path,
 // so that checks made after decoding (the compiler's) can point at the line
-// to fix.
+// to fix. It follows aliases and merge keys as the decoder does (see
+// yamlpos).
 type lineIndex struct {
-	root *yaml.Node
+	ix *yamlpos.Index
 }
 
 // line returns the line of the value at path, whose elements are mapping
@@ -862,71 +840,10 @@ type lineIndex struct {
 // exist, it returns the line of the deepest element of the path that does,
 // or 0 if not even the first does. A nil index answers 0.
 func (li *lineIndex) line(path ...any) int {
-	if li == nil || li.root == nil {
+	if li == nil {
 		return 0
 	}
-	n, line := li.root, 0
-	for _, p := range path {
-		for n.Kind == yaml.AliasNode && n.Alias != nil {
-			n = n.Alias
-		}
-		var at *yaml.Node // the node whose line the element is on
-		switch p := p.(type) {
-		case string:
-			if n.Kind == yaml.MappingNode {
-				if k, v := lookupKey(n, p, 0); k != nil {
-					at, n = k, v
-				}
-			}
-		case int:
-			if n.Kind == yaml.SequenceNode && p >= 0 && p < len(n.Content) {
-				at = n.Content[p]
-				n = at
-			}
-		}
-		if at == nil {
-			break
-		}
-		line = at.Line
-	}
-	return line
-}
-
-// lookupKey finds key in mapping n, then in the mappings its merge keys
-// name, and returns the key and value nodes.
-func lookupKey(n *yaml.Node, key string, depth int) (k, v *yaml.Node) {
-	if depth > 32 {
-		return nil, nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if c := n.Content[i]; c.Kind == yaml.ScalarNode && c.Value == key && !isMerge(c) {
-			return c, n.Content[i+1]
-		}
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if !isMerge(n.Content[i]) {
-			continue
-		}
-		srcs := []*yaml.Node{n.Content[i+1]}
-		if s := derefAlias(srcs[0]); s.Kind == yaml.SequenceNode {
-			srcs = s.Content
-		}
-		for _, s := range srcs {
-			if s = derefAlias(s); s.Kind == yaml.MappingNode {
-				if k, v := lookupKey(s, key, depth+1); k != nil {
-					return k, v
-				}
-			}
-		}
-	}
-	return nil, nil
-}
-
-func derefAlias(n *yaml.Node) *yaml.Node {
-	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 64; i++ {
-		n = n.Alias
-	}
-	return n
+	return li.ix.Line(path...)
 }
 
 // byteSize writes n as MiB when it is a whole number of MiB, else in bytes.

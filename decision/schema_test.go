@@ -15,6 +15,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/scopegate/scopegate/decision/internal/yamlpos"
 )
 
 // The JSON Schema and the reference (docs/policy.schema.json and
@@ -350,7 +352,7 @@ func (v *schemaValidator) validate(s map[string]any, x any, path string) {
 // (as YAML editors do): aliases expanded, merge keys applied, scalars typed
 // by their YAML 1.2 core tag (timestamps stay strings).
 func yamlToJSON(n *yaml.Node) any {
-	n = derefAlias(n)
+	n = yamlpos.Deref(n)
 	switch n.Kind {
 	case yaml.DocumentNode:
 		if len(n.Content) == 0 {
@@ -367,14 +369,14 @@ func yamlToJSON(n *yaml.Node) any {
 		out := map[string]any{}
 		var merges []*yaml.Node
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			if isMerge(n.Content[i]) {
+			if yamlpos.IsMerge(n.Content[i]) {
 				merges = append(merges, n.Content[i+1])
 				continue
 			}
 			out[n.Content[i].Value] = yamlToJSON(n.Content[i+1])
 		}
 		for _, m := range merges {
-			srcs, _ := mergeSources(m)
+			srcs, _ := yamlpos.MergeSources(m)
 			for _, src := range srcs {
 				for k, val := range yamlToJSON(src).(map[string]any) {
 					if _, set := out[k]; !set {

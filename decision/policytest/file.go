@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/decision/internal/yamlpos"
 )
 
 // File is one test file. Its YAML field names are a public contract
@@ -303,19 +304,14 @@ func Parse(data []byte, path string) (*File, error) {
 		probs = decodeProblems(err, path).(*FileError).Problems
 	}
 	f.Path = path
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err == nil && len(root.Content) > 0 {
-		top := root.Content[0]
-		if tests := mapValue(top, "tests"); tests != nil && tests.Kind == yaml.SequenceNode {
-			for i, it := range tests.Content {
-				if i < len(f.Tests) {
-					f.Tests[i].Line = it.Line
-				}
-			}
+	ix := yamlpos.Parse(data)
+	for i := range f.Tests {
+		if at, ok := ix.Find("tests", i); ok {
+			f.Tests[i].Line = at.Line
 		}
-		if m := mapKey(top, "matrix"); m != nil && f.Matrix != nil {
-			f.Matrix.line = m.Line
-		}
+	}
+	if at, ok := ix.Find("matrix"); ok && f.Matrix != nil {
+		f.Matrix.line = at.Line
 	}
 	add := func(line int, format string, args ...any) {
 		probs = append(probs, Problem{File: path, Line: line, Message: fmt.Sprintf(format, args...)})
@@ -414,30 +410,6 @@ func decodeProblems(err error, path string) error {
 		probs = append(probs, Problem{File: path, Line: line, Message: m})
 	}
 	return &FileError{probs}
-}
-
-func mapKey(n *yaml.Node, key string) *yaml.Node {
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i]
-		}
-	}
-	return nil
-}
-
-func mapValue(n *yaml.Node, key string) *yaml.Node {
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return nil
 }
 
 func parseNow(s string) (time.Time, error) {
