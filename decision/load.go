@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/scopegate/scopegate/decision/internal/yamlpos"
+	"github.com/scopegate/scopegate/decision/suggest"
 )
 
 // Reading the policy file.
@@ -616,7 +617,7 @@ func (w *walker) structNode(n *yaml.Node, t reflect.Type, path string, at int) {
 // field name, or the nested field it probably belongs under.
 func unknownField(name string, sf *structFields) string {
 	msg := fmt.Sprintf("unknown field %q", name)
-	close, d := closestName(name, sf.names)
+	close, d := suggest.Options{}.Closest(name, sf.names)
 	parent := ""
 	for _, p := range sf.names {
 		pt := sf.byName[p]
@@ -639,51 +640,6 @@ func unknownField(name string, sf *structFields) string {
 		msg += fmt.Sprintf("; %q belongs under %q", name, parent)
 	}
 	return msg + " (allowed: " + strings.Join(sf.names, ", ") + ")"
-}
-
-// closestName returns the candidate closest to name by edit distance and
-// that distance, if it is within 2 edits (and less than name's own length),
-// else "".
-func closestName(name string, candidates []string) (string, int) {
-	best, bestD := "", 3
-	lname := strings.ToLower(name)
-	for _, c := range candidates {
-		d := editDistance(lname, c)
-		if d < bestD && d < len(name) {
-			best, bestD = c, d
-		}
-	}
-	return best, bestD
-}
-
-// editDistance is the optimal-string-alignment distance between a and b:
-// insertions, deletions, substitutions and transpositions of adjacent bytes
-// each cost 1.
-func editDistance(a, b string) int {
-	const maxLen = 64
-	if len(a) > maxLen || len(b) > maxLen {
-		return 1 << 30
-	}
-	var rows [3][maxLen + 1]int
-	prev2, prev, cur := rows[0][:len(b)+1], rows[1][:len(b)+1], rows[2][:len(b)+1]
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(b)]
 }
 
 func (w *walker) mapNode(n *yaml.Node, t reflect.Type, path string, at int) {

@@ -412,31 +412,6 @@ func TestParsePolicyFileProblemCap(t *testing.T) {
 	}
 }
 
-func TestClosestName(t *testing.T) {
-	names := []string{"algorithms", "audiences", "issuer", "jwks_file", "jwks_url", "methods", "path"}
-	tests := map[string]struct {
-		in, want string
-	}{
-		"extra letter":      {"pathh", "path"},
-		"missing letter":    {"audience", "audiences"},
-		"transposition":     {"ptah", "path"},
-		"two edits":         {"isuser", "issuer"},
-		"case":              {"Path", "path"},
-		"dash for score":    {"jwks-url", "jwks_url"},
-		"three edits":       {"methodzzz", ""},
-		"short key":         {"pa", ""},
-		"nothing close":     {"frobnicate", ""},
-		"very long unknown": {strings.Repeat("a", 100), ""},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			if got, _ := closestName(tc.in, names); got != tc.want {
-				t.Errorf("closestName(%q) = %q, want %q", tc.in, got, tc.want)
-			}
-		})
-	}
-}
-
 func FuzzParsePolicyFile(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join("testdata", "policies", "*.yaml"))
 	for _, name := range files {

@@ -8,13 +8,12 @@ import (
 	"io"
 	"os"
 	"regexp"
-	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/decision/suggest"
 	"github.com/scopegate/scopegate/server"
 )
 
@@ -318,17 +317,7 @@ func closestFlag(cc *cobra.Command, name string) string {
 			names = append(names, f.Name)
 		}
 	})
-	slices.Sort(names)
-	best, bestD := "", 3
-	for _, n := range names {
-		d := decision.Levenshtein(name, n)
-		if strings.HasPrefix(name, n) || strings.HasPrefix(n, name) {
-			d = min(d, 1)
-		}
-		if d < bestD && d < len(name) {
-			best, bestD = n, d
-		}
-	}
+	best, _ := suggest.Options{Prefix: true}.Closest(name, names)
 	return best
 }
 

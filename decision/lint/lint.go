@@ -13,6 +13,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/internal/yamlpos"
+	"github.com/scopegate/scopegate/decision/suggest"
 )
 
 // DefaultNamePattern is the naming convention checked when none is given:
@@ -435,7 +436,7 @@ func (l *linter) lookAlikes(names []scopeUse) {
 			if a.name == b.name || related[[2]string{a.name, b.name}] {
 				continue
 			}
-			if !strings.EqualFold(a.name, b.name) && !(len(a.name) >= 6 && len(b.name) >= 6 && decision.Levenshtein(a.name, b.name) == 1) {
+			if !strings.EqualFold(a.name, b.name) && !(len(a.name) >= 6 && len(b.name) >= 6 && suggest.Distance(a.name, b.name) == 1) {
 				continue
 			}
 			if !catalog {

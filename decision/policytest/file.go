@@ -17,6 +17,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/internal/yamlpos"
+	"github.com/scopegate/scopegate/decision/suggest"
 )
 
 // File is one test file. Its YAML field names are a public contract
@@ -206,7 +207,7 @@ func (t *TokenSpec) UnmarshalYAML(n *yaml.Node) error {
 		if !slices.Contains(allowed, k.Value) {
 			// A *yaml.TypeError lets the decoder go on with the rest of
 			// the file, so every problem is reported in one run.
-			return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: unknown field %q in token%s (allowed: %s)", k.Line, k.Value, didYouMean(k.Value, allowed), strings.Join(allowed, ", "))}}
+			return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: unknown field %q in token%s (allowed: %s)", k.Line, k.Value, suggest.DidYouMean(k.Value, allowed), strings.Join(allowed, ", "))}}
 		}
 	}
 	type plain TokenSpec
@@ -401,7 +402,7 @@ func decodeProblems(err error, path string) error {
 			allowed, hint := "", ""
 			if t, ok := typeNames[where]; ok {
 				names := fieldNames(t)
-				hint = didYouMean(sm[1], names)
+				hint = suggest.DidYouMean(sm[1], names)
 				allowed = " (allowed: " + strings.Join(names, ", ") + ")"
 			}
 			m = fmt.Sprintf("unknown field %q%s%s", sm[1], hint, allowed)
@@ -443,7 +444,7 @@ func checkExpect(e *Expect) error {
 			for _, c := range decision.Codes() {
 				names = append(names, c.String())
 			}
-			if hint := didYouMean(e.Reason, names); hint != "" {
+			if hint := suggest.DidYouMean(e.Reason, names); hint != "" {
 				return fmt.Errorf("unknown reason %q%s", e.Reason, hint)
 			}
 			return fmt.Errorf("unknown reason %q; reasons are: %s", e.Reason, strings.Join(names, ", "))
@@ -453,19 +454,4 @@ func checkExpect(e *Expect) error {
 		}
 	}
 	return nil
-}
-
-// didYouMean is `; did you mean "x"?` for the candidate within two edits
-// of name (and closer than its own length), or "".
-func didYouMean(name string, candidates []string) string {
-	best, bestD := "", 3
-	for _, c := range candidates {
-		if d := decision.Levenshtein(strings.ToLower(name), c); d < bestD && d < len(name) {
-			best, bestD = c, d
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf("; did you mean %q?", best)
 }
