@@ -140,6 +140,7 @@ func parsePolicyFileLimit(data []byte, filename string, limit int) (pf *PolicyFi
 
 	w.walk(root, policyFileType, "", root.Line)
 	w.prune(root)
+	li.removed = w.removed
 
 	pf = new(PolicyFile)
 	if err := root.Decode(pf); err != nil {
@@ -175,6 +176,26 @@ type walker struct {
 	// drop holds the keys of pairs already reported (unknown fields, bad
 	// keys); prune removes them before the final decode.
 	drop map[*yaml.Node]bool
+	// removed holds the field paths whose values were reported and left
+	// out of the decode, and the fields unknown keys were probably meant
+	// for: the compiler sees them absent, so what it says about them
+	// would only repeat the problem already reported.
+	removed map[string]bool
+}
+
+// remove replaces the value at path by null (see nullifyNode) and records
+// the path as reported.
+func (w *walker) remove(n *yaml.Node, path string) {
+	nullifyNode(n)
+	w.reported(path)
+}
+
+// reported records that the value at path has a problem already reported.
+func (w *walker) reported(path string) {
+	if w.removed == nil {
+		w.removed = map[string]bool{}
+	}
+	w.removed[path] = true
 }
 
 // dropPair marks the pair of key k for removal.
@@ -484,7 +505,7 @@ func (w *walker) leaf(n *yaml.Node, t reflect.Type, path string, at int) {
 		msg = strings.TrimPrefix(err.Error(), "yaml: ")
 	}
 	w.add(at, path, msg)
-	nullifyNode(n)
+	w.remove(n, path)
 }
 
 var durationSpecType = reflect.TypeFor[Duration]()
@@ -586,7 +607,7 @@ func (w *walker) structNode(n *yaml.Node, t reflect.Type, path string, at int) {
 	sf := yamlFields(t)
 	if n.Kind != yaml.MappingNode {
 		w.add(at, path, fmt.Sprintf("expected a mapping of fields (allowed: %s), got %s", strings.Join(sf.names, ", "), describe(n)))
-		nullifyNode(n)
+		w.remove(n, path)
 		return
 	}
 	for _, e := range w.entries(n, path) {
@@ -606,7 +627,14 @@ func (w *walker) structNode(n *yaml.Node, t reflect.Type, path string, at int) {
 		}
 		msg := "" // past maxProblems the message is not shown: skip building it
 		if len(w.probs) < maxProblems {
-			msg = unknownField(name, sf)
+			var meant string
+			msg, meant = unknownField(name, sf)
+			if meant != "" && path != "" {
+				meant = path + "." + meant
+			}
+			if meant != "" {
+				w.reported(meant)
+			}
 		}
 		w.add(e.key.Line, fieldJoin(path, name), msg)
 		w.dropPair(e.key)
@@ -614,9 +642,11 @@ func (w *walker) structNode(n *yaml.Node, t reflect.Type, path string, at int) {
 }
 
 // unknownField says that name is not a field of sf, suggests the closest
-// field name, or the nested field it probably belongs under.
-func unknownField(name string, sf *structFields) string {
-	msg := fmt.Sprintf("unknown field %q", name)
+// field name, or the nested field it probably belongs under; meant is the
+// dotted path (relative to sf) of the field suggested, or "". Field names
+// are plain words, so the path needs no brackets.
+func unknownField(name string, sf *structFields) (msg, meant string) {
+	msg = fmt.Sprintf("unknown field %q", name)
 	close, d := suggest.Options{}.Closest(name, sf.names)
 	parent := ""
 	for _, p := range sf.names {
@@ -636,22 +666,24 @@ func unknownField(name string, sf *structFields) string {
 	switch {
 	case close != "" && (d <= 1 || parent == ""):
 		msg += fmt.Sprintf("; did you mean %q?", close)
+		meant = close
 	case parent != "":
 		msg += fmt.Sprintf("; %q belongs under %q", name, parent)
+		meant = parent + "." + name
 	}
-	return msg + " (allowed: " + strings.Join(sf.names, ", ") + ")"
+	return msg + " (allowed: " + strings.Join(sf.names, ", ") + ")", meant
 }
 
 func (w *walker) mapNode(n *yaml.Node, t reflect.Type, path string, at int) {
 	if n.Kind != yaml.MappingNode {
 		w.add(at, path, "expected a mapping of name: value pairs, got "+describe(n))
-		nullifyNode(n)
+		w.remove(n, path)
 		return
 	}
 	entries := w.entries(n, path)
 	if len(entries) > maxMapEntries {
 		w.add(at, path, fmt.Sprintf("%d entries, more than the %d a mapping of names may hold", len(entries), maxMapEntries))
-		nullifyNode(n)
+		w.remove(n, path)
 		return
 	}
 	for _, e := range entries {
@@ -667,12 +699,12 @@ func (w *walker) mapNode(n *yaml.Node, t reflect.Type, path string, at int) {
 func (w *walker) seqNode(n *yaml.Node, t reflect.Type, path string, at int) {
 	if n.Kind != yaml.SequenceNode {
 		w.add(at, path, expectedList(n, t))
-		nullifyNode(n)
+		w.remove(n, path)
 		return
 	}
 	if t.Kind() == reflect.Array && len(n.Content) != t.Len() {
 		w.add(at, path, fmt.Sprintf("expected a list of exactly %d items, got %d", t.Len(), len(n.Content)))
-		nullifyNode(n)
+		w.remove(n, path)
 		return
 	}
 	for i, it := range n.Content {
@@ -787,6 +819,29 @@ func collectFields(t reflect.Type, sf *structFields) {
 // yamlpos).
 type lineIndex struct {
 	ix *yamlpos.Index
+	// removed holds the field paths the walk reported and left out of the
+	// decoded file (see walker.removed).
+	removed map[string]bool
+}
+
+// covered reports whether field is, or lies under, a field whose problem
+// the walk already reported: a check of the decoded file sees that field
+// absent, and what it would say repeats (or follows from) that problem.
+func (li *lineIndex) covered(field string) bool {
+	if li == nil || len(li.removed) == 0 {
+		return false
+	}
+	for f := field; f != ""; {
+		if li.removed[f] {
+			return true
+		}
+		i := strings.LastIndexAny(f, ".[")
+		if i < 0 {
+			break
+		}
+		f = f[:i]
+	}
+	return false
 }
 
 // line returns the line of the value at path, whose elements are mapping
