@@ -10,9 +10,10 @@ import (
 	"strings"
 
 	pyaml "github.com/pb33f/go-yaml"
-	"github.com/pb33f/libopenapi"
 	"github.com/pb33f/libopenapi/datamodel"
 	v3 "github.com/pb33f/libopenapi/datamodel/high/v3"
+	lowbase "github.com/pb33f/libopenapi/datamodel/low/base"
+	v3low "github.com/pb33f/libopenapi/datamodel/low/v3"
 	"github.com/pb33f/libopenapi/index"
 	"github.com/pb33f/libopenapi/utils"
 	"go.yaml.in/yaml/v3"
@@ -98,7 +99,7 @@ func CheckOpenAPI(pol *decision.Policy, doc []byte, filename string, opts OpenAP
 	model, top := rd.model, rd.top
 
 	schemes := map[string]string{} // name → type
-	if c := model.Model.Components; c != nil && c.SecuritySchemes != nil {
+	if c := model.Components; c != nil && c.SecuritySchemes != nil {
 		for name, sc := range c.SecuritySchemes.FromOldest() {
 			if sc != nil {
 				schemes[name] = sc.Type
@@ -148,7 +149,7 @@ func CheckOpenAPI(pol *decision.Policy, doc []byte, filename string, opts OpenAP
 	global := readSecurity(securityNode(rd.root), "")
 
 	var ops []operation
-	if paths := model.Model.Paths; paths != nil && paths.PathItems != nil {
+	if paths := model.Paths; paths != nil && paths.PathItems != nil {
 		for p, item := range paths.PathItems.FromOldest() {
 			if item == nil {
 				continue
@@ -259,7 +260,7 @@ func CheckOpenAPI(pol *decision.Policy, doc []byte, filename string, opts OpenAP
 
 // openAPIDoc is an OpenAPI document read by readOpenAPI.
 type openAPIDoc struct {
-	model *libopenapi.DocumentModel[v3.Document]
+	model *v3.Document
 	root  *pyaml.Node // the library's tree, whose nodes the model's are
 	top   *yaml.Node  // the top mapping, for lines
 }
@@ -295,12 +296,22 @@ func readOpenAPI(doc []byte, add func(line int, field, format string, args ...an
 	cfg := datamodel.NewDocumentConfiguration()
 	cfg.Logger = slog.New(slog.DiscardHandler) // its errors are returned, and reported below
 	cfg.AllowFileReferences, cfg.AllowRemoteReferences = false, false
-	d, err := libopenapi.NewDocumentWithConfiguration(doc, cfg)
+	// The library's datamodel packages, as its root package's BuildV3Model
+	// uses them: the root package also links its diff, overlay and Arazzo
+	// tools (3 MB more of the scopegate binary).
+	info, err := datamodel.ExtractSpecInfoWithConfig(doc, cfg)
 	if err != nil {
 		add(0, "", "cannot read the OpenAPI document: %s", err)
 		return rd, false
 	}
-	model, err := d.BuildV3Model()
+	if info.SpecFormat != datamodel.OAS3 && info.SpecFormat != datamodel.OAS31 && info.SpecFormat != datamodel.OAS32 {
+		add(0, "openapi", "only OpenAPI 3.0 and 3.1 documents are supported (openapi: 3.0.3 or 3.1.0)")
+		return rd, false
+	}
+	low, err := v3low.CreateDocumentFromConfig(info, cfg)
+	// The schema hash cache is global to the library; the check needs
+	// nothing from it once the model is built.
+	defer lowbase.SchemaQuickHashMap.Clear()
 	// A document the library cannot build (a $ref to nothing, a value of
 	// the wrong shape) leaves parts out of the model: report why and check
 	// nothing, rather than report what is missing as uncovered.
@@ -336,11 +347,11 @@ func readOpenAPI(doc []byte, add func(line int, field, format string, args ...an
 	if len(errs) > 0 {
 		return rd, false
 	}
-	if model == nil {
+	if low == nil || low.Index == nil {
 		add(0, "", "cannot read the OpenAPI document")
 		return rd, false
 	}
-	return openAPIDoc{model: model, root: d.GetSpecInfo().RootNode, top: top}, true
+	return openAPIDoc{model: v3.NewDocument(low), root: info.RootNode, top: top}, true
 }
 
 // openAPIVersion matches the versions the check reads: 3.0.x and 3.1.x
