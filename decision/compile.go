@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -54,11 +55,27 @@ func compileText(data []byte, filename string, opts CompileOptions, readKeys boo
 		limit = opts.MaxPolicyBytes
 	}
 	pf, li, probs := parsePolicyFileLimit(data, filename, limit)
-	if hasErrors(probs) {
+	if pf == nil || len(probs) >= maxProblems {
+		// Not a policy at all, or so broken the list is already cut short.
 		return nil, &LoadError{Problems: probs}
 	}
+	// A file with structural problems (a wrong type, an unknown field) is
+	// still compiled, with the bad values left out, so that one run
+	// reports every problem that can be found; the compiler's problems
+	// with the fields left out are dropped, as they only follow from the
+	// ones reported.
 	c := &compiler{file: filename, li: li, probs: probs}
 	pol := c.compile(pf, filepath.Dir(filename), readKeys)
+	if hasErrors(probs) {
+		all := probs
+		for _, p := range c.probs[len(probs):] {
+			if !li.covered(p.Field) {
+				all = append(all, p)
+			}
+		}
+		slices.SortStableFunc(all, func(a, b Problem) int { return a.Line - b.Line })
+		return nil, &LoadError{Problems: all}
+	}
 	if hasErrors(c.probs) {
 		return nil, &LoadError{Problems: c.probs}
 	}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/scopegate/scopegate/decision/suggest"
 )
 
 // Contextual constraints: the `when` blocks of routes and of catalog scopes,
@@ -695,7 +697,7 @@ func (c *compiler) resolvePrefixes(list []string, base []any, field string, n *c
 		ps, known := n.networks[s]
 		if !known {
 			msg := fmt.Sprintf("%q is neither a CIDR nor a network name; declare it under networks, or write a CIDR such as 10.0.0.0/8", s)
-			if sug := conSuggest(s, mapKeys(n.networks)); sug != "" {
+			if sug := suggest.Closest(s, mapKeys(n.networks)); sug != "" {
 				msg = fmt.Sprintf("no network named %q; did you mean %q?", s, sug)
 			}
 			c.errorf(line, f, "%s", msg)
@@ -897,7 +899,7 @@ func (c *compiler) windowList(list []string, base []any, field string, n *constr
 		w, known := n.windows[name]
 		if !known {
 			msg := fmt.Sprintf("no window named %q; declare it under windows, e.g. windows: {%s: {zone: Europe/Berlin, days: [sat, sun], from: \"02:00\", to: \"06:00\"}}", name, name)
-			if sug := conSuggest(name, mapKeys(n.windows)); sug != "" {
+			if sug := suggest.Closest(name, mapKeys(n.windows)); sug != "" {
 				msg = fmt.Sprintf("no window named %q; did you mean %q?", name, sug)
 			}
 			c.errorf(c.li.line(conPath(base, j)...), fmt.Sprintf("%s[%d]", field, j), "%s", msg)
@@ -970,43 +972,4 @@ func conField(path, key string) string {
 		return path + "[" + strconv.Quote(key) + "]"
 	}
 	return path + "." + key
-}
-
-// conSuggest returns the candidate closest to name (at most 2 edits, and
-// fewer than name's length), or "".
-func conSuggest(name string, candidates []string) string {
-	slices.Sort(candidates)
-	best, bestD := "", 3
-	for _, c := range candidates {
-		if d := Levenshtein(name, c); d < bestD && d < len(name) {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-// Levenshtein is the edit distance of a and b (insertions, deletions and
-// substitutions), for "did you mean" suggestions; strings over 64 bytes are
-// never close.
-func Levenshtein(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 1 << 30
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/scopegate/scopegate/decision/suggest"
 )
 
 // defaultLookupTimeout bounds an ownership lookup whose lookups entry sets
@@ -226,7 +228,7 @@ func (c *compiler) compileOwner(spec *OwnerSpec, i int, routeName string, paramN
 		ok = false
 	case lk == nil:
 		msg := fmt.Sprintf("no lookup named %q; declare it under lookups (e.g. lookups: {%s: {timeout: 50ms}})", spec.Lookup, spec.Lookup)
-		if s := conSuggest(spec.Lookup, mapKeys(lookups)); s != "" {
+		if s := suggest.Closest(spec.Lookup, mapKeys(lookups)); s != "" {
 			msg = fmt.Sprintf("no lookup named %q; did you mean %q?", spec.Lookup, s)
 		}
 		c.errorf(c.li.line(append(base, "lookup")...), field+".lookup", "%s", msg)

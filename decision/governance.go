@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/scopegate/scopegate/decision/suggest"
 )
 
 // Scope governance.
@@ -221,22 +223,7 @@ func (g *governance) didYouMean(name string) string {
 	for _, s := range g.order {
 		names = append(names, s.name)
 	}
-	if s := suggestScope(name, names); s != "" {
-		return fmt.Sprintf("; did you mean %q?", s)
-	}
-	return ""
-}
-
-// suggestScope is suggest without lower-casing the candidates' case away:
-// scope names are compared as written, within 2 edits.
-func suggestScope(name string, candidates []string) string {
-	best, bestD := "", 3
-	for _, c := range candidates {
-		if d := editDistance(name, c); d < bestD && d < len(name) {
-			best, bestD = c, d
-		}
-	}
-	return best
+	return suggest.DidYouMean(name, names)
 }
 
 func (c *compiler) validScopeName(line int, field, s string) bool {
@@ -559,10 +546,7 @@ func (c *compiler) driftSettings(pf *PolicyFile, g *governance) {
 		field := "drift.segment_modes." + s
 		idx, ok := g.segIndex[s]
 		if !ok {
-			msg := ""
-			if sug := suggestScope(s, g.segNames); sug != "" {
-				msg = fmt.Sprintf("; did you mean %q?", sug)
-			}
+			msg := suggest.DidYouMean(s, g.segNames)
 			c.errorf(line, field, "%q is not a segment%s", s, msg)
 			continue
 		}
@@ -710,10 +694,7 @@ func (c *compiler) clients(pf *PolicyFile, pol *Policy, g *governance) {
 			for _, s := range group {
 				idx, ok := g.segIndex[s]
 				if !ok {
-					msg := ""
-					if sug := suggestScope(s, g.segNames); sug != "" {
-						msg = fmt.Sprintf("; did you mean %q?", sug)
-					}
+					msg := suggest.DidYouMean(s, g.segNames)
 					c.errorf(jl, jf, "%q is not a segment%s", s, msg)
 					continue
 				}
@@ -763,10 +744,7 @@ func (c *compiler) grant(pol *Policy, g *governance, cs *ClientSpec, i, j int) (
 	default:
 		idx, known := g.segIndex[gs.Segment]
 		if !known {
-			msg := ""
-			if sug := suggestScope(gs.Segment, g.segNames); sug != "" {
-				msg = fmt.Sprintf("; did you mean %q?", sug)
-			}
+			msg := suggest.DidYouMean(gs.Segment, g.segNames)
 			c.errorf(c.li.line("clients", i, "grants", j, "segment"), field+".segment", "client %q is granted segment %q, which is not declared%s", cs.ClientID, gs.Segment, msg)
 			return gr, false
 		}

@@ -15,6 +15,9 @@ import (
 	"sync"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/scopegate/scopegate/decision/internal/yamlpos"
+	"github.com/scopegate/scopegate/decision/suggest"
 )
 
 // Reading the policy file.
@@ -111,7 +114,7 @@ func parsePolicyFileLimit(data []byte, filename string, limit int) (pf *PolicyFi
 		w.add(root.Line, "", emptyFileMessage)
 		return nil, nil, w.probs
 	}
-	li = &lineIndex{root: root}
+	li = &lineIndex{ix: yamlpos.New(root)}
 
 	// A second document would be silently ignored by the decoder: refuse it,
 	// since whatever the user put there (an issuer, routes) would not apply.
@@ -137,6 +140,7 @@ func parsePolicyFileLimit(data []byte, filename string, limit int) (pf *PolicyFi
 
 	w.walk(root, policyFileType, "", root.Line)
 	w.prune(root)
+	li.removed = w.removed
 
 	pf = new(PolicyFile)
 	if err := root.Decode(pf); err != nil {
@@ -172,6 +176,26 @@ type walker struct {
 	// drop holds the keys of pairs already reported (unknown fields, bad
 	// keys); prune removes them before the final decode.
 	drop map[*yaml.Node]bool
+	// removed holds the field paths whose values were reported and left
+	// out of the decode, and the fields unknown keys were probably meant
+	// for: the compiler sees them absent, so what it says about them
+	// would only repeat the problem already reported.
+	removed map[string]bool
+}
+
+// remove replaces the value at path by null (see nullifyNode) and records
+// the path as reported.
+func (w *walker) remove(n *yaml.Node, path string) {
+	nullifyNode(n)
+	w.reported(path)
+}
+
+// reported records that the value at path has a problem already reported.
+func (w *walker) reported(path string) {
+	if w.removed == nil {
+		w.removed = map[string]bool{}
+	}
+	w.removed[path] = true
 }
 
 // dropPair marks the pair of key k for removal.
@@ -481,7 +505,7 @@ func (w *walker) leaf(n *yaml.Node, t reflect.Type, path string, at int) {
 		msg = strings.TrimPrefix(err.Error(), "yaml: ")
 	}
 	w.add(at, path, msg)
-	nullifyNode(n)
+	w.remove(n, path)
 }
 
 var durationSpecType = reflect.TypeFor[Duration]()
@@ -527,11 +551,6 @@ func describe(n *yaml.Node) string {
 // yamlEntry is one key: value pair of a mapping, after merges.
 type yamlEntry struct{ key, val *yaml.Node }
 
-// isMerge reports whether k is a YAML merge key ("<<").
-func isMerge(k *yaml.Node) bool {
-	return k.Kind == yaml.ScalarNode && k.Value == "<<" && (k.Tag == "" || k.Tag == "!" || k.ShortTag() == "!!merge")
-}
-
 // entries returns the pairs of mapping n: its own keys, then the keys its
 // "<<" merges bring in that it does not set itself. It reports (and removes)
 // duplicate keys and malformed merges.
@@ -550,8 +569,8 @@ func (w *walker) entries(n *yaml.Node, path string) []yamlEntry {
 			}
 			seen[k.Value] = k
 		}
-		if isMerge(k) {
-			m, ok := mergeSources(v)
+		if yamlpos.IsMerge(k) {
+			m, ok := yamlpos.MergeSources(v)
 			if !ok {
 				w.add(k.Line, fieldJoin(path, "<<"), "a merge key (<<) needs an alias to a mapping, or a list of such aliases, e.g. <<: *defaults")
 				continue
@@ -584,31 +603,11 @@ func (w *walker) entries(n *yaml.Node, path string) []yamlEntry {
 	return out
 }
 
-// mergeSources returns the mappings a merge value names.
-func mergeSources(v *yaml.Node) ([]*yaml.Node, bool) {
-	v = derefAlias(v)
-	switch v.Kind {
-	case yaml.MappingNode:
-		return []*yaml.Node{v}, true
-	case yaml.SequenceNode:
-		out := make([]*yaml.Node, 0, len(v.Content))
-		for _, it := range v.Content {
-			it = derefAlias(it)
-			if it.Kind != yaml.MappingNode {
-				return nil, false
-			}
-			out = append(out, it)
-		}
-		return out, true
-	}
-	return nil, false
-}
-
 func (w *walker) structNode(n *yaml.Node, t reflect.Type, path string, at int) {
 	sf := yamlFields(t)
 	if n.Kind != yaml.MappingNode {
 		w.add(at, path, fmt.Sprintf("expected a mapping of fields (allowed: %s), got %s", strings.Join(sf.names, ", "), describe(n)))
-		nullifyNode(n)
+		w.remove(n, path)
 		return
 	}
 	for _, e := range w.entries(n, path) {
@@ -628,7 +627,14 @@ func (w *walker) structNode(n *yaml.Node, t reflect.Type, path string, at int) {
 		}
 		msg := "" // past maxProblems the message is not shown: skip building it
 		if len(w.probs) < maxProblems {
-			msg = unknownField(name, sf)
+			var meant string
+			msg, meant = unknownField(name, sf)
+			if meant != "" && path != "" {
+				meant = path + "." + meant
+			}
+			if meant != "" {
+				w.reported(meant)
+			}
 		}
 		w.add(e.key.Line, fieldJoin(path, name), msg)
 		w.dropPair(e.key)
@@ -636,10 +642,12 @@ func (w *walker) structNode(n *yaml.Node, t reflect.Type, path string, at int) {
 }
 
 // unknownField says that name is not a field of sf, suggests the closest
-// field name, or the nested field it probably belongs under.
-func unknownField(name string, sf *structFields) string {
-	msg := fmt.Sprintf("unknown field %q", name)
-	close, d := closestName(name, sf.names)
+// field name, or the nested field it probably belongs under; meant is the
+// dotted path (relative to sf) of the field suggested, or "". Field names
+// are plain words, so the path needs no brackets.
+func unknownField(name string, sf *structFields) (msg, meant string) {
+	msg = fmt.Sprintf("unknown field %q", name)
+	close, d := suggest.Options{}.Closest(name, sf.names)
 	parent := ""
 	for _, p := range sf.names {
 		pt := sf.byName[p]
@@ -658,67 +666,24 @@ func unknownField(name string, sf *structFields) string {
 	switch {
 	case close != "" && (d <= 1 || parent == ""):
 		msg += fmt.Sprintf("; did you mean %q?", close)
+		meant = close
 	case parent != "":
 		msg += fmt.Sprintf("; %q belongs under %q", name, parent)
+		meant = parent + "." + name
 	}
-	return msg + " (allowed: " + strings.Join(sf.names, ", ") + ")"
-}
-
-// closestName returns the candidate closest to name by edit distance and
-// that distance, if it is within 2 edits (and less than name's own length),
-// else "".
-func closestName(name string, candidates []string) (string, int) {
-	best, bestD := "", 3
-	lname := strings.ToLower(name)
-	for _, c := range candidates {
-		d := editDistance(lname, c)
-		if d < bestD && d < len(name) {
-			best, bestD = c, d
-		}
-	}
-	return best, bestD
-}
-
-// editDistance is the optimal-string-alignment distance between a and b:
-// insertions, deletions, substitutions and transpositions of adjacent bytes
-// each cost 1.
-func editDistance(a, b string) int {
-	const maxLen = 64
-	if len(a) > maxLen || len(b) > maxLen {
-		return 1 << 30
-	}
-	var rows [3][maxLen + 1]int
-	prev2, prev, cur := rows[0][:len(b)+1], rows[1][:len(b)+1], rows[2][:len(b)+1]
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(b)]
+	return msg + " (allowed: " + strings.Join(sf.names, ", ") + ")", meant
 }
 
 func (w *walker) mapNode(n *yaml.Node, t reflect.Type, path string, at int) {
 	if n.Kind != yaml.MappingNode {
 		w.add(at, path, "expected a mapping of name: value pairs, got "+describe(n))
-		nullifyNode(n)
+		w.remove(n, path)
 		return
 	}
 	entries := w.entries(n, path)
 	if len(entries) > maxMapEntries {
 		w.add(at, path, fmt.Sprintf("%d entries, more than the %d a mapping of names may hold", len(entries), maxMapEntries))
-		nullifyNode(n)
+		w.remove(n, path)
 		return
 	}
 	for _, e := range entries {
@@ -734,12 +699,12 @@ func (w *walker) mapNode(n *yaml.Node, t reflect.Type, path string, at int) {
 func (w *walker) seqNode(n *yaml.Node, t reflect.Type, path string, at int) {
 	if n.Kind != yaml.SequenceNode {
 		w.add(at, path, expectedList(n, t))
-		nullifyNode(n)
+		w.remove(n, path)
 		return
 	}
 	if t.Kind() == reflect.Array && len(n.Content) != t.Len() {
 		w.add(at, path, fmt.Sprintf("expected a list of exactly %d items, got %d", t.Len(), len(n.Content)))
-		nullifyNode(n)
+		w.remove(n, path)
 		return
 	}
 	for i, it := range n.Content {
@@ -850,9 +815,33 @@ func collectFields(t reflect.Type, sf *structFields) {
 
 // lineIndex finds the line of a value of the policy file by its field path,
 // so that checks made after decoding (the compiler's) can point at the line
-// to fix.
+// to fix. It follows aliases and merge keys as the decoder does (see
+// yamlpos).
 type lineIndex struct {
-	root *yaml.Node
+	ix *yamlpos.Index
+	// removed holds the field paths the walk reported and left out of the
+	// decoded file (see walker.removed).
+	removed map[string]bool
+}
+
+// covered reports whether field is, or lies under, a field whose problem
+// the walk already reported: a check of the decoded file sees that field
+// absent, and what it would say repeats (or follows from) that problem.
+func (li *lineIndex) covered(field string) bool {
+	if li == nil || len(li.removed) == 0 {
+		return false
+	}
+	for f := field; f != ""; {
+		if li.removed[f] {
+			return true
+		}
+		i := strings.LastIndexAny(f, ".[")
+		if i < 0 {
+			break
+		}
+		f = f[:i]
+	}
+	return false
 }
 
 // line returns the line of the value at path, whose elements are mapping
@@ -862,71 +851,10 @@ type lineIndex struct {
 // exist, it returns the line of the deepest element of the path that does,
 // or 0 if not even the first does. A nil index answers 0.
 func (li *lineIndex) line(path ...any) int {
-	if li == nil || li.root == nil {
+	if li == nil {
 		return 0
 	}
-	n, line := li.root, 0
-	for _, p := range path {
-		for n.Kind == yaml.AliasNode && n.Alias != nil {
-			n = n.Alias
-		}
-		var at *yaml.Node // the node whose line the element is on
-		switch p := p.(type) {
-		case string:
-			if n.Kind == yaml.MappingNode {
-				if k, v := lookupKey(n, p, 0); k != nil {
-					at, n = k, v
-				}
-			}
-		case int:
-			if n.Kind == yaml.SequenceNode && p >= 0 && p < len(n.Content) {
-				at = n.Content[p]
-				n = at
-			}
-		}
-		if at == nil {
-			break
-		}
-		line = at.Line
-	}
-	return line
-}
-
-// lookupKey finds key in mapping n, then in the mappings its merge keys
-// name, and returns the key and value nodes.
-func lookupKey(n *yaml.Node, key string, depth int) (k, v *yaml.Node) {
-	if depth > 32 {
-		return nil, nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if c := n.Content[i]; c.Kind == yaml.ScalarNode && c.Value == key && !isMerge(c) {
-			return c, n.Content[i+1]
-		}
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if !isMerge(n.Content[i]) {
-			continue
-		}
-		srcs := []*yaml.Node{n.Content[i+1]}
-		if s := derefAlias(srcs[0]); s.Kind == yaml.SequenceNode {
-			srcs = s.Content
-		}
-		for _, s := range srcs {
-			if s = derefAlias(s); s.Kind == yaml.MappingNode {
-				if k, v := lookupKey(s, key, depth+1); k != nil {
-					return k, v
-				}
-			}
-		}
-	}
-	return nil, nil
-}
-
-func derefAlias(n *yaml.Node) *yaml.Node {
-	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 64; i++ {
-		n = n.Alias
-	}
-	return n
+	return li.ix.Line(path...)
 }
 
 // byteSize writes n as MiB when it is a whole number of MiB, else in bytes.

@@ -2,6 +2,7 @@ package decision
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -412,31 +413,6 @@ func TestParsePolicyFileProblemCap(t *testing.T) {
 	}
 }
 
-func TestClosestName(t *testing.T) {
-	names := []string{"algorithms", "audiences", "issuer", "jwks_file", "jwks_url", "methods", "path"}
-	tests := map[string]struct {
-		in, want string
-	}{
-		"extra letter":      {"pathh", "path"},
-		"missing letter":    {"audience", "audiences"},
-		"transposition":     {"ptah", "path"},
-		"two edits":         {"isuser", "issuer"},
-		"case":              {"Path", "path"},
-		"dash for score":    {"jwks-url", "jwks_url"},
-		"three edits":       {"methodzzz", ""},
-		"short key":         {"pa", ""},
-		"nothing close":     {"frobnicate", ""},
-		"very long unknown": {strings.Repeat("a", 100), ""},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			if got, _ := closestName(tc.in, names); got != tc.want {
-				t.Errorf("closestName(%q) = %q, want %q", tc.in, got, tc.want)
-			}
-		})
-	}
-}
-
 func FuzzParsePolicyFile(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join("testdata", "policies", "*.yaml"))
 	for _, name := range files {
@@ -477,6 +453,72 @@ func TestValidFixturesCompile(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			if _, err := Compile(readPolicyFixture(t, name), name, CompileOptions{}); err != nil {
 				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestStructuralErrorHidesNothing checks that a value of the wrong shape
+// does not stop the checks of the rest of the file: one run reports it and
+// every problem the compiler finds elsewhere, in line order, while what the
+// compiler would say about the value left out (here: "the policy has no
+// routes" for a routes: of the wrong shape) is not repeated.
+func TestStructuralErrorHidesNothing(t *testing.T) {
+	for name, tc := range map[string]struct {
+		src  string
+		want []Problem // Line, Field and a part of Message
+	}{
+		"one structural, two semantic": {
+			src: `issuers:
+  - issuer: https://id.test/
+    audiences: [api]
+    jwks_url: https://id.test/jwks.json
+    algorithms: [ES256]
+default: allow
+routes:
+  - name: a
+    match: {path: /a, methods: GET}
+    require: {all_of: [orders:read]}
+  - name: a
+    match: {path: /b}
+    require: {all_of: [orders:read]}
+`,
+			want: []Problem{
+				{Line: 6, Field: "default", Message: `"allow" is not accepted`},
+				{Line: 9, Field: "routes[0].match.methods", Message: "expected a list, e.g. [GET]"},
+				{Line: 11, Field: "routes[1].name", Message: `route name "a" is already used by routes[0]`},
+			},
+		},
+		"what follows from a bad value is not repeated": {
+			src: `issuers: {issuer: https://id.test/}
+default: allow
+routes:
+  - name: a
+    match: {pathh: /a}
+    require: {all_of: [orders:read]}
+`,
+			want: []Problem{
+				{Line: 1, Field: "issuers", Message: "expected a list"},
+				{Line: 2, Field: "default", Message: `"allow" is not accepted`},
+				{Line: 5, Field: "routes[0].match.pathh", Message: `did you mean "path"?`},
+			},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Compile([]byte(tc.src), "p.yaml", CompileOptions{})
+			var le *LoadError
+			if !errors.As(err, &le) {
+				t.Fatalf("Compile: %v, want a LoadError", err)
+			}
+			got := le.Problems
+			if len(got) != len(tc.want) {
+				t.Fatalf("%d problems, want %d:\n%v", len(got), len(tc.want), err)
+			}
+			for i, w := range tc.want {
+				g := got[i]
+				if g.Line != w.Line || g.Field != w.Field || !strings.Contains(g.Message, w.Message) {
+					t.Errorf("problem %d = %s, want line %d, field %s, message containing %q", i, g, w.Line, w.Field, w.Message)
+				}
 			}
 		})
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/scopegate/scopegate/decision/suggest"
 )
 
 // Checking a revocation against the policy.
@@ -42,10 +44,7 @@ func (p *Policy) CheckRevocation(r *Revocation, knownScopes ...string) error {
 		return fmt.Errorf("revocation: issuer %q is not an issuer of the policy, so the revocation would never match a token%s", r.Issuer, p.issuerHint(r.Issuer))
 	}
 	if r.Scope != "" && !p.knowsScope(r.Scope, knownScopes) {
-		hint := ""
-		if s := suggestScope(r.Scope, p.scopeCandidates(knownScopes)); s != "" {
-			hint = fmt.Sprintf("; did you mean %q?", s)
-		}
+		hint := suggest.DidYouMean(r.Scope, p.scopeCandidates(knownScopes))
 		return fmt.Errorf("revocation: scope %q is not a scope of the policy (no route, catalog entry or admin check requires it), so the revocation would take nothing away%s", r.Scope, hint)
 	}
 	if _, isPath := r.PathPrefix(); r.Segment != "" && !isPath {
@@ -58,7 +57,7 @@ func (p *Policy) CheckRevocation(r *Revocation, knownScopes ...string) error {
 				return fmt.Errorf("revocation: segment %q: the policy's scope catalog declares no segments; name a scope, or a path prefix starting with /", r.Segment)
 			}
 			hint := ""
-			if s := suggestScope(r.Segment, names); s != "" {
+			if s := suggest.Closest(r.Segment, names); s != "" {
 				hint = fmt.Sprintf("did you mean %q? ", s)
 			}
 			return fmt.Errorf("revocation: segment %q is not a segment of the scope catalog; %s(segments: %s)", r.Segment, hint, strings.Join(names, ", "))
@@ -105,13 +104,9 @@ func (p *Policy) issuerHint(iss string) string {
 			return fmt.Sprintf("; did you mean %q? (the iss claim is compared exactly, trailing '/' included)", n)
 		}
 	}
-	best, bestD := "", 4
-	for _, n := range names {
-		if d := Levenshtein(iss, n); d < bestD {
-			best, bestD = n, d
-		}
-	}
-	if best != "" {
+	// Issuers are long URLs: allow a third edit (http for https, a
+	// missing path segment letter).
+	if best, _ := (suggest.Options{MaxEdits: 3}).Closest(iss, names); best != "" {
 		return fmt.Sprintf("; did you mean %q?", best)
 	}
 	if len(names) > 5 {

@@ -18,6 +18,8 @@ import (
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
+
+	"github.com/scopegate/scopegate/decision/internal/yamlpos"
 )
 
 // The JSON Schema and the reference (docs/policy.schema.json and
@@ -186,7 +188,7 @@ func TestSchemaMatchesStructs(t *testing.T) {
 // (as YAML editors do): aliases expanded, merge keys applied, scalars typed
 // by their YAML 1.2 core tag (timestamps stay strings).
 func yamlToJSON(n *yaml.Node) any {
-	n = derefAlias(n)
+	n = yamlpos.Deref(n)
 	switch n.Kind {
 	case yaml.DocumentNode:
 		if len(n.Content) == 0 {
@@ -203,14 +205,14 @@ func yamlToJSON(n *yaml.Node) any {
 		out := map[string]any{}
 		var merges []*yaml.Node
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			if isMerge(n.Content[i]) {
+			if yamlpos.IsMerge(n.Content[i]) {
 				merges = append(merges, n.Content[i+1])
 				continue
 			}
 			out[n.Content[i].Value] = yamlToJSON(n.Content[i+1])
 		}
 		for _, m := range merges {
-			srcs, _ := mergeSources(m)
+			srcs, _ := yamlpos.MergeSources(m)
 			for _, src := range srcs {
 				for k, val := range yamlToJSON(src).(map[string]any) {
 					if _, set := out[k]; !set {

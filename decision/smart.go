@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/scopegate/scopegate/decision/suggest"
 )
 
 // SMART on FHIR scopes (SMART App Launch v2, "Scopes and Launch Context").
@@ -512,10 +514,7 @@ func (c *compiler) smartRoutes(pf *PolicyFile, pol *Policy) {
 					names = append(names, n)
 				}
 				sort.Strings(names)
-				msg := ""
-				if s := suggestScope(sp.PatientLookup, names); s != "" {
-					msg = fmt.Sprintf("; did you mean %q?", s)
-				}
+				msg := suggest.DidYouMean(sp.PatientLookup, names)
 				c.errorf(c.li.line("routes", i, "smart", "patient_lookup"), field+".patient_lookup", "patient_lookup %q names no entry of lookups%s", sp.PatientLookup, msg)
 				ok = false
 			}

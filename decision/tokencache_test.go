@@ -247,10 +247,13 @@ func TestTokenCacheFloodStaysInBudget(t *testing.T) {
 	}
 	hits, _ := f.engine.TokenCacheStats()
 	t.Logf("%d of the last %d valid tokens served from the cache", hits-hits0, len(recent))
-	// The cache holds about 3,300 of the 20,000 (sampled LFU, not LRU):
-	// a tenth of the last 1,000 still cached shows it admits valid tokens
-	// after the flood of failures.
-	if hits-hits0 < uint64(len(recent))/10 {
+	// The cache holds about 3,300 of the 20,000 (sampled LFU, not LRU),
+	// so about 170 of the last 1,000 would be there if admission were
+	// uniform; ristretto drops some Sets when its buffers are busy, and on
+	// a loaded machine 80-100 were seen. A cache poisoned by the failures
+	// serves none: a twentieth shows it admits valid tokens after the
+	// flood.
+	if hits-hits0 < uint64(len(recent))/20 {
 		t.Errorf("only %d of the last %d valid tokens were served from the cache after the flood", hits-hits0, len(recent))
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/decision/suggest"
 	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
 	"github.com/scopegate/scopegate/server"
 	"github.com/scopegate/scopegate/store"
@@ -155,9 +156,7 @@ func protojsonMessage(err error) string {
 		for i := range fds.Len() {
 			cands = append(cands, fds.Get(i).JSONName())
 		}
-		if near := nearest(m[1], cands); near != "" {
-			s += fmt.Sprintf("; did you mean %q?", near)
-		}
+		s += suggest.DidYouMean(m[1], cands)
 		s += " (fields: " + strings.Join(fields, ", ") + ")"
 	}
 	if m := invalidValueRE.FindStringSubmatch(s); m != nil {
@@ -179,17 +178,6 @@ func protojsonMessage(err error) string {
 var invalidValueRE = regexp.MustCompile(`^invalid value for (\w+) (?:field|key) (\w+)`)
 
 var unknownFieldRE = regexp.MustCompile(`^unknown field "([^"]*)"`)
-
-// nearest is the candidate within two edits of name, or "".
-func nearest(name string, candidates []string) string {
-	best, bestD := "", 3
-	for _, c := range candidates {
-		if d := decision.Levenshtein(name, c); d < bestD && d < len(name) {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
 
 // checkRequestFields are the JSON names of the Check RPC request.
 func checkRequestFields() []string {

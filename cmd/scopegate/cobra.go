@@ -8,14 +8,13 @@ import (
 	"io"
 	"os"
 	"regexp"
-	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/scopegate/scopegate/cmd/scopegate/settings"
-	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/decision/suggest"
 )
 
 // The command tree is cobra's (GNU-style --flags, help, "did you mean"
@@ -342,17 +341,7 @@ func closestFlag(cc *cobra.Command, name string) string {
 			names = append(names, f.Name)
 		}
 	})
-	slices.Sort(names)
-	best, bestD := "", 3
-	for _, n := range names {
-		d := decision.Levenshtein(name, n)
-		if strings.HasPrefix(name, n) || strings.HasPrefix(n, name) {
-			d = min(d, 1)
-		}
-		if d < bestD && d < len(name) {
-			best, bestD = n, d
-		}
-	}
+	best, _ := suggest.Options{Prefix: true}.Closest(name, names)
 	return best
 }
 

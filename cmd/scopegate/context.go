@@ -14,6 +14,8 @@ import (
 	"text/tabwriter"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/scopegate/scopegate/decision/suggest"
 )
 
 // The context file, like cerbosctl's and kubectl's: named sets of the
@@ -162,9 +164,7 @@ func (k *contextUseCmd) run(_ context.Context, c *cli) int {
 	if _, ok := f.Contexts[k.name]; !ok {
 		msg := fmt.Sprintf("no context %q in %s", k.name, path)
 		if names := contextNames(f); len(names) > 0 {
-			if near := nearest(k.name, names); near != "" {
-				msg += fmt.Sprintf("; did you mean %q?", near)
-			}
+			msg += suggest.DidYouMean(k.name, names)
 			msg += " (contexts: " + strings.Join(names, ", ") + ")"
 		} else {
 			msg += "; create it with scopegate context set " + k.name + " --admin-addr HOST:PORT"

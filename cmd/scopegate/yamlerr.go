@@ -10,7 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/decision/suggest"
 )
 
 // yamlDecodeError rewrites the error of decoding a settings file (the
@@ -41,7 +41,7 @@ var (
 func yamlTypeMessage(e string, known []string) string {
 	if m := yamlUnknownField.FindStringSubmatch(e); m != nil {
 		msg := m[1] + `: unknown field "` + m[2] + `"`
-		if s, d := closestKnown(m[2], known); s != "" && d <= 2 {
+		if s := suggest.Closest(m[2], known); s != "" {
 			msg += `; did you mean "` + s + `"?`
 		}
 		return msg
@@ -50,17 +50,6 @@ func yamlTypeMessage(e string, known []string) string {
 		return m[1] + ": " + wantOfGoType(m[3]) + " (got " + yamlTagName(m[2]) + ")"
 	}
 	return e
-}
-
-// closestKnown is the known name nearest to name, and its distance.
-func closestKnown(name string, known []string) (string, int) {
-	best, bestD := "", 1<<30
-	for _, k := range known {
-		if d := decision.Levenshtein(name, k); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	return best, bestD
 }
 
 // wantOfGoType says, in a file's terms, what a Go type the decoder wanted

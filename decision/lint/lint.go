@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/decision/internal/yamlpos"
+	"github.com/scopegate/scopegate/decision/suggest"
 )
 
 // DefaultNamePattern is the naming convention checked when none is given:
@@ -143,7 +145,7 @@ func Lint(data []byte, filename string, opts Options) (*Result, error) {
 		pol:    pol,
 		pf:     pol.File,
 		file:   filename,
-		li:     newLines(data),
+		li:     yamlpos.Parse(data),
 		opts:   opts,
 		nameRE: nameRE,
 		strict: strict,
@@ -198,7 +200,7 @@ type linter struct {
 	pol    *decision.Policy
 	pf     *decision.PolicyFile
 	file   string
-	li     lines
+	li     *yamlpos.Index
 	opts   Options
 	nameRE *regexp.Regexp
 	strict bool
@@ -249,7 +251,7 @@ func (l *linter) scopeNames() []scopeUse {
 			return
 		}
 		seen[name] = true
-		out = append(out, scopeUse{name: name, line: l.li.line(path...), field: field})
+		out = append(out, scopeUse{name: name, line: l.li.Line(path...), field: field})
 	}
 	for i, s := range l.pf.Scopes {
 		add(s.Name, fmt.Sprintf("scopes[%d].name", i), "scopes", i, "name")
@@ -333,17 +335,17 @@ func isSMARTResource(s string) bool {
 func (l *linter) owners() {
 	for i, s := range l.pf.Scopes {
 		if strings.TrimSpace(s.Owner) == "" && s.Name != "" {
-			l.errorf(l.li.line("scopes", i), fmt.Sprintf("scopes[%d].owner", i), "scope %q has no owner; name the team that approves its grants (owner: team-...)", s.Name)
+			l.errorf(l.li.Line("scopes", i), fmt.Sprintf("scopes[%d].owner", i), "scope %q has no owner; name the team that approves its grants (owner: team-...)", s.Name)
 		}
 	}
 	for i, s := range l.pf.Segments {
 		if strings.TrimSpace(s.Owner) == "" && s.Name != "" {
-			l.errorf(l.li.line("segments", i), fmt.Sprintf("segments[%d].owner", i), "segment %q has no owner; name the team accountable for it", s.Name)
+			l.errorf(l.li.Line("segments", i), fmt.Sprintf("segments[%d].owner", i), "segment %q has no owner; name the team accountable for it", s.Name)
 		}
 	}
 	for i, c := range l.pf.Clients {
 		if strings.TrimSpace(c.Owner) == "" && c.ClientID != "" {
-			l.warnf(l.li.line("clients", i), fmt.Sprintf("clients[%d].owner", i), "client %q has no owner; name the team responsible for it", c.ClientID)
+			l.warnf(l.li.Line("clients", i), fmt.Sprintf("clients[%d].owner", i), "client %q has no owner; name the team responsible for it", c.ClientID)
 		}
 	}
 }
@@ -375,7 +377,7 @@ func (l *linter) unusedScopes() {
 			used = used || required[t]
 		}
 		if !used {
-			l.warnf(l.li.line("scopes", i), fmt.Sprintf("scopes[%d]", i), "catalog scope %q opens no route: no route requires it or a scope it implies; remove it, or retire it (status: retired)", s.Name)
+			l.warnf(l.li.Line("scopes", i), fmt.Sprintf("scopes[%d]", i), "catalog scope %q opens no route: no route requires it or a scope it implies; remove it, or retire it (status: retired)", s.Name)
 		}
 	}
 }
@@ -410,7 +412,7 @@ func (l *linter) unknownScopes() {
 			}
 		}
 	} else if len(names) > 0 {
-		l.warnf(l.li.line("routes"), "scopes", "the policy has no scope catalog, so a misspelt scope cannot be told from a new one; declare every scope under scopes:")
+		l.warnf(l.li.Line("routes"), "scopes", "the policy has no scope catalog, so a misspelt scope cannot be told from a new one; declare every scope under scopes:")
 	}
 	l.lookAlikes(names)
 }
@@ -434,7 +436,7 @@ func (l *linter) lookAlikes(names []scopeUse) {
 			if a.name == b.name || related[[2]string{a.name, b.name}] {
 				continue
 			}
-			if !strings.EqualFold(a.name, b.name) && !(len(a.name) >= 6 && len(b.name) >= 6 && decision.Levenshtein(a.name, b.name) == 1) {
+			if !strings.EqualFold(a.name, b.name) && !(len(a.name) >= 6 && len(b.name) >= 6 && suggest.Distance(a.name, b.name) == 1) {
 				continue
 			}
 			if !catalog {
@@ -461,7 +463,7 @@ func (l *linter) segmentOverlap() {
 		for _, t := range s.Implies {
 			seg := l.pol.SegmentOf(t)
 			if seg != "" && seg != s.Segment {
-				l.warnf(l.li.line("scopes", i, "implies"), fmt.Sprintf("scopes[%d].implies", i), "segments %s and %s overlap: %s (segment %s) implies %s (segment %s), so holding %s grants part of %s; move one of the scopes, or drop the implication", s.Segment, seg, s.Name, s.Segment, t, seg, s.Segment, seg)
+				l.warnf(l.li.Line("scopes", i, "implies"), fmt.Sprintf("scopes[%d].implies", i), "segments %s and %s overlap: %s (segment %s) implies %s (segment %s), so holding %s grants part of %s; move one of the scopes, or drop the implication", s.Segment, seg, s.Name, s.Segment, t, seg, s.Segment, seg)
 			}
 		}
 	}
@@ -515,7 +517,7 @@ func (l *linter) grants() {
 			if g.Segment != "" {
 				what = "segment " + g.Segment
 			}
-			line := l.li.line("clients", i, "grants", j, "expires_at")
+			line := l.li.Line("clients", i, "grants", j, "expires_at")
 			field := fmt.Sprintf("clients[%d].grants[%d].expires_at", i, j)
 			switch {
 			case !now.Before(t):
@@ -553,12 +555,12 @@ func (l *linter) sunsets() {
 			for k, g := range c.Grants {
 				if g.Scope == s.Name {
 					granted = true
-					l.warnf(l.li.line("clients", j, "grants", k), fmt.Sprintf("clients[%d].grants[%d]", j, k), "client %q is still granted %q, whose sunset (%s) has passed%s", c.ClientID, s.Name, date, repl)
+					l.warnf(l.li.Line("clients", j, "grants", k), fmt.Sprintf("clients[%d].grants[%d]", j, k), "client %q is still granted %q, whose sunset (%s) has passed%s", c.ClientID, s.Name, date, repl)
 				}
 			}
 		}
 		if !required && !granted {
-			l.warnf(l.li.line("scopes", i, "status"), fmt.Sprintf("scopes[%d].status", i), "scope %q passed its sunset (%s); retire it (status: retired)", s.Name, date)
+			l.warnf(l.li.Line("scopes", i, "status"), fmt.Sprintf("scopes[%d].status", i), "scope %q passed its sunset (%s); retire it (status: retired)", s.Name, date)
 		}
 	}
 }

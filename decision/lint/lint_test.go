@@ -240,6 +240,25 @@ clients:
 			absent:   []string{`"a:v2" passed`},
 			nErrors:  1,
 		},
+		// The line of a merged field is where the merge brings it from, as
+		// the loader reports it: lint once answered the line of the item.
+		"a merged field's line is where it is written": {
+			policy: issuer + `routes:
+  - name: b
+    match: {path: /b}
+    require: {all_of: [a:read]}
+scopes:
+  - {name: a:read, description: d, owner: o}
+  - &retiring {name: a:v1, description: d, owner: o, status: deprecated, replacement: a:read, sunset: 2026-01-31}
+  - <<: *retiring
+    name: a:v0
+`,
+			warnings: []string{
+				`p.yaml:12: warning: scopes[1].status: scope "a:v1" passed its sunset`,
+				`p.yaml:12: warning: scopes[2].status: scope "a:v0" passed its sunset`,
+			},
+			nErrors: 0,
+		},
 		"a missing jwks_file": {
 			policy: strings.Replace(issuer, "jwks_url: https://id.test/jwks.json", "jwks_file: nowhere.json", 1) + "routes:\n  - name: a\n    match: {path: /a}\n",
 			errors: []string{"cannot read keys from nowhere.json: open nowhere.json"},

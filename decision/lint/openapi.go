@@ -1,13 +1,25 @@
 package lint
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
+	pyaml "github.com/pb33f/go-yaml"
+	"github.com/pb33f/libopenapi/datamodel"
+	v3 "github.com/pb33f/libopenapi/datamodel/high/v3"
+	lowbase "github.com/pb33f/libopenapi/datamodel/low/base"
+	v3low "github.com/pb33f/libopenapi/datamodel/low/v3"
+	"github.com/pb33f/libopenapi/index"
+	"github.com/pb33f/libopenapi/utils"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/decision/internal/yamlpos"
 )
 
 // The policy against the API's OpenAPI 3 document.
@@ -67,60 +79,47 @@ type security struct {
 
 // CheckOpenAPI compares the compiled policy with the OpenAPI 3.0/3.1
 // document doc (YAML or JSON; filename names it in findings).
+//
+// The document is read with libopenapi, which resolves $ref: path items,
+// operations and security schemes defined under components (or anywhere in
+// the document) and referenced from paths are checked like inline ones, at
+// the line where they are written. References to other files or URLs are
+// not followed (the check reads no file and no network) and are reported.
 func CheckOpenAPI(pol *decision.Policy, doc []byte, filename string, opts OpenAPIOptions) []decision.Problem {
 	var probs []decision.Problem
 	add := func(file string, line int, field, format string, args ...any) {
 		probs = append(probs, decision.Problem{File: file, Line: line, Field: field, Message: fmt.Sprintf(format, args...)})
 	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(doc, &root); err != nil || len(root.Content) == 0 {
-		msg := "empty document"
-		if err != nil {
-			msg = strings.TrimPrefix(err.Error(), "yaml: ")
-		}
-		add(filename, 0, "", "cannot read the OpenAPI document: %s", msg)
+	rd, ok := readOpenAPI(doc, func(line int, field, format string, args ...any) {
+		add(filename, line, field, format, args...)
+	})
+	if !ok {
 		return probs
 	}
-	top := deref(root.Content[0])
-	if top.Kind != yaml.MappingNode {
-		add(filename, top.Line, "", "an OpenAPI document is a mapping with openapi, info and paths")
-		return probs
-	}
-	if v := get(top, "openapi"); v == nil || !strings.HasPrefix(v.Value, "3.") {
-		line := top.Line
-		if v != nil {
-			line = v.Line
-		}
-		add(filename, line, "openapi", "only OpenAPI 3.0 and 3.1 documents are supported (openapi: 3.0.3 or 3.1.0)")
-		return probs
-	}
+	model, top := rd.model, rd.top
 
 	schemes := map[string]string{} // name → type
-	if comp := get(top, "components"); comp != nil {
-		if ss := get(comp, "securitySchemes"); ss != nil && ss.Kind == yaml.MappingNode {
-			for i := 0; i+1 < len(ss.Content); i += 2 {
-				typ := ""
-				if t := get(ss.Content[i+1], "type"); t != nil {
-					typ = t.Value
-				}
-				schemes[ss.Content[i].Value] = typ
+	if c := model.Components; c != nil && c.SecuritySchemes != nil {
+		for name, sc := range c.SecuritySchemes.FromOldest() {
+			if sc != nil {
+				schemes[name] = sc.Type
 			}
 		}
 	}
-	readSecurity := func(n *yaml.Node, where string) *security {
+	readSecurity := func(n *pyaml.Node, where string) *security {
 		if n == nil {
 			return nil
 		}
-		n = deref(n)
+		n = pderef(n)
 		sec := &security{}
-		if n.Kind != yaml.SequenceNode {
+		if n.Kind != pyaml.SequenceNode {
 			add(filename, n.Line, where+".security", "security must be a list of requirement objects, e.g. [{oauth: [orders:read]}]")
 			return sec
 		}
 		for _, req := range n.Content {
-			req = deref(req)
+			req = pderef(req)
 			alt := []string{}
-			if req.Kind != yaml.MappingNode {
+			if req.Kind != pyaml.MappingNode {
 				add(filename, req.Line, where+".security", "each security requirement is a mapping of scheme name to scopes")
 				continue
 			}
@@ -137,7 +136,7 @@ func CheckOpenAPI(pol *decision.Policy, doc []byte, filename string, opts OpenAP
 				if typ != "oauth2" && typ != "openIdConnect" {
 					continue
 				}
-				for _, s := range deref(req.Content[i+1]).Content {
+				for _, s := range pderef(req.Content[i+1]).Content {
 					if !slices.Contains(alt, s.Value) {
 						alt = append(alt, s.Value)
 					}
@@ -147,30 +146,25 @@ func CheckOpenAPI(pol *decision.Policy, doc []byte, filename string, opts OpenAP
 		}
 		return sec
 	}
-	global := readSecurity(get(top, "security"), "")
+	global := readSecurity(securityNode(rd.root), "")
 
 	var ops []operation
-	if paths := get(top, "paths"); paths != nil && paths.Kind == yaml.MappingNode {
-		for i := 0; i+1 < len(paths.Content); i += 2 {
-			p, item := paths.Content[i].Value, deref(paths.Content[i+1])
-			if item.Kind != yaml.MappingNode {
+	if paths := model.Paths; paths != nil && paths.PathItems != nil {
+		for p, item := range paths.PathItems.FromOldest() {
+			if item == nil {
 				continue
 			}
-			if ref := get(item, "$ref"); ref != nil {
-				add(filename, ref.Line, "paths."+p, "path items with $ref are not followed; write the operations inline")
-				continue
-			}
-			for j := 0; j+1 < len(item.Content); j += 2 {
-				m := item.Content[j].Value
-				if !slices.Contains(openAPIMethods, m) {
+			for m, o := range item.GetOperations().FromOldest() {
+				if !slices.Contains(openAPIMethods, m) || o == nil {
 					continue
 				}
-				opNode := deref(item.Content[j+1])
-				op := operation{method: strings.ToUpper(m), path: p, line: item.Content[j].Line}
-				if id := get(opNode, "operationId"); id != nil {
-					op.id = id.Value
+				op := operation{method: strings.ToUpper(m), path: p, id: o.OperationId}
+				if lo := o.GoLow(); lo != nil {
+					if lo.KeyNode != nil {
+						op.line = lo.KeyNode.Line
+					}
+					op.security = readSecurity(securityNode(lo.RootNode), "paths."+p+"."+m)
 				}
-				op.security = readSecurity(get(opNode, "security"), "paths."+p+"."+m)
 				ops = append(ops, op)
 			}
 		}
@@ -264,27 +258,135 @@ func CheckOpenAPI(pol *decision.Policy, doc []byte, filename string, opts OpenAP
 	return probs
 }
 
-func deref(n *yaml.Node) *yaml.Node {
-	for i := 0; n != nil && n.Kind == yaml.AliasNode && n.Alias != nil && i < 32; i++ {
-		n = n.Alias
-	}
-	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		return n.Content[0]
-	}
-	return n
+// openAPIDoc is an OpenAPI document read by readOpenAPI.
+type openAPIDoc struct {
+	model *v3.Document
+	root  *pyaml.Node // the library's tree, whose nodes the model's are
+	top   *yaml.Node  // the top mapping, for lines
 }
 
-func get(n *yaml.Node, key string) *yaml.Node {
-	n = deref(n)
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
+// readOpenAPI parses doc and builds its model, reporting through add why
+// it cannot.
+func readOpenAPI(doc []byte, add func(line int, field, format string, args ...any)) (rd openAPIDoc, ok bool) {
+	// The shape and version are checked first, so that the messages (and
+	// lines) name the problem in the user's terms rather than the library's.
+	var root yaml.Node
+	if err := yaml.Unmarshal(doc, &root); err != nil || yamlpos.Deref(&root) == nil {
+		msg := "empty document"
+		if err != nil {
+			msg = strings.TrimPrefix(err.Error(), "yaml: ")
+		}
+		add(0, "", "cannot read the OpenAPI document: %s", msg)
+		return rd, false
 	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return deref(n.Content[i+1])
+	top := yamlpos.Deref(&root)
+	if top.Kind != yaml.MappingNode {
+		add(top.Line, "", "an OpenAPI document is a mapping with openapi, info and paths")
+		return rd, false
+	}
+	if k, v := yamlpos.Lookup(top, "openapi"); v == nil || !openAPIVersion.MatchString(yamlpos.Deref(v).Value) {
+		line := top.Line
+		if k != nil {
+			line = k.Line
+		}
+		add(line, "openapi", "only OpenAPI 3.0 and 3.1 documents are supported (openapi: 3.0.3 or 3.1.0)")
+		return rd, false
+	}
+
+	cfg := datamodel.NewDocumentConfiguration()
+	cfg.Logger = slog.New(slog.DiscardHandler) // its errors are returned, and reported below
+	cfg.AllowFileReferences, cfg.AllowRemoteReferences = false, false
+	// The library's datamodel packages, as its root package's BuildV3Model
+	// uses them: the root package also links its diff, overlay and Arazzo
+	// tools (3 MB more of the scopegate binary).
+	info, err := datamodel.ExtractSpecInfoWithConfig(doc, cfg)
+	if err != nil {
+		add(0, "", "cannot read the OpenAPI document: %s", err)
+		return rd, false
+	}
+	if info.SpecFormat != datamodel.OAS3 && info.SpecFormat != datamodel.OAS31 && info.SpecFormat != datamodel.OAS32 {
+		add(0, "openapi", "only OpenAPI 3.0 and 3.1 documents are supported (openapi: 3.0.3 or 3.1.0)")
+		return rd, false
+	}
+	low, err := v3low.CreateDocumentFromConfig(info, cfg)
+	// The schema hash cache is global to the library; the check needs
+	// nothing from it once the model is built.
+	defer lowbase.SchemaQuickHashMap.Clear()
+	// A document the library cannot build (a $ref to nothing, a value of
+	// the wrong shape) leaves parts out of the model: report why and check
+	// nothing, rather than report what is missing as uncovered.
+	type buildErr struct {
+		line int
+		msg  string
+	}
+	var errs []buildErr
+	lined := false
+	for _, e := range utils.UnwrapErrors(err) {
+		var re *index.ResolvingError
+		if errors.As(e, &re) && re.CircularReference != nil {
+			continue // a recursive schema: nothing the check reads
+		}
+		be := buildErr{msg: e.Error()}
+		if re != nil && re.Node != nil {
+			be.line = re.Node.Line
+		} else if m := errorLine.FindStringSubmatch(be.msg); m != nil {
+			be.line, _ = strconv.Atoi(m[1])
+		}
+		if strings.Contains(be.msg, "reference") || strings.Contains(be.msg, "does not exist") {
+			be.msg += "; only references within the document (#/components/...) are followed, not other files or URLs"
+		}
+		lined = lined || be.line > 0
+		errs = append(errs, be)
+	}
+	for _, be := range errs {
+		// The library says some things twice, once without a line.
+		if be.line > 0 || !lined {
+			add(be.line, "", "cannot read the OpenAPI document: %s", be.msg)
 		}
 	}
-	return nil
+	if len(errs) > 0 {
+		return rd, false
+	}
+	if low == nil || low.Index == nil {
+		add(0, "", "cannot read the OpenAPI document")
+		return rd, false
+	}
+	return openAPIDoc{model: v3.NewDocument(low), root: info.RootNode, top: top}, true
+}
+
+// openAPIVersion matches the versions the check reads: 3.0.x and 3.1.x
+// (3.2 keeps their shape for what the check reads).
+var openAPIVersion = regexp.MustCompile(`^3\.[0-2](\.\d+)?$`)
+
+// errorLine finds the line libopenapi names in its error messages.
+var errorLine = regexp.MustCompile(`\bline (\d+)`)
+
+// securityNode is the value of the security field of the object whose
+// node is n (the document, an operation), or nil. The library leaves a
+// malformed value out of its model without an error, so the check reads
+// the node itself, to report it.
+func securityNode(n *pyaml.Node) *pyaml.Node {
+	n = pderef(n)
+	if n == nil || n.Kind != pyaml.MappingNode {
+		return nil
+	}
+	_, _, v := utils.FindKeyNodeFullTop("security", n.Content)
+	return v
+}
+
+// pderef follows aliases and unwraps a document node.
+func pderef(n *pyaml.Node) *pyaml.Node {
+	for i := 0; n != nil && i < 32; i++ {
+		switch {
+		case n.Kind == pyaml.AliasNode && n.Alias != nil:
+			n = n.Alias
+		case n.Kind == pyaml.DocumentNode && len(n.Content) > 0:
+			n = n.Content[0]
+		default:
+			return n
+		}
+	}
+	return n
 }
 
 // literalSet is every literal segment of the policy's templates.

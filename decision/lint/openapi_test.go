@@ -114,16 +114,23 @@ func TestCheckOpenAPI(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			probs := CheckOpenAPI(pol, []byte(tc.doc), "api.yaml", tc.opts)
-			got := render(probs)
-			if len(tc.want) == 0 && len(probs) > 0 {
-				t.Fatalf("unexpected problems:\n%s", got)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(got, w) {
-					t.Errorf("no problem contains %q; got:\n%s", w, got)
-				}
-			}
+			wantProblems(t, probs, tc.want)
 		})
+	}
+}
+
+// wantProblems checks that each of want is in some problem, or that there
+// is no problem when want is empty.
+func wantProblems(t *testing.T, probs []decision.Problem, want []string) {
+	t.Helper()
+	got := render(probs)
+	if len(want) == 0 && len(probs) > 0 {
+		t.Fatalf("unexpected problems:\n%s", got)
+	}
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("no problem contains %q; got:\n%s", w, got)
+		}
 	}
 }
 
@@ -187,6 +194,78 @@ func TestCheckOpenAPIShadowRoutes(t *testing.T) {
 			if tc.wantNot != "" && strings.Contains(got, tc.wantNot) {
 				t.Errorf("a problem names the shadow route:\n%s", got)
 			}
+		})
+	}
+}
+
+// TestCheckOpenAPIRefs checks documents that define path items, security
+// schemes, parameters and responses once and $ref them, as real API
+// documents do: what is referenced is checked like what is inline, at the
+// line where it is written.
+func TestCheckOpenAPIRefs(t *testing.T) {
+	pol := compileClean(t)
+	for name, tc := range map[string]struct {
+		file  string
+		pairs []string // replacements in the file
+		want  []string // substrings, each in some problem; none means no problem
+	}{
+		"3.1: path items by reference":  {file: "openapi-ref-3.1.yaml"},
+		"3.0: a path item by reference": {file: "openapi-ref-3.0.yaml"},
+		"3.1: an operation of a referenced path item": {
+			file:  "openapi-ref-3.1.yaml",
+			pairs: []string{"security: [{oauth: [items:write]}]", "security: [{oauth: [items:read]}]"},
+			want:  []string{`api.yaml:26: operation POST /items (createItem): the OpenAPI document requires items:read, route "write" requires items:write`},
+		},
+		"3.1: a referenced operation no route covers": {
+			file:  "openapi-ref-3.1.yaml",
+			pairs: []string{"    items:\n      post:", "    items:\n      delete: {operationId: deleteItems, responses: {\"204\": {description: gone}}}\n      post:"},
+			want:  []string{`api.yaml:26: operation DELETE /items (deleteItems) is not covered by the policy: a route matches its path but not the method DELETE`},
+		},
+		"3.1: a security scheme by reference": {
+			file:  "openapi-ref-3.1.yaml",
+			pairs: []string{"      type: oauth2\n", "      type: http\n      scheme: bearer\n", "      flows: {clientCredentials: {tokenUrl: https://id.test/token, scopes: {items:read: r, items:write: w}}}\n", ""},
+			want:  []string{`api.yaml:22: operation GET /items/{itemId} (getItem): the OpenAPI document requires a token (no scope), route "read" requires items:read`},
+		},
+		"3.1: a malformed requirement in a referenced operation": {
+			file:  "openapi-ref-3.1.yaml",
+			pairs: []string{"security: [{oauth: [items:write]}]", "security: [items:write]"},
+			want:  []string{`api.yaml:28: paths./items.post.security: each security requirement is a mapping of scheme name to scopes`},
+		},
+		"3.1: security that is not a list, in a referenced operation": {
+			file:  "openapi-ref-3.1.yaml",
+			pairs: []string{"security: [{oauth: [items:write]}]", "security: {oauth: [items:write]}"},
+			want:  []string{`api.yaml:28: cannot read the OpenAPI document: array build failed, input is not an array, line 28`},
+		},
+		"3.0: an operation of a referenced path item": {
+			file:  "openapi-ref-3.0.yaml",
+			pairs: []string{"    get: {operationId: special,", "    get: {operationId: special, security: [],"},
+			want:  []string{`api.yaml:22: operation GET /items/special (special) is public in the OpenAPI document, but route "special" requires items:read`},
+		},
+		"a reference to nothing": {
+			file:  "openapi-ref-3.1.yaml",
+			pairs: []string{"$ref: '#/components/pathItems/items'", "$ref: '#/components/pathItems/itemz'"},
+			want:  []string{`api.yaml:8: cannot read the OpenAPI document: path item build failed: cannot find reference: '#/components/pathItems/itemz'`, "only references within the document"},
+		},
+		"a reference to another file is not followed": {
+			file:  "openapi-ref-3.0.yaml",
+			pairs: []string{"$ref: '#/x-path-items/special'", "$ref: 'special.yaml'"},
+			want:  []string{`api.yaml:17: cannot read the OpenAPI document: path item build failed: cannot find reference: 'special.yaml'`, `not other files or URLs`},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			data, err := os.ReadFile("testdata/" + tc.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc := string(data)
+			for i := 0; i+1 < len(tc.pairs); i += 2 {
+				if !strings.Contains(doc, tc.pairs[i]) {
+					t.Fatalf("testdata/%s lacks %q", tc.file, tc.pairs[i])
+				}
+				doc = strings.Replace(doc, tc.pairs[i], tc.pairs[i+1], 1)
+			}
+			probs := CheckOpenAPI(pol, []byte(doc), "api.yaml", OpenAPIOptions{})
+			wantProblems(t, probs, tc.want)
 		})
 	}
 }

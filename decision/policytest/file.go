@@ -16,6 +16,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/decision/internal/yamlpos"
+	"github.com/scopegate/scopegate/decision/suggest"
 )
 
 // File is one test file. Its YAML field names are a public contract
@@ -57,9 +59,11 @@ type Case struct {
 
 	// Line is the case's line in its file, 0 when unknown.
 	Line int `yaml:"-"`
-	// node is the case's mapping, for the lines of its fields.
-	node *yaml.Node
-	now  time.Time
+	// pos and index place the case in its file, for the lines of its
+	// fields.
+	pos   *yamlpos.Index
+	index int
+	now   time.Time
 	// AllOwnedBy, when set, makes the ownership store name this subject
 	// the owner of every resource (generated cases: the matrix, the
 	// examples of the catalog).
@@ -207,7 +211,7 @@ func (t *TokenSpec) UnmarshalYAML(n *yaml.Node) error {
 		if !slices.Contains(allowed, k.Value) {
 			// A *yaml.TypeError lets the decoder go on with the rest of
 			// the file, so every problem is reported in one run.
-			return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: unknown field %q in token%s (allowed: %s)", k.Line, k.Value, didYouMean(k.Value, allowed), strings.Join(allowed, ", "))}}
+			return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: unknown field %q in token%s (allowed: %s)", k.Line, k.Value, suggest.DidYouMean(k.Value, allowed), strings.Join(allowed, ", "))}}
 		}
 	}
 	type plain TokenSpec
@@ -309,19 +313,15 @@ func Parse(data []byte, path string) (*File, error) {
 		probs = decodeProblems(err, path).(*FileError).Problems
 	}
 	f.Path = path
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err == nil && len(root.Content) > 0 {
-		top := root.Content[0]
-		if tests := mapValue(top, "tests"); tests != nil && tests.Kind == yaml.SequenceNode {
-			for i, it := range tests.Content {
-				if i < len(f.Tests) {
-					f.Tests[i].Line, f.Tests[i].node = it.Line, it
-				}
-			}
+	ix := yamlpos.Parse(data)
+	for i := range f.Tests {
+		if at, ok := ix.Find("tests", i); ok {
+			f.Tests[i].Line = at.Line
+			f.Tests[i].pos, f.Tests[i].index = ix, i
 		}
-		if m := mapKey(top, "matrix"); m != nil && f.Matrix != nil {
-			f.Matrix.line = m.Line
-		}
+	}
+	if at, ok := ix.Find("matrix"); ok && f.Matrix != nil {
+		f.Matrix.line = at.Line
 	}
 	add := func(line int, format string, args ...any) {
 		probs = append(probs, Problem{File: path, Line: line, Message: fmt.Sprintf(format, args...)})
@@ -415,7 +415,7 @@ func decodeProblems(err error, path string) error {
 			allowed, hint := "", ""
 			if t, ok := typeNames[where]; ok {
 				names := fieldNames(t)
-				hint = didYouMean(sm[1], names)
+				hint = suggest.DidYouMean(sm[1], names)
 				allowed = " (allowed: " + strings.Join(names, ", ") + ")"
 			}
 			m = fmt.Sprintf("unknown field %q%s%s", sm[1], hint, allowed)
@@ -429,41 +429,14 @@ func decodeProblems(err error, path string) error {
 // fieldLine is the line of the case's field at path (e.g. "expect",
 // "reason"), else the case's own line.
 func (c *Case) fieldLine(path ...string) int {
-	n := c.node
-	for i, k := range path {
-		if i == len(path)-1 {
-			if kn := mapKey(n, k); kn != nil {
-				return kn.Line
-			}
-			break
-		}
-		n = mapValue(n, k)
+	full := []any{"tests", c.index}
+	for _, k := range path {
+		full = append(full, k)
+	}
+	if at, ok := c.pos.Find(full...); ok {
+		return at.Line
 	}
 	return c.Line
-}
-
-func mapKey(n *yaml.Node, key string) *yaml.Node {
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i]
-		}
-	}
-	return nil
-}
-
-func mapValue(n *yaml.Node, key string) *yaml.Node {
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return nil
 }
 
 func parseNow(s string) (time.Time, error) {
@@ -497,7 +470,7 @@ func checkExpect(e *Expect) error {
 			for _, c := range decision.Codes() {
 				names = append(names, c.String())
 			}
-			if hint := didYouMean(e.Reason, names); hint != "" {
+			if hint := suggest.DidYouMean(e.Reason, names); hint != "" {
 				return fmt.Errorf("unknown reason %q%s", e.Reason, hint)
 			}
 			return fmt.Errorf("unknown reason %q; reasons are: %s", e.Reason, strings.Join(names, ", "))
@@ -507,19 +480,4 @@ func checkExpect(e *Expect) error {
 		}
 	}
 	return nil
-}
-
-// didYouMean is `; did you mean "x"?` for the candidate within two edits
-// of name (and closer than its own length), or "".
-func didYouMean(name string, candidates []string) string {
-	best, bestD := "", 3
-	for _, c := range candidates {
-		if d := decision.Levenshtein(strings.ToLower(name), c); d < bestD && d < len(name) {
-			best, bestD = c, d
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf("; did you mean %q?", best)
 }

@@ -6,13 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/scopegate/scopegate/decision"
+	"github.com/scopegate/scopegate/decision/suggest"
 )
 
 // EnvPrefix starts the name of every environment variable scopegate
@@ -246,7 +248,7 @@ func (cf *ConfigFile) checkKeys(fs *flag.FlagSet) error {
 			errs = append(errs, fmt.Errorf("config file %s:%d: unknown key %q: write %s (underscores, not dashes)", cf.Path, line, key, ConfigKey(key)))
 		default:
 			msg := fmt.Sprintf("config file %s:%d: unknown key %q", cf.Path, line, key)
-			if s := closestKey(key, known); s != "" {
+			if s := suggest.Closest(key, slices.Collect(maps.Keys(known))); s != "" {
 				msg += fmt.Sprintf(": did you mean %s?", s)
 			} else {
 				msg += ": the keys are the serve flags with underscores (see scopegate serve --help)"
@@ -255,41 +257,4 @@ func (cf *ConfigFile) checkKeys(fs *flag.FlagSet) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// closestKey returns the known key nearest to key by edit distance, if it
-// is near enough to be a likely typo.
-func closestKey(key string, known map[string]bool) string {
-	names := make([]string, 0, len(known))
-	for k := range known {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	best, bestD := "", 3
-	for _, k := range names {
-		if d := editDistance(key, k); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
