@@ -60,6 +60,13 @@ type SSFConfig struct {
 	Addr string
 	// Transmitters are the transmitters this receiver trusts.
 	Transmitters []SSFTransmitter
+	// Leaser gives the poll leases (ssf_lease.go): the shared store's, so
+	// one replica polls each transmitter; nil is store.SingleProcessLeaser
+	// (this process alone polls).
+	Leaser store.Leaser
+	// Holder names this replica to the leaser; default host, pid and a
+	// random suffix.
+	Holder string
 }
 
 // SSFTransmitter is one transmitter's configuration.
@@ -81,6 +88,9 @@ type SSFTransmitter struct {
 	PollURL, PollToken string
 	PollInterval       time.Duration
 	MaxEvents          int
+	// LeaseTTL is the poll lease's time to live (renewed every third of
+	// it); default DefaultSSFLeaseTTL.
+	LeaseTTL time.Duration
 	// VerificationURL and StreamID: when set (or found in the configuration
 	// document), a verification event is requested on start.
 	VerificationURL, StreamID string
@@ -97,6 +107,7 @@ type ssfTx struct {
 	cfg               SSFTransmitter
 	tr                atomic.Pointer[ssf.Transmitter] // nil until its keys are loaded
 	up                atomic.Bool
+	leaseHeld         atomic.Bool
 	mu                sync.Mutex
 	err               string    // the last failure, "" when up
 	last              time.Time // the last SET received
@@ -110,6 +121,8 @@ type SSFReceiver struct {
 	syncer *store.RevocationSyncer
 	audit  AdminAuditor
 	txs    []*ssfTx
+	leaser store.Leaser
+	holder string
 	seen   *ssf.Seen
 	clock  func() time.Time
 	health func(up bool)
@@ -127,6 +140,7 @@ type ssfMetrics struct {
 	refused           *prometheus.CounterVec
 	lag               *prometheus.HistogramVec
 	up                *prometheus.GaugeVec
+	leaseHeld         *prometheus.GaugeVec
 }
 
 func newSSFMetrics(reg prometheus.Registerer) ssfMetrics {
@@ -142,9 +156,11 @@ func newSSFMetrics(reg prometheus.Registerer) ssfMetrics {
 			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}}, []string{"transmitter"}),
 		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "scopegate_ssf_transmitter_up",
 			Help: "1 when the transmitter's keys are loaded and its last poll or verification succeeded."}, []string{"transmitter"}),
+		leaseHeld: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "scopegate_ssf_poll_lease_held",
+			Help: "1 on the replica that holds the transmitter's poll lease and polls it, 0 on the others."}, []string{"transmitter"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.received, m.applied, m.refused, m.lag, m.up)
+		reg.MustRegister(m.received, m.applied, m.refused, m.lag, m.up, m.leaseHeld)
 	}
 	return m
 }
@@ -164,7 +180,14 @@ func (s *Server) startSSF(ctx context.Context) error {
 		sink = s.auditing.log
 	}
 	r := &SSFReceiver{log: s.log.With("component", "ssf"), store: src, syncer: s.admin.syncer, audit: sink,
-		seen: ssf.NewSeen(ssfSeenMax), clock: time.Now, m: newSSFMetrics(s.metrics.Registry())}
+		seen: ssf.NewSeen(ssfSeenMax), clock: time.Now, m: newSSFMetrics(s.metrics.Registry()),
+		leaser: cfg.Leaser, holder: cfg.Holder}
+	if r.leaser == nil {
+		r.leaser = store.SingleProcessLeaser{}
+	}
+	if r.holder == "" {
+		r.holder = defaultSSFHolder()
+	}
 	if s.health != nil {
 		h := s.health
 		r.health = func(up bool) {
@@ -200,8 +223,14 @@ func (s *Server) startSSF(ctx context.Context) error {
 		if t.MaxEvents <= 0 {
 			t.MaxEvents = DefaultSSFMaxEvents
 		}
+		if t.LeaseTTL <= 0 {
+			t.LeaseTTL = DefaultSSFLeaseTTL
+		} else if t.LeaseTTL < 30*time.Millisecond {
+			return fmt.Errorf("server config: SSF transmitter %q: poll lease_ttl %v is too short: give at least 30ms (default %v)", t.Name, t.LeaseTTL, DefaultSSFLeaseTTL)
+		}
 		r.txs = append(r.txs, &ssfTx{cfg: t})
 		r.m.up.WithLabelValues(t.Name).Set(0)
+		r.m.leaseHeld.WithLabelValues(t.Name).Set(0)
 	}
 	r.ctx, r.cancel = context.WithCancel(ctx)
 	r.updateHealth()
@@ -273,7 +302,7 @@ func (r *SSFReceiver) runTransmitter(tx *ssfTx) {
 		}
 	}
 	if tx.cfg.PollURL != "" {
-		r.poll(tx)
+		r.pollUnderLease(tx)
 	}
 }
 
@@ -528,6 +557,10 @@ type SSFStatus struct {
 	LastEvent time.Time `json:"last_event,omitzero"`
 	Push      bool      `json:"push"`
 	Poll      bool      `json:"poll"`
+	// LeaseHeld is set on the replica that holds the poll lease (and so
+	// polls); Replica names this replica to the leaser.
+	LeaseHeld bool   `json:"lease_held"`
+	Replica   string `json:"replica"`
 }
 
 // Status returns every transmitter's status.
@@ -536,7 +569,7 @@ func (r *SSFReceiver) Status() []SSFStatus {
 	for _, tx := range r.txs {
 		tx.mu.Lock()
 		out = append(out, SSFStatus{Name: tx.cfg.Name, Issuer: tx.cfg.Issuer, Up: tx.up.Load(), Error: tx.err, LastEvent: tx.last,
-			Push: tx.cfg.PushToken != "", Poll: tx.cfg.PollURL != ""})
+			Push: tx.cfg.PushToken != "", Poll: tx.cfg.PollURL != "", LeaseHeld: tx.leaseHeld.Load(), Replica: r.holder})
 		tx.mu.Unlock()
 	}
 	return out

@@ -14,6 +14,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision/ssf"
 	"github.com/scopegate/scopegate/server"
+	"github.com/scopegate/scopegate/store"
 )
 
 // ssfFlags configure the Shared Signals receiver.
@@ -50,6 +51,7 @@ type ssfFile struct {
 			Token     secretRef     `yaml:"token"`
 			Interval  time.Duration `yaml:"interval"`
 			MaxEvents int           `yaml:"max_events"`
+			LeaseTTL  time.Duration `yaml:"lease_ttl"`
 		} `yaml:"poll"`
 	} `yaml:"transmitters"`
 }
@@ -135,7 +137,10 @@ func (f *ssfFlags) apply(cfg *server.Config) error {
 			if t.Poll.URL == "" {
 				return fmt.Errorf("%s.poll: url is required", where)
 			}
-			st.PollURL, st.PollInterval, st.MaxEvents = t.Poll.URL, t.Poll.Interval, t.Poll.MaxEvents
+			st.PollURL, st.PollInterval, st.MaxEvents, st.LeaseTTL = t.Poll.URL, t.Poll.Interval, t.Poll.MaxEvents, t.Poll.LeaseTTL
+			if t.Poll.LeaseTTL < 0 {
+				return fmt.Errorf("%s.poll: lease_ttl %v is negative: give a duration such as 15s, or none for the default", where, t.Poll.LeaseTTL)
+			}
 			if st.PollToken, err = t.Poll.Token.read(dir, where+".poll.token"); err != nil {
 				return err
 			}
@@ -148,5 +153,24 @@ func (f *ssfFlags) apply(cfg *server.Config) error {
 		}
 		cfg.SSF.Transmitters = append(cfg.SSF.Transmitters, st)
 	}
+	return nil
+}
+
+// useStore gives the receiver the store's poll leases, so that of the
+// replicas sharing the store one polls each transmitter.
+func (f *ssfFlags) useStore(cfg *server.Config, st store.Store) error {
+	if len(cfg.SSF.Transmitters) == 0 {
+		return nil
+	}
+	lp, ok := st.(store.LeaserProvider)
+	if !ok {
+		for _, t := range cfg.SSF.Transmitters {
+			if t.PollURL != "" {
+				return fmt.Errorf("--ssf-config: transmitter %q polls, but the --store backend has no poll lease to keep replicas from polling at once: use PostgreSQL or the embedded file", t.Name)
+			}
+		}
+		return nil
+	}
+	cfg.SSF.Leaser = lp.Leaser()
 	return nil
 }

@@ -39,12 +39,16 @@ type transmitter struct {
 	queue  map[string]string // jti -> SET, until acknowledged
 	acked  []string
 	polls  int
+	// pollsBy counts polls by bearer token, and firstPoll is when each
+	// token first polled: who polled, and when it took over.
+	pollsBy   map[string]int
+	firstPoll map[string]time.Time
 }
 
 func newTransmitter(t *testing.T) *transmitter {
 	s, err := decisiontest.NewECSigner("tx-1")
 	must(t, err)
-	tx := &transmitter{t: t, signer: s, queue: map[string]string{}}
+	tx := &transmitter{t: t, signer: s, queue: map[string]string{}, pollsBy: map[string]int{}, firstPoll: map[string]time.Time{}}
 	tx.lis, err = net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
 	tx.url = "http://" + tx.lis.Addr().String()
@@ -62,6 +66,10 @@ func newTransmitter(t *testing.T) *transmitter {
 		tx.mu.Lock()
 		defer tx.mu.Unlock()
 		tx.polls++
+		who := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if tx.pollsBy[who]++; tx.pollsBy[who] == 1 {
+			tx.firstPoll[who] = time.Now()
+		}
 		for _, j := range req.Ack {
 			delete(tx.queue, j)
 			tx.acked = append(tx.acked, j)
@@ -108,17 +116,20 @@ const (
 	accountDisabled  = "https://schemas.openid.net/secevent/risc/event-type/account-disabled"
 )
 
-func writeSSFConfig(t *testing.T, dir string, tx *transmitter, poll bool) string {
-	cfg := fmt.Sprintf(`transmitters:
+// ssfConfigHead is the start of a transmitter's entry in --ssf-config.
+func ssfConfigHead(tx *transmitter) string {
+	return fmt.Sprintf(`transmitters:
   - name: test-idp
     issuer: %s
     configuration_url: %s/.well-known/ssf-configuration
     audience: [%s]
     token_issuer: %s
     revocation_ttl: 24h
-    push:
-      token: {file: push.token}
 `, txIssuer, tx.url, rxAudience, issuer)
+}
+
+func writeSSFConfig(t *testing.T, dir string, tx *transmitter, poll bool) string {
+	cfg := ssfConfigHead(tx) + "    push:\n      token: {file: push.token}\n"
 	if poll {
 		cfg += fmt.Sprintf("    poll:\n      url: %s/poll\n      interval: 20ms\n", tx.url)
 	}
