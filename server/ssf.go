@@ -3,7 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,6 +64,10 @@ type SSFConfig struct {
 	// one replica polls each transmitter; nil is store.SingleProcessLeaser
 	// (this process alone polls).
 	Leaser store.Leaser
+	// TLSCertFile and TLSKeyFile serve the push listener over TLS (both
+	// or neither); ClientCAFile verifies the client certificates pushers
+	// present (ssf_tls.go), and needs them.
+	TLSCertFile, TLSKeyFile, ClientCAFile string
 	// Holder names this replica to the leaser; default host, pid and a
 	// random suffix.
 	Holder string
@@ -80,9 +84,11 @@ type SSFTransmitter struct {
 	// it gives jwks_uri and verification_endpoint when they are not set.
 	ConfigurationURL string
 	JWKSURI          string
-	// PushToken is the bearer token the transmitter presents on push;
-	// "" refuses pushes from it.
-	PushToken string
+	// PushToken is the bearer token the transmitter presents on push, and
+	// PushClientCert the client certificate (needs SSFConfig.ClientCAFile);
+	// with neither, pushes from it are refused, with both both are needed.
+	PushToken      string
+	PushClientCert SSFClientCert
 	// PollURL is the RFC 8936 poll endpoint; "" does not poll. PollToken
 	// authenticates scopegate to it.
 	PollURL, PollToken string
@@ -117,6 +123,7 @@ type ssfTx struct {
 // SSFReceiver receives, verifies and applies Security Event Tokens.
 type SSFReceiver struct {
 	log    *slog.Logger
+	tls    *tls.Config // the push listener's; nil for plain text
 	store  store.RevocationStore
 	syncer *store.RevocationSyncer
 	audit  AdminAuditor
@@ -231,6 +238,13 @@ func (s *Server) startSSF(ctx context.Context) error {
 		r.txs = append(r.txs, &ssfTx{cfg: t})
 		r.m.up.WithLabelValues(t.Name).Set(0)
 		r.m.leaseHeld.WithLabelValues(t.Name).Set(0)
+	}
+	if err := checkSSFPush(cfg); err != nil {
+		return err
+	}
+	var err error
+	if r.tls, err = listenerTLS("SSF push", cfg.TLSCertFile, cfg.TLSKeyFile, cfg.ClientCAFile, "transmitters'"); err != nil {
+		return fmt.Errorf("server config: %w", err)
 	}
 	r.ctx, r.cancel = context.WithCancel(ctx)
 	r.updateHealth()
@@ -497,11 +511,11 @@ func (r *SSFReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "POST a SET", http.StatusMethodNotAllowed)
 		return
 	}
-	tx := r.pushTransmitter(req.Header.Get("Authorization"))
+	tx := r.pushTransmitter(req)
 	if tx == nil {
 		r.m.refused.WithLabelValues("unknown", "authentication").Inc()
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ssf"`)
-		writeSETError(w, http.StatusUnauthorized, ssf.ErrAuthenticationFailed, "present the bearer token configured for the transmitter's push delivery")
+		writeSETError(w, http.StatusUnauthorized, ssf.ErrAuthenticationFailed, "present the bearer token, or the client certificate, configured for the transmitter's push delivery")
 		return
 	}
 	if ct := req.Header.Get("Content-Type"); !strings.HasPrefix(strings.ToLower(ct), ssf.SETMediaType) {
@@ -524,22 +538,6 @@ func (r *SSFReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.log.Error("SET not applied; the transmitter should deliver it again", "transmitter", tx.cfg.Name, "error", err)
 		http.Error(w, "the revocation store is unavailable; deliver the SET again", http.StatusServiceUnavailable)
 	}
-}
-
-// pushTransmitter returns the transmitter whose push token authorization
-// carries, comparing in constant time.
-func (r *SSFReceiver) pushTransmitter(authorization string) *ssfTx {
-	tok, ok := strings.CutPrefix(authorization, "Bearer ")
-	if !ok || tok == "" {
-		return nil
-	}
-	var found *ssfTx
-	for _, tx := range r.txs {
-		if tx.cfg.PushToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(tx.cfg.PushToken)) == 1 {
-			found = tx
-		}
-	}
-	return found
 }
 
 func writeSETError(w http.ResponseWriter, status int, code, desc string) {
@@ -569,7 +567,7 @@ func (r *SSFReceiver) Status() []SSFStatus {
 	for _, tx := range r.txs {
 		tx.mu.Lock()
 		out = append(out, SSFStatus{Name: tx.cfg.Name, Issuer: tx.cfg.Issuer, Up: tx.up.Load(), Error: tx.err, LastEvent: tx.last,
-			Push: tx.cfg.PushToken != "", Poll: tx.cfg.PollURL != "", LeaseHeld: tx.leaseHeld.Load(), Replica: r.holder})
+			Push: tx.cfg.PushToken != "" || !tx.cfg.PushClientCert.IsZero(), Poll: tx.cfg.PollURL != "", LeaseHeld: tx.leaseHeld.Load(), Replica: r.holder})
 		tx.mu.Unlock()
 	}
 	return out
@@ -591,6 +589,9 @@ func (r *SSFReceiver) Serve(lis net.Listener) error {
 	srv := &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
 	r.http = srv
 	r.httpMu.Unlock()
+	if r.tls != nil {
+		lis = tls.NewListener(lis, r.tls)
+	}
 	err := srv.Serve(lis)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil

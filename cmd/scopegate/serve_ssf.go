@@ -19,12 +19,16 @@ import (
 
 // ssfFlags configure the Shared Signals receiver.
 type ssfFlags struct {
-	ssfConfig, ssfAddr string
+	ssfConfig, ssfAddr                 string
+	ssfTLSCert, ssfTLSKey, ssfClientCA string
 }
 
 func (f *ssfFlags) define(fs *flag.FlagSet) {
 	fs.StringVar(&f.ssfConfig, "ssf-config", "", "YAML file of the Shared Signals (SSF/CAEP/RISC) transmitters whose events become revocations (docs/revocation.md); needs --store")
 	fs.StringVar(&f.ssfAddr, "ssf-addr", "", "host:port of the SSF push listener (POST /ssf/events, GET /ssf/status); empty: poll only")
+	fs.StringVar(&f.ssfTLSCert, "ssf-tls-cert", "", "PEM certificate: serve the SSF push listener over TLS (with --ssf-tls-key)")
+	fs.StringVar(&f.ssfTLSKey, "ssf-tls-key", "", "PEM private key of --ssf-tls-cert")
+	fs.StringVar(&f.ssfClientCA, "ssf-client-ca", "", "PEM CA bundle: verify the client certificates transmitters push with (push.client_cert in --ssf-config; needs --ssf-tls-cert)")
 }
 
 // ssfFile is the --ssf-config file.
@@ -44,7 +48,11 @@ type ssfFile struct {
 		VerificationURL  string        `yaml:"verification_endpoint"`
 		Token            secretRef     `yaml:"token"`
 		Push             *struct {
-			Token secretRef `yaml:"token"`
+			Token      secretRef `yaml:"token"`
+			ClientCert *struct {
+				Subject string `yaml:"subject"`
+				SAN     string `yaml:"san"`
+			} `yaml:"client_cert"`
 		} `yaml:"push"`
 		Poll *struct {
 			URL       string        `yaml:"url"`
@@ -93,8 +101,8 @@ func (s secretRef) read(dir, field string) (string, error) {
 // apply reads the --ssf-config file into cfg.SSF.
 func (f *ssfFlags) apply(cfg *server.Config) error {
 	if f.ssfConfig == "" {
-		if f.ssfAddr != "" {
-			return errors.New("--ssf-addr needs --ssf-config: name the transmitters to receive from")
+		if f.ssfAddr != "" || f.ssfTLSCert != "" || f.ssfTLSKey != "" || f.ssfClientCA != "" {
+			return errors.New("--ssf-addr, --ssf-tls-cert, --ssf-tls-key and --ssf-client-ca need --ssf-config: name the transmitters to receive from")
 		}
 		return nil
 	}
@@ -113,6 +121,7 @@ func (f *ssfFlags) apply(cfg *server.Config) error {
 	}
 	dir := filepath.Dir(f.ssfConfig)
 	cfg.SSF.Addr = f.ssfAddr
+	cfg.SSF.TLSCertFile, cfg.SSF.TLSKeyFile, cfg.SSF.ClientCAFile = f.ssfTLSCert, f.ssfTLSKey, f.ssfClientCA
 	for i, t := range doc.Transmitters {
 		where := fmt.Sprintf("--ssf-config %s: transmitters[%d]", f.ssfConfig, i)
 		st := server.SSFTransmitter{Name: t.Name, ConfigurationURL: t.ConfigurationURL, JWKSURI: t.JWKSURI,
@@ -126,8 +135,17 @@ func (f *ssfFlags) apply(cfg *server.Config) error {
 			if st.PushToken, err = t.Push.Token.read(dir, where+".push.token"); err != nil {
 				return err
 			}
-			if st.PushToken == "" {
-				return fmt.Errorf("%s.push: token (file or env) is required: pushes are authenticated", where)
+			if cc := t.Push.ClientCert; cc != nil {
+				if cc.Subject == "" && cc.SAN == "" {
+					return fmt.Errorf("%s.push.client_cert: give subject or san (or both): what the transmitter's certificate must name", where)
+				}
+				if f.ssfClientCA == "" {
+					return fmt.Errorf("%s.push.client_cert needs --ssf-client-ca (and --ssf-tls-cert, --ssf-tls-key): the CA that issues the transmitter's certificate", where)
+				}
+				st.PushClientCert = server.SSFClientCert{Subject: cc.Subject, SAN: cc.SAN}
+			}
+			if st.PushToken == "" && st.PushClientCert.IsZero() {
+				return fmt.Errorf("%s.push: token (file or env) or client_cert is required: pushes are authenticated", where)
 			}
 			if f.ssfAddr == "" {
 				return fmt.Errorf("%s.push: push delivery needs --ssf-addr", where)
