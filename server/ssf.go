@@ -145,7 +145,7 @@ type SSFReceiver struct {
 type ssfMetrics struct {
 	received, applied *prometheus.CounterVec
 	refused           *prometheus.CounterVec
-	lag               *prometheus.HistogramVec
+	lag               *ssfLag // enforcement lag by via, shared with the syncer (ssf_lag.go)
 	up                *prometheus.GaugeVec
 	leaseHeld         *prometheus.GaugeVec
 }
@@ -158,16 +158,13 @@ func newSSFMetrics(reg prometheus.Registerer) ssfMetrics {
 			Help: "Security events that created revocations, by transmitter and event type."}, []string{"transmitter", "type"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scopegate_ssf_events_refused_total",
 			Help: "SETs refused or events not acted on, by transmitter and reason (signature, issuer, audience, stale, replay, unknown, unmappable, ...)."}, []string{"transmitter", "reason"}),
-		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "scopegate_ssf_event_lag_seconds",
-			Help:    "Time from an event's event_timestamp (else the SET's iat) to its revocation being in force on this replica.",
-			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}}, []string{"transmitter"}),
 		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "scopegate_ssf_transmitter_up",
 			Help: "1 when the transmitter's keys are loaded and its last poll or verification succeeded."}, []string{"transmitter"}),
 		leaseHeld: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "scopegate_ssf_poll_lease_held",
 			Help: "1 on the replica that holds the transmitter's poll lease and polls it, 0 on the others."}, []string{"transmitter"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.received, m.applied, m.refused, m.lag, m.up, m.leaseHeld)
+		reg.MustRegister(m.received, m.applied, m.refused, m.up, m.leaseHeld)
 	}
 	return m
 }
@@ -189,6 +186,7 @@ func (s *Server) startSSF(ctx context.Context) error {
 	r := &SSFReceiver{log: s.log.With("component", "ssf"), store: src, syncer: s.admin.syncer, audit: sink,
 		seen: ssf.NewSeen(ssfSeenMax), clock: time.Now, m: newSSFMetrics(s.metrics.Registry()),
 		leaser: cfg.Leaser, holder: cfg.Holder}
+	r.m.lag = s.ssfLag
 	if r.leaser == nil {
 		r.leaser = store.SingleProcessLeaser{}
 	}
@@ -413,7 +411,7 @@ func (r *SSFReceiver) requestVerification(tx *ssfTx) error {
 // SET is applied or was applied before (a redelivery), an *ssf.Error when
 // it is refused, and another error when the store could not take it (the
 // transmitter should deliver it again).
-func (r *SSFReceiver) receive(ctx context.Context, tx *ssfTx, raw []byte) error {
+func (r *SSFReceiver) receive(ctx context.Context, tx *ssfTx, via string, raw []byte) error {
 	name := tx.cfg.Name
 	tr := tx.tr.Load()
 	if tr == nil {
@@ -455,6 +453,7 @@ func (r *SSFReceiver) receive(ctx context.Context, tx *ssfTx, raw []byte) error 
 		}
 		var ids []string
 		for _, rev := range o.Revocations {
+			rev.SourceEventTime = o.EventTime
 			stored, err := r.store.Revoke(ctx, rev)
 			switch {
 			case errors.Is(err, store.ErrRevocationExists):
@@ -471,7 +470,7 @@ func (r *SSFReceiver) receive(ctx context.Context, tx *ssfTx, raw []byte) error 
 			ids = append(ids, stored.ID)
 		}
 		r.m.applied.WithLabelValues(name, typ).Inc()
-		r.m.lag.WithLabelValues(name).Observe(max(0, r.clock().Sub(o.EventTime).Seconds()))
+		r.m.lag.observe(via, o.EventTime, r.clock())
 		r.auditEvent(ctx, tr, set, &o, ids)
 	}
 	return nil
@@ -527,7 +526,7 @@ func (r *SSFReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		writeSETError(w, http.StatusBadRequest, ssf.ErrInvalidRequest, "the body could not be read")
 		return
 	}
-	err = r.receive(req.Context(), tx, body)
+	err = r.receive(req.Context(), tx, ssfViaPush, body)
 	var se *ssf.Error
 	switch {
 	case err == nil:

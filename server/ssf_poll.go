@@ -98,7 +98,7 @@ func (r *SSFReceiver) pollOnce(ctx context.Context, tx *ssfTx, acks []string, er
 	nextAcks := []string{}
 	nextErrs := map[string]pollSetErr{}
 	for jti, raw := range pr.Sets {
-		err := r.receive(ctx, tx, []byte(raw))
+		err := r.receive(ctx, tx, ssfViaPoll, []byte(raw))
 		var se *ssf.Error
 		switch {
 		case err == nil:

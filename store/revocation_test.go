@@ -184,15 +184,46 @@ func TestSyncerLoadsAndAppliesLocalChanges(t *testing.T) {
 
 func TestSyncerFollowsNotifications(t *testing.T) {
 	src := newFlaky()
-	_, k, err := startSyncer(t, src, store.SyncOptions{Resync: time.Hour})
+	var mu sync.Mutex
+	var heard []decision.Revocation
+	var k *sink
+	s, k, err := startSyncer(t, src, store.SyncOptions{Resync: time.Hour, OnPut: func(r decision.Revocation) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !k.has(r.ID) {
+			t.Errorf("OnPut(%s) before the revocation is in force", r.ID)
+		}
+		heard = append(heard, r)
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "watcher registered", func() bool { src.mu.Lock(); defer src.mu.Unlock(); return len(src.watchers) > 0 })
-	r := revoke(t, src, "remote")
+	at := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	r, err := src.Revoke(t.Context(), decision.Revocation{Kind: decision.RevokeSubject, Subject: "remote", Reason: "ssf", SourceEventTime: at})
+	if err != nil {
+		t.Fatal(err)
+	}
 	src.notify(store.RevocationChange{ID: r.ID})
 	d := waitFor(t, "notified revocation applied", func() bool { return k.has(r.ID) })
 	t.Logf("notified revocation applied in %s", d)
+	waitFor(t, "OnPut called", func() bool { mu.Lock(); defer mu.Unlock(); return len(heard) == 1 })
+	mu.Lock()
+	if !heard[0].SourceEventTime.Equal(at) || heard[0].ID != r.ID {
+		t.Errorf("OnPut got %+v; want %s with its source event time", heard[0], r.ID)
+	}
+	mu.Unlock()
+	// This process's own change, notified back as a shared store does:
+	// already in force, so no OnPut.
+	local := revoke(t, src, "local")
+	s.Put(local)
+	src.notify(store.RevocationChange{ID: local.ID})
+	time.Sleep(20 * time.Millisecond)
+	mu.Lock()
+	if len(heard) != 1 {
+		t.Errorf("OnPut called %d times; want once, for the notified revocation only", len(heard))
+	}
+	mu.Unlock()
 	if err := src.Unrevoke(t.Context(), r.ID); err != nil {
 		t.Fatal(err)
 	}

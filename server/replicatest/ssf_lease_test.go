@@ -2,8 +2,10 @@ package replicatest_test
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -101,4 +103,31 @@ func pollsOf(tx *transmitter, token string) (time.Time, int) {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
 	return tx.firstPoll[token], tx.pollsBy[token]
+}
+
+// lagQuantiles reads the replica's enforcement-lag histogram for via: the
+// count, and the upper bounds of the buckets holding the median and the
+// 99th percentile.
+func (r *replica) lagQuantiles(t *testing.T, via string) (count, p50, p99 float64) {
+	t.Helper()
+	const name = "scopegate_ssf_enforcement_lag_seconds"
+	count, err := r.scrape(name + `_count{via="` + via + `"}`)
+	if err != nil {
+		t.Fatalf("%s: %v", r.name, err)
+	}
+	p50, p99 = math.Inf(1), math.Inf(1)
+	for _, le := range []string{"0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30", "60", "300"} {
+		n, err := r.scrape(name + `_bucket{via="` + via + `",le="` + le + `"}`)
+		if err != nil {
+			t.Fatalf("%s: %v", r.name, err)
+		}
+		bound, _ := strconv.ParseFloat(le, 64)
+		if n >= count*0.5 && math.IsInf(p50, 1) {
+			p50 = bound
+		}
+		if n >= count*0.99 && math.IsInf(p99, 1) {
+			p99 = bound
+		}
+	}
+	return count, p50, p99
 }

@@ -84,7 +84,9 @@ func newTransmitter(t *testing.T) *transmitter {
 
 // set signs a SET with one event about subject sub.
 func (tx *transmitter) set(signer *decisiontest.Signer, jti, typ string, sub map[string]any, extra map[string]any, iat time.Time) string {
-	ev := map[string]any{"event_timestamp": iat.Unix()}
+	// event_timestamp to the microsecond (NumericDate may be fractional),
+	// so that the replicas' enforcement lag is measured from it exactly.
+	ev := map[string]any{"event_timestamp": float64(iat.UnixMicro()) / 1e6}
 	for k, v := range extra {
 		ev[k] = v
 	}
@@ -287,6 +289,24 @@ func TestSSFEventsRevokeOnBothReplicas(t *testing.T) {
 	t.Logf("SSF push lag, event received to denied on both replicas, %d events: p50 %v, p99 %v, max %v", n, p50, p99, lags[n-1])
 	if p99 > 100*time.Millisecond {
 		t.Errorf("p99 lag %v exceeds 100ms", p99)
+	}
+	// Each replica measured it too: A, which received the pushes, and B,
+	// which learned them from the store.
+	for _, m := range []struct {
+		r   *replica
+		via string
+	}{{a, "push"}, {b, "sync"}} {
+		count, p50, p99 := m.r.lagQuantiles(t, m.via)
+		t.Logf("%s: scopegate_ssf_enforcement_lag_seconds{via=%q}: %v events, p50 <= %gs, p99 <= %gs (bucket bounds)", m.r.name, m.via, count, p50, p99)
+		if count < n {
+			t.Errorf("%s recorded %v enforcements via %s; want at least %d", m.r.name, count, m.via, n)
+		}
+		if p99 > 0.1 {
+			t.Errorf("%s: p99 enforcement lag via %s above 100ms (bucket %gs)", m.r.name, m.via, p99)
+		}
+	}
+	if polled, _, _ := b.lagQuantiles(t, "poll"); polled < 1 {
+		t.Errorf("replica-b polled the session-revoked event but recorded no enforcement via poll")
 	}
 
 	// A transmitter outage shows in health and changes no decision.
