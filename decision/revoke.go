@@ -118,6 +118,11 @@ type Revocation struct {
 	// before it only.
 	IssuedBefore time.Time
 	CreatedBy    string
+	// SourceEventTime is when the event that caused the revocation happened
+	// (an SSF event's event_timestamp), zero for one an operator made. It
+	// does not change what is revoked; every replica measures from it how
+	// long the event took to be enforced.
+	SourceEventTime time.Time
 }
 
 // Whole reports whether the revocation refuses the tokens outright, rather
@@ -676,7 +681,8 @@ func sameRevocation(a, b *Revocation) bool {
 		a.Subject == b.Subject && a.ClientID == b.ClientID && a.Scope == b.Scope &&
 		canonicalSegment(a.Segment) == canonicalSegment(b.Segment) && a.Reason == b.Reason && a.CreatedAt.Equal(b.CreatedAt) &&
 		a.Until.Equal(b.Until) && a.CreatedBy == b.CreatedBy &&
-		a.SessionID == b.SessionID && a.IssuedBefore.Equal(b.IssuedBefore)
+		a.SessionID == b.SessionID && a.IssuedBefore.Equal(b.IssuedBefore) &&
+		a.SourceEventTime.Equal(b.SourceEventTime)
 }
 
 // candidates are the lists of revocations that may apply to one token: by

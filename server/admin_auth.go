@@ -4,10 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
-	"fmt"
 	"log/slog"
-	"os"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -279,29 +276,8 @@ func (s *Server) adminInterceptors(a *adminAuth, aud *adminAuditor) ([]grpc.Unar
 }
 
 // adminTLS builds the listener's TLS configuration from the files, or nil
-// for plain text.
+// for plain text. A certificate is verified when presented, not required:
+// callers without one may still come with a bearer token.
 func adminTLS(c *AdminConfig) (*tls.Config, error) {
-	if c.TLSCertFile == "" {
-		return nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("admin TLS certificate %s / key %s: %w", c.TLSCertFile, c.TLSKeyFile, err)
-	}
-	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if c.ClientCAFile != "" {
-		pem, err := os.ReadFile(c.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("admin client CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, errors.New("admin client CA " + c.ClientCAFile + " holds no PEM certificate: give the CA that issues administrators' certificates")
-		}
-		// A certificate is verified when presented, not required: callers
-		// without one may still come with a bearer token.
-		conf.ClientCAs = pool
-		conf.ClientAuth = tls.VerifyClientCertIfGiven
-	}
-	return conf, nil
+	return listenerTLS("admin", c.TLSCertFile, c.TLSKeyFile, c.ClientCAFile, "administrators'")
 }

@@ -65,7 +65,14 @@ func (s *Server) startAdmin(ctx context.Context) error {
 			s.log.Warn("revocations are kept in memory only: lost on restart and not shared with other replicas; give a revocation store to keep them")
 		}
 	}
-	syncer, err := store.NewRevocationSyncer(src, s.engine, store.SyncOptions{Resync: s.cfg.Revocation.Resync, Logger: s.log})
+	opts := store.SyncOptions{Resync: s.cfg.Revocation.Resync, Logger: s.log}
+	if s.cfg.Revocation.Store != nil {
+		// Events reach the other replicas through the store: each records
+		// its enforcement lag.
+		s.ssfLag = newSSFLag(s.metrics.Registry())
+		opts.OnPut = s.syncedRevocationLag
+	}
+	syncer, err := store.NewRevocationSyncer(src, s.engine, opts)
 	if err != nil {
 		return err
 	}

@@ -407,6 +407,22 @@ func (p *testPKI) write(t *testing.T, name, typ string, der []byte) string {
 	return path
 }
 
+// clientTLS trusts the CA and presents certFile (none when "").
+func (p *testPKI) clientTLS(t *testing.T, certFile, keyFile string) *tls.Config {
+	t.Helper()
+	roots := x509.NewCertPool()
+	roots.AddCert(p.ca)
+	conf := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	if certFile != "" {
+		c, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf.Certificates = []tls.Certificate{c}
+	}
+	return conf
+}
+
 // issue returns the certificate and key files of a new leaf.
 func (p *testPKI) issue(t *testing.T, cn string, server bool) (certFile, keyFile string) {
 	t.Helper()
@@ -443,16 +459,7 @@ func TestAdminMutualTLS(t *testing.T) {
 		c.Admin.Auditor = rec
 	})
 	client := func(certFile, keyFile string) scopegatev1.AdminClient {
-		roots := x509.NewCertPool()
-		roots.AddCert(pki.ca)
-		conf := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-		if certFile != "" {
-			c, err := tls.LoadX509KeyPair(certFile, keyFile)
-			if err != nil {
-				t.Fatal(err)
-			}
-			conf.Certificates = []tls.Certificate{c}
-		}
+		conf := pki.clientTLS(t, certFile, keyFile)
 		conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(credentials.NewTLS(conf)))
 		if err != nil {
 			t.Fatal(err)

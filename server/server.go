@@ -76,6 +76,7 @@ type Server struct {
 	grpc        *grpc.Server
 	health      *health.Server
 	ssf         *SSFReceiver // nil without SSF transmitters
+	ssfLag      *ssfLag      // ssf_lag.go; nil without a revocation store
 	httpl       httpListener // forward-auth, AuthZEN and health over HTTP
 
 	// reloadMu serialises every policy reload, whatever triggered it

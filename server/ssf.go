@@ -3,7 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -60,6 +60,17 @@ type SSFConfig struct {
 	Addr string
 	// Transmitters are the transmitters this receiver trusts.
 	Transmitters []SSFTransmitter
+	// Leaser gives the poll leases (ssf_lease.go): the shared store's, so
+	// one replica polls each transmitter; nil is store.SingleProcessLeaser
+	// (this process alone polls).
+	Leaser store.Leaser
+	// TLSCertFile and TLSKeyFile serve the push listener over TLS (both
+	// or neither); ClientCAFile verifies the client certificates pushers
+	// present (ssf_tls.go), and needs them.
+	TLSCertFile, TLSKeyFile, ClientCAFile string
+	// Holder names this replica to the leaser; default host, pid and a
+	// random suffix.
+	Holder string
 }
 
 // SSFTransmitter is one transmitter's configuration.
@@ -73,14 +84,19 @@ type SSFTransmitter struct {
 	// it gives jwks_uri and verification_endpoint when they are not set.
 	ConfigurationURL string
 	JWKSURI          string
-	// PushToken is the bearer token the transmitter presents on push;
-	// "" refuses pushes from it.
-	PushToken string
+	// PushToken is the bearer token the transmitter presents on push, and
+	// PushClientCert the client certificate (needs SSFConfig.ClientCAFile);
+	// with neither, pushes from it are refused, with both both are needed.
+	PushToken      string
+	PushClientCert SSFClientCert
 	// PollURL is the RFC 8936 poll endpoint; "" does not poll. PollToken
 	// authenticates scopegate to it.
 	PollURL, PollToken string
 	PollInterval       time.Duration
 	MaxEvents          int
+	// LeaseTTL is the poll lease's time to live (renewed every third of
+	// it); default DefaultSSFLeaseTTL.
+	LeaseTTL time.Duration
 	// VerificationURL and StreamID: when set (or found in the configuration
 	// document), a verification event is requested on start.
 	VerificationURL, StreamID string
@@ -97,6 +113,7 @@ type ssfTx struct {
 	cfg               SSFTransmitter
 	tr                atomic.Pointer[ssf.Transmitter] // nil until its keys are loaded
 	up                atomic.Bool
+	leaseHeld         atomic.Bool
 	mu                sync.Mutex
 	err               string    // the last failure, "" when up
 	last              time.Time // the last SET received
@@ -106,10 +123,13 @@ type ssfTx struct {
 // SSFReceiver receives, verifies and applies Security Event Tokens.
 type SSFReceiver struct {
 	log    *slog.Logger
+	tls    *tls.Config // the push listener's; nil for plain text
 	store  store.RevocationStore
 	syncer *store.RevocationSyncer
 	audit  AdminAuditor
 	txs    []*ssfTx
+	leaser store.Leaser
+	holder string
 	seen   *ssf.Seen
 	clock  func() time.Time
 	health func(up bool)
@@ -125,8 +145,9 @@ type SSFReceiver struct {
 type ssfMetrics struct {
 	received, applied *prometheus.CounterVec
 	refused           *prometheus.CounterVec
-	lag               *prometheus.HistogramVec
+	lag               *ssfLag // enforcement lag by via, shared with the syncer (ssf_lag.go)
 	up                *prometheus.GaugeVec
+	leaseHeld         *prometheus.GaugeVec
 }
 
 func newSSFMetrics(reg prometheus.Registerer) ssfMetrics {
@@ -137,14 +158,13 @@ func newSSFMetrics(reg prometheus.Registerer) ssfMetrics {
 			Help: "Security events that created revocations, by transmitter and event type."}, []string{"transmitter", "type"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scopegate_ssf_events_refused_total",
 			Help: "SETs refused or events not acted on, by transmitter and reason (signature, issuer, audience, stale, replay, unknown, unmappable, ...)."}, []string{"transmitter", "reason"}),
-		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "scopegate_ssf_event_lag_seconds",
-			Help:    "Time from an event's event_timestamp (else the SET's iat) to its revocation being in force on this replica.",
-			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}}, []string{"transmitter"}),
 		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "scopegate_ssf_transmitter_up",
 			Help: "1 when the transmitter's keys are loaded and its last poll or verification succeeded."}, []string{"transmitter"}),
+		leaseHeld: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "scopegate_ssf_poll_lease_held",
+			Help: "1 on the replica that holds the transmitter's poll lease and polls it, 0 on the others."}, []string{"transmitter"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.received, m.applied, m.refused, m.lag, m.up)
+		reg.MustRegister(m.received, m.applied, m.refused, m.up, m.leaseHeld)
 	}
 	return m
 }
@@ -164,7 +184,15 @@ func (s *Server) startSSF(ctx context.Context) error {
 		sink = s.auditing.log
 	}
 	r := &SSFReceiver{log: s.log.With("component", "ssf"), store: src, syncer: s.admin.syncer, audit: sink,
-		seen: ssf.NewSeen(ssfSeenMax), clock: time.Now, m: newSSFMetrics(s.metrics.Registry())}
+		seen: ssf.NewSeen(ssfSeenMax), clock: time.Now, m: newSSFMetrics(s.metrics.Registry()),
+		leaser: cfg.Leaser, holder: cfg.Holder}
+	r.m.lag = s.ssfLag
+	if r.leaser == nil {
+		r.leaser = store.SingleProcessLeaser{}
+	}
+	if r.holder == "" {
+		r.holder = defaultSSFHolder()
+	}
 	if s.health != nil {
 		h := s.health
 		r.health = func(up bool) {
@@ -200,8 +228,21 @@ func (s *Server) startSSF(ctx context.Context) error {
 		if t.MaxEvents <= 0 {
 			t.MaxEvents = DefaultSSFMaxEvents
 		}
+		if t.LeaseTTL <= 0 {
+			t.LeaseTTL = DefaultSSFLeaseTTL
+		} else if t.LeaseTTL < 30*time.Millisecond {
+			return fmt.Errorf("server config: SSF transmitter %q: poll lease_ttl %v is too short: give at least 30ms (default %v)", t.Name, t.LeaseTTL, DefaultSSFLeaseTTL)
+		}
 		r.txs = append(r.txs, &ssfTx{cfg: t})
 		r.m.up.WithLabelValues(t.Name).Set(0)
+		r.m.leaseHeld.WithLabelValues(t.Name).Set(0)
+	}
+	if err := checkSSFPush(cfg); err != nil {
+		return err
+	}
+	var err error
+	if r.tls, err = listenerTLS("SSF push", cfg.TLSCertFile, cfg.TLSKeyFile, cfg.ClientCAFile, "transmitters'"); err != nil {
+		return fmt.Errorf("server config: %w", err)
 	}
 	r.ctx, r.cancel = context.WithCancel(ctx)
 	r.updateHealth()
@@ -273,7 +314,7 @@ func (r *SSFReceiver) runTransmitter(tx *ssfTx) {
 		}
 	}
 	if tx.cfg.PollURL != "" {
-		r.poll(tx)
+		r.pollUnderLease(tx)
 	}
 }
 
@@ -370,7 +411,7 @@ func (r *SSFReceiver) requestVerification(tx *ssfTx) error {
 // SET is applied or was applied before (a redelivery), an *ssf.Error when
 // it is refused, and another error when the store could not take it (the
 // transmitter should deliver it again).
-func (r *SSFReceiver) receive(ctx context.Context, tx *ssfTx, raw []byte) error {
+func (r *SSFReceiver) receive(ctx context.Context, tx *ssfTx, via string, raw []byte) error {
 	name := tx.cfg.Name
 	tr := tx.tr.Load()
 	if tr == nil {
@@ -412,6 +453,7 @@ func (r *SSFReceiver) receive(ctx context.Context, tx *ssfTx, raw []byte) error 
 		}
 		var ids []string
 		for _, rev := range o.Revocations {
+			rev.SourceEventTime = o.EventTime
 			stored, err := r.store.Revoke(ctx, rev)
 			switch {
 			case errors.Is(err, store.ErrRevocationExists):
@@ -428,7 +470,7 @@ func (r *SSFReceiver) receive(ctx context.Context, tx *ssfTx, raw []byte) error 
 			ids = append(ids, stored.ID)
 		}
 		r.m.applied.WithLabelValues(name, typ).Inc()
-		r.m.lag.WithLabelValues(name).Observe(max(0, r.clock().Sub(o.EventTime).Seconds()))
+		r.m.lag.observe(via, o.EventTime, r.clock())
 		r.auditEvent(ctx, tr, set, &o, ids)
 	}
 	return nil
@@ -468,11 +510,11 @@ func (r *SSFReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "POST a SET", http.StatusMethodNotAllowed)
 		return
 	}
-	tx := r.pushTransmitter(req.Header.Get("Authorization"))
+	tx := r.pushTransmitter(req)
 	if tx == nil {
 		r.m.refused.WithLabelValues("unknown", "authentication").Inc()
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ssf"`)
-		writeSETError(w, http.StatusUnauthorized, ssf.ErrAuthenticationFailed, "present the bearer token configured for the transmitter's push delivery")
+		writeSETError(w, http.StatusUnauthorized, ssf.ErrAuthenticationFailed, "present the bearer token, or the client certificate, configured for the transmitter's push delivery")
 		return
 	}
 	if ct := req.Header.Get("Content-Type"); !strings.HasPrefix(strings.ToLower(ct), ssf.SETMediaType) {
@@ -484,7 +526,7 @@ func (r *SSFReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		writeSETError(w, http.StatusBadRequest, ssf.ErrInvalidRequest, "the body could not be read")
 		return
 	}
-	err = r.receive(req.Context(), tx, body)
+	err = r.receive(req.Context(), tx, ssfViaPush, body)
 	var se *ssf.Error
 	switch {
 	case err == nil:
@@ -495,22 +537,6 @@ func (r *SSFReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.log.Error("SET not applied; the transmitter should deliver it again", "transmitter", tx.cfg.Name, "error", err)
 		http.Error(w, "the revocation store is unavailable; deliver the SET again", http.StatusServiceUnavailable)
 	}
-}
-
-// pushTransmitter returns the transmitter whose push token authorization
-// carries, comparing in constant time.
-func (r *SSFReceiver) pushTransmitter(authorization string) *ssfTx {
-	tok, ok := strings.CutPrefix(authorization, "Bearer ")
-	if !ok || tok == "" {
-		return nil
-	}
-	var found *ssfTx
-	for _, tx := range r.txs {
-		if tx.cfg.PushToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(tx.cfg.PushToken)) == 1 {
-			found = tx
-		}
-	}
-	return found
 }
 
 func writeSETError(w http.ResponseWriter, status int, code, desc string) {
@@ -528,6 +554,10 @@ type SSFStatus struct {
 	LastEvent time.Time `json:"last_event,omitzero"`
 	Push      bool      `json:"push"`
 	Poll      bool      `json:"poll"`
+	// LeaseHeld is set on the replica that holds the poll lease (and so
+	// polls); Replica names this replica to the leaser.
+	LeaseHeld bool   `json:"lease_held"`
+	Replica   string `json:"replica"`
 }
 
 // Status returns every transmitter's status.
@@ -536,7 +566,7 @@ func (r *SSFReceiver) Status() []SSFStatus {
 	for _, tx := range r.txs {
 		tx.mu.Lock()
 		out = append(out, SSFStatus{Name: tx.cfg.Name, Issuer: tx.cfg.Issuer, Up: tx.up.Load(), Error: tx.err, LastEvent: tx.last,
-			Push: tx.cfg.PushToken != "", Poll: tx.cfg.PollURL != ""})
+			Push: tx.cfg.PushToken != "" || !tx.cfg.PushClientCert.IsZero(), Poll: tx.cfg.PollURL != "", LeaseHeld: tx.leaseHeld.Load(), Replica: r.holder})
 		tx.mu.Unlock()
 	}
 	return out
@@ -558,6 +588,9 @@ func (r *SSFReceiver) Serve(lis net.Listener) error {
 	srv := &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
 	r.http = srv
 	r.httpMu.Unlock()
+	if r.tls != nil {
+		lis = tls.NewListener(lis, r.tls)
+	}
 	err := srv.Serve(lis)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil

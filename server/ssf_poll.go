@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,11 +39,15 @@ type pollResponse struct {
 	MoreAvailable bool              `json:"moreAvailable"`
 }
 
-func (r *SSFReceiver) poll(tx *ssfTx) {
+// poll polls tx until ctx ends (the receiver closes, or the lease is lost).
+func (r *SSFReceiver) poll(ctx context.Context, tx *ssfTx) {
 	acks := []string{}
 	errs := map[string]pollSetErr{}
 	for {
-		more, nextAcks, nextErrs, err := r.pollOnce(tx, acks, errs)
+		more, nextAcks, nextErrs, err := r.pollOnce(ctx, tx, acks, errs)
+		if ctx.Err() != nil {
+			return // not the transmitter's failure
+		}
 		if err != nil {
 			r.setStatus(tx, fmt.Errorf("poll: %w", err))
 		} else {
@@ -58,7 +63,7 @@ func (r *SSFReceiver) poll(tx *ssfTx) {
 			wait = 0 // fetch the rest, or deliver the acknowledgements now
 		}
 		select {
-		case <-r.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-time.After(wait):
 		}
@@ -67,9 +72,9 @@ func (r *SSFReceiver) poll(tx *ssfTx) {
 
 // pollOnce sends acks and errs and applies what comes back; it returns the
 // acks and errs for the next request.
-func (r *SSFReceiver) pollOnce(tx *ssfTx, acks []string, errs map[string]pollSetErr) (bool, []string, map[string]pollSetErr, error) {
+func (r *SSFReceiver) pollOnce(ctx context.Context, tx *ssfTx, acks []string, errs map[string]pollSetErr) (bool, []string, map[string]pollSetErr, error) {
 	body, _ := json.Marshal(pollRequest{Ack: acks, SetErrs: errs, MaxEvents: tx.cfg.MaxEvents, ReturnImmediately: true})
-	req, err := http.NewRequestWithContext(r.ctx, http.MethodPost, tx.cfg.PollURL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tx.cfg.PollURL, bytes.NewReader(body))
 	if err != nil {
 		return false, nil, nil, err
 	}
@@ -93,7 +98,7 @@ func (r *SSFReceiver) pollOnce(tx *ssfTx, acks []string, errs map[string]pollSet
 	nextAcks := []string{}
 	nextErrs := map[string]pollSetErr{}
 	for jti, raw := range pr.Sets {
-		err := r.receive(r.ctx, tx, []byte(raw))
+		err := r.receive(ctx, tx, ssfViaPoll, []byte(raw))
 		var se *ssf.Error
 		switch {
 		case err == nil:

@@ -67,7 +67,7 @@ var ErrRevocationExists = errors.New("revocation id already exists")
 // PrepareRevocation checks r for storing at now and returns it completed:
 // an ID if it has none, CreatedAt set to now, and both times in UTC and
 // truncated to the microsecond (what PostgreSQL keeps), so every backend
-// returns the same values (IssuedBefore too). A revocation that lapses at or before now is
+// returns the same values (IssuedBefore and SourceEventTime too). A revocation that lapses at or before now is
 // refused: it would never take effect. Errors wrap ErrInvalidRevocation.
 func PrepareRevocation(r decision.Revocation, now time.Time) (decision.Revocation, error) {
 	if err := r.Validate(); err != nil {
@@ -81,6 +81,9 @@ func PrepareRevocation(r decision.Revocation, now time.Time) (decision.Revocatio
 	r.CreatedAt = now.UTC().Truncate(time.Microsecond)
 	if !r.IssuedBefore.IsZero() {
 		r.IssuedBefore = r.IssuedBefore.UTC().Truncate(time.Microsecond)
+	}
+	if !r.SourceEventTime.IsZero() {
+		r.SourceEventTime = r.SourceEventTime.UTC().Truncate(time.Microsecond)
 	}
 	if !r.Until.IsZero() {
 		r.Until = r.Until.UTC().Truncate(time.Microsecond)

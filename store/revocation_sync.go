@@ -44,6 +44,14 @@ type SyncOptions struct {
 	Logger *slog.Logger
 	// Clock is the current time; default time.Now.
 	Clock func() time.Time
+	// OnPut, when set, is called with each revocation learned from the
+	// store's notifications once it is in force here (not one this process
+	// had already put in force: a store also notifies its own writes),
+	// so a replica can measure how long an event took to reach it
+	// (Revocation.SourceEventTime). It runs on the syncer's goroutine and
+	// must not block; it is not called for Put, nor for what a resync
+	// loads.
+	OnPut func(decision.Revocation)
 }
 
 // Validate reports an unusable option, naming the field.
@@ -84,6 +92,7 @@ type RevocationSyncer struct {
 	interval time.Duration
 	log      *slog.Logger
 	clock    func() time.Time
+	onPut    func(decision.Revocation)
 	started  time.Time
 
 	resyncMu sync.Mutex // one resync at a time
@@ -124,7 +133,7 @@ func NewRevocationSyncer(src RevocationStore, sink RevocationSink, opts SyncOpti
 		opts.Clock = time.Now
 	}
 	s := &RevocationSyncer{
-		src: src, sink: sink, interval: opts.Resync, log: opts.Logger, clock: opts.Clock,
+		src: src, sink: sink, interval: opts.Resync, log: opts.Logger, clock: opts.Clock, onPut: opts.OnPut,
 		started: opts.Clock(),
 		cur:     decision.NewRevocationSet(nil),
 		events:  make(chan RevocationChange, eventQueue),
@@ -324,7 +333,13 @@ func (s *RevocationSyncer) handle(ctx context.Context) {
 				s.log.Error("revocations: stored revocation ignored", "id", r.ID, "error", err)
 				continue
 			}
+			s.mu.Lock()
+			_, had := s.cur.Get(r.ID)
+			s.mu.Unlock()
 			s.Put(r)
+			if s.onPut != nil && !had {
+				s.onPut(r)
+			}
 		}
 	}
 }

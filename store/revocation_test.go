@@ -209,6 +209,52 @@ func TestSyncerFollowsNotifications(t *testing.T) {
 	})
 }
 
+// TestSyncerOnPutCarriesSourceEventTime: a revocation learned from the
+// store's notifications is reported to OnPut once it is in force, with its
+// source event time (for the SSF lag on every replica); this process's own
+// change, notified back, is not reported again.
+func TestSyncerOnPutCarriesSourceEventTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newFlaky()
+		var mu sync.Mutex
+		var heard []decision.Revocation
+		var k *sink
+		s, k, err := startSyncer(t, src, store.SyncOptions{Resync: time.Hour, OnPut: func(r decision.Revocation) {
+			mu.Lock()
+			defer mu.Unlock()
+			if !k.has(r.ID) {
+				t.Errorf("OnPut(%s) before the revocation is in force", r.ID)
+			}
+			heard = append(heard, r)
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		settled(t, "watcher registered", func() bool { src.mu.Lock(); defer src.mu.Unlock(); return len(src.watchers) > 0 })
+		at := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+		r, err := src.Revoke(t.Context(), decision.Revocation{Kind: decision.RevokeSubject, Subject: "remote", Reason: "ssf", SourceEventTime: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.notify(store.RevocationChange{ID: r.ID})
+		settled(t, "OnPut called", func() bool { mu.Lock(); defer mu.Unlock(); return len(heard) == 1 })
+		mu.Lock()
+		if !heard[0].SourceEventTime.Equal(at) || heard[0].ID != r.ID {
+			t.Errorf("OnPut got %+v; want %s with its source event time", heard[0], r.ID)
+		}
+		mu.Unlock()
+		local := revoke(t, src, "local")
+		s.Put(local)
+		src.notify(store.RevocationChange{ID: local.ID})
+		settled(t, "local change notified back", func() bool { return k.has(local.ID) })
+		mu.Lock()
+		if len(heard) != 1 {
+			t.Errorf("OnPut called %d times; want once, for the notified revocation only", len(heard))
+		}
+		mu.Unlock()
+	})
+}
+
 func TestSyncerResyncHealsMissedChanges(t *testing.T) {
 	src := newFlaky()
 	s, k, err := startSyncer(t, src, store.SyncOptions{Resync: time.Hour})

@@ -131,6 +131,9 @@ func (s *serveCmd) run(ctx context.Context, c *cli) int {
 	}
 	if st != nil {
 		defer st.Close()
+		if err := s.ssfFlags.useStore(&cfg, st); err != nil {
+			return c.usageError("serve", "%v", err)
+		}
 	}
 	if err := s.auditFlags.apply(&cfg, c.stdout, st); err != nil {
 		return c.usageError("serve", "%v", err)

@@ -173,6 +173,9 @@ var serveFlagOf = map[string]string{
 	"Audit.Usage":           "usage",
 	"Audit":                 "audit",
 	"SSF.Addr":              "ssf-addr",
+	"SSF.TLSCertFile":       "ssf-tls-cert",
+	"SSF.TLSKeyFile":        "ssf-tls-key",
+	"SSF.ClientCAFile":      "ssf-client-ca",
 }
 
 var configFieldRE = regexp.MustCompile(`\b(?:(?:Admin|Revocation|Audit|SSF)\.)?[A-Z][A-Za-z]+\b`)

@@ -14,16 +14,21 @@ import (
 
 	"github.com/scopegate/scopegate/decision/ssf"
 	"github.com/scopegate/scopegate/server"
+	"github.com/scopegate/scopegate/store"
 )
 
 // ssfFlags configure the Shared Signals receiver.
 type ssfFlags struct {
-	ssfConfig, ssfAddr string
+	ssfConfig, ssfAddr                 string
+	ssfTLSCert, ssfTLSKey, ssfClientCA string
 }
 
 func (f *ssfFlags) define(fs *flag.FlagSet) {
 	fs.StringVar(&f.ssfConfig, "ssf-config", "", "YAML file of the Shared Signals (SSF/CAEP/RISC) transmitters whose events become revocations (docs/revocation.md); needs --store")
 	fs.StringVar(&f.ssfAddr, "ssf-addr", "", "host:port of the SSF push listener (POST /ssf/events, GET /ssf/status); empty: poll only")
+	fs.StringVar(&f.ssfTLSCert, "ssf-tls-cert", "", "PEM certificate: serve the SSF push listener over TLS (with --ssf-tls-key)")
+	fs.StringVar(&f.ssfTLSKey, "ssf-tls-key", "", "PEM private key of --ssf-tls-cert")
+	fs.StringVar(&f.ssfClientCA, "ssf-client-ca", "", "PEM CA bundle: verify the client certificates transmitters push with (push.client_cert in --ssf-config; needs --ssf-tls-cert)")
 }
 
 // ssfFile is the --ssf-config file.
@@ -43,13 +48,18 @@ type ssfFile struct {
 		VerificationURL  string        `yaml:"verification_endpoint"`
 		Token            secretRef     `yaml:"token"`
 		Push             *struct {
-			Token secretRef `yaml:"token"`
+			Token      secretRef `yaml:"token"`
+			ClientCert *struct {
+				Subject string `yaml:"subject"`
+				SAN     string `yaml:"san"`
+			} `yaml:"client_cert"`
 		} `yaml:"push"`
 		Poll *struct {
 			URL       string        `yaml:"url"`
 			Token     secretRef     `yaml:"token"`
 			Interval  time.Duration `yaml:"interval"`
 			MaxEvents int           `yaml:"max_events"`
+			LeaseTTL  time.Duration `yaml:"lease_ttl"`
 		} `yaml:"poll"`
 	} `yaml:"transmitters"`
 }
@@ -91,8 +101,8 @@ func (s secretRef) read(dir, field string) (string, error) {
 // apply reads the --ssf-config file into cfg.SSF.
 func (f *ssfFlags) apply(cfg *server.Config) error {
 	if f.ssfConfig == "" {
-		if f.ssfAddr != "" {
-			return errors.New("--ssf-addr needs --ssf-config: name the transmitters to receive from")
+		if f.ssfAddr != "" || f.ssfTLSCert != "" || f.ssfTLSKey != "" || f.ssfClientCA != "" {
+			return errors.New("--ssf-addr, --ssf-tls-cert, --ssf-tls-key and --ssf-client-ca need --ssf-config: name the transmitters to receive from")
 		}
 		return nil
 	}
@@ -111,6 +121,7 @@ func (f *ssfFlags) apply(cfg *server.Config) error {
 	}
 	dir := filepath.Dir(f.ssfConfig)
 	cfg.SSF.Addr = f.ssfAddr
+	cfg.SSF.TLSCertFile, cfg.SSF.TLSKeyFile, cfg.SSF.ClientCAFile = f.ssfTLSCert, f.ssfTLSKey, f.ssfClientCA
 	for i, t := range doc.Transmitters {
 		where := fmt.Sprintf("--ssf-config %s: transmitters[%d]", f.ssfConfig, i)
 		st := server.SSFTransmitter{Name: t.Name, ConfigurationURL: t.ConfigurationURL, JWKSURI: t.JWKSURI,
@@ -124,8 +135,17 @@ func (f *ssfFlags) apply(cfg *server.Config) error {
 			if st.PushToken, err = t.Push.Token.read(dir, where+".push.token"); err != nil {
 				return err
 			}
-			if st.PushToken == "" {
-				return fmt.Errorf("%s.push: token (file or env) is required: pushes are authenticated", where)
+			if cc := t.Push.ClientCert; cc != nil {
+				if cc.Subject == "" && cc.SAN == "" {
+					return fmt.Errorf("%s.push.client_cert: give subject or san (or both): what the transmitter's certificate must name", where)
+				}
+				if f.ssfClientCA == "" {
+					return fmt.Errorf("%s.push.client_cert needs --ssf-client-ca (and --ssf-tls-cert, --ssf-tls-key): the CA that issues the transmitter's certificate", where)
+				}
+				st.PushClientCert = server.SSFClientCert{Subject: cc.Subject, SAN: cc.SAN}
+			}
+			if st.PushToken == "" && st.PushClientCert.IsZero() {
+				return fmt.Errorf("%s.push: token (file or env) or client_cert is required: pushes are authenticated", where)
 			}
 			if f.ssfAddr == "" {
 				return fmt.Errorf("%s.push: push delivery needs --ssf-addr", where)
@@ -135,7 +155,10 @@ func (f *ssfFlags) apply(cfg *server.Config) error {
 			if t.Poll.URL == "" {
 				return fmt.Errorf("%s.poll: url is required", where)
 			}
-			st.PollURL, st.PollInterval, st.MaxEvents = t.Poll.URL, t.Poll.Interval, t.Poll.MaxEvents
+			st.PollURL, st.PollInterval, st.MaxEvents, st.LeaseTTL = t.Poll.URL, t.Poll.Interval, t.Poll.MaxEvents, t.Poll.LeaseTTL
+			if t.Poll.LeaseTTL < 0 {
+				return fmt.Errorf("%s.poll: lease_ttl %v is negative: give a duration such as 15s, or none for the default", where, t.Poll.LeaseTTL)
+			}
 			if st.PollToken, err = t.Poll.Token.read(dir, where+".poll.token"); err != nil {
 				return err
 			}
@@ -148,5 +171,24 @@ func (f *ssfFlags) apply(cfg *server.Config) error {
 		}
 		cfg.SSF.Transmitters = append(cfg.SSF.Transmitters, st)
 	}
+	return nil
+}
+
+// useStore gives the receiver the store's poll leases, so that of the
+// replicas sharing the store one polls each transmitter.
+func (f *ssfFlags) useStore(cfg *server.Config, st store.Store) error {
+	if len(cfg.SSF.Transmitters) == 0 {
+		return nil
+	}
+	lp, ok := st.(store.LeaserProvider)
+	if !ok {
+		for _, t := range cfg.SSF.Transmitters {
+			if t.PollURL != "" {
+				return fmt.Errorf("--ssf-config: transmitter %q polls, but the --store backend has no poll lease to keep replicas from polling at once: use PostgreSQL or the embedded file", t.Name)
+			}
+		}
+		return nil
+	}
+	cfg.SSF.Leaser = lp.Leaser()
 	return nil
 }

@@ -296,6 +296,11 @@ func (r *replica) mustDecide(tok string) (bool, string) {
 
 // syncAge scrapes scopegate_revocation_sync_age_seconds.
 func (r *replica) syncAge() (float64, error) {
+	return r.scrape("scopegate_revocation_sync_age_seconds")
+}
+
+// scrape reads one sample (a name with its labels, as /metrics prints it).
+func (r *replica) scrape(sample string) (float64, error) {
 	resp, err := http.Get("http://" + r.metrics + "/metrics")
 	if err != nil {
 		return 0, err
@@ -303,11 +308,11 @@ func (r *replica) syncAge() (float64, error) {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "scopegate_revocation_sync_age_seconds "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
 			return strconv.ParseFloat(strings.TrimSpace(v), 64)
 		}
 	}
-	return 0, errors.New("no scopegate_revocation_sync_age_seconds in /metrics")
+	return 0, errors.New("no " + sample + " in /metrics")
 }
 
 // waitFor polls cond every millisecond until it holds or within passes,

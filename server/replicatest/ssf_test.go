@@ -39,12 +39,16 @@ type transmitter struct {
 	queue  map[string]string // jti -> SET, until acknowledged
 	acked  []string
 	polls  int
+	// pollsBy counts polls by bearer token, and firstPoll is when each
+	// token first polled: who polled, and when it took over.
+	pollsBy   map[string]int
+	firstPoll map[string]time.Time
 }
 
 func newTransmitter(t *testing.T) *transmitter {
 	s, err := decisiontest.NewECSigner("tx-1")
 	must(t, err)
-	tx := &transmitter{t: t, signer: s, queue: map[string]string{}}
+	tx := &transmitter{t: t, signer: s, queue: map[string]string{}, pollsBy: map[string]int{}, firstPoll: map[string]time.Time{}}
 	tx.lis, err = net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
 	tx.url = "http://" + tx.lis.Addr().String()
@@ -62,6 +66,10 @@ func newTransmitter(t *testing.T) *transmitter {
 		tx.mu.Lock()
 		defer tx.mu.Unlock()
 		tx.polls++
+		who := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if tx.pollsBy[who]++; tx.pollsBy[who] == 1 {
+			tx.firstPoll[who] = time.Now()
+		}
 		for _, j := range req.Ack {
 			delete(tx.queue, j)
 			tx.acked = append(tx.acked, j)
@@ -76,7 +84,9 @@ func newTransmitter(t *testing.T) *transmitter {
 
 // set signs a SET with one event about subject sub.
 func (tx *transmitter) set(signer *decisiontest.Signer, jti, typ string, sub map[string]any, extra map[string]any, iat time.Time) string {
-	ev := map[string]any{"event_timestamp": iat.Unix()}
+	// event_timestamp to the microsecond (NumericDate may be fractional),
+	// so that the replicas' enforcement lag is measured from it exactly.
+	ev := map[string]any{"event_timestamp": float64(iat.UnixMicro()) / 1e6}
 	for k, v := range extra {
 		ev[k] = v
 	}
@@ -108,17 +118,20 @@ const (
 	accountDisabled  = "https://schemas.openid.net/secevent/risc/event-type/account-disabled"
 )
 
-func writeSSFConfig(t *testing.T, dir string, tx *transmitter, poll bool) string {
-	cfg := fmt.Sprintf(`transmitters:
+// ssfConfigHead is the start of a transmitter's entry in --ssf-config.
+func ssfConfigHead(tx *transmitter) string {
+	return fmt.Sprintf(`transmitters:
   - name: test-idp
     issuer: %s
     configuration_url: %s/.well-known/ssf-configuration
     audience: [%s]
     token_issuer: %s
     revocation_ttl: 24h
-    push:
-      token: {file: push.token}
 `, txIssuer, tx.url, rxAudience, issuer)
+}
+
+func writeSSFConfig(t *testing.T, dir string, tx *transmitter, poll bool) string {
+	cfg := ssfConfigHead(tx) + "    push:\n      token: {file: push.token}\n"
 	if poll {
 		cfg += fmt.Sprintf("    poll:\n      url: %s/poll\n      interval: 20ms\n", tx.url)
 	}
@@ -276,6 +289,24 @@ func TestSSFEventsRevokeOnBothReplicas(t *testing.T) {
 	t.Logf("SSF push lag, event received to denied on both replicas, %d events: p50 %v, p99 %v, max %v", n, p50, p99, lags[n-1])
 	if p99 > 100*time.Millisecond {
 		t.Errorf("p99 lag %v exceeds 100ms", p99)
+	}
+	// Each replica measured it too: A, which received the pushes, and B,
+	// which learned them from the store.
+	for _, m := range []struct {
+		r   *replica
+		via string
+	}{{a, "push"}, {b, "sync"}} {
+		count, p50, p99 := m.r.lagQuantiles(t, m.via)
+		t.Logf("%s: scopegate_ssf_enforcement_lag_seconds{via=%q}: %v events, p50 <= %gs, p99 <= %gs (bucket bounds)", m.r.name, m.via, count, p50, p99)
+		if count < n {
+			t.Errorf("%s recorded %v enforcements via %s; want at least %d", m.r.name, count, m.via, n)
+		}
+		if p99 > 0.1 {
+			t.Errorf("%s: p99 enforcement lag via %s above 100ms (bucket %gs)", m.r.name, m.via, p99)
+		}
+	}
+	if polled, _, _ := b.lagQuantiles(t, "poll"); polled < 1 {
+		t.Errorf("replica-b polled the session-revoked event but recorded no enforcement via poll")
 	}
 
 	// A transmitter outage shows in health and changes no decision.

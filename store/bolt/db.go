@@ -124,3 +124,7 @@ func (d *DB) mapErr(err error) error {
 
 // Ownership returns the read side for the decision engine.
 func (d *DB) Ownership() decision.OwnershipStore { return d }
+
+// Leaser returns leases for one process: the file is locked by the process
+// that opened it, so there is no other replica to share a lease with.
+func (d *DB) Leaser() store.Leaser { return store.SingleProcessLeaser{} }

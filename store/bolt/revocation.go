@@ -35,8 +35,9 @@ type revocationV1 struct {
 	Until     time.Time `json:"until,omitzero"`
 	CreatedBy string    `json:"created_by,omitempty"`
 	// Added after the first release; absent in older records.
-	SessionID    string    `json:"sid,omitempty"`
-	IssuedBefore time.Time `json:"issued_before,omitzero"`
+	SessionID       string    `json:"sid,omitempty"`
+	IssuedBefore    time.Time `json:"issued_before,omitzero"`
+	SourceEventTime time.Time `json:"source_event_time,omitzero"`
 }
 
 var _ store.RevocationStore = (*DB)(nil)
@@ -147,7 +148,7 @@ func encodeRevocation(r *decision.Revocation) ([]byte, error) {
 		V: 1, ID: r.ID, Kind: r.Kind.String(), Issuer: r.Issuer, JTI: r.JTI, Subject: r.Subject,
 		ClientID: r.ClientID, Scope: r.Scope, Segment: r.Segment, Reason: r.Reason,
 		CreatedAt: r.CreatedAt, Until: r.Until, CreatedBy: r.CreatedBy,
-		SessionID: r.SessionID, IssuedBefore: r.IssuedBefore,
+		SessionID: r.SessionID, IssuedBefore: r.IssuedBefore, SourceEventTime: r.SourceEventTime,
 	})
 }
 
@@ -167,7 +168,7 @@ func decodeRevocation(v []byte) (decision.Revocation, error) {
 		ID: s.ID, Kind: kind, Issuer: s.Issuer, JTI: s.JTI, Subject: s.Subject, ClientID: s.ClientID,
 		Scope: s.Scope, Segment: s.Segment, Reason: s.Reason,
 		CreatedAt: s.CreatedAt.UTC(), Until: utcOrZero(s.Until), CreatedBy: s.CreatedBy,
-		SessionID: s.SessionID, IssuedBefore: utcOrZero(s.IssuedBefore),
+		SessionID: s.SessionID, IssuedBefore: utcOrZero(s.IssuedBefore), SourceEventTime: utcOrZero(s.SourceEventTime),
 	}, nil
 }
 

@@ -130,6 +130,7 @@ func (d *DB) Migrate(ctx context.Context) error {
 	}
 	stmts = append(stmts, ownershipMigrations(d.tOwnership)...)
 	stmts = append(stmts, revocationMigrations(d.revocationTable())...)
+	stmts = append(stmts, leaseMigrations(d.table(leaseTable))...)
 	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrateLockID)); err != nil {
 			return err

@@ -46,7 +46,7 @@ const (
 	listenPingWait  = 5 * time.Second
 )
 
-const revocationColumns = `id, kind, iss, jti, sub, client_id, scope, segment, reason, created_at, "until", created_by, sid, issued_before`
+const revocationColumns = `id, kind, iss, jti, sub, client_id, scope, segment, reason, created_at, "until", created_by, sid, issued_before, source_event_time`
 
 // revocationKindCheck names the kind CHECK constraint: PostgreSQL's default
 // name for the one CREATE TABLE declared, so a table created by an older
@@ -70,6 +70,7 @@ func revocationMigrations(t string) []string {
 	created_by text NOT NULL DEFAULT '',
 	sid        text NOT NULL DEFAULT '',
 	issued_before timestamptz,
+	source_event_time timestamptz,
 	CONSTRAINT ` + revocationKindCheck + ` CHECK (kind IN ('token', 'subject', 'client', 'session'))
 )`,
 		// Session revocations and "issued before", added after the first
@@ -82,6 +83,13 @@ BEGIN
 		ALTER TABLE ` + t + ` ADD COLUMN IF NOT EXISTS issued_before timestamptz;
 		ALTER TABLE ` + t + ` DROP CONSTRAINT IF EXISTS ` + revocationKindCheck + `;
 		ALTER TABLE ` + t + ` ADD CONSTRAINT ` + revocationKindCheck + ` CHECK (kind IN ('token', 'subject', 'client', 'session'));
+	END IF;
+END $$`,
+		// The source event's time (SSF), added after that.
+		`DO $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '` + strings.ReplaceAll(t, "'", "''") + `'::regclass AND attname = 'source_event_time' AND NOT attisdropped) THEN
+		ALTER TABLE ` + t + ` ADD COLUMN IF NOT EXISTS source_event_time timestamptz;
 	END IF;
 END $$`,
 	}
@@ -115,17 +123,11 @@ func (d *DB) Revoke(ctx context.Context, r decision.Revocation) (decision.Revoca
 	if err != nil {
 		return decision.Revocation{}, err
 	}
-	var until, issuedBefore pgtype.Timestamptz
-	if !r.Until.IsZero() {
-		until = pgtype.Timestamptz{Time: r.Until, Valid: true}
-	}
-	if !r.IssuedBefore.IsZero() {
-		issuedBefore = pgtype.Timestamptz{Time: r.IssuedBefore, Valid: true}
-	}
+	until, issuedBefore, sourceEvent := nullTime(r.Until), nullTime(r.IssuedBefore), nullTime(r.SourceEventTime)
 	err = pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
 		var b pgx.Batch
-		b.Queue(`INSERT INTO `+d.revocationTable()+` (`+revocationColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-			r.ID, r.Kind.String(), r.Issuer, r.JTI, r.Subject, r.ClientID, r.Scope, r.Segment, r.Reason, r.CreatedAt, until, r.CreatedBy, r.SessionID, issuedBefore)
+		b.Queue(`INSERT INTO `+d.revocationTable()+` (`+revocationColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+			r.ID, r.Kind.String(), r.Issuer, r.JTI, r.Subject, r.ClientID, r.Scope, r.Segment, r.Reason, r.CreatedAt, until, r.CreatedBy, r.SessionID, issuedBefore, sourceEvent)
 		b.Queue(`SELECT pg_notify($1, $2)`, d.revocationChannel(), notifyPut+r.ID)
 		return tx.SendBatch(ctx, &b).Close()
 	})
@@ -214,8 +216,9 @@ func scanRevocations(rows pgx.Rows) ([]decision.Revocation, error) {
 			kind         string
 			until        pgtype.Timestamptz
 			issuedBefore pgtype.Timestamptz
+			sourceEvent  pgtype.Timestamptz
 		)
-		if err := rows.Scan(&r.ID, &kind, &r.Issuer, &r.JTI, &r.Subject, &r.ClientID, &r.Scope, &r.Segment, &r.Reason, &r.CreatedAt, &until, &r.CreatedBy, &r.SessionID, &issuedBefore); err != nil {
+		if err := rows.Scan(&r.ID, &kind, &r.Issuer, &r.JTI, &r.Subject, &r.ClientID, &r.Scope, &r.Segment, &r.Reason, &r.CreatedAt, &until, &r.CreatedBy, &r.SessionID, &issuedBefore, &sourceEvent); err != nil {
 			return nil, err
 		}
 		k, ok := decision.ParseRevocationKind(kind)
@@ -229,6 +232,9 @@ func scanRevocations(rows pgx.Rows) ([]decision.Revocation, error) {
 		}
 		if issuedBefore.Valid {
 			r.IssuedBefore = issuedBefore.Time.UTC()
+		}
+		if sourceEvent.Valid {
+			r.SourceEventTime = sourceEvent.Time.UTC()
 		}
 		out = append(out, r)
 	}
@@ -306,4 +312,9 @@ func (d *DB) listen(ctx context.Context, fn func(store.RevocationChange), connec
 			fn(store.RevocationChange{Resync: true})
 		}
 	}
+}
+
+// nullTime is t as a nullable timestamptz: NULL for the zero time.
+func nullTime(t time.Time) pgtype.Timestamptz {
+	return pgtype.Timestamptz{Time: t, Valid: !t.IsZero()}
 }

@@ -130,3 +130,33 @@ func TestRevocationMigrationUpgradesAnOldTable(t *testing.T) {
 		t.Error("the kind check accepted kind 'device'")
 	}
 }
+
+// A table made by the release with issued_before but before
+// source_event_time gains the column, its rows kept.
+func TestRevocationMigrationAddsSourceEventTime(t *testing.T) {
+	schema := newSchema(t)
+	execSQL(t, "public", "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize())
+	execSQL(t, schema, `CREATE TABLE scopegate_revocations (
+	id text PRIMARY KEY, kind text NOT NULL, iss text NOT NULL DEFAULT '', jti text NOT NULL DEFAULT '',
+	sub text NOT NULL DEFAULT '', client_id text NOT NULL DEFAULT '', scope text NOT NULL DEFAULT '',
+	segment text NOT NULL DEFAULT '', reason text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),
+	"until" timestamptz, created_by text NOT NULL DEFAULT '', sid text NOT NULL DEFAULT '', issued_before timestamptz,
+	CONSTRAINT scopegate_revocations_kind_check CHECK (kind IN ('token', 'subject', 'client', 'session'))
+)`, `INSERT INTO scopegate_revocations (id, kind, sub, reason) VALUES ('old-1', 'subject', 'bob', 'before the upgrade')`)
+	db, err := postgres.Open(t.Context(), testDSN(t), store.Options{Postgres: store.PostgresOptions{Schema: schema, Migrate: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if old, found, err := db.GetRevocation(t.Context(), "old-1"); err != nil || !found || !old.SourceEventTime.IsZero() {
+		t.Fatalf("old row after migrate: %+v found=%v err=%v", old, found, err)
+	}
+	at := time.Date(2026, 12, 2, 10, 0, 0, 250000000, time.UTC)
+	got, err := db.Revoke(t.Context(), decision.Revocation{Kind: decision.RevokeSubject, Subject: "alice", SourceEventTime: at, Reason: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back, _, err := db.GetRevocation(t.Context(), got.ID); err != nil || !back.SourceEventTime.Equal(at) {
+		t.Fatalf("read back: %+v %v", back, err)
+	}
+}

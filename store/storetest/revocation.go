@@ -30,6 +30,7 @@ func TestRevocations(t *testing.T, newStore func(t *testing.T) store.RevocationS
 		"with until":            {Kind: decision.RevokeClient, ClientID: "batch", Reason: "r", Until: future},
 		"session":               {Kind: decision.RevokeSession, Issuer: testIss, SessionID: "sid-1", Reason: "caep session-revoked", CreatedBy: "ssf:https://idp.example.com/"},
 		"session of a subject":  {Kind: decision.RevokeSession, Issuer: testIss, Subject: "alice", Reason: "r"},
+		"from an event":         {Kind: decision.RevokeSubject, Subject: "carol", IssuedBefore: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC), SourceEventTime: time.Date(2026, 12, 2, 10, 0, 0, 987654321, time.FixedZone("y", -7200)), Reason: "ssf credential-change"},
 		"issued before":         {Kind: decision.RevokeSubject, Subject: "alice", IssuedBefore: time.Date(2026, 12, 2, 10, 0, 0, 123456789, time.FixedZone("x", 3600)), Reason: "password changed"},
 		"unicode and quotes": {
 			Kind: decision.RevokeSubject, Subject: `josé'; DROP TABLE scopegate_revocations; --`,
@@ -64,6 +65,12 @@ func TestRevocations(t *testing.T, newStore func(t *testing.T) store.RevocationS
 				want.IssuedBefore = want.IssuedBefore.UTC().Truncate(time.Microsecond)
 				if got.IssuedBefore.Location() != time.UTC {
 					t.Errorf("IssuedBefore %v is not in UTC", got.IssuedBefore)
+				}
+			}
+			if !want.SourceEventTime.IsZero() {
+				want.SourceEventTime = want.SourceEventTime.UTC().Truncate(time.Microsecond)
+				if got.SourceEventTime.Location() != time.UTC {
+					t.Errorf("SourceEventTime %v is not in UTC", got.SourceEventTime)
 				}
 			}
 			if !same(got, want) {
@@ -288,5 +295,6 @@ func same(a, b decision.Revocation) bool {
 		a.Segment == b.Segment && a.Reason == b.Reason && a.CreatedAt.Equal(b.CreatedAt) &&
 		a.Until.Equal(b.Until) && a.CreatedBy == b.CreatedBy &&
 		a.SessionID == b.SessionID && a.IssuedBefore.Equal(b.IssuedBefore) &&
-		a.IssuedBefore.Nanosecond()%1000 == 0
+		a.IssuedBefore.Nanosecond()%1000 == 0 &&
+		a.SourceEventTime.Equal(b.SourceEventTime) && a.SourceEventTime.Nanosecond()%1000 == 0
 }
