@@ -35,7 +35,7 @@ const (
 func (a *Authorizer) Check(ctx context.Context, req *scopegatev1.CheckRequest) (*scopegatev1.CheckResponse, error) {
 	f := a.funnel
 	var x exchange
-	f.begin(&x, apiScopegate)
+	ctx = f.begin(ctx, &x, apiScopegate, carrier{m: req.GetHeaders()})
 	ctx, cancel := f.bound(ctx)
 	invalid := requestFromAuthorizer(req, &x.req)
 	f.decide(ctx, &x, invalid, authorizerHeaderSize(req))

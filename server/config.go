@@ -170,6 +170,9 @@ type Config struct {
 	// (store.Store.Ownership()); the server puts a cache in front of it.
 	// When nil, an owner rule denies with ownership_unavailable.
 	Ownership decision.OwnershipStore
+	// Tracing exports a span per check to an OpenTelemetry collector
+	// (tracing.go); the zero value is off.
+	Tracing Tracing
 }
 
 // Validate reports every invalid field at once, each with the fix. It does
@@ -248,6 +251,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Revocation.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Tracing.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

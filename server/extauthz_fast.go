@@ -57,7 +57,7 @@ func extAuthzCheckHandler(srv any, ctx context.Context, dec func(any) error, int
 func (x *ExtAuthz) check(ctx context.Context, req *authv3.CheckRequest) (any, error) {
 	f := x.funnel
 	var ex exchange
-	f.begin(&ex, apiEnvoy)
+	ctx = f.begin(ctx, &ex, apiEnvoy, extAuthzCarrier(req))
 	ctx, cancel := f.bound(ctx)
 	invalid := envoy.RequestFromCheck(req, &ex.req)
 	f.decide(ctx, &ex, invalid, extAuthzHeaderSize(req))
@@ -75,4 +75,14 @@ func (x *ExtAuthz) check(ctx context.Context, req *authv3.CheckRequest) (any, er
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
 	return out, nil
+}
+
+// extAuthzCarrier is where the trace context of req is read from: the
+// original request's headers, merged or (encode_raw_headers) raw.
+func extAuthzCarrier(req *authv3.CheckRequest) carrier {
+	h := req.GetAttributes().GetRequest().GetHttp()
+	if m := h.GetHeaders(); len(m) > 0 {
+		return carrier{m: m}
+	}
+	return carrier{raw: h.GetHeaderMap().GetHeaders()}
 }

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/store/audit"
 )
@@ -44,6 +46,8 @@ type exchange struct {
 	// callerGone is set when the caller's own deadline passed or it
 	// cancelled: gRPC answers with a status error then, not a decision.
 	callerGone bool
+	// span is the check's span when it is traced (tracing.go), else nil.
+	span trace.Span
 }
 
 // headerSize is what a request's headers count toward the limits: the
@@ -78,12 +82,20 @@ type funnel struct {
 	// record gets a bounded context of its own (see auditCtx).
 	auditBlock bool
 	shadow     *shadowRunner // nil: shadow routes are not evaluated
+	tracing    *tracing      // nil: tracing is off
 }
 
-// begin starts x for api.
-func (f *funnel) begin(x *exchange, api apiKind) {
+// begin starts x for api, and its span when tracing is on and the check
+// is sampled: c holds the request's headers, where the caller's trace
+// context is read from. The context returned is ctx, or ctx with the
+// span, for the lookups the decision makes.
+func (f *funnel) begin(ctx context.Context, x *exchange, api apiKind, c carrier) context.Context {
 	x.api = api
 	x.start = time.Now()
+	if f.tracing == nil {
+		return ctx
+	}
+	return f.tracing.start(ctx, x, c)
 }
 
 // bound returns ctx bounded by the check timeout. A caller's deadline that
@@ -159,6 +171,10 @@ func (f *funnel) expired(ctx context.Context, x *exchange) {
 // one its reply was built from. When a shadow route matches, the audit
 // record waits for the shadow evaluation, off the answer's path.
 func (f *funnel) record(ctx context.Context, x *exchange) {
+	if x.span != nil {
+		endSpan(x)
+		x.span = nil
+	}
 	f.metrics.observe(x.api, &x.d, time.Since(x.start))
 	if f.shadow != nil && f.engine.ShadowRoute(&x.req, &x.d) != nil && f.shadow.enqueue(x) {
 		return

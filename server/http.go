@@ -177,8 +177,8 @@ func isJSONPost(r *http.Request) bool {
 func (h *HTTPHandler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	f := h.funnel
 	var x exchange
-	f.begin(&x, apiHTTP)
-	ctx, cancel := f.bound(r.Context())
+	ctx := f.begin(r.Context(), &x, apiHTTP, carrier{h: r.Header})
+	ctx, cancel := f.bound(ctx)
 	invalid := forwardauth.RequestFromHTTP(r, &h.opts, &x.req)
 	f.decide(ctx, &x, invalid, httpHeaderSize(r.Header))
 	if cancel != nil {

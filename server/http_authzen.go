@@ -115,7 +115,7 @@ func (h *HTTPHandler) authzenEvaluations(w http.ResponseWriter, r *http.Request)
 func (h *HTTPHandler) evaluate(ctx context.Context, r *http.Request, ev *authzen.Evaluation, field string) (authzen.Response, *authzen.Error) {
 	f := h.funnel
 	var x exchange
-	f.begin(&x, apiAuthZEN)
+	ctx = f.begin(ctx, &x, apiAuthZEN, carrier{h: r.Header})
 	ierr := ev.Request(field, r.Header["Authorization"], &x.req)
 	if v := r.Header[forwardauth.HeaderRequestID]; len(v) > 0 {
 		x.req.RequestID = v[0]
@@ -161,7 +161,7 @@ func (h *HTTPHandler) authzenAdmit(ctx context.Context, w http.ResponseWriter, r
 func (h *HTTPHandler) authzenRefuse(ctx context.Context, w http.ResponseWriter, r *http.Request, status int, e *authzen.Error) {
 	f := h.funnel
 	var x exchange
-	f.begin(&x, apiAuthZEN)
+	ctx = f.begin(ctx, &x, apiAuthZEN, carrier{h: r.Header})
 	if v := r.Header[forwardauth.HeaderRequestID]; len(v) > 0 {
 		x.req.RequestID = v[0]
 	}

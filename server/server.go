@@ -150,12 +150,24 @@ func newServer(cfg Config, announce bool) (_ *Server, err error) {
 		s.registry.URLOptions.Logger = cfg.Logger
 		s.keys = s.registry
 	}
+	tracer, err := newTracing(cfg.Tracing)
+	if err != nil {
+		return nil, err
+	}
+	undo.push(func() { tracer.shutdown(s.bg) })
 	s.startIntrospection()
+	ownership := cfg.Ownership
+	if tracer != nil {
+		ownership = traceOwnership(ownership)
+		if s.introspector != nil {
+			s.introspector = tracedIntrospector{s.introspector}
+		}
+	}
 	pol, err := s.loadPolicy()
 	if err != nil {
 		return nil, fmt.Errorf("load policy: %w", err)
 	}
-	owners, ownersCache, err := ownershipCache(cfg.Ownership, pol)
+	owners, ownersCache, err := ownershipCache(ownership, pol)
 	if err != nil {
 		return nil, fmt.Errorf("ownership cache: %w", err)
 	}
@@ -180,6 +192,7 @@ func newServer(cfg Config, announce bool) (_ *Server, err error) {
 	}
 	s.responder = envoy.NewResponder(envoy.ResponderOptions{Realm: cfg.Realm})
 	s.funnel = &funnel{engine: s.engine, limits: newLimits(cfg), auditBlock: cfg.Audit.Block}
+	s.funnel.tracing = tracer
 	// Registered before the audit log's flush, so that records waiting for
 	// their shadow evaluation reach the log before it closes.
 	s.OnShutdown(func(ctx context.Context) {
@@ -187,6 +200,9 @@ func newServer(cfg Config, announce bool) (_ *Server, err error) {
 			r.close(ctx)
 		}
 	})
+	// After the shadow evaluations: the last spans are flushed once every
+	// check has been recorded.
+	s.OnShutdown(func(ctx context.Context) { s.funnel.tracing.shutdown(ctx) })
 	if err := s.startAudit(); err != nil {
 		return nil, err
 	}

@@ -20,15 +20,16 @@ import (
 // serveCmd runs the decision server until SIGINT or SIGTERM. Its flags are
 // the server's configuration; each maps to one server.Config field.
 type serveCmd struct {
-	policy     string
-	grpcAddr   string
-	httpAddr   string
-	httpPfx    string
-	logLevel   string
-	opsFlags   // serve_config.go
-	auditFlags // serve_audit.go
-	adminFlags // serve_admin.go
-	ssfFlags   // serve_ssf.go
+	policy       string
+	grpcAddr     string
+	httpAddr     string
+	httpPfx      string
+	logLevel     string
+	opsFlags     // serve_config.go
+	auditFlags   // serve_audit.go
+	adminFlags   // serve_admin.go
+	ssfFlags     // serve_ssf.go
+	tracingFlags // serve_tracing.go
 
 	// Request limits (server/limits.go).
 	maxHeaders     int
@@ -53,6 +54,7 @@ func (s *serveCmd) define(fs *flag.FlagSet) {
 	s.auditFlags.define(fs)
 	s.adminFlags.define(fs)
 	s.ssfFlags.define(fs)
+	s.tracingFlags.define(fs)
 	fs.StringVar(&s.dpopNonceSecretFile, "dpop-nonce-secret-file", "", "file holding the secret (at least 32 random bytes, the same on every replica) that keys DPoP server nonces, for a policy with dpop.nonce: required")
 	fs.IntVar(&s.maxHeaders, "max-request-headers", server.DefaultMaxRequestHeaders, "most headers one check may carry; more are denied with request_invalid")
 	fs.IntVar(&s.maxHeaderBytes, "max-request-header-bytes", server.DefaultMaxRequestHeaderBytes, "most bytes the headers of one check may total (names and values); more are denied with request_invalid")
@@ -99,6 +101,9 @@ func (s *serveCmd) run(ctx context.Context, c *cli) int {
 	if err := s.ssfFlags.apply(&cfg); err != nil {
 		return c.usageError("serve", "%v", err)
 	}
+	if err := s.tracingFlags.check(); err != nil {
+		return c.usageError("serve", "%v", err)
+	}
 	if err := checkLimits(
 		limit{flag: "max-request-headers", value: s.maxHeaders, bad: s.maxHeaders <= 0, def: server.DefaultMaxRequestHeaders},
 		limit{flag: "max-request-header-bytes", value: s.maxHeaderBytes, bad: s.maxHeaderBytes <= 0, def: server.DefaultMaxRequestHeaderBytes},
@@ -138,8 +143,13 @@ func (s *serveCmd) run(ctx context.Context, c *cli) int {
 	if err := s.auditFlags.apply(&cfg, c.stdout, st); err != nil {
 		return c.usageError("serve", "%v", err)
 	}
+	if err := s.tracingFlags.apply(&cfg, c.env); err != nil {
+		closeSinks(cfg.Audit.Sinks)
+		return c.usageError("serve", "%v", err)
+	}
 	if err := cfg.Validate(); err != nil {
 		closeSinks(cfg.Audit.Sinks)
+		closeTracing(&cfg)
 		return c.usageError("serve", "%s", serveErrorText(err))
 	}
 	srv, err := server.Listen(cfg)

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/scopegate/scopegate/decision"
@@ -341,6 +342,8 @@ func (u *URL) RefreshUnknownKid(ctx context.Context, kid string) ([]decision.Key
 	if limited {
 		return nil, false
 	}
+	sp := fetchSpan(ctx, u.url)
+	defer sp.End()
 	ch := u.startFetch(u.opts.UnknownKidTimeout)
 	// A joined background fetch may have a longer timeout than a request
 	// should wait.
@@ -349,9 +352,11 @@ func (u *URL) RefreshUnknownKid(ctx context.Context, kid string) ([]decision.Key
 	select {
 	case r := <-ch:
 		if r.Err != nil {
+			sp.SetStatus(codes.Error, r.Err.Error())
 			return nil, false
 		}
 	case <-wait.C:
+		sp.SetStatus(codes.Error, "the key set did not arrive within the unknown-kid timeout")
 		return nil, false
 	case <-ctx.Done():
 		return nil, false

@@ -1,0 +1,245 @@
+package server
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
+	"github.com/scopegate/scopegate/server/authzen"
+)
+
+// The caller's trace context used by the tracing tests.
+const (
+	testTraceID   = "4bf92f3577b34da6a3ce929d0e0e4736"
+	testParentID  = "00f067aa0ba902b7"
+	sampledParent = "00-" + testTraceID + "-" + testParentID + "-01"
+	droppedParent = "00-" + testTraceID + "-" + testParentID + "-00"
+)
+
+// startTraced starts the e2e server with tracing into an in-memory
+// exporter.
+func startTraced(t *testing.T, tr Tracing) (*e2e, *tracetest.InMemoryExporter) {
+	t.Helper()
+	exp := tracetest.NewInMemoryExporter()
+	tr.Exporter = exp
+	e := startE2E(t, func(c *Config) { c.Tracing = tr })
+	return e, exp
+}
+
+// flushed returns the spans exported so far.
+func flushed(t *testing.T, e *e2e, exp *tracetest.InMemoryExporter) tracetest.SpanStubs {
+	t.Helper()
+	if err := e.srv.funnel.tracing.tp.ForceFlush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	return exp.GetSpans()
+}
+
+func spanAttrs(s tracetest.SpanStub) map[string]string {
+	m := map[string]string{}
+	for _, kv := range s.Attributes {
+		m[string(kv.Key)] = kv.Value.String()
+	}
+	return m
+}
+
+// TestTracingSpanPerCheck sends one check through each protocol with a
+// sampled traceparent and finds one span per check, a child of the
+// caller's span, with the documented attributes and without the token.
+func TestTracingSpanPerCheck(t *testing.T) {
+	e, exp := startTraced(t, Tracing{})
+	ctx := ctxT(t)
+	good := mint(t, e.signer, "alice", "app", "items:read", time.Now(), time.Hour)
+
+	xreq := extAuthzRequest("GET", "/api/items/1", "Bearer "+good)
+	xreq.Attributes.Request.Http.Headers["traceparent"] = sampledParent
+	if resp, err := e.extauthz.Check(ctx, xreq); err != nil || resp.GetStatus().GetCode() != 0 {
+		t.Fatalf("ext_authz: %v %v", resp.GetStatus(), err)
+	}
+	if _, err := e.authorizer.Check(ctx, &scopegatev1.CheckRequest{Method: "DELETE", Path: "/api/items/1", Headers: map[string]string{"traceparent": sampledParent}}); err != nil {
+		t.Fatal(err)
+	}
+	hreq := httptest.NewRequest("GET", "/api/items/2", nil)
+	hreq.Header.Set("Authorization", "Bearer "+good)
+	hreq.Header.Set("Traceparent", sampledParent)
+	rec := httptest.NewRecorder()
+	e.srv.HTTPHandler().ServeHTTP(rec, hreq)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("forward-auth: %d %s", rec.Code, rec.Body)
+	}
+	body := `{"subject":{"type":"user","id":"alice"},"action":{"name":"GET"},"resource":{"type":"http_path","id":"/api/items/3"}}`
+	areq := httptest.NewRequest("POST", authzen.EvaluationPath, strings.NewReader(body))
+	areq.Header.Set("Content-Type", "application/json")
+	areq.Header.Set("Authorization", "Bearer "+good)
+	areq.Header.Set("Traceparent", sampledParent)
+	rec = httptest.NewRecorder()
+	e.srv.HTTPHandler().ServeHTTP(rec, areq)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("authzen: %d %s", rec.Code, rec.Body)
+	}
+
+	spans := flushed(t, e, exp)
+	want := map[string]map[string]string{
+		"ext_authz":  {AttrDecision: "allow", AttrReason: "ok", AttrRoute: "items-read", AttrClientID: "app"},
+		"authorizer": {AttrDecision: "deny", AttrReason: "token_missing"},
+		"http":       {AttrDecision: "allow", AttrReason: "ok", AttrRoute: "items-read", AttrClientID: "app"},
+		"authzen":    {AttrDecision: "allow", AttrReason: "ok", AttrRoute: "items-read", AttrClientID: "app"},
+	}
+	if len(spans) != len(want) {
+		t.Fatalf("%d spans, want %d: %+v", len(spans), len(want), spans)
+	}
+	version := e.srv.engine.Policy().Version
+	for _, s := range spans {
+		a := spanAttrs(s)
+		w, ok := want[a[AttrAPI]]
+		if !ok {
+			t.Fatalf("span with api %q: %v", a[AttrAPI], a)
+		}
+		delete(want, a[AttrAPI])
+		if s.Name != checkSpanName || s.SpanKind.String() != "server" {
+			t.Errorf("%s: span %q kind %s", a[AttrAPI], s.Name, s.SpanKind)
+		}
+		if got := s.SpanContext.TraceID().String(); got != testTraceID {
+			t.Errorf("%s: trace id %s, want the caller's %s", a[AttrAPI], got, testTraceID)
+		}
+		if got := s.Parent.SpanID().String(); got != testParentID || !s.Parent.IsRemote() {
+			t.Errorf("%s: parent %s (remote %v), want the caller's span %s", a[AttrAPI], got, s.Parent.IsRemote(), testParentID)
+		}
+		w[AttrPolicyVersion] = version
+		for k, v := range w {
+			if a[k] != v {
+				t.Errorf("%s: %s = %q, want %q", a[AttrAPI], k, a[k], v)
+			}
+		}
+		if _, ok := w[AttrClientID]; !ok && a[AttrClientID] != "" {
+			t.Errorf("%s: client id %q without a token", a[AttrAPI], a[AttrClientID])
+		}
+		for k, v := range a {
+			if strings.Contains(v, good) || strings.Contains(v, "Bearer") {
+				t.Errorf("%s: attribute %s carries the token", a[AttrAPI], k)
+			}
+		}
+	}
+}
+
+// TestTracingSampling: a check is traced as the sampler and the caller's
+// trace context say, and an untraced one starts no span.
+func TestTracingSampling(t *testing.T) {
+	for name, tc := range map[string]struct {
+		tr      Tracing
+		headers map[string]string
+		traced  bool
+	}{
+		"sampled parent":              {Tracing{}, map[string]string{"traceparent": sampledParent}, true},
+		"unsampled parent":            {Tracing{}, map[string]string{"traceparent": droppedParent}, false},
+		"no parent, always on":        {Tracing{}, nil, true},
+		"no parent, ratio 0":          {Tracing{Sampler: "parentbased_traceidratio", SamplerArg: "0"}, nil, false},
+		"sampled parent, ratio 0":     {Tracing{Sampler: "parentbased_traceidratio", SamplerArg: "0"}, map[string]string{"traceparent": sampledParent}, true},
+		"traceidratio ignores parent": {Tracing{Sampler: "traceidratio", SamplerArg: "0"}, map[string]string{"traceparent": sampledParent}, false},
+		"always_off":                  {Tracing{Sampler: "always_off"}, map[string]string{"traceparent": sampledParent}, false},
+		"malformed traceparent":       {Tracing{Sampler: "parentbased_always_off"}, map[string]string{"traceparent": "00-xyz-01"}, false},
+		"b3 single sampled":           {Tracing{Propagators: "b3"}, map[string]string{"b3": testTraceID + "-" + testParentID + "-1"}, true},
+		"b3 single unsampled":         {Tracing{Propagators: "b3"}, map[string]string{"b3": testTraceID + "-" + testParentID + "-0"}, false},
+		"b3 multi sampled":            {Tracing{Propagators: "b3multi"}, map[string]string{"x-b3-traceid": testTraceID, "x-b3-spanid": testParentID, "x-b3-sampled": "1"}, true},
+		"b3 multi unsampled":          {Tracing{Propagators: "b3multi"}, map[string]string{"x-b3-traceid": testTraceID, "x-b3-spanid": testParentID, "x-b3-sampled": "0"}, false},
+		"b3 not configured":           {Tracing{Sampler: "parentbased_always_off"}, map[string]string{"b3": testTraceID + "-" + testParentID + "-1"}, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e, exp := startTraced(t, tc.tr)
+			req := extAuthzRequest("GET", "/api/items/1", "")
+			for k, v := range tc.headers {
+				req.Attributes.Request.Http.Headers[k] = v
+			}
+			if _, err := e.extauthz.Check(ctxT(t), req); err != nil {
+				t.Fatal(err)
+			}
+			spans := flushed(t, e, exp)
+			if got := len(spans) == 1; got != tc.traced || len(spans) > 1 {
+				t.Fatalf("%d spans, want traced=%v", len(spans), tc.traced)
+			}
+			if tc.traced && tc.headers != nil {
+				if got := spans[0].SpanContext.TraceID().String(); got != testTraceID {
+					t.Errorf("trace id %s, want the caller's %s", got, testTraceID)
+				}
+			}
+		})
+	}
+}
+
+// TestTracingRawHeaders reads the trace context from Envoy's header_map
+// (encode_raw_headers).
+func TestTracingRawHeaders(t *testing.T) {
+	e, exp := startTraced(t, Tracing{Sampler: "parentbased_always_off"})
+	req := extAuthzRequest("GET", "/api/items/1", "")
+	req.Attributes.Request.Http.Headers = nil
+	req.Attributes.Request.Http.HeaderMap = &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: "traceparent", RawValue: []byte(sampledParent)}}}
+	if _, err := e.extauthz.Check(ctxT(t), req); err != nil {
+		t.Fatal(err)
+	}
+	spans := flushed(t, e, exp)
+	if len(spans) != 1 || spans[0].SpanContext.TraceID().String() != testTraceID {
+		t.Fatalf("spans %+v, want one under the caller's trace", spans)
+	}
+}
+
+// TestTracingUnsampledAllocatesNothing: a check that is not sampled costs
+// the funnel no allocation, with or without the caller's trace context.
+func TestTracingUnsampledAllocatesNothing(t *testing.T) {
+	e, _ := startTraced(t, Tracing{Sampler: "parentbased_traceidratio", SamplerArg: "0", Propagators: "tracecontext,b3multi"})
+	f := e.srv.funnel
+	ctx := ctxT(t)
+	for name, c := range map[string]carrier{
+		"no parent, ext_authz":    {m: map[string]string{"authorization": "Bearer x"}},
+		"unsampled, ext_authz":    {m: map[string]string{"traceparent": droppedParent}},
+		"unsampled, http":         {h: http.Header{"Traceparent": {droppedParent}}},
+		"b3 unsampled, ext_authz": {m: map[string]string{"x-b3-traceid": testTraceID, "x-b3-sampled": "0"}},
+	} {
+		var x exchange
+		allocs := testing.AllocsPerRun(100, func() {
+			x = exchange{}
+			if got := f.begin(ctx, &x, apiEnvoy, c); got != ctx {
+				t.Fatal("an unsampled check got a new context")
+			}
+		})
+		if allocs != 0 || x.span != nil {
+			t.Errorf("%s: %v allocations, span %v; want none", name, allocs, x.span)
+		}
+	}
+}
+
+// TestTracingConfigErrors: a setting the server cannot use is refused,
+// naming the variable and the fix.
+func TestTracingConfigErrors(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	for _, tc := range []struct {
+		tr   Tracing
+		want string
+	}{
+		{Tracing{Exporter: exp, SamplerArg: "1%", Sampler: "traceidratio"}, "OTEL_TRACES_SAMPLER_ARG"},
+		{Tracing{Exporter: exp, Sampler: "jaeger_remote"}, "OTEL_TRACES_SAMPLER"},
+		{Tracing{Exporter: exp, Propagators: "xray"}, "OTEL_PROPAGATORS"},
+		{Tracing{Exporter: exp, ResourceAttributes: "novalue"}, "OTEL_RESOURCE_ATTRIBUTES"},
+	} {
+		cfg := Config{PolicyPath: "p.yaml", Tracing: tc.tr}
+		err := cfg.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want one naming %s", tc.tr, err, tc.want)
+		}
+	}
+	cfg := Config{PolicyPath: "p.yaml", Tracing: Tracing{Exporter: exp, Sampler: "parentbased_traceidratio", SamplerArg: "0.01",
+		ResourceAttributes: "deployment.environment=prod,team=a%2Cb", Propagators: "tracecontext,baggage,b3"}}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("valid settings refused: %v", err)
+	}
+	attrs, _ := parseResourceAttributes("team=a%2Cb")
+	if len(attrs) != 1 || attrs[0] != attribute.String("team", "a,b") {
+		t.Errorf("resource attributes %v, want team=a,b", attrs)
+	}
+}
