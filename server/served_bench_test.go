@@ -6,6 +6,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/tap"
@@ -110,6 +111,60 @@ func BenchmarkGateTap(b *testing.B) {
 					_, _ = g.unary(sctx, nil, nil, func(context.Context, any) (any, error) { return nil, nil })
 				}
 				cancel()
+			}
+		})
+	}
+}
+
+// BenchmarkServedCheckTracing is BenchmarkServedCheck's allow with
+// tracing off and on: at 1% with no caller trace (the common case: most
+// checks are not sampled), under a caller's trace that is not sampled,
+// and at 100% (every check a span, exported to a no-op exporter).
+func BenchmarkServedCheckTracing(b *testing.B) {
+	for _, bc := range []struct {
+		name   string
+		tr     Tracing
+		parent string
+	}{
+		{"off", Tracing{}, ""},
+		{"on-1pct-no-parent", Tracing{Sampler: "parentbased_traceidratio", SamplerArg: "0.01"}, ""},
+		{"on-unsampled-parent", Tracing{Sampler: "parentbased_traceidratio", SamplerArg: "0.01"}, droppedParent},
+		{"on-100pct", Tracing{Sampler: "parentbased_always_on"}, sampledParent},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			tr := bc.tr
+			if bc.name != "off" {
+				tr.Exporter = tracetest.NewNoopExporter()
+			}
+			e := startE2E(b, func(c *Config) { c.Audit.Sinks = []audit.Sink{discardAuditSink{}}; c.Tracing = tr })
+			good := mint(b, e.signer, "alice", "app", "items:read", time.Now(), time.Hour)
+			req := extAuthzRequest("GET", "/api/items/1", "Bearer "+good)
+			if bc.parent != "" {
+				req.Attributes.Request.Http.Headers["traceparent"] = bc.parent
+			}
+			raw, err := proto.Marshal(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			dec := func(v any) error { return Codec{}.Unmarshal(benchBuffers(raw), v) }
+			srv, chain := benchExtAuthz(e.srv), benchChain(e.srv)
+			ctx := envoyDeadline{context.Background()}
+			run := func() {
+				out, err := extAuthzCheckHandler(srv, ctx, dec, chain)
+				if err != nil {
+					b.Fatal(err)
+				}
+				data, err := Codec{}.Marshal(out)
+				if err != nil {
+					b.Fatal(err)
+				}
+				data.Free()
+			}
+			run()
+			e.srv.engine.WaitTokenCache()
+			b.ReportAllocs()
+			for b.Loop() {
+				run()
 			}
 		})
 	}
