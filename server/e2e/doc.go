@@ -14,4 +14,10 @@
 // knows the issuer by discovery alone. It is skipped unless
 // SCOPEGATE_E2E_OIDC=1 and node is on PATH; install the server with
 // npm ci --prefix server/e2e/oidc.
+//
+// otelcol_test.go runs a real OpenTelemetry Collector, built from
+// .ci/otelcol/manifest.yaml with the collector's builder, and the
+// scopegate binary exporting its spans to it; it reads the spans from the
+// collector's file exporter. It is skipped unless SCOPEGATE_TEST_OTELCOL
+// names the collector binary (.ci/otelcol/build prints its path).
 package e2e
