@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -241,5 +243,41 @@ func TestTracingConfigErrors(t *testing.T) {
 	attrs, _ := parseResourceAttributes("team=a%2Cb")
 	if len(attrs) != 1 || attrs[0] != attribute.String("team", "a,b") {
 		t.Errorf("resource attributes %v, want team=a,b", attrs)
+	}
+}
+
+// BenchmarkTracingBegin is what tracing adds to a check that is not
+// sampled: the funnel's begin, off and on, with and without the caller's
+// unsampled trace context (the rest of the check is unchanged).
+func BenchmarkTracingBegin(b *testing.B) {
+	on, err := newTracing(Tracing{Exporter: tracetest.NewNoopExporter(), Sampler: "parentbased_traceidratio", SamplerArg: "0.01"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { on.shutdown(context.Background()) })
+	headers := map[string]string{"authorization": "Bearer x", ":path": "/api/items/1", "user-agent": "curl", "x-request-id": "r1", "x-forwarded-proto": "https"}
+	withParent := maps.Clone(headers)
+	withParent["traceparent"] = droppedParent
+	for _, bc := range []struct {
+		name string
+		tr   *tracing
+		c    carrier
+	}{
+		{"off", nil, carrier{m: headers}},
+		{"on-1pct-no-parent", on, carrier{m: headers}},
+		{"on-unsampled-parent", on, carrier{m: withParent}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			f := &funnel{tracing: bc.tr}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				var x exchange
+				f.begin(ctx, &x, apiEnvoy, bc.c)
+				if x.span != nil {
+					endSpan(&x)
+				}
+			}
+		})
 	}
 }
