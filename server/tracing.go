@@ -239,14 +239,16 @@ func newTracing(t Tracing) (*tracing, error) {
 	case spec.ratio > 0:
 		tr.bound = uint64(spec.ratio * (1 << 63))
 	}
+	// The composite propagator applies each in turn, the last to find a
+	// context winning: W3C last, so that it wins as in parentOf.
 	var props []propagation.TextMapPropagator
-	if w3c {
-		props = append(props, propagation.TraceContext{})
-	}
 	if single {
 		props = append(props, b3.New(b3.WithInjectEncoding(b3.B3SingleHeader)))
 	} else if multi {
 		props = append(props, b3.New())
+	}
+	if w3c {
+		props = append(props, propagation.TraceContext{})
 	}
 	tr.prop = propagation.NewCompositeTextMapPropagator(props...)
 	return tr, nil
@@ -312,27 +314,21 @@ type parent struct {
 }
 
 // parentOf reads the caller's trace context from c, for the headers the
-// propagators read; the first found wins, as in the composite propagator.
+// propagators read, in the order the composite propagator lets them win:
+// traceparent, then the b3 header, then x-b3-* (the b3 propagator reads
+// both encodings whichever it is configured to send).
 func (t *tracing) parentOf(c carrier) parent {
 	if t.w3c {
 		if p, ok := parseTraceparent(c.lookup("traceparent", "Traceparent")); ok {
 			return p
 		}
 	}
-	if t.b3single {
+	if t.b3single || t.b3multi {
 		if p, ok := parseB3Single(c.lookup("b3", "B3")); ok {
 			return p
 		}
-	}
-	if t.b3single || t.b3multi {
-		// The b3 propagator reads both encodings whichever it injects.
 		if id := c.lookup("x-b3-traceid", "X-B3-Traceid"); id != "" {
 			return b3Parent(id, c.lookup("x-b3-sampled", "X-B3-Sampled"), c.lookup("x-b3-flags", "X-B3-Flags"))
-		}
-		if !t.b3single {
-			if p, ok := parseB3Single(c.lookup("b3", "B3")); ok {
-				return p
-			}
 		}
 	}
 	return parent{}

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,8 @@ import (
 
 	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
 	"github.com/scopegate/scopegate/server/authzen"
+	"github.com/scopegate/scopegate/store"
+	"github.com/scopegate/scopegate/store/bolt"
 )
 
 // The caller's trace context used by the tracing tests.
@@ -279,5 +282,52 @@ func BenchmarkTracingBegin(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestTracingOwnershipChildSpan: an ownership lookup that reaches the
+// store is a child span of the check's; one answered by the cache is not.
+func TestTracingOwnershipChildSpan(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "store.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.PutOwners(context.Background(), "items", "7", []string{"alice"}); err != nil {
+		t.Fatal(err)
+	}
+	exp := tracetest.NewInMemoryExporter()
+	e := startE2E(t, func(c *Config) { c.Ownership = db.Ownership(); c.Tracing = Tracing{Exporter: exp} })
+	copyFile(t, "testdata/policy-owner.yaml", filepath.Join(e.dir, "policy.yaml"))
+	if err := e.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	alice := mint(t, e.signer, "alice", "app", "items:write", time.Now(), time.Hour)
+	for range 2 {
+		req := extAuthzRequest("PUT", "/api/items/7", "Bearer "+alice)
+		req.Attributes.Request.Http.Headers["traceparent"] = sampledParent
+		if resp, err := e.extauthz.Check(ctxT(t), req); err != nil || resp.GetStatus().GetCode() != 0 {
+			t.Fatalf("owner: %v %v", resp.GetStatus(), err)
+		}
+		e.srv.ownersCache.Wait()
+	}
+	var checks, lookups tracetest.SpanStubs
+	for _, s := range flushed(t, e, exp) {
+		switch s.Name {
+		case checkSpanName:
+			checks = append(checks, s)
+		case spanOwnership:
+			lookups = append(lookups, s)
+		}
+	}
+	if len(checks) != 2 || len(lookups) != 1 {
+		t.Fatalf("%d check spans and %d lookup spans, want 2 and 1 (the second lookup is cached)", len(checks), len(lookups))
+	}
+	l := lookups[0]
+	if l.Parent.SpanID() != checks[0].SpanContext.SpanID() || l.SpanContext.TraceID().String() != testTraceID {
+		t.Errorf("lookup span's parent %s in trace %s, want the first check's span %s in %s", l.Parent.SpanID(), l.SpanContext.TraceID(), checks[0].SpanContext.SpanID(), testTraceID)
+	}
+	if a := spanAttrs(l); a[AttrLookup] != "items" || len(a) != 1 {
+		t.Errorf("lookup span attributes %v, want only %s=items", a, AttrLookup)
 	}
 }
