@@ -307,10 +307,11 @@ func (c carrier) Set(string, string) {}
 func (c carrier) Keys() []string { return nil }
 
 // parent is what the carrier says of the caller's trace: whether it has
-// one, whether the caller sampled it, and the low half of its trace id.
+// one, whether the caller sampled it, and the low half of its trace id in
+// hex (parsed only by a sampler that is not parent-based).
 type parent struct {
 	present, sampled bool
-	low              uint64
+	low              string
 }
 
 // parentOf reads the caller's trace context from c, for the headers the
@@ -335,19 +336,31 @@ func (t *tracing) parentOf(c carrier) parent {
 }
 
 // parseTraceparent reads a W3C traceparent: version-traceid-spanid-flags.
+// Only the shape and the sampled bit are checked here; a traceparent the
+// propagator then finds invalid makes the span a new trace's root.
 func parseTraceparent(v string) (parent, bool) {
 	if len(v) < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' || (len(v) > 55 && v[55] != '-') || v[:2] == "ff" {
 		return parent{}, false
 	}
-	low, err := strconv.ParseUint(v[19:35], 16, 64)
-	if err != nil {
+	bit, ok := hexLowBit(v[54])
+	if !ok || !isHex(v[53]) {
 		return parent{}, false
 	}
-	flags, err := strconv.ParseUint(v[53:55], 16, 8)
-	if err != nil {
-		return parent{}, false
+	return parent{present: true, sampled: bit, low: v[19:35]}, true
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' }
+
+// hexLowBit is the lowest bit of the hex digit c (lower-case, as W3C
+// requires).
+func hexLowBit(c byte) (bool, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return (c-'0')&1 == 1, true
+	case 'a' <= c && c <= 'f':
+		return (c-'a'+10)&1 == 1, true
 	}
-	return parent{present: true, sampled: flags&1 == 1, low: low}, true
+	return false, false
 }
 
 // parseB3Single reads the b3 header: traceid-spanid[-sampled[-parent]],
@@ -373,9 +386,8 @@ func b3Parent(id, state, flags string) parent {
 	if len(id) > 16 {
 		id = id[len(id)-16:]
 	}
-	low, _ := strconv.ParseUint(id, 16, 64)
 	sampled := state == "1" || state == "d" || state == "true" || flags == "1"
-	return parent{present: true, sampled: sampled, low: low}
+	return parent{present: true, sampled: sampled, low: id}
 }
 
 // sample decides whether a check with the caller's trace p is traced.
@@ -386,11 +398,11 @@ func (t *tracing) sample(p parent) bool {
 	if t.always {
 		return true
 	}
-	x := p.low
 	if !p.present {
-		x = rand.Uint64()
+		return rand.Uint64()>>1 < t.bound
 	}
-	return x>>1 < t.bound
+	x, err := strconv.ParseUint(p.low, 16, 64)
+	return err == nil && x>>1 < t.bound
 }
 
 // start begins x's span when the check is sampled, and returns the
