@@ -14,10 +14,12 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/scopegate/scopegate/decision/decisiontest"
 	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
 	"github.com/scopegate/scopegate/server/authzen"
 	"github.com/scopegate/scopegate/store"
 	"github.com/scopegate/scopegate/store/bolt"
+	"github.com/scopegate/scopegate/store/introspect/introspecttest"
 )
 
 // The caller's trace context used by the tracing tests.
@@ -45,6 +47,17 @@ func flushed(t *testing.T, e *e2e, exp *tracetest.InMemoryExporter) tracetest.Sp
 		t.Fatal(err)
 	}
 	return exp.GetSpans()
+}
+
+// named returns the spans called name, in the order they ended.
+func named(spans tracetest.SpanStubs, name string) tracetest.SpanStubs {
+	var out tracetest.SpanStubs
+	for _, s := range spans {
+		if s.Name == name {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func spanAttrs(s tracetest.SpanStub) map[string]string {
@@ -311,15 +324,8 @@ func TestTracingOwnershipChildSpan(t *testing.T) {
 		}
 		e.srv.ownersCache.Wait()
 	}
-	var checks, lookups tracetest.SpanStubs
-	for _, s := range flushed(t, e, exp) {
-		switch s.Name {
-		case checkSpanName:
-			checks = append(checks, s)
-		case spanOwnership:
-			lookups = append(lookups, s)
-		}
-	}
+	spans := flushed(t, e, exp)
+	checks, lookups := named(spans, checkSpanName), named(spans, spanOwnership)
 	if len(checks) != 2 || len(lookups) != 1 {
 		t.Fatalf("%d check spans and %d lookup spans, want 2 and 1 (the second lookup is cached)", len(checks), len(lookups))
 	}
@@ -329,5 +335,69 @@ func TestTracingOwnershipChildSpan(t *testing.T) {
 	}
 	if a := spanAttrs(l); a[AttrLookup] != "items" || len(a) != 1 {
 		t.Errorf("lookup span attributes %v, want only %s=items", a, AttrLookup)
+	}
+}
+
+// TestTracingIntrospectionChildSpan: an opaque token sent to the issuer's
+// introspection endpoint is a child span of the check's, without the
+// token; a cached answer makes none.
+func TestTracingIntrospectionChildSpan(t *testing.T) {
+	t.Setenv(introspectSecretEnv, introspecttest.ClientSecret)
+	as := introspecttest.New(decisiontest.JWKS(faultSigner(t, "k1")))
+	t.Cleanup(as.Close)
+	exp := tracetest.NewInMemoryExporter()
+	f, err := startFaultServer(t, introspectionPolicy(as.Issuer()), func(c *Config) { c.Tracing = Tracing{Exporter: exp} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tok := as.Mint(map[string]any{"scope": "orders:read", "client_id": "app", "sub": "alice", "aud": atkAudience,
+		"exp": now.Add(time.Hour).Unix(), "iat": now.Unix(), "jti": decisiontest.RandomID()})
+	for range 2 {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "/check", nil)
+		r.Header.Set("X-Original-Method", "GET")
+		r.Header.Set("X-Original-URI", "/orders/1")
+		r.Header.Set("Authorization", "Bearer "+tok)
+		r.Header.Set("Traceparent", sampledParent)
+		f.srv.HTTPHandler().ServeHTTP(w, r)
+		if w.Code != http.StatusOK {
+			t.Fatalf("forward-auth: %d %s", w.Code, w.Header().Get("X-Scopegate-Reason"))
+		}
+		f.srv.engine.WaitTokenCache()
+	}
+	if err := f.srv.funnel.tracing.tp.ForceFlush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	spans := exp.GetSpans()
+	for _, s := range spans {
+		for k, v := range spanAttrs(s) {
+			if strings.Contains(v, tok) {
+				t.Errorf("span %s: attribute %s carries the token", s.Name, k)
+			}
+		}
+	}
+	checks, calls := named(spans, checkSpanName), named(spans, spanIntrospection)
+	if len(checks) != 2 || len(calls) != 1 {
+		t.Fatalf("%d check spans and %d introspection spans, want 2 and 1 (the second answer is cached)", len(checks), len(calls))
+	}
+	if calls[0].Parent.SpanID() != checks[0].SpanContext.SpanID() {
+		t.Errorf("introspection span's parent %s, want the first check's span %s", calls[0].Parent.SpanID(), checks[0].SpanContext.SpanID())
+	}
+}
+
+// TestTracingRatioOnTraceID: a sampler that is not parent-based decides
+// on the caller's trace id as the SDK's TraceIDRatioBased does, so every
+// hop of a trace decides alike.
+func TestTracingRatioOnTraceID(t *testing.T) {
+	spec, err := parseSampler("traceidratio", "0.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &tracing{bound: uint64(spec.ratio * (1 << 63))}
+	for low, want := range map[string]bool{"0000000000000001": true, "7fffffffffffffff": true, "8000000000000000": false, "ffffffffffffffff": false, "not-hex": false} {
+		if got := tr.sample(parent{present: true, sampled: true, low: low}); got != want {
+			t.Errorf("trace id low half %s: sampled %v, want %v", low, got, want)
+		}
 	}
 }
