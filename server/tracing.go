@@ -23,8 +23,8 @@ import (
 	"github.com/scopegate/scopegate/decision"
 )
 
-// OpenTelemetry tracing. Off unless Config.Tracing names an endpoint (or
-// an exporter): the funnel then starts one span per check, a child of the
+// OpenTelemetry tracing. Off unless Config.Tracing has an exporter (the
+// command's --otlp-endpoint): the funnel then starts one span per check, a child of the
 // caller's trace context, and ends it when the decision is recorded, with
 // the attributes below. Work that leaves the process (an ownership lookup
 // on a cache miss, an introspection call, a JWKS fetch for an unknown kid)
@@ -226,9 +226,11 @@ func newTracing(t Tracing) (*tracing, error) {
 		return nil, fmt.Errorf("server config: Tracing.ResourceAttributes: %w", err)
 	}
 	tp := sdktrace.NewTracerProvider(
-		// The funnel samples before it starts a span (sample); a span it
-		// starts, and its children, are recorded.
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
+		// The funnel samples before it starts a span (sample), so a span
+		// it starts is recorded, even under a caller's unsampled trace
+		// when the sampler is not parent-based; child spans are started
+		// only under a recording check span (childSpan).
+		sdktrace.WithSampler(sdktrace.AlwaysSample()),
 		sdktrace.WithBatcher(t.Exporter),
 		sdktrace.WithResource(res),
 	)

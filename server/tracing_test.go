@@ -155,19 +155,20 @@ func TestTracingSampling(t *testing.T) {
 		headers map[string]string
 		traced  bool
 	}{
-		"sampled parent":              {Tracing{}, map[string]string{"traceparent": sampledParent}, true},
-		"unsampled parent":            {Tracing{}, map[string]string{"traceparent": droppedParent}, false},
-		"no parent, always on":        {Tracing{}, nil, true},
-		"no parent, ratio 0":          {Tracing{Sampler: "parentbased_traceidratio", SamplerArg: "0"}, nil, false},
-		"sampled parent, ratio 0":     {Tracing{Sampler: "parentbased_traceidratio", SamplerArg: "0"}, map[string]string{"traceparent": sampledParent}, true},
-		"traceidratio ignores parent": {Tracing{Sampler: "traceidratio", SamplerArg: "0"}, map[string]string{"traceparent": sampledParent}, false},
-		"always_off":                  {Tracing{Sampler: "always_off"}, map[string]string{"traceparent": sampledParent}, false},
-		"malformed traceparent":       {Tracing{Sampler: "parentbased_always_off"}, map[string]string{"traceparent": "00-xyz-01"}, false},
-		"b3 single sampled":           {Tracing{Propagators: "b3"}, map[string]string{"b3": testTraceID + "-" + testParentID + "-1"}, true},
-		"b3 single unsampled":         {Tracing{Propagators: "b3"}, map[string]string{"b3": testTraceID + "-" + testParentID + "-0"}, false},
-		"b3 multi sampled":            {Tracing{Propagators: "b3multi"}, map[string]string{"x-b3-traceid": testTraceID, "x-b3-spanid": testParentID, "x-b3-sampled": "1"}, true},
-		"b3 multi unsampled":          {Tracing{Propagators: "b3multi"}, map[string]string{"x-b3-traceid": testTraceID, "x-b3-spanid": testParentID, "x-b3-sampled": "0"}, false},
-		"b3 not configured":           {Tracing{Sampler: "parentbased_always_off"}, map[string]string{"b3": testTraceID + "-" + testParentID + "-1"}, false},
+		"sampled parent":                 {Tracing{}, map[string]string{"traceparent": sampledParent}, true},
+		"unsampled parent":               {Tracing{}, map[string]string{"traceparent": droppedParent}, false},
+		"no parent, always on":           {Tracing{}, nil, true},
+		"no parent, ratio 0":             {Tracing{Sampler: "parentbased_traceidratio", SamplerArg: "0"}, nil, false},
+		"sampled parent, ratio 0":        {Tracing{Sampler: "parentbased_traceidratio", SamplerArg: "0"}, map[string]string{"traceparent": sampledParent}, true},
+		"traceidratio ignores parent":    {Tracing{Sampler: "traceidratio", SamplerArg: "0"}, map[string]string{"traceparent": sampledParent}, false},
+		"traceidratio, unsampled parent": {Tracing{Sampler: "traceidratio", SamplerArg: "1"}, map[string]string{"traceparent": droppedParent}, true},
+		"always_off":                     {Tracing{Sampler: "always_off"}, map[string]string{"traceparent": sampledParent}, false},
+		"malformed traceparent":          {Tracing{Sampler: "parentbased_always_off"}, map[string]string{"traceparent": "00-xyz-01"}, false},
+		"b3 single sampled":              {Tracing{Propagators: "b3"}, map[string]string{"b3": testTraceID + "-" + testParentID + "-1"}, true},
+		"b3 single unsampled":            {Tracing{Propagators: "b3"}, map[string]string{"b3": testTraceID + "-" + testParentID + "-0"}, false},
+		"b3 multi sampled":               {Tracing{Propagators: "b3multi"}, map[string]string{"x-b3-traceid": testTraceID, "x-b3-spanid": testParentID, "x-b3-sampled": "1"}, true},
+		"b3 multi unsampled":             {Tracing{Propagators: "b3multi"}, map[string]string{"x-b3-traceid": testTraceID, "x-b3-spanid": testParentID, "x-b3-sampled": "0"}, false},
+		"b3 not configured":              {Tracing{Sampler: "parentbased_always_off"}, map[string]string{"b3": testTraceID + "-" + testParentID + "-1"}, false},
 	} {
 		t.Run(name, func(t *testing.T) {
 			e, exp := startTraced(t, tc.tr)
