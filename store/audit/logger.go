@@ -138,6 +138,11 @@ type Options struct {
 	Observer Observer
 	// Logger receives sink errors (rate-limited); default slog.Default().
 	Logger *slog.Logger
+	// Mask drops or hashes record fields in every record, before any sink
+	// sees it (see ParseMask). MaskKey is the HMAC key of MaskHash rules,
+	// at least MinMaskKeyBytes.
+	Mask    []MaskRule
+	MaskKey []byte
 }
 
 // Validate reports every invalid option, each with the fix.
@@ -160,6 +165,9 @@ func (o *Options) Validate() error {
 	}
 	if o.FlushInterval < 0 {
 		errs = append(errs, fmt.Errorf("audit: FlushInterval %v is negative: use 0 for the default (%v)", o.FlushInterval, DefaultFlushInterval))
+	}
+	if err := ValidateMask(o.Mask, o.MaskKey); err != nil {
+		errs = append(errs, err)
 	}
 	for i, s := range o.Sinks {
 		if s == nil {
@@ -213,6 +221,7 @@ type Logger struct {
 	block       bool
 	sinks       []Sink
 	observer    Observer
+	mask        *masker
 	log         *slog.Logger
 	seed        maphash.Seed
 	// sampleAll writes every allow; otherwise an allow is written when a
@@ -285,7 +294,12 @@ func New(opts Options) (*Logger, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	mask, err := newMasker(opts.Mask, opts.MaskKey)
+	if err != nil {
+		return nil, err
+	}
 	l := &Logger{
+		mask:       mask,
 		allow:      newLane(RecordAllow, opts.BufferSize, !opts.NoCallerShare),
 		deny:       newLane(RecordDeny, opts.DenyBufferSize, !opts.NoCallerShare),
 		admin:      make(chan Event, DefaultAdminBufferSize),
@@ -629,9 +643,9 @@ func (l *Logger) handle() {
 		start := len(l.buf)
 		var m entryMeta
 		if ev.admin != nil {
-			l.buf, m.Entry = appendAdmin(l.buf, ev.admin)
+			l.buf, m.Entry = appendAdmin(l.buf, ev.admin, l.mask)
 		} else {
-			l.buf, m.Entry = appendDecision(l.buf, ev)
+			l.buf, m.Entry = appendDecision(l.buf, ev, l.mask)
 		}
 		m.start, m.end = start, len(l.buf)
 		l.metas = append(l.metas, m)
