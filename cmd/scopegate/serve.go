@@ -135,7 +135,7 @@ func (s *serveCmd) run(ctx context.Context, c *cli) int {
 			return c.usageError("serve", "%v", err)
 		}
 	}
-	if err := s.auditFlags.apply(&cfg, c.stdout, st); err != nil {
+	if err := s.auditFlags.apply(&cfg, c.stdout, st, c.env); err != nil {
 		return c.usageError("serve", "%v", err)
 	}
 	if err := cfg.Validate(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -624,4 +625,55 @@ func logRecord(r *record) *logspb.LogRecord {
 
 func str(k, v string) *commonpb.KeyValue {
 	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
+}
+
+// ParseEndpoint reads an OTLP/gRPC endpoint as the OTEL_EXPORTER_OTLP_*
+// variables write it: host:port, or a URL whose scheme says whether to
+// use TLS (http: plaintext, https: TLS). plaintext reports the scheme's
+// choice; set is false for a bare host:port, which leaves it to the
+// caller.
+func ParseEndpoint(s string) (hostport string, plaintext, set bool, err error) {
+	s = strings.TrimSpace(s)
+	if rest, ok := strings.CutPrefix(s, "http://"); ok {
+		s, plaintext, set = rest, true, true
+	} else if rest, ok := strings.CutPrefix(s, "https://"); ok {
+		s, set = rest, true
+	} else if strings.Contains(s, "://") {
+		return "", false, false, fmt.Errorf("endpoint %q: use host:port, http://host:port (plaintext) or https://host:port (TLS)", s)
+	}
+	s = strings.TrimSuffix(s, "/")
+	if set && !strings.Contains(s, ":") {
+		s += ":4317"
+	}
+	if _, port, err := net.SplitHostPort(s); err != nil || !validPort(port) || strings.Contains(s, "/") {
+		return "", false, false, fmt.Errorf("endpoint %q is not host:port (e.g. otel-collector:4317): an OTLP/gRPC endpoint has no path", s)
+	}
+	return s, plaintext, set, nil
+}
+
+// ParseHeaders reads headers in the form of OTEL_EXPORTER_OTLP_HEADERS:
+// key=value pairs separated by commas (or new lines, in a file), values
+// percent-encoded. Keys are lower-cased, as gRPC metadata keys are. An
+// error names the entry by position and never shows a value.
+func ParseHeaders(s string) (map[string]string, error) {
+	out := map[string]string{}
+	i := 0
+	for part := range strings.FieldsFuncSeq(s, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' }) {
+		part = strings.TrimSpace(part)
+		if part == "" || strings.HasPrefix(part, "#") {
+			continue
+		}
+		i++
+		k, v, ok := strings.Cut(part, "=")
+		k = strings.ToLower(strings.TrimSpace(k))
+		if !ok || k == "" || strings.ContainsAny(k, " \t:") {
+			return nil, fmt.Errorf("headers: entry %d is not key=value (e.g. authorization=Bearer%%20...)", i)
+		}
+		dv, err := url.PathUnescape(strings.TrimSpace(v))
+		if err != nil {
+			return nil, fmt.Errorf("headers: the value of %s is not percent-encoded correctly", k)
+		}
+		out[k] = dv
+	}
+	return out, nil
 }
