@@ -47,6 +47,10 @@ const (
 	// attempts while the collector does not take the records.
 	DefaultMinRetry = 100 * time.Millisecond
 	DefaultMaxRetry = 30 * time.Second
+	// DefaultCloseRetry bounds how long Close keeps retrying a collector
+	// that does not take records: the rest of the shutdown (usage counts)
+	// shares the same deadline.
+	DefaultCloseRetry = 2 * time.Second
 	// DefaultServiceName is the resource's service.name.
 	DefaultServiceName = "scopegate"
 	// MaxBufferSize bounds BufferSize.
@@ -100,6 +104,10 @@ type Options struct {
 	// the gRPC reconnection backoff); defaults DefaultMinRetry and
 	// DefaultMaxRetry.
 	MinRetry, MaxRetry time.Duration
+	// CloseRetry bounds how long Close retries while the collector does
+	// not take records (a collector that does is given until Close's
+	// context ends); default DefaultCloseRetry.
+	CloseRetry time.Duration
 	// Logger receives the sink's own messages (the collector unreachable,
 	// then reachable again), at most one every 10 seconds; default
 	// slog.Default().
@@ -122,8 +130,8 @@ func (o *Options) Validate() error {
 	if o.BufferSize < 0 || o.BufferSize > MaxBufferSize {
 		errs = append(errs, fmt.Errorf("otlp audit sink: buffer %d is out of range: use 1 to %d records, or 0 for the default (%d)", o.BufferSize, MaxBufferSize, DefaultBufferSize))
 	}
-	if o.MaxBufferBytes < 0 || o.MaxBatch < 0 || o.Timeout < 0 || o.MinRetry < 0 || o.MaxRetry < 0 {
-		errs = append(errs, errors.New("otlp audit sink: MaxBufferBytes, MaxBatch, Timeout, MinRetry and MaxRetry must not be negative (0 means the default)"))
+	if o.MaxBufferBytes < 0 || o.MaxBatch < 0 || o.Timeout < 0 || o.MinRetry < 0 || o.MaxRetry < 0 || o.CloseRetry < 0 {
+		errs = append(errs, errors.New("otlp audit sink: MaxBufferBytes, MaxBatch, Timeout, MinRetry, MaxRetry and CloseRetry must not be negative (0 means the default)"))
 	}
 	for k := range o.Headers {
 		if k == "" || k != strings.ToLower(k) || strings.ContainsAny(k, " \t\r\n:") {
@@ -215,6 +223,9 @@ func New(opts Options) (*Sink, error) {
 		opts.MaxRetry = DefaultMaxRetry
 	}
 	opts.MaxRetry = max(opts.MaxRetry, opts.MinRetry)
+	if opts.CloseRetry == 0 {
+		opts.CloseRetry = DefaultCloseRetry
+	}
 	if opts.ServiceName == "" {
 		opts.ServiceName = DefaultServiceName
 	}
@@ -349,9 +360,10 @@ func (s *Sink) Flush(context.Context) error {
 }
 
 // Close implements audit.Sink: it waits, until ctx ends, for the
-// exporter to deliver every held record (retrying while the collector
-// is down), then closes the connection. Records still held when ctx ends
-// are lost, and the error says how many.
+// exporter to deliver every held record, retrying a collector that does
+// not take them for at most Options.CloseRetry, then closes the
+// connection. Records still held then are lost, and the error says how
+// many.
 func (s *Sink) Close(ctx context.Context) error {
 	s.closing.Do(func() { close(s.quit) })
 	select {
@@ -406,7 +418,15 @@ func (s *Sink) run() {
 		failingAt time.Time
 		lastLog   time.Time
 		failed    int
+		quitAt    time.Time
+		// timeout bounds one export: Options.Timeout, and at Close no
+		// more than CloseRetry.
+		timeout = s.opts.Timeout
 	)
+	startQuit := func() {
+		quitting, quitAt = true, time.Now()
+		timeout = min(timeout, s.opts.CloseRetry)
+	}
 	for {
 		s.mu.Lock()
 		n := s.n
@@ -419,13 +439,13 @@ func (s *Sink) run() {
 			case <-s.wake:
 				continue
 			case <-s.quit:
-				quitting = true
+				startQuit()
 				continue
 			case <-s.ctx.Done():
 				return
 			}
 		}
-		err := s.export(min(n, s.opts.MaxBatch))
+		err := s.export(timeout, min(n, s.opts.MaxBatch))
 		if s.ctx.Err() != nil {
 			return
 		}
@@ -439,6 +459,9 @@ func (s *Sink) run() {
 		s.failures.Add(1)
 		failed++
 		now := time.Now()
+		if quitting && now.Sub(quitAt) >= s.opts.CloseRetry {
+			return // Close counts what is still held as lost
+		}
 		if failingAt.IsZero() {
 			failingAt = now
 		}
@@ -450,6 +473,9 @@ func (s *Sink) run() {
 			lastLog = now
 		}
 		wait = min(max(2*wait, s.opts.MinRetry), s.opts.MaxRetry)
+		if quitting {
+			wait = min(wait, s.opts.CloseRetry-now.Sub(quitAt))
+		}
 		t := time.NewTimer(wait/2 + rand.N(wait/2+1))
 		quit := s.quit
 		if quitting {
@@ -460,7 +486,8 @@ func (s *Sink) run() {
 		case <-quit:
 			// Shutting down: try again at once, then from the shortest
 			// backoff.
-			quitting, wait = true, 0
+			startQuit()
+			wait = 0
 		case <-s.ctx.Done():
 			t.Stop()
 			return
@@ -472,7 +499,7 @@ func (s *Sink) run() {
 // export sends the n oldest records. They leave the buffer when the
 // collector took them, or refused them for good (InvalidArgument: the
 // same batch would never pass); on any other error they stay for a retry.
-func (s *Sink) export(n int) error {
+func (s *Sink) export(timeout time.Duration, n int) error {
 	s.mu.Lock()
 	head, size := s.head, len(s.ring)
 	s.mu.Unlock()
@@ -484,7 +511,7 @@ func (s *Sink) export(n int) error {
 		Resource:  s.resource,
 		ScopeLogs: []*logspb.ScopeLogs{{Scope: &commonpb.InstrumentationScope{Name: ScopeName}, LogRecords: recs}},
 	}}}
-	ctx, cancel := context.WithTimeout(s.ctx, s.opts.Timeout)
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
 	if len(s.md) > 0 {
 		ctx = metadata.NewOutgoingContext(ctx, s.md)

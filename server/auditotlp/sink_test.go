@@ -379,6 +379,33 @@ func TestPartialSuccess(t *testing.T) {
 	}
 }
 
+// TestCloseGivesUp: with the collector down, Close retries for
+// CloseRetry, not until its context ends, and counts what it held.
+func TestCloseGivesUp(t *testing.T) {
+	fc := &fakeCollector{fail: func(int) error { return status.Error(codes.Unavailable, "down") }}
+	addr, _ := serve(t, fc, "127.0.0.1:0")
+	sink := newSink(t, auditotlp.Options{Endpoint: addr, CloseRetry: 200 * time.Millisecond, MaxRetry: time.Minute})
+	ctx := context.Background()
+	if err := sink.Write(ctx, entries(7, audit.RecordDeny, "g")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a failed export", func() bool { return sink.Stats().Failures > 0 })
+	start := time.Now()
+	var we *audit.WriteError
+	if err := sink.Close(ctx); !errors.As(err, &we) || we.Lost != 7 {
+		t.Fatalf("Close: %v, want 7 lost", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Close took %v with CloseRetry 200ms", d)
+	}
+	fc.mu.Lock()
+	calls := fc.calls
+	fc.mu.Unlock()
+	if calls < 2 {
+		t.Errorf("%d export calls: Close did not try again", calls)
+	}
+}
+
 // TestCloseDelivers: records written just before Close still arrive.
 func TestCloseDelivers(t *testing.T) {
 	fc := &fakeCollector{}
