@@ -15,7 +15,7 @@ import (
 // (store/audit). The zero value audits nothing and aggregates nothing.
 type AuditConfig struct {
 	// Sinks receive one JSON record per audited decision (stdout, a file,
-	// PostgreSQL). None: no audit log. The server owns them from NewServer
+	// PostgreSQL, an OpenTelemetry collector). None: no audit log. The server owns them from NewServer
 	// (or Listen, Run) on: it closes them when it stops, and when it fails
 	// to start.
 	Sinks []audit.Sink
@@ -30,6 +30,10 @@ type AuditConfig struct {
 	// BufferSize is the number of decisions buffered; default
 	// audit.DefaultBufferSize.
 	BufferSize int
+	// Mask drops or hashes record fields in every record, for every sink
+	// (audit.ParseMask); MaskKey keys the hashes.
+	Mask    []audit.MaskRule
+	MaskKey []byte
 	// Usage aggregates, per client, the scopes its tokens carry and the
 	// scopes that satisfied a route, for the Admin UsageReport call.
 	Usage bool
@@ -44,7 +48,7 @@ type AuditConfig struct {
 
 // options returns the audit.Options of c (without the observer).
 func (c *AuditConfig) options() audit.Options {
-	return audit.Options{Sinks: c.Sinks, AllowSample: c.AllowSample, DenyOnly: c.DenyOnly, Block: c.Block, BufferSize: c.BufferSize}
+	return audit.Options{Sinks: c.Sinks, AllowSample: c.AllowSample, DenyOnly: c.DenyOnly, Block: c.Block, BufferSize: c.BufferSize, Mask: c.Mask, MaskKey: c.MaskKey}
 }
 
 // Validate reports every invalid field, each with the fix.

@@ -558,14 +558,7 @@ func TestServe(t *testing.T) {
 	addr := lis.Addr().String()
 	lis.Close()
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var serveOut, serveErr bytes.Buffer
-	done := make(chan int, 1)
-	go func() {
-		c := &cli{stdin: strings.NewReader(""), stdout: &serveOut, stderr: &syncWriter{w: &serveErr}}
-		done <- c.run(ctx, []string{"serve", "--policy", examplePolicy(t), "--grpc-addr", addr, "--http-addr", "127.0.0.1:0", "--metrics-addr", "", "--log-level", "warn"})
-	}()
-	t.Cleanup(cancel)
+	logText, done, cancel := serveInProcess(t, nil, "--policy", examplePolicy(t), "--grpc-addr", addr, "--http-addr", "127.0.0.1:0", "--metrics-addr", "", "--log-level", "warn")
 
 	tok := mint(t, "--scope", "orders:read")
 	cases := map[string]struct {
@@ -579,21 +572,7 @@ func TestServe(t *testing.T) {
 		"scopegate deny":  {[]string{"--api", "scopegate", "--path", "/admin/x"}, exitDeny, "DENY insufficient_scope"},
 	}
 	// Wait for the listener: the first call may race the server's start.
-	var ready bool
-	for range 100 {
-		if code, _, _ := runCLI(t, "", "client", "--addr", addr, "--path", "/healthz", "--timeout", "1s"); code == exitOK {
-			ready = true
-			break
-		}
-		select {
-		case code := <-done:
-			t.Fatalf("serve exited with %d: %s", code, serveErr.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	if !ready {
-		t.Fatalf("the server did not answer: %s", serveErr.String())
-	}
+	waitServing(t, addr, done, logText)
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			code, out, errs := runCLI(t, "", append([]string{"client", "--addr", addr, "--token", tok}, tc.args...)...)
@@ -606,11 +585,51 @@ func TestServe(t *testing.T) {
 	select {
 	case code := <-done:
 		if code != exitOK {
-			t.Errorf("serve exited with %d: %s", code, serveErr.String())
+			t.Errorf("serve exited with %d: %s", code, logText())
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("serve did not stop after its context was cancelled")
 	}
+}
+
+// serveInProcess runs `scopegate serve args...` in this process until
+// the test ends (or stop is called), with env as its environment (nil:
+// none). logText returns what it logged so far; done yields its exit code.
+func serveInProcess(t *testing.T, env map[string]string, args ...string) (logText func() string, done <-chan int, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var serveErr bytes.Buffer
+	logs := &syncWriter{w: &serveErr}
+	logText = func() string {
+		logs.mu.Lock()
+		defer logs.mu.Unlock()
+		return serveErr.String()
+	}
+	exited := make(chan int, 1)
+	go func() {
+		c := &cli{stdin: strings.NewReader(""), stdout: io.Discard, stderr: logs,
+			lookupEnv: func(name string) (string, bool) { v, ok := env[name]; return v, ok }}
+		exited <- c.run(ctx, append([]string{"serve"}, args...))
+	}()
+	t.Cleanup(cancel)
+	return logText, exited, cancel
+}
+
+// waitServing waits until the gRPC listener at addr answers a check, or
+// fails the test when serve exits first (done) or does not answer.
+func waitServing(t *testing.T, addr string, done <-chan int, logText func() string) {
+	t.Helper()
+	for range 200 {
+		if code, _, _ := runCLI(t, "", "client", "--addr", addr, "--path", "/healthz", "--timeout", "1s"); code == exitOK {
+			return
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited with %d: %s", code, logText())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("the server did not answer: %s", logText())
 }
 
 // syncWriter serializes writes from the server's goroutines.

@@ -140,7 +140,7 @@ func (s *serveCmd) run(ctx context.Context, c *cli) int {
 			return c.usageError("serve", "%v", err)
 		}
 	}
-	if err := s.auditFlags.apply(&cfg, c.stdout, st); err != nil {
+	if err := s.auditFlags.apply(&cfg, c.stdout, st, c.env); err != nil {
 		return c.usageError("serve", "%v", err)
 	}
 	if err := s.tracingFlags.apply(&cfg, c.env); err != nil {

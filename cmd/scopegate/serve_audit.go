@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/scopegate/scopegate/server"
@@ -26,6 +27,7 @@ type auditFlags struct {
 	fileBackups   int
 	usage         bool
 	usageInterval time.Duration
+	otlpAuditFlags
 
 	// files are the file:PATH sinks apply opened, which SIGHUP reopens
 	// (serve.go).
@@ -33,7 +35,7 @@ type auditFlags struct {
 }
 
 func (a *auditFlags) define(fs *flag.FlagSet) {
-	fs.StringVar(&a.audit, "audit", "stdout", "where decision audit records go: stdout, file:PATH, postgres (the --store database), several separated by commas, or off")
+	fs.StringVar(&a.audit, "audit", "stdout", "where decision audit records go: stdout, file:PATH, postgres (the --store database), otlp (an OpenTelemetry collector, --audit-otlp-endpoint), several separated by commas, or off")
 	fs.Float64Var(&a.allowSample, "audit-allow-sample", 1, "fraction of allows audited, 0 to 1 (denies are always audited)")
 	fs.BoolVar(&a.block, "audit-block", false, "when the audit buffer is full, make decisions wait for room (up to their deadline) instead of dropping records")
 	fs.IntVar(&a.buffer, "audit-buffer", audit.DefaultBufferSize, "decisions the audit buffer holds before it drops (or blocks)")
@@ -41,14 +43,16 @@ func (a *auditFlags) define(fs *flag.FlagSet) {
 	fs.IntVar(&a.fileBackups, "audit-file-backups", audit.DefaultMaxBackups, "rotated audit files kept (PATH.1 is the newest)")
 	fs.BoolVar(&a.usage, "usage", true, "aggregate granted versus used scopes per client, for scopegate report usage (persisted in the store, if any)")
 	fs.DurationVar(&a.usageInterval, "usage-flush-interval", usage.DefaultFlushInterval, "how often usage counts are persisted to the store")
+	a.otlpAuditFlags.define(fs)
 }
 
 // apply fills cfg.Audit from the flags. stdout receives stdout records; st
 // is the opened store, or nil: --audit postgres needs a PostgreSQL store,
-// and with a store usage is persisted in it. The sinks it opens belong to
-// the server once it is given cfg; when apply fails it closes those it
+// and with a store usage is persisted in it; env reads the standard
+// OTEL_* variables of --audit otlp. The sinks it opens belong to the
+// server once it is given cfg; when apply fails it closes those it
 // opened.
-func (a *auditFlags) apply(cfg *server.Config, stdout io.Writer, st store.Store) (err error) {
+func (a *auditFlags) apply(cfg *server.Config, stdout io.Writer, st store.Store, env func(string) (string, bool)) (err error) {
 	if math.IsNaN(a.allowSample) || a.allowSample < 0 || a.allowSample > 1 {
 		return fmt.Errorf("--audit-allow-sample %v: give a fraction from 0 to 1 (1 audits every allow, 0 none)", a.allowSample)
 	}
@@ -74,6 +78,16 @@ func (a *auditFlags) apply(cfg *server.Config, stdout io.Writer, st store.Store)
 		Block:       a.block,
 		BufferSize:  a.buffer,
 		Usage:       a.usage,
+	}
+	if err := a.applyMask(&ac); err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(dests, func(d audit.Destination) bool { return d.Kind == audit.KindOTLP }) {
+		for _, f := range []struct{ name, value string }{{"audit-otlp-endpoint", a.endpoint}, {"audit-otlp-ca-file", a.caFile}, {"audit-otlp-headers-file", a.headersFile}} {
+			if f.value != "" {
+				return fmt.Errorf("--%s is set but --audit %q has no otlp: add otlp to --audit (e.g. --audit stdout,otlp), or drop the setting", f.name, a.audit)
+			}
+		}
 	}
 	var files []*audit.FileSink
 	defer func() {
@@ -104,6 +118,12 @@ func (a *auditFlags) apply(cfg *server.Config, stdout io.Writer, st store.Store)
 			sink, err := p.NewAuditSink()
 			if err != nil {
 				return fmt.Errorf("--audit postgres: %w", err)
+			}
+			ac.Sinks = append(ac.Sinks, sink)
+		case audit.KindOTLP:
+			sink, err := a.otlpAuditFlags.sink(env, cfg.Logger)
+			if err != nil {
+				return err
 			}
 			ac.Sinks = append(ac.Sinks, sink)
 		}

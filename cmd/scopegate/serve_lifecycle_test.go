@@ -3,8 +3,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -41,21 +39,8 @@ func TestServeSIGHUP(t *testing.T) {
 	auditPath := filepath.Join(dir, "audit.log")
 
 	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var serveErr bytes.Buffer
-	logs := &syncWriter{w: &serveErr}
-	logText := func() string {
-		logs.mu.Lock()
-		defer logs.mu.Unlock()
-		return serveErr.String()
-	}
-	done := make(chan int, 1)
-	go func() {
-		c := &cli{stdin: strings.NewReader(""), stdout: &bytes.Buffer{}, stderr: logs}
-		done <- c.run(ctx, []string{"serve", "--policy", policy, "--grpc-addr", addr, "--http-addr", "",
-			"--metrics-addr", "", "--watch-policy=false", "--audit", "file:" + auditPath, "--audit-file-max-bytes", "0"})
-	}()
+	logText, done, cancel := serveInProcess(t, nil, "--policy", policy, "--grpc-addr", addr, "--http-addr", "",
+		"--metrics-addr", "", "--watch-policy=false", "--audit", "file:"+auditPath, "--audit-file-max-bytes", "0")
 	logged := func(what string, want ...string) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)

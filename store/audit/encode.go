@@ -39,8 +39,9 @@ const (
 	maxPathField  = 2048
 )
 
-// appendDecision appends the JSON record of ev to dst.
-func appendDecision(dst []byte, ev *Event) ([]byte, Entry) {
+// appendDecision appends the JSON record of ev to dst, with the fields
+// m masks dropped or hashed (m may be nil: no masking).
+func appendDecision(dst []byte, ev *Event, m *masker) ([]byte, Entry) {
 	d := &ev.Decision
 	code := d.Code
 	if !d.Allow && code == decision.OK {
@@ -50,7 +51,7 @@ func appendDecision(dst []byte, ev *Event) ([]byte, Entry) {
 	if id == "" {
 		id = newID()
 	}
-	e := Entry{Time: ev.Time, Type: "decision", DecisionID: id, RequestID: truncate(ev.RequestID, maxShortField),
+	e := Entry{Time: ev.Time, Type: "decision", DecisionID: id, RequestID: m.str(mRequestID, truncate(ev.RequestID, maxShortField)),
 		API: ev.API.String(), Allow: d.Allow, Reason: code.String()}
 	dst = append(dst, `{"time":"`...)
 	dst = ev.Time.UTC().AppendFormat(dst, time.RFC3339Nano)
@@ -68,52 +69,69 @@ func appendDecision(dst []byte, ev *Event) ([]byte, Entry) {
 		dst = append(dst, `","decision":"deny","reasons":["`...)
 	}
 	dst = append(dst, e.Reason...)
-	dst = append(dst, `"],"message":`...)
-	dst = appendString(dst, d.Message())
+	dst = append(dst, `"]`...)
+	if m.on(mMessage) == maskKeep {
+		dst = append(dst, `,"message":`...)
+		dst = appendString(dst, d.Message())
+	} else {
+		dst = m.field(dst, mMessage, d.Message())
+	}
 	if d.Route != nil {
-		e.Route = d.Route.Name
+		e.Route = m.str(mRoute, d.Route.Name)
 		dst = appendField(dst, "route", e.Route)
 	}
-	dst = appendField(dst, "method", truncate(ev.Method, maxShortField))
-	dst = appendField(dst, "host", truncate(ev.Host, maxShortField))
+	dst = m.field(dst, mMethod, truncate(ev.Method, maxShortField))
+	dst = m.field(dst, mHost, truncate(ev.Host, maxShortField))
 	path := d.Path
 	if path == "" {
 		path = ev.RawPath
 	}
-	dst = append(dst, `,"path":`...)
-	dst = appendString(dst, truncate(path, maxPathField))
+	switch m.on(mPath) {
+	case MaskDrop:
+	case MaskHash:
+		dst = m.field(dst, mPath, truncate(path, maxPathField))
+	default:
+		dst = append(dst, `,"path":`...)
+		dst = appendString(dst, truncate(path, maxPathField))
+	}
 	if ev.SourceIP.IsValid() {
-		dst = append(dst, `,"source_ip":"`...)
-		dst = ev.SourceIP.AppendTo(dst)
-		dst = append(dst, '"')
+		switch m.on(mSourceIP) {
+		case MaskDrop:
+		case MaskHash:
+			dst = m.field(dst, mSourceIP, ev.SourceIP.String())
+		default:
+			dst = append(dst, `,"source_ip":"`...)
+			dst = ev.SourceIP.AppendTo(dst)
+			dst = append(dst, '"')
+		}
 	}
 	if t := d.Token; t != nil {
-		e.ClientID, e.Subject = t.ClientID, t.Subject
-		dst = appendField(dst, "subject", t.Subject)
-		dst = appendField(dst, "client_id", t.ClientID)
-		dst = appendField(dst, "iss", t.Issuer)
-		dst = appendField(dst, "jti", t.JTI)
-		dst = appendField(dst, "patient", d.SMARTPatient())
-		dst = appendList(dst, "scopes_granted", t.Scopes)
-		dst = appendList(dst, "scopes_used", d.ScopesUsed())
+		e.ClientID, e.Subject = m.str(mClientID, t.ClientID), m.str(mSubject, t.Subject)
+		dst = appendField(dst, "subject", e.Subject)
+		dst = appendField(dst, "client_id", e.ClientID)
+		dst = m.field(dst, mIss, t.Issuer)
+		dst = m.field(dst, mJTI, t.JTI)
+		dst = m.field(dst, mPatient, d.SMARTPatient())
+		dst = m.list(dst, mScopesGranted, slices.Values(t.Scopes))
+		dst = m.list(dst, mScopesUsed, d.ScopesUsedSeq())
 		if dep := d.DeprecatedScopesUsed(); len(dep) > 0 {
-			dst = appendList(dst, "deprecated_scopes_used", dep)
+			dst = m.list(dst, mDeprecatedScopesUsed, slices.Values(dep))
 		}
-		if dr, ok := d.DriftReport(); ok {
-			dst = appendDrift(dst, &dr)
+		if dr, ok := d.DriftReport(); ok && m.on(mDrift) != MaskDrop {
+			dst = appendDrift(dst, &dr, m)
 		}
 	} else if used := d.ScopesUsed(); len(used) > 0 {
-		dst = appendList(dst, "scopes_used", used)
+		dst = m.list(dst, mScopesUsed, slices.Values(used))
 	}
 	if missing := d.ChallengeScope(); missing != "" {
 		// What an insufficient_scope deny named: the scopes the token
 		// lacks, or the alternatives of which it carries none.
-		dst = appendSeq(dst, "scopes_missing", strings.FieldsSeq(missing))
+		dst = m.list(dst, mScopesMissing, strings.FieldsSeq(missing))
 	}
-	if sh := d.Shadow; sh.Route != nil {
+	if sh := d.Shadow; sh.Route != nil && m.on(mShadow) != MaskDrop {
 		dst = appendShadow(dst, &sh)
 	}
-	dst = appendField(dst, "policy_version", d.PolicyVersion())
+	dst = m.field(dst, mPolicyVersion, d.PolicyVersion())
 	dst = append(dst, `,"latency_us":`...)
 	dst = strconv.AppendFloat(dst, float64(ev.Latency.Nanoseconds())/1e3, 'f', 3, 64)
 	dst = append(dst, '}')
@@ -141,7 +159,7 @@ func appendShadow(dst []byte, sh *decision.ShadowOutcome) []byte {
 	return append(dst, '}')
 }
 
-func appendDrift(dst []byte, dr *decision.DriftReport) []byte {
+func appendDrift(dst []byte, dr *decision.DriftReport, m *masker) []byte {
 	dst = append(dst, `,"drift":{"mode":`...)
 	if dr.Enforced {
 		dst = append(dst, `"enforce"`...)
@@ -151,21 +169,23 @@ func appendDrift(dst []byte, dr *decision.DriftReport) []byte {
 	if dr.Unregistered {
 		dst = append(dst, `,"unregistered":true`...)
 	}
-	dst = appendList(dst, "extra", dr.Extra)
+	// The scopes in it are the token's (hashed with the drift field);
+	// the segments are the policy's names.
+	dst = appendSeq(dst, "extra", slices.Values(dr.Extra), m, mDrift)
 	if len(dr.Expired) > 0 {
-		dst = appendList(dst, "expired", dr.Expired)
+		dst = appendSeq(dst, "expired", slices.Values(dr.Expired), m, mDrift)
 	}
 	if len(dr.Segments) > 0 {
 		// A straddle is apart from extra: its scopes are granted, only
 		// not approved together (segments_together).
-		dst = appendList(dst, "segments", dr.Segments)
-		dst = appendList(dst, "straddled", dr.Straddled)
+		dst = appendSeq(dst, "segments", slices.Values(dr.Segments), nil, 0)
+		dst = appendSeq(dst, "straddled", slices.Values(dr.Straddled), m, mDrift)
 	}
 	return append(dst, '}')
 }
 
-// appendAdmin appends the JSON record of an admin call.
-func appendAdmin(dst []byte, a *AdminEvent) ([]byte, Entry) {
+// appendAdmin appends the JSON record of an admin call, masked by m.
+func appendAdmin(dst []byte, a *AdminEvent, m *masker) ([]byte, Entry) {
 	status := a.Status
 	if status == "" {
 		status = "ok"
@@ -176,13 +196,13 @@ func appendAdmin(dst []byte, a *AdminEvent) ([]byte, Entry) {
 	dst = a.Time.UTC().AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, `","type":"admin","decision_id":`...)
 	dst = appendString(dst, id)
-	dst = appendField(dst, "method", a.Method)
-	dst = appendField(dst, "principal", a.Principal)
-	dst = appendField(dst, "peer", a.Peer)
+	dst = m.field(dst, mMethod, a.Method)
+	dst = m.field(dst, mPrincipal, a.Principal)
+	dst = m.field(dst, mPeer, a.Peer)
 	dst = append(dst, `,"status":`...)
 	dst = appendString(dst, status)
-	dst = appendField(dst, "message", a.Message)
-	if len(a.Details) > 0 {
+	dst = m.field(dst, mMessage, a.Message)
+	if len(a.Details) > 0 && m.on(mDetails) != MaskDrop {
 		dst = append(dst, `,"details":{`...)
 		keys := make([]string, 0, len(a.Details))
 		for k := range a.Details {
@@ -195,11 +215,11 @@ func appendAdmin(dst []byte, a *AdminEvent) ([]byte, Entry) {
 			}
 			dst = appendString(dst, k)
 			dst = append(dst, ':')
-			dst = appendString(dst, truncate(a.Details[k], maxPathField))
+			dst = m.value(dst, mDetails, truncate(a.Details[k], maxPathField))
 		}
 		dst = append(dst, '}')
 	}
-	dst = appendField(dst, "policy_version", a.PolicyVersion)
+	dst = m.field(dst, mPolicyVersion, a.PolicyVersion)
 	dst = append(dst, `,"latency_us":`...)
 	dst = strconv.AppendFloat(dst, float64(a.Latency.Nanoseconds())/1e3, 'f', 3, 64)
 	dst = append(dst, '}')
@@ -217,13 +237,18 @@ func appendField(dst []byte, name, value string) []byte {
 	return appendString(dst, value)
 }
 
-// appendList appends ,"name":[...] (an empty list as []).
-func appendList(dst []byte, name string, list []string) []byte {
-	return appendSeq(dst, name, slices.Values(list))
+// list appends field f with the strings of seq as a JSON list (an empty
+// one as []), unless f is dropped; each element is hashed when f is.
+func (m *masker) list(dst []byte, f maskField, seq iter.Seq[string]) []byte {
+	if m.on(f) == MaskDrop {
+		return dst
+	}
+	return appendSeq(dst, maskFieldNames[f], seq, m, f)
 }
 
-// appendSeq appends the field name with the strings of seq as a JSON list.
-func appendSeq(dst []byte, name string, seq iter.Seq[string]) []byte {
+// appendSeq appends the field name with the strings of seq as a JSON
+// list, each masked as field f of m (m nil: as they are).
+func appendSeq(dst []byte, name string, seq iter.Seq[string], m *masker, f maskField) []byte {
 	dst = append(dst, ',', '"')
 	dst = append(dst, name...)
 	dst = append(dst, '"', ':', '[')
@@ -233,7 +258,7 @@ func appendSeq(dst []byte, name string, seq iter.Seq[string]) []byte {
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = appendString(dst, s)
+		dst = m.value(dst, f, s)
 	}
 	return append(dst, ']')
 }

@@ -81,10 +81,14 @@ const (
 	DropDeadline
 	// DropClosed: the Logger was closed.
 	DropClosed
+	// DropSinkFull: the record reached the buffer and a sink, but that
+	// sink's own bounded buffer (the OTLP sink's, while its collector is
+	// unreachable) had no room for it. Other sinks still wrote it.
+	DropSinkFull
 	NumDropReasons
 )
 
-var reasonNames = [NumDropReasons]string{DropBufferFull: "buffer_full", DropCallerShare: "caller_share", DropDeadline: "deadline", DropClosed: "closed"}
+var reasonNames = [NumDropReasons]string{DropBufferFull: "buffer_full", DropCallerShare: "caller_share", DropDeadline: "deadline", DropClosed: "closed", DropSinkFull: "sink_full"}
 
 // String returns the reason as the metric label writes it, e.g.
 // "buffer_full".
@@ -138,6 +142,11 @@ type Options struct {
 	Observer Observer
 	// Logger receives sink errors (rate-limited); default slog.Default().
 	Logger *slog.Logger
+	// Mask drops or hashes record fields in every record, before any sink
+	// sees it (see ParseMask). MaskKey is the HMAC key of MaskHash rules,
+	// at least MinMaskKeyBytes.
+	Mask    []MaskRule
+	MaskKey []byte
 }
 
 // Validate reports every invalid option, each with the fix.
@@ -160,6 +169,9 @@ func (o *Options) Validate() error {
 	}
 	if o.FlushInterval < 0 {
 		errs = append(errs, fmt.Errorf("audit: FlushInterval %v is negative: use 0 for the default (%v)", o.FlushInterval, DefaultFlushInterval))
+	}
+	if err := ValidateMask(o.Mask, o.MaskKey); err != nil {
+		errs = append(errs, err)
 	}
 	for i, s := range o.Sinks {
 		if s == nil {
@@ -213,6 +225,7 @@ type Logger struct {
 	block       bool
 	sinks       []Sink
 	observer    Observer
+	mask        *masker
 	log         *slog.Logger
 	seed        maphash.Seed
 	// sampleAll writes every allow; otherwise an allow is written when a
@@ -285,7 +298,12 @@ func New(opts Options) (*Logger, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	mask, err := newMasker(opts.Mask, opts.MaskKey)
+	if err != nil {
+		return nil, err
+	}
 	l := &Logger{
+		mask:       mask,
 		allow:      newLane(RecordAllow, opts.BufferSize, !opts.NoCallerShare),
 		deny:       newLane(RecordDeny, opts.DenyBufferSize, !opts.NoCallerShare),
 		admin:      make(chan Event, DefaultAdminBufferSize),
@@ -458,7 +476,8 @@ func (l *Logger) waitDrained(ctx context.Context) (DropReason, bool) {
 
 // Stats are the Logger's counters since it started.
 type Stats struct {
-	// Dropped events never reached the buffer (the sum of Drops). Written
+	// Dropped events never reached the buffer, or a sink's own buffer
+	// (the sum of Drops). Written
 	// records were accepted by every sink; Failed records a sink failed to
 	// write (and lost); SinkErrors counts failed sink calls.
 	Dropped, Written, Failed, SinkErrors uint64
@@ -629,9 +648,9 @@ func (l *Logger) handle() {
 		start := len(l.buf)
 		var m entryMeta
 		if ev.admin != nil {
-			l.buf, m.Entry = appendAdmin(l.buf, ev.admin)
+			l.buf, m.Entry = appendAdmin(l.buf, ev.admin, l.mask)
 		} else {
-			l.buf, m.Entry = appendDecision(l.buf, ev)
+			l.buf, m.Entry = appendDecision(l.buf, ev, l.mask)
 		}
 		m.start, m.end = start, len(l.buf)
 		l.metas = append(l.metas, m)
@@ -681,10 +700,26 @@ func (l *Logger) writeBatch() {
 
 // WriteError is a sink error that lost only some records of a batch, or
 // none (the sink holds them for a retry): Lost says how many were lost.
-// A plain error loses the whole batch.
+// A plain error loses the whole batch. Dropped are records, by kind, that
+// the sink's own bounded buffer had no room for (counted as drops with
+// reason sink_full, apart from Lost); a sink may report them from any
+// call, Flush included.
 type WriteError struct {
-	Err  error
-	Lost int
+	Err     error
+	Lost    int
+	Dropped [NumRecordKinds]int
+}
+
+// KindOf returns the kind of an encoded record, for a sink's drop
+// accounting.
+func KindOf(e *Entry) RecordKind {
+	switch {
+	case e.Type == "admin":
+		return RecordAdmin
+	case e.Allow:
+		return RecordAllow
+	}
+	return RecordDeny
 }
 
 func (e *WriteError) Error() string { return e.Err.Error() }
@@ -712,6 +747,13 @@ func (l *Logger) flushSinks() {
 func (l *Logger) sinkError(s Sink, op string, err error, records uint64) {
 	l.sinkErrors.Add(1)
 	l.failed.Add(records)
+	if we, ok := errors.AsType[*WriteError](err); ok {
+		for k, n := range we.Dropped {
+			if n > 0 {
+				l.drops[k][DropSinkFull].Add(uint64(n))
+			}
+		}
+	}
 	l.errs++
 	now := time.Now()
 	if now.Sub(l.lastErr) < errLogEvery {

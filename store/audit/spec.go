@@ -10,20 +10,22 @@ const (
 	KindStdout   = "stdout"
 	KindFile     = "file"
 	KindPostgres = "postgres"
+	KindOTLP     = "otlp"
 	KindOff      = "off"
 )
 
 // Destination is one sink named by a --audit specification.
 type Destination struct {
-	// Kind is KindStdout, KindFile or KindPostgres.
+	// Kind is KindStdout, KindFile, KindPostgres or KindOTLP.
 	Kind string
 	// Path is the file of a KindFile destination.
 	Path string
 }
 
 // ParseDestinations parses a --audit specification: "off", or a comma
-// separated list of "stdout", "file:PATH" and "postgres" (the store's
-// PostgreSQL database), e.g. "stdout,postgres". "off" returns none.
+// separated list of "stdout", "file:PATH", "postgres" (the store's
+// PostgreSQL database) and "otlp" (an OpenTelemetry collector), e.g.
+// "stdout,otlp". "off" returns none.
 func ParseDestinations(spec string) ([]Destination, error) {
 	spec = strings.TrimSpace(spec)
 	if spec == "" || spec == KindOff {
@@ -39,6 +41,8 @@ func ParseDestinations(spec string) ([]Destination, error) {
 			d = Destination{Kind: KindStdout}
 		case part == KindPostgres:
 			d = Destination{Kind: KindPostgres}
+		case part == KindOTLP:
+			d = Destination{Kind: KindOTLP}
 		case strings.HasPrefix(part, KindFile+":"):
 			d = Destination{Kind: KindFile, Path: strings.TrimPrefix(part, KindFile+":")}
 			if d.Path == "" {
@@ -49,7 +53,7 @@ func ParseDestinations(spec string) ([]Destination, error) {
 		case part == "":
 			return nil, fmt.Errorf("audit destinations %q: empty entry: separate destinations with single commas", spec)
 		default:
-			return nil, fmt.Errorf("audit destination %q is unknown: use stdout, file:PATH, postgres or off (several separated by commas)", part)
+			return nil, fmt.Errorf("audit destination %q is unknown: use stdout, file:PATH, postgres, otlp or off (several separated by commas)", part)
 		}
 		key := d.Kind + ":" + d.Path
 		if seen[key] {
