@@ -141,6 +141,13 @@ type Config struct {
 	// decision.MinDPoPNonceSecretBytes bytes, the same on every replica.
 	// A policy that requires nonces does not load without it.
 	DPoPNonceSecret []byte
+	// DPoPReplay is the DPoP replay cache shared by the replicas of a
+	// deployment (store.ReplayCacheProvider: PostgreSQL). The server puts
+	// its own cache in memory in front of it (decision.LayeredReplayCache),
+	// so a proof seen here is refused without a round trip. When nil, the
+	// cache in memory is all: right for one process (the bbolt store, no
+	// store), not for replicas behind one load balancer.
+	DPoPReplay decision.ReplayCache
 	// KeyStartupTimeout, when positive, makes NewServer fail if some
 	// issuer's key set has not been loaded within it (a JWKS endpoint down
 	// at start). Zero, the default, starts anyway: the server is
