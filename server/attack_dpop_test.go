@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/server/authzen"
 )
 
 // The DPoP attack list (RFC 9449): each forged, misdirected or reused proof
@@ -168,6 +171,52 @@ func TestAttackDPoPForwardAuth(t *testing.T) {
 				t.Fatalf("status %d, want 200: %s", w.Code, w.Body)
 			}
 			checkDPoPChallenge(t, a, w.Header().Get("X-Scopegate-Reason"), w.Header().Get("Www-Authenticate"))
+		})
+	}
+}
+
+// TestAttackDPoPAuthZEN sends the attack list through the AuthZEN
+// evaluation API, the token and proof as subject properties and the
+// scheme and host as resource properties: every case gets the reason and
+// challenge it gets through forward-auth. Two proof headers are sent as a
+// PEP that combines header lines would send them, joined by a comma.
+func TestAttackDPoPAuthZEN(t *testing.T) {
+	e := startAttackServer(t, "attack-policy.yaml", nil)
+	h := e.srv.HTTPHandler()
+	for _, a := range dpopAttacks(t, e) {
+		t.Run(a.name, func(t *testing.T) {
+			authz, proofs := a.build(t)
+			typ, tok, _ := strings.Cut(authz, " ")
+			props := map[string]any{"token": tok, "token_type": typ}
+			if len(proofs) > 0 {
+				props["dpop"] = strings.Join(proofs, ", ")
+			}
+			body, err := json.Marshal(map[string]any{
+				"subject":  map[string]any{"type": "user", "properties": props},
+				"action":   map[string]any{"name": "GET"},
+				"resource": map[string]any{"type": "http_path", "id": "/orders/1", "properties": map[string]any{"host": "api.test", "scheme": "https"}},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := httptest.NewRequest("POST", authzen.EvaluationPath, bytes.NewReader(body))
+			r.Header.Set("Content-Type", "application/json")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != http.StatusOK {
+				t.Fatalf("status %d, want 200: %s", w.Code, w.Body)
+			}
+			var resp authzen.Response
+			if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil || resp.Context == nil {
+				t.Fatalf("response %s: %v", w.Body, err)
+			}
+			if resp.Decision != (a.want == decision.OK) {
+				t.Fatalf("decision %v for %s: %s", resp.Decision, a.want, w.Body)
+			}
+			if a.want != decision.OK && resp.Context.HTTPStatus != a.want.HTTPStatus() {
+				t.Fatalf("http_status %d, want %d", resp.Context.HTTPStatus, a.want.HTTPStatus())
+			}
+			checkDPoPChallenge(t, a, resp.Context.Reason, resp.Context.WWWAuthenticate)
 		})
 	}
 }
