@@ -148,6 +148,10 @@ type Config struct {
 	// cache in memory is all: right for one process (the bbolt store, no
 	// store), not for replicas behind one load balancer.
 	DPoPReplay decision.ReplayCache
+	// DPoPReplayCacheBytes bounds the in-process DPoP replay cache (0:
+	// decision.DefaultReplayCacheBytes, 16 MiB, about 130,000 proofs in
+	// the window).
+	DPoPReplayCacheBytes int64
 	// KeyStartupTimeout, when positive, makes NewServer fail if some
 	// issuer's key set has not been loaded within it (a JWKS endpoint down
 	// at start). Zero, the default, starts anyway: the server is

@@ -162,7 +162,7 @@ func newServer(cfg Config, announce bool) (_ *Server, err error) {
 	s.ownersCache = ownersCache // closed by closeBackground
 	var replay decision.ReplayCache
 	if cfg.DPoPReplay != nil {
-		replay = &decision.LayeredReplayCache{Local: decision.NewMemReplayCache(0, cfg.Clock), Shared: cfg.DPoPReplay}
+		replay = &decision.LayeredReplayCache{Local: decision.NewMemReplayCache(cfg.DPoPReplayCacheBytes, cfg.Clock), Shared: cfg.DPoPReplay}
 	}
 	s.engine, err = decision.NewEngine(pol, decision.Options{
 		Clock:                cfg.Clock,
@@ -175,6 +175,7 @@ func newServer(cfg Config, announce bool) (_ *Server, err error) {
 		Introspector:         s.introspector,
 		DPoPNonceSecret:      cfg.DPoPNonceSecret,
 		Replay:               replay,
+		ReplayCacheBytes:     cfg.DPoPReplayCacheBytes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start decision engine: %w", err)
