@@ -11,6 +11,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/decisiontest"
+	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
 	"github.com/scopegate/scopegate/server/authzen"
 )
 
@@ -217,6 +218,34 @@ func TestAttackDPoPAuthZEN(t *testing.T) {
 				t.Fatalf("http_status %d, want %d", resp.Context.HTTPStatus, a.want.HTTPStatus())
 			}
 			checkDPoPChallenge(t, a, resp.Context.Reason, resp.Context.WWWAuthenticate)
+		})
+	}
+}
+
+// TestAttackDPoPCheckRPC sends the attack list through scopegate's own
+// Check RPC, the scheme in its scheme field (a header saying otherwise is
+// overruled) and the proofs as dpop headers (two spelled apart by case).
+func TestAttackDPoPCheckRPC(t *testing.T) {
+	e := startAttackServer(t, "attack-policy.yaml", nil)
+	client := scopegatev1.NewAuthorizerClient(e.conn)
+	for _, a := range dpopAttacks(t, e) {
+		t.Run(a.name, func(t *testing.T) {
+			authz, proofs := a.build(t)
+			hdr := map[string]string{"authorization": authz, "x-forwarded-proto": "http"}
+			for i, p := range proofs {
+				hdr[[]string{"dpop", "DPoP"}[i]] = p
+			}
+			resp, err := client.Check(atkCtx(t), &scopegatev1.CheckRequest{Method: "GET", Path: "/orders/1", Host: "api.test", Scheme: "https", Headers: hdr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.GetAllow() != (a.want == decision.OK) || len(resp.GetReasons()) == 0 {
+				t.Fatalf("allow %v, reasons %v; want %s", resp.GetAllow(), resp.GetReasons(), a.want)
+			}
+			if a.want != decision.OK && resp.GetHttpStatus() != int32(a.want.HTTPStatus()) {
+				t.Fatalf("http_status %d, want %d", resp.GetHttpStatus(), a.want.HTTPStatus())
+			}
+			checkDPoPChallenge(t, a, resp.GetReasons()[0].GetCode(), resp.GetWwwAuthenticate())
 		})
 	}
 }
