@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -298,5 +300,60 @@ func BenchmarkReplayClaimLocalHit(b *testing.B) {
 		if replayed, err := rc.Claim(ctx, k, exp); !replayed || err != nil {
 			b.Fatal(replayed, err)
 		}
+	}
+}
+
+// TestReplayClaimBoundedWhenTheDatabaseHangs: a server that accepts
+// connections and never answers (a hung or overloaded PostgreSQL) makes a
+// claim fail within DefaultReplayClaimTimeout, and the DPoP decision is
+// dpop_replay_unavailable: never an allow, never a request held.
+func TestReplayClaimBoundedWhenTheDatabaseHangs(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var mu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		lis.Close()
+		<-done
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	db, err := postgres.Open(context.Background(), "postgres://scopegate@"+lis.Addr().String()+"/db?sslmode=disable", store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+
+	const slack = 400 * time.Millisecond
+	start := time.Now()
+	_, err = db.ReplayCache().Claim(context.Background(), randomKey(t), time.Now().Add(time.Minute))
+	if took := time.Since(start); err == nil || took > postgres.DefaultReplayClaimTimeout+slack {
+		t.Fatalf("claim against a hung server: %v after %s; want an error within %s", err, took, postgres.DefaultReplayClaimTimeout)
+	}
+
+	f, engine := newReplicaFixture(t)
+	e := engine(db.ReplayCache())
+	start = time.Now()
+	d := e.Decide(context.Background(), f.request(t))
+	if took := time.Since(start); d.Code != decision.DPoPReplayUnavailable || took > postgres.DefaultReplayClaimTimeout+slack {
+		t.Fatalf("decision against a hung server: %s after %s; want dpop_replay_unavailable within %s", d.Code, took, postgres.DefaultReplayClaimTimeout)
 	}
 }
