@@ -249,3 +249,35 @@ func TestAttackDPoPCheckRPC(t *testing.T) {
 		})
 	}
 }
+
+// TestAuthZENBatchDPoPReplay: each evaluation of a batch is a request of
+// its own, so one proof given to two items is accepted once.
+func TestAuthZENBatchDPoPReplay(t *testing.T) {
+	e := startAttackServer(t, "attack-policy.yaml", nil)
+	valid := dpopAttacks(t, e)[0]
+	if valid.want != decision.OK {
+		t.Fatalf("the first attack case is %q, want the valid proof", valid.name)
+	}
+	authz, proofs := valid.build(t)
+	item := map[string]any{
+		"subject":  map[string]any{"type": "user", "properties": map[string]any{"token": strings.TrimPrefix(authz, "DPoP "), "dpop": proofs[0]}},
+		"action":   map[string]any{"name": "GET"},
+		"resource": map[string]any{"type": "http_path", "id": "/orders/1", "properties": map[string]any{"host": "api.test", "scheme": "https"}},
+	}
+	body, err := json.Marshal(map[string]any{"evaluations": []any{item, item}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("POST", authzen.EvaluationsPath, bytes.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	e.srv.HTTPHandler().ServeHTTP(w, r)
+	var resp authzen.EvaluationsResponse
+	if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil || w.Code != http.StatusOK || len(resp.Evaluations) != 2 {
+		t.Fatalf("status %d, %s: %v", w.Code, w.Body, err)
+	}
+	first, second := resp.Evaluations[0], resp.Evaluations[1]
+	if !first.Decision || second.Decision || second.Context.Reason != decision.DPoPProofReplayed.String() {
+		t.Fatalf("batch answers %+v, %+v; want allow, then dpop_proof_replayed", first.Context, second.Context)
+	}
+}
