@@ -124,3 +124,23 @@ func (c *MemReplayCache) Len() int {
 	defer c.mu.Unlock()
 	return len(c.seen)
 }
+
+// LayeredReplayCache puts a cache of this process in front of one shared
+// by the replicas (store/postgres). A proof this replica has seen is a
+// replay without a round trip; a new one is claimed in the shared cache as
+// well, which alone can tell that another replica accepted it. The shared
+// cache's answer decides: its error is the engine's
+// dpop_replay_unavailable, never an allow.
+type LayeredReplayCache struct {
+	Local  *MemReplayCache
+	Shared ReplayCache
+}
+
+// Claim implements ReplayCache. A full local cache is skipped, not an
+// error: the shared cache still records every proof.
+func (c *LayeredReplayCache) Claim(ctx context.Context, key ReplayKey, expires time.Time) (bool, error) {
+	if replayed, err := c.Local.Claim(ctx, key, expires); err == nil && replayed {
+		return true, nil
+	}
+	return c.Shared.Claim(ctx, key, expires)
+}

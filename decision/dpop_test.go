@@ -331,6 +331,61 @@ func TestMemReplayCache(t *testing.T) {
 	}
 }
 
+// sharedReplay is a shared replay cache in memory that counts its calls
+// and can be made to fail.
+type sharedReplay struct {
+	seen  map[decision.ReplayKey]bool
+	calls int
+	err   error
+}
+
+func (s *sharedReplay) Claim(_ context.Context, key decision.ReplayKey, _ time.Time) (bool, error) {
+	s.calls++
+	if s.err != nil {
+		return false, s.err
+	}
+	if s.seen[key] {
+		return true, nil
+	}
+	s.seen[key] = true
+	return false, nil
+}
+
+func TestLayeredReplayCache(t *testing.T) {
+	now := time.Unix(1000, 0)
+	clock := func() time.Time { return now }
+	exp := now.Add(time.Minute)
+	ctx := context.Background()
+	key := func(b byte) decision.ReplayKey { return decision.ReplayKey{b} }
+	shared := &sharedReplay{seen: map[decision.ReplayKey]bool{}}
+	c := &decision.LayeredReplayCache{Local: decision.NewMemReplayCache(2*128, clock), Shared: shared}
+
+	if replayed, err := c.Claim(ctx, key(1), exp); replayed || err != nil || shared.calls != 1 {
+		t.Fatalf("new key: %v, %v, %d shared calls; want new, one call", replayed, err, shared.calls)
+	}
+	// Seen here: a replay without asking the shared cache.
+	if replayed, err := c.Claim(ctx, key(1), exp); !replayed || err != nil || shared.calls != 1 {
+		t.Fatalf("local replay: %v, %v, %d shared calls; want replayed, no new call", replayed, err, shared.calls)
+	}
+	// Seen by another replica only: the shared cache says replay.
+	shared.seen[key(2)] = true
+	if replayed, err := c.Claim(ctx, key(2), exp); !replayed || err != nil {
+		t.Fatalf("replay seen by another replica: %v, %v", replayed, err)
+	}
+	// The local cache is full now; the shared cache still decides.
+	if replayed, err := c.Claim(ctx, key(3), exp); replayed || err != nil {
+		t.Fatalf("new key with the local cache full: %v, %v", replayed, err)
+	}
+	if replayed, err := c.Claim(ctx, key(3), exp); !replayed || err != nil {
+		t.Fatalf("replay with the local cache full: %v, %v", replayed, err)
+	}
+	// The shared cache down: an error, never a new proof accepted.
+	shared.err = errors.New("store down")
+	if replayed, err := c.Claim(ctx, key(4), exp); err == nil {
+		t.Fatalf("shared cache down: %v, nil error; want its error", replayed)
+	}
+}
+
 const dpopNoncePolicy = dpopPolicy + `  nonce: required
 `
 

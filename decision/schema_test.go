@@ -568,3 +568,36 @@ func TestPolicyDocCoversFields(t *testing.T) {
 	}
 	walk(policyFileType, "")
 }
+
+// TestPolicyDocWholeExamples compiles every ```yaml block of
+// docs/policy.md that is a whole policy file (it sets version), so the
+// examples given for each kind of token load as they stand.
+func TestPolicyDocWholeExamples(t *testing.T) {
+	doc, err := os.ReadFile(policyDocPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for rest := string(doc); ; {
+		var block string
+		var ok bool
+		if _, rest, ok = strings.Cut(rest, "```yaml\n"); !ok {
+			break
+		}
+		block, rest, _ = strings.Cut(rest, "```")
+		if !strings.Contains("\n"+block, "\nversion: ") {
+			continue
+		}
+		n++
+		if _, _, probs := parsePolicyFile([]byte(block), "policy.yaml"); len(probs) > 0 {
+			t.Errorf("example %d of %s has problems: %v\n%s", n, policyDocPath, probs, block)
+			continue
+		}
+		if _, err := Compile([]byte(block), "policy.yaml", CompileOptions{}); err != nil {
+			t.Errorf("example %d of %s does not compile: %v\n%s", n, policyDocPath, err, block)
+		}
+	}
+	if n < 3 {
+		t.Fatalf("%s has %d whole policy examples; want one for each kind of token (JWT, opaque, DPoP)", policyDocPath, n)
+	}
+}

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,6 +11,8 @@ import (
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/decisiontest"
+	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
+	"github.com/scopegate/scopegate/server/authzen"
 )
 
 // The DPoP attack list (RFC 9449): each forged, misdirected or reused proof
@@ -169,5 +173,111 @@ func TestAttackDPoPForwardAuth(t *testing.T) {
 			}
 			checkDPoPChallenge(t, a, w.Header().Get("X-Scopegate-Reason"), w.Header().Get("Www-Authenticate"))
 		})
+	}
+}
+
+// TestAttackDPoPAuthZEN sends the attack list through the AuthZEN
+// evaluation API, the token and proof as subject properties and the
+// scheme and host as resource properties: every case gets the reason and
+// challenge it gets through forward-auth. Two proof headers are sent as a
+// PEP that combines header lines would send them, joined by a comma.
+func TestAttackDPoPAuthZEN(t *testing.T) {
+	e := startAttackServer(t, "attack-policy.yaml", nil)
+	h := e.srv.HTTPHandler()
+	for _, a := range dpopAttacks(t, e) {
+		t.Run(a.name, func(t *testing.T) {
+			authz, proofs := a.build(t)
+			typ, tok, _ := strings.Cut(authz, " ")
+			props := map[string]any{"token": tok, "token_type": typ}
+			if len(proofs) > 0 {
+				props["dpop"] = strings.Join(proofs, ", ")
+			}
+			body, err := json.Marshal(map[string]any{
+				"subject":  map[string]any{"type": "user", "properties": props},
+				"action":   map[string]any{"name": "GET"},
+				"resource": map[string]any{"type": "http_path", "id": "/orders/1", "properties": map[string]any{"host": "api.test", "scheme": "https"}},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := httptest.NewRequest("POST", authzen.EvaluationPath, bytes.NewReader(body))
+			r.Header.Set("Content-Type", "application/json")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != http.StatusOK {
+				t.Fatalf("status %d, want 200: %s", w.Code, w.Body)
+			}
+			var resp authzen.Response
+			if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil || resp.Context == nil {
+				t.Fatalf("response %s: %v", w.Body, err)
+			}
+			if resp.Decision != (a.want == decision.OK) {
+				t.Fatalf("decision %v for %s: %s", resp.Decision, a.want, w.Body)
+			}
+			if a.want != decision.OK && resp.Context.HTTPStatus != a.want.HTTPStatus() {
+				t.Fatalf("http_status %d, want %d", resp.Context.HTTPStatus, a.want.HTTPStatus())
+			}
+			checkDPoPChallenge(t, a, resp.Context.Reason, resp.Context.WWWAuthenticate)
+		})
+	}
+}
+
+// TestAttackDPoPCheckRPC sends the attack list through scopegate's own
+// Check RPC, the scheme in its scheme field (a header saying otherwise is
+// overruled) and the proofs as dpop headers (two spelled apart by case).
+func TestAttackDPoPCheckRPC(t *testing.T) {
+	e := startAttackServer(t, "attack-policy.yaml", nil)
+	client := scopegatev1.NewAuthorizerClient(e.conn)
+	for _, a := range dpopAttacks(t, e) {
+		t.Run(a.name, func(t *testing.T) {
+			authz, proofs := a.build(t)
+			hdr := map[string]string{"authorization": authz, "x-forwarded-proto": "http"}
+			for i, p := range proofs {
+				hdr[[]string{"dpop", "DPoP"}[i]] = p
+			}
+			resp, err := client.Check(atkCtx(t), &scopegatev1.CheckRequest{Method: "GET", Path: "/orders/1", Host: "api.test", Scheme: "https", Headers: hdr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.GetAllow() != (a.want == decision.OK) || len(resp.GetReasons()) == 0 {
+				t.Fatalf("allow %v, reasons %v; want %s", resp.GetAllow(), resp.GetReasons(), a.want)
+			}
+			if a.want != decision.OK && resp.GetHttpStatus() != int32(a.want.HTTPStatus()) {
+				t.Fatalf("http_status %d, want %d", resp.GetHttpStatus(), a.want.HTTPStatus())
+			}
+			checkDPoPChallenge(t, a, resp.GetReasons()[0].GetCode(), resp.GetWwwAuthenticate())
+		})
+	}
+}
+
+// TestAuthZENBatchDPoPReplay: each evaluation of a batch is a request of
+// its own, so one proof given to two items is accepted once.
+func TestAuthZENBatchDPoPReplay(t *testing.T) {
+	e := startAttackServer(t, "attack-policy.yaml", nil)
+	valid := dpopAttacks(t, e)[0]
+	if valid.want != decision.OK {
+		t.Fatalf("the first attack case is %q, want the valid proof", valid.name)
+	}
+	authz, proofs := valid.build(t)
+	item := map[string]any{
+		"subject":  map[string]any{"type": "user", "properties": map[string]any{"token": strings.TrimPrefix(authz, "DPoP "), "dpop": proofs[0]}},
+		"action":   map[string]any{"name": "GET"},
+		"resource": map[string]any{"type": "http_path", "id": "/orders/1", "properties": map[string]any{"host": "api.test", "scheme": "https"}},
+	}
+	body, err := json.Marshal(map[string]any{"evaluations": []any{item, item}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("POST", authzen.EvaluationsPath, bytes.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	e.srv.HTTPHandler().ServeHTTP(w, r)
+	var resp authzen.EvaluationsResponse
+	if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil || w.Code != http.StatusOK || len(resp.Evaluations) != 2 {
+		t.Fatalf("status %d, %s: %v", w.Code, w.Body, err)
+	}
+	first, second := resp.Evaluations[0], resp.Evaluations[1]
+	if !first.Decision || second.Decision || second.Context.Reason != decision.DPoPProofReplayed.String() {
+		t.Fatalf("batch answers %+v, %+v; want allow, then dpop_proof_replayed", first.Context, second.Context)
 	}
 }

@@ -75,6 +75,7 @@ func requestFromAuthorizer(req *scopegatev1.CheckRequest, out *decision.Request)
 		Environment:       req.GetEnvironment(),
 		ClientCertificate: req.GetClientCertificate(),
 		Host:              req.GetHost(),
+		Scheme:            req.GetScheme(),
 		RequestID:         req.GetRequestId(),
 	}
 	if attrs := req.GetAttributes(); len(attrs) > 0 {
@@ -99,8 +100,11 @@ func requestFromAuthorizer(req *scopegatev1.CheckRequest, out *decision.Request)
 			out.DPoP = v
 			out.DPoPCount++
 		case equalFoldASCII(k, "x-forwarded-proto") || k == ":scheme":
-			// The scheme a DPoP proof's htu is checked against.
-			out.Scheme = v
+			// The scheme a DPoP proof's htu is checked against, unless
+			// the scheme field names it.
+			if req.GetScheme() == "" {
+				out.Scheme = v
+			}
 		case decision.IsMethodOverrideHeader(k):
 			out.AddMethodOverride(v)
 		}

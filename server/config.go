@@ -141,6 +141,17 @@ type Config struct {
 	// decision.MinDPoPNonceSecretBytes bytes, the same on every replica.
 	// A policy that requires nonces does not load without it.
 	DPoPNonceSecret []byte
+	// DPoPReplay is the DPoP replay cache shared by the replicas of a
+	// deployment (store.ReplayCacheProvider: PostgreSQL). The server puts
+	// its own cache in memory in front of it (decision.LayeredReplayCache),
+	// so a proof seen here is refused without a round trip. When nil, the
+	// cache in memory is all: right for one process (the bbolt store, no
+	// store), not for replicas behind one load balancer.
+	DPoPReplay decision.ReplayCache
+	// DPoPReplayCacheBytes bounds the in-process DPoP replay cache (0:
+	// decision.DefaultReplayCacheBytes, 16 MiB, about 130,000 proofs in
+	// the window).
+	DPoPReplayCacheBytes int64
 	// KeyStartupTimeout, when positive, makes NewServer fail if some
 	// issuer's key set has not been loaded within it (a JWKS endpoint down
 	// at start). Zero, the default, starts anyway: the server is

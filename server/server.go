@@ -172,6 +172,10 @@ func newServer(cfg Config, announce bool) (_ *Server, err error) {
 		return nil, fmt.Errorf("ownership cache: %w", err)
 	}
 	s.ownersCache = ownersCache // closed by closeBackground
+	var replay decision.ReplayCache
+	if cfg.DPoPReplay != nil {
+		replay = &decision.LayeredReplayCache{Local: decision.NewMemReplayCache(cfg.DPoPReplayCacheBytes, cfg.Clock), Shared: cfg.DPoPReplay}
+	}
 	s.engine, err = decision.NewEngine(pol, decision.Options{
 		Clock:                cfg.Clock,
 		TokenCacheBytes:      cfg.TokenCacheBytes,
@@ -182,6 +186,8 @@ func newServer(cfg Config, announce bool) (_ *Server, err error) {
 		Keys:                 s.keys,
 		Introspector:         s.introspector,
 		DPoPNonceSecret:      cfg.DPoPNonceSecret,
+		Replay:               replay,
+		ReplayCacheBytes:     cfg.DPoPReplayCacheBytes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start decision engine: %w", err)

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 
+	"github.com/scopegate/scopegate/decision"
+
 	"github.com/scopegate/scopegate/store/audit"
 	"github.com/scopegate/scopegate/store/usage"
 )
@@ -39,4 +41,12 @@ type AuditReader interface {
 	// ReadAudit calls fn with each decision record q selects, oldest
 	// first. ok is false when the backend holds no audit log at all.
 	ReadAudit(ctx context.Context, q audit.Query, fn func(*audit.Record) error) (ok bool, err error)
+}
+
+// ReplayCacheProvider is a backend that can hold the DPoP replay cache for
+// every replica that shares it (PostgreSQL). A single-process backend (the
+// bbolt file) has none: the engine's cache in memory is already all there
+// is to share.
+type ReplayCacheProvider interface {
+	ReplayCache() decision.ReplayCache
 }

@@ -175,8 +175,11 @@ type Config struct {
 	// Opaque sends opaque tokens, issued by a stub authorization server
 	// in this process and introspected by the in-process scopegate.
 	Opaque bool
+	// DPoP adds the dpop shape (ShapeDPoP): DPoP-bound tokens, each request
+	// with a fresh proof signed before the run.
+	DPoP bool
 	// introspection is the generated issuer's introspection block (set by
-	// Run with Opaque).
+	// Run with Opaque) and, with the dpop shape, the policy's dpop block.
 	introspection string
 	// Out receives the human-readable report; nil discards it.
 	Out io.Writer
@@ -243,6 +246,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.RSS, "rss", c.RSS, "report resident memory and Go heap after the run, and per cached token (in-process server)")
 	fs.StringVar(&c.WritePolicy, "write-policy", c.WritePolicy, "write the generated policy and JWKS to this directory and exit")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of token picks and the mix")
+	fs.BoolVar(&c.DPoP, "dpop", c.DPoP, "also measure the dpop shape: DPoP-bound tokens with a fresh ES256 proof per request (signed before the run) vs the same tokens as cached Bearer")
 	fs.BoolVar(&c.Opaque, "opaque", c.Opaque, "send opaque tokens that the in-process scopegate introspects at a stub authorization server in this process (badsig becomes a token the server never issued)")
 }
 
@@ -350,6 +354,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Opaque && c.Mint == MintInline {
 		bad("--opaque issues its tokens at the stub before the run: drop --mint inline")
+	}
+	if c.has(ShapeDPoP) && (c.Opaque || c.API != APIEnvoy) {
+		bad("--dpop (shape dpop) is measured over ext_authz with JWTs: drop --opaque and --api")
 	}
 	if c.Opaque && c.WritePolicy != "" {
 		bad("--opaque needs the stub authorization server of a run: drop --write-policy")

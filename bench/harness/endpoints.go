@@ -20,6 +20,8 @@ type endpoints struct {
 	// prime is the ext_authz endpoint through which every series primes
 	// the token cache.
 	prime *endpoint
+	// dpop is the bound tokens and proofs of the dpop shape.
+	dpop *dpopSet
 }
 
 // needsInproc reports whether the run needs scopegate in-process: without
@@ -121,6 +123,9 @@ func (e *endpoints) forSeries(shapeName, api string) (*endpoint, *endpoint, erro
 		return s, floor, err
 	case ShapeCold:
 		return sg, &endpoint{name: floorCached, conns: e.sgGRPC, verify: true}, nil
+	case ShapeDPoP:
+		sg.dpop = e.dpop
+		return sg, &endpoint{name: floorBearer, conns: e.sgGRPC, verify: true}, nil
 	case ShapeReload:
 		every := cfg.SoakReload
 		if every == 0 {

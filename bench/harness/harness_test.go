@@ -171,6 +171,34 @@ func TestRunOpaque(t *testing.T) {
 	}
 }
 
+// TestRunDPoP: the dpop shape sends DPoP-bound tokens, each request with a
+// proof of its own (a reused one would be dpop_proof_replayed, a wrong
+// verdict), against the same tokens as cached Bearer; every verdict is the
+// expected one, and every proof was signed before the rounds.
+func TestRunDPoP(t *testing.T) {
+	cfg := smallConfig(t)
+	cfg.API = APIEnvoy
+	cfg.DPoP = true
+	rep, out := runClean(t, cfg)
+	if len(rep.Results) != 2 || rep.Results[1].Shape != ShapeDPoP {
+		t.Fatalf("results %+v, want grpc then dpop", rep.Results)
+	}
+	d := rep.Results[1]
+	if d.Noop == nil || d.Noop.Server != floorBearer || d.Scopegate.Requests != uint64(cfg.Requests) || d.Noop.Requests != uint64(cfg.Requests) {
+		t.Fatalf("dpop result %+v / %+v, want %d requests each against the bearer floor", d.Scopegate, d.Noop, cfg.Requests)
+	}
+	if rep.DPoP == nil || rep.DPoP.Ahead < cfg.Requests || rep.DPoP.Inline != 0 {
+		t.Fatalf("dpop stats %+v, want every proof signed ahead", rep.DPoP)
+	}
+	if !strings.Contains(out, "DPoP proofs:") {
+		t.Errorf("the report does not show the proofs:\n%s", out)
+	}
+	cfg.API = APIScopegate
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--dpop") {
+		t.Errorf("--dpop with --api scopegate: %v", err)
+	}
+}
+
 func TestRunDecideAndReload(t *testing.T) {
 	cfg := smallConfig(t)
 	cfg.API = APIDecide
@@ -234,7 +262,7 @@ func TestWrongDecisionsAreCounted(t *testing.T) {
 func TestEncodersMatchTheTypes(t *testing.T) {
 	e := newEncoder(3, 1_790_000_000)
 	var got authv3.CheckRequest
-	if err := proto.Unmarshal(e.envoy("GET", "/svc1/items/7", "Bearer tok"), &got); err != nil {
+	if err := proto.Unmarshal(e.envoy("GET", "/svc1/items/7", "Bearer tok", ""), &got); err != nil {
 		t.Fatal(err)
 	}
 	a := got.GetAttributes()

@@ -36,6 +36,9 @@ type endpoint struct {
 	// http is an HTTP server under load (forward-auth, AuthZEN, nginx);
 	// nil for gRPC.
 	http *httpTarget
+	// dpop sends DPoP-bound tokens, each request with a fresh proof
+	// (the dpop shape).
+	dpop *dpopSet
 	// fresh sends never-seen tokens at the miss rate. The no-op gets a
 	// reused token of the same size instead: it does not verify anything,
 	// and the pool minted ahead is sized for scopegate's rounds only.
@@ -163,6 +166,7 @@ type request struct {
 	path   string
 	bearer string
 	fresh  bool
+	dpop   string // the DPoP proof header, or ""
 }
 
 // worker is one load goroutine: its own random source, encoder and
@@ -294,11 +298,16 @@ func (w *worker) runRPC(ctx context.Context, ep *endpoint, conn *grpc.ClientConn
 	var msg rawMessage
 	v := verdict{api: api}
 	for take() {
-		rq := w.pick(ep.fresh)
+		var rq request
+		if ep.dpop != nil {
+			rq = ep.dpop.take(w)
+		} else {
+			rq = w.pick(ep.fresh)
+		}
 		if api == APIScopegate {
 			msg.b = w.enc.scopegate(rq.method, rq.path, rq.bearer[len("Bearer "):])
 		} else {
-			msg.b = w.enc.envoy(rq.method, rq.path, rq.bearer)
+			msg.b = w.enc.envoy(rq.method, rq.path, rq.bearer, rq.dpop)
 		}
 		t0 := time.Now()
 		var err error
@@ -411,7 +420,7 @@ func (l *load) prime(ctx context.Context, ep *endpoint, api string) *phaseResult
 					msg.b = w.enc.scopegate(rq.method, rq.path, rq.bearer[len("Bearer "):])
 					err = ep.conns[i%len(ep.conns)].Invoke(ctx, scopegatev1.Authorizer_Check_FullMethodName, &msg, &v)
 				default:
-					msg.b = w.enc.envoy(rq.method, rq.path, rq.bearer)
+					msg.b = w.enc.envoy(rq.method, rq.path, rq.bearer, "")
 					err = ep.conns[i%len(ep.conns)].Invoke(ctx, authv3.Authorization_Check_FullMethodName, &msg, &v)
 				}
 				w.record(rq, time.Since(t0), err, ep.verify, v.check)

@@ -235,6 +235,8 @@ type minter struct {
 	routes  int
 	clients int
 	iat     int64
+	// jkt, when set, binds every token to that DPoP key (cnf.jkt).
+	jkt string
 }
 
 func newMinter(s *tokenmint.Signer, routes, clients int, now time.Time) (*minter, error) {
@@ -264,7 +266,11 @@ func (m *minter) mint(t int) (string, error) {
 	p = strconv.AppendInt(p, int64(t), 10)
 	p = append(p, '-')
 	p = strconv.AppendInt(p, m.iat, 36)
-	p = append(p, `","amr":["pwd","otp"],"tenant":"acme-corp","roles":["orders-viewer","catalog-reader"]}`...)
+	p = append(p, `","amr":["pwd","otp"],"tenant":"acme-corp","roles":["orders-viewer","catalog-reader"]`...)
+	if m.jkt != "" {
+		p = append(p, `,"cnf":{"jkt":"`+m.jkt+`"}`...)
+	}
+	p = append(p, '}')
 
 	input := make([]byte, 0, len(m.header)+base64.RawURLEncoding.EncodedLen(len(p))+400)
 	input = append(input, m.header...)

@@ -37,6 +37,8 @@ type Report struct {
 	Reloads           *ReloadStats `json:"reloads,omitempty"`
 	Memory            *MemoryStats `json:"memory,omitempty"`
 	Notes             []string     `json:"notes,omitempty"`
+	// DPoP is set with the dpop shape.
+	DPoP *DPoPStats `json:"dpop,omitempty"`
 	// Introspection is set with --opaque.
 	Introspection *IntrospectionStats `json:"introspection,omitempty"`
 	// Warnings name the figures the machine or the rounds' spread make
@@ -160,6 +162,15 @@ type Ratios struct {
 type CacheStats struct {
 	Hits   uint64 `json:"hits"`
 	Misses uint64 `json:"misses"`
+}
+
+// DPoPStats are the proofs of a run with the dpop shape: signed before
+// the rounds, and by the client during them when those ran out.
+type DPoPStats struct {
+	Ahead       int     `json:"signed_ahead"`
+	SignSeconds float64 `json:"sign_seconds"`
+	Inline      uint64  `json:"signed_inline"`
+	SignErrors  uint64  `json:"sign_errors,omitempty"`
 }
 
 // IntrospectionStats are the opaque-token lookups of an --opaque run:
@@ -358,6 +369,9 @@ func (r *Report) print(w io.Writer) {
 	if r.Introspection != nil {
 		fmt.Fprintf(w, "opaque tokens (whole run): %d cached, %d introspected, %d calls at the stub authorization server\n",
 			r.Introspection.Hits, r.Introspection.Misses, r.Introspection.Calls)
+	}
+	if r.DPoP != nil {
+		fmt.Fprintf(w, "DPoP proofs: %d signed before the rounds (%.1f s), %d by the client during them\n", r.DPoP.Ahead, r.DPoP.SignSeconds, r.DPoP.Inline)
 	}
 	if r.Reloads != nil {
 		fmt.Fprintf(w, "policy reloads: %d (%d failed)\n", r.Reloads.Reloads, r.Reloads.Failed)

@@ -80,6 +80,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	var dp *dpopSet
+	if cfg.has(ShapeDPoP) {
+		if cfg.Duration+cfg.Warmup > dpopRunLimit && cfg.Requests == 0 {
+			return nil, fmt.Errorf("--dpop signs its proofs at the start, and they are accepted for %v: use a shorter --duration", dpopRunLimit)
+		}
+		cfg.introspection += dpopYAML
+		fmt.Fprintf(progress, "minting %d DPoP-bound tokens...\n", cfg.Tokens)
+		if dp, err = newDPoPSet(m, cfg.Tokens); err != nil {
+			return nil, err
+		}
+	}
 	var as *introspecttest.AS
 	if cfg.Opaque {
 		as = startOpaqueAS(ss)
@@ -163,6 +174,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer eps.close()
 
 	l := newLoad(cfg, toks, now)
+	if dp != nil {
+		n := proofsNeeded(&cfg)
+		fmt.Fprintf(progress, "signing %d DPoP proofs (ES256)...\n", n)
+		t0 := time.Now()
+		if err := dp.fill(l, n, cfg.Seed^0xd909); err != nil {
+			return nil, err
+		}
+		rep.DPoP = &DPoPStats{Ahead: n, SignSeconds: time.Since(t0).Seconds()}
+		eps.dpop = dp
+	}
 	rep.LoadAvg.Start = loadAvg()
 	if w := loadWarning(rep.LoadAvg.Start, rep.CPUs); w != "" {
 		rep.warn(w)
@@ -194,6 +215,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Results = append(rep.Results, *ar)
 	}
 	rep.LoadAvg.End = loadAvg()
+	if dp != nil {
+		rep.DPoP.Inline, rep.DPoP.SignErrors = dp.inline.Load(), dp.errs.Load()
+		if rep.DPoP.Inline > 0 {
+			rep.note(strconv.FormatUint(rep.DPoP.Inline, 10) + " DPoP proofs were signed by the client during the rounds: the pool signed ahead ran out (use --requests)")
+		}
+	}
 	rep.MissPoolExhausted = toks.exhausted.Load()
 	rep.MintErrors = toks.mintErrs.Load()
 	if rep.MissPoolExhausted > 0 {
@@ -284,6 +311,12 @@ func runAPI(ctx context.Context, l *load, api string, sg, noop, primeEP *endpoin
 		pe, primeAPI = primeEP, APIEnvoy
 	}
 	prime := l.prime(ctx, pe, primeAPI)
+	if sg.dpop != nil && in != nil {
+		fmt.Fprintf(out, "[%s] priming %d DPoP-bound tokens...\n", api, len(sg.dpop.tokens))
+		if err := sg.dpop.prime(ctx, l, in.srv.Engine()); err != nil {
+			return nil, err
+		}
+	}
 	if in != nil {
 		in.srv.Engine().WaitTokenCache()
 	}
@@ -399,6 +432,10 @@ func startInproc(cfg *Config, ss map[string]*tokenmint.Signer) (*inproc, error) 
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError})),
 		TokenCacheSize:  cfg.TokenCacheSize,
 		TokenCacheBytes: cfg.TokenCacheBytes,
+	}
+	if cfg.has(ShapeDPoP) {
+		// Every proof of the run stays in the window: room for them all.
+		scfg.DPoPReplayCacheBytes = int64(proofsNeeded(cfg)+2*cfg.Tokens) * 256
 	}
 	if cfg.has(ShapeFull) {
 		if err := writeFileAtomic(p, in.policy(0)); err != nil {

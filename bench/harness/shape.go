@@ -30,6 +30,10 @@ const (
 	// ShapeReload is ext_authz with a policy reload every --soak-reload
 	// (1s by default) against the same server without reloads.
 	ShapeReload = "reload"
+	// ShapeDPoP is ext_authz over gRPC with DPoP-bound tokens, each request
+	// with a fresh proof, against the same server deciding the same
+	// tokens' unbound twins as Bearer (cached).
+	ShapeDPoP = "dpop"
 	// ShapeFull is ext_authz against the no-op gRPC server with every
 	// feature of the full example policy in use (see genPolicy), the audit
 	// log written to a file. It runs alone: it configures the in-process
@@ -42,6 +46,7 @@ const (
 	floorNoop   = "noop"      // a server that does no work
 	floorCached = "cached"    // scopegate, every token cached
 	floorStill  = "no-reload" // scopegate, no reloads
+	floorBearer = "bearer"    // scopegate, the same tokens unbound, as Bearer
 )
 
 // shape is what a load shape loads, against which floor, held to what.
@@ -65,6 +70,7 @@ var shapes = map[string]shape{
 	ShapeAuthZENBatch: {api: APIAuthZENBatch, floor: floorNoop, inproc: true, targets: []Target{{Metric: "rps", Op: ">=", Value: 0.9}}, about: "AuthZEN batch vs a no-op handler"},
 	ShapeCold:         {api: APIEnvoy, floor: floorCached, about: "ext_authz at --miss-rate vs every token cached (reported, no target: the cold decision's target is a Go benchmark)"},
 	ShapeFull:         {api: APIEnvoy, floor: floorNoop, targets: []Target{{Metric: "rps", Op: ">=", Value: 0.85}}, inproc: true, about: "ext_authz with every feature on vs a no-op gRPC server"},
+	ShapeDPoP:         {api: APIEnvoy, floor: floorBearer, inproc: true, about: "ext_authz with DPoP-bound tokens, a fresh proof each, vs the same tokens as cached Bearer (reported, no target: the issue's target is BenchmarkDPoP* in decision)"},
 	ShapeReload:       {api: APIEnvoy, floor: floorStill, targets: []Target{{Metric: "p99", Op: "<=", Value: 1.2}}, inproc: true, about: "ext_authz with a reload every second vs none"},
 }
 
@@ -73,7 +79,7 @@ var shapeOrder = []string{ShapeGRPC, ShapeForwardAuth, ShapeNginx, ShapeAuthZEN,
 
 // allShapes is every shape; "all" is shapeOrder, without ShapeFull,
 // which runs alone.
-var allShapes = append(slices.Clone(shapeOrder), ShapeFull)
+var allShapes = append(slices.Clone(shapeOrder), ShapeFull, ShapeDPoP)
 
 func shapeNames() string { return strings.Join(allShapes, ", ") }
 
@@ -111,12 +117,17 @@ func (l *ShapeList) String() string {
 	return strings.Join(*l, ",")
 }
 
-// shapes returns the shapes of the run, ShapeGRPC when none was given.
+// shapes returns the shapes of the run, ShapeGRPC when none was given,
+// and ShapeDPoP after them with --dpop.
 func (c *Config) shapes() []string {
-	if len(c.Shapes) == 0 {
-		return []string{ShapeGRPC}
+	out := c.Shapes
+	if len(out) == 0 {
+		out = []string{ShapeGRPC}
 	}
-	return c.Shapes
+	if c.DPoP && !slices.Contains(out, ShapeDPoP) {
+		out = append(slices.Clone(out), ShapeDPoP)
+	}
+	return out
 }
 
 func (c *Config) has(name string) bool { return slices.Contains(c.shapes(), name) }

@@ -107,8 +107,9 @@ func (e *encoder) nextRequestID() []byte {
 // envoy encodes an ext_authz CheckRequest as Envoy sends it: source and
 // destination addresses, the request time, the HTTP request's id, method,
 // path, host, scheme and protocol, and ten headers in the merged map.
-// bearer is the whole Authorization value ("Bearer ...").
-func (e *encoder) envoy(method, path, bearer string) []byte {
+// bearer is the whole Authorization value ("Bearer ..."); dpop, when not
+// "", the DPoP proof header.
+func (e *encoder) envoy(method, path, bearer, dpop string) []byte {
 	id := e.nextRequestID()
 	h := e.http[:0]
 	h = appendBytes(h, wire.HTTPID, id)
@@ -120,6 +121,9 @@ func (e *encoder) envoy(method, path, bearer string) []byte {
 	h = appendEntry(h, wire.HTTPHeaders, ":path", nil, path)
 	h = appendEntry(h, wire.HTTPHeaders, "x-request-id", id, "")
 	h = appendEntry(h, wire.HTTPHeaders, "authorization", nil, bearer)
+	if dpop != "" {
+		h = appendEntry(h, wire.HTTPHeaders, "dpop", nil, dpop)
+	}
 	h = appendString(h, wire.HTTPPath, path)
 	h = appendString(h, wire.HTTPHost, benchHost)
 	h = appendString(h, wire.HTTPScheme, "https")

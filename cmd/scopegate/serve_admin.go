@@ -31,7 +31,7 @@ type adminFlags struct {
 }
 
 func (a *adminFlags) define(fs *flag.FlagSet) {
-	fs.StringVar(&a.storeDSN, "store", "", "store: a postgres:// URL (shared by replicas: revocations, usage, audit) or a file path (embedded, this node only); empty keeps revocations in memory")
+	fs.StringVar(&a.storeDSN, "store", "", "store: a postgres:// URL (shared by replicas: revocations, usage, audit, DPoP replay cache) or a file path (embedded, this node only); empty keeps revocations in memory")
 	fs.StringVar(&a.adminAddr, "admin-addr", "", "address of the Admin API listener (revoke, reload, usage), e.g. 127.0.0.1:9193; empty disables it")
 	fs.StringVar(&a.adminScope, "admin-scope", server.DefaultAdminScope, "scope an Admin API bearer token must carry (from one of the policy's issuers)")
 	fs.Var(&a.adminIssuers, "admin-issuer", "only tokens of this issuer (exact iss, one of the policy's) are admin tokens; repeatable or comma-separated; unset accepts admin tokens from every issuer of the policy")
@@ -79,6 +79,12 @@ func (a *adminFlags) open(ctx context.Context, cfg *server.Config, log *slog.Log
 	}
 	cfg.Revocation.Store = st.Revocations()
 	cfg.Ownership = st.Ownership()
+	// PostgreSQL: replicas share the DPoP replay cache. The bbolt file is
+	// locked by one process, whose cache in memory already sees every
+	// proof.
+	if p, ok := st.(store.ReplayCacheProvider); ok {
+		cfg.DPoPReplay = p.ReplayCache()
+	}
 	return st, nil
 }
 

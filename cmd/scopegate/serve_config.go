@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/cmd/scopegate/settings"
+	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/server"
 )
 
@@ -66,6 +67,7 @@ type opsFlags struct {
 	logFormat            string
 	tokenCacheBytes      int64
 	tokenCacheSize       int64
+	dpopReplayBytes      int64
 	maxTokenBytes        int
 	maxRecvMsgSize       int
 	maxConcurrentStreams uint
@@ -82,6 +84,7 @@ func (o *opsFlags) define(fs *flag.FlagSet) {
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.Int64Var(&o.tokenCacheBytes, "token-cache-bytes", server.DefaultTokenCacheBytes, "heap the verified-token cache may hold, in bytes (at least 1 MiB)")
 	fs.Int64Var(&o.tokenCacheSize, "token-cache-size", server.DefaultTokenCacheSize, "optional extra bound on the token cache in entries; 0: none, --token-cache-bytes alone bounds it")
+	fs.Int64Var(&o.dpopReplayBytes, "dpop-replay-cache-bytes", decision.DefaultReplayCacheBytes, "memory the in-process DPoP replay cache may hold, in bytes (at least 1 MiB; 128 bytes a proof in its window; full, it refuses new proofs unless a PostgreSQL --store shares the cache)")
 	fs.IntVar(&o.maxTokenBytes, "max-token-bytes", server.DefaultMaxTokenBytes, "longest bearer token accepted, in bytes")
 	fs.IntVar(&o.maxRecvMsgSize, "max-recv-msg-size", server.DefaultMaxRecvMsgSize, "largest gRPC request accepted, in bytes")
 	fs.UintVar(&o.maxConcurrentStreams, "max-concurrent-streams", uint(server.DefaultMaxConcurrentStreams), "concurrent gRPC calls allowed per connection")
@@ -99,6 +102,8 @@ func (o *opsFlags) apply(cfg *server.Config) error {
 		return fmt.Errorf("--token-cache-bytes %d: give at least 1048576 (1 MiB) (default %d, 64 MiB)", o.tokenCacheBytes, server.DefaultTokenCacheBytes)
 	case o.tokenCacheSize < 0:
 		return fmt.Errorf("--token-cache-size %d: give a positive number of tokens, or 0 for no entry bound (default 0)", o.tokenCacheSize)
+	case o.dpopReplayBytes < 1<<20:
+		return fmt.Errorf("--dpop-replay-cache-bytes %d: give at least 1048576 (1 MiB) (default %d, 16 MiB)", o.dpopReplayBytes, int64(decision.DefaultReplayCacheBytes))
 	case o.maxTokenBytes <= 0:
 		return fmt.Errorf("--max-token-bytes %d: give a positive number of bytes (default %d)", o.maxTokenBytes, server.DefaultMaxTokenBytes)
 	case o.maxRecvMsgSize <= 0:
@@ -113,6 +118,7 @@ func (o *opsFlags) apply(cfg *server.Config) error {
 	cfg.MetricsAddr = o.metricsAddr
 	cfg.TokenCacheBytes = o.tokenCacheBytes
 	cfg.TokenCacheSize = o.tokenCacheSize
+	cfg.DPoPReplayCacheBytes = o.dpopReplayBytes
 	cfg.MaxTokenBytes = o.maxTokenBytes
 	cfg.MaxRecvMsgSize = o.maxRecvMsgSize
 	cfg.MaxConcurrentStreams = uint32(o.maxConcurrentStreams)
@@ -149,6 +155,7 @@ var serveFlagOf = map[string]string{
 	"Pprof":                 "pprof",
 	"TokenCacheSize":        "token-cache-size",
 	"TokenCacheBytes":       "token-cache-bytes",
+	"DPoPReplayCacheBytes":  "dpop-replay-cache-bytes",
 	"MaxTokenBytes":         "max-token-bytes",
 	"MaxRecvMsgSize":        "max-recv-msg-size",
 	"MaxConcurrentStreams":  "max-concurrent-streams",

@@ -7,6 +7,7 @@ import "github.com/scopegate/scopegate/decision/tokenmint"
 type (
 	Signer = tokenmint.Signer
 	Claims = tokenmint.Claims
+	Prover = tokenmint.Prover
 )
 
 // Key kinds (tokenmint.KindRSA, ...).
@@ -31,4 +32,7 @@ var (
 	ExampleSigner    = tokenmint.ExampleSigner
 	ExamplePath      = tokenmint.ExamplePath
 	FindModuleRoot   = tokenmint.FindModuleRoot
+	NewProver        = tokenmint.NewProver
+	ProverOf         = tokenmint.ProverOf
+	ATH              = tokenmint.ATH
 )

@@ -137,6 +137,7 @@ const (
 	SGRequestSourceAddress protowire.Number = 5
 	SGRequestRequestID     protowire.Number = 9
 	SGRequestHost          protowire.Number = 11
+	SGRequestScheme        protowire.Number = 12
 
 	SGResponseAllow      protowire.Number = 1
 	SGResponseReasons    protowire.Number = 2

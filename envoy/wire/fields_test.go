@@ -109,6 +109,7 @@ func TestFieldNumbersMatchDescriptors(t *testing.T) {
 		{wire.SGRequestSourceAddress, desc(&scopegatev1.CheckRequest{}), "source_address", protowire.BytesType},
 		{wire.SGRequestRequestID, desc(&scopegatev1.CheckRequest{}), "request_id", protowire.BytesType},
 		{wire.SGRequestHost, desc(&scopegatev1.CheckRequest{}), "host", protowire.BytesType},
+		{wire.SGRequestScheme, desc(&scopegatev1.CheckRequest{}), "scheme", protowire.BytesType},
 		{wire.SGResponseAllow, desc(&scopegatev1.CheckResponse{}), "allow", protowire.VarintType},
 		{wire.SGResponseReasons, desc(&scopegatev1.CheckResponse{}), "reasons", protowire.BytesType},
 		{wire.SGResponseHTTPStatus, desc(&scopegatev1.CheckResponse{}), "http_status", protowire.VarintType},

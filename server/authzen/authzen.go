@@ -50,6 +50,14 @@ type SubjectProps struct {
 	// ClientCertificate is the client's certificate, in any form the
 	// decision core reads (URL-encoded PEM, PEM, RFC 9440 ":base64:").
 	ClientCertificate string `json:"client_certificate,omitempty"`
+	// TokenType is how the client presented Token: "Bearer" (the
+	// default) or "DPoP" (RFC 9449: Authorization: DPoP <token>).
+	TokenType string `json:"token_type,omitempty"`
+	// DPoP is the request's DPoP proof header (RFC 9449), as the client
+	// sent it (several header lines joined by commas are refused, as
+	// RFC 9449 wants exactly one). It makes TokenType DPoP when TokenType
+	// is absent.
+	DPoP string `json:"dpop,omitempty"`
 }
 
 // Resource is an AuthZEN Resource.
@@ -65,6 +73,9 @@ type ResourceProps struct {
 	Path *string `json:"path,omitempty"`
 	// Host is the Host of the request.
 	Host string `json:"host,omitempty"`
+	// Scheme is the URI scheme the client used ("https"). With Host and
+	// Path it is the URI a DPoP proof's htu must name.
+	Scheme string `json:"scheme,omitempty"`
 }
 
 // Action is an AuthZEN Action.
@@ -238,7 +249,11 @@ func jsonKind(goKind string) string {
 //   - action.properties.method, else action.name → Method (upper-cased;
 //     it must be an HTTP method).
 //   - resource.properties.path, else resource.id when resource.type is
-//     "http_path" or "path" → Path. resource.properties.host → Host.
+//     "http_path" or "path" → Path. resource.properties.host → Host,
+//     resource.properties.scheme → Scheme.
+//   - subject.properties.dpop → the DPoP proof; with it (or with
+//     subject.properties.token_type "DPoP") the token is presented as
+//     "DPoP <token>", as a client sends a DPoP-bound token.
 //   - context must be an object if present; it is otherwise not read.
 func (ev *Evaluation) Request(field string, authorization []string, out *decision.Request) *Error {
 	*out = decision.Request{}
@@ -278,7 +293,7 @@ func (ev *Evaluation) Request(field string, authorization []string, out *decisio
 		return &Error{Field: field + "resource", Message: "names no request path: set resource.properties.path, or use resource.type \"http_path\" with the path as resource.id"}
 	}
 	if res.Properties != nil {
-		out.Host = res.Properties.Host
+		out.Host, out.Scheme = res.Properties.Host, res.Properties.Scheme
 	}
 
 	// Subject.
@@ -286,7 +301,11 @@ func (ev *Evaluation) Request(field string, authorization []string, out *decisio
 	switch {
 	case p != nil && p.Token != nil:
 		if *p.Token != "" {
-			out.Authorization, out.AuthorizationCount = "Bearer "+*p.Token, 1
+			scheme, err := p.scheme(field)
+			if err != nil {
+				return err
+			}
+			out.Authorization, out.AuthorizationCount = scheme+" "+*p.Token, 1
 		}
 	case len(authorization) > 0:
 		out.Authorization, out.AuthorizationCount = authorization[0], len(authorization)
@@ -300,8 +319,25 @@ func (ev *Evaluation) Request(field string, authorization []string, out *decisio
 			out.SourceIP = ip.Unmap()
 		}
 		out.ClientCertificate = p.ClientCertificate
+		if p.DPoP != "" {
+			out.DPoP, out.DPoPCount = p.DPoP, 1
+		}
 	}
 	return nil
+}
+
+// scheme returns the Authorization scheme the token was presented with:
+// DPoP when token_type says so, or when it is absent and a proof is given.
+func (p *SubjectProps) scheme(field string) (string, *Error) {
+	switch {
+	case p.TokenType == "" && p.DPoP != "", strings.EqualFold(p.TokenType, "DPoP"):
+		return "DPoP", nil
+	case p.TokenType == "", strings.EqualFold(p.TokenType, "Bearer"):
+		// With a proof too, as forward-auth takes Authorization: Bearer
+		// with a DPoP header: a DPoP-bound token is then dpop_downgrade.
+		return "Bearer", nil
+	}
+	return "", &Error{Field: field + "subject.properties.token_type", Message: strconv.Quote(clip(p.TokenType)) + " is not a token type scopegate reads: use \"Bearer\" or \"DPoP\""}
 }
 
 // httpMethod returns name as an HTTP method (upper-cased), or false when it
@@ -383,7 +419,10 @@ type Context struct {
 	// token lacks (or the alternatives of which it carries none): what the
 	// challenge's scope attribute names.
 	ScopesMissing []string `json:"scopes_missing,omitempty"`
-	PolicyVersion string   `json:"policy_version,omitempty"`
+	// DPoPNonce is, for a use_dpop_nonce deny, the nonce the client must
+	// put in its next proof: what a gateway sends as the DPoP-Nonce header.
+	DPoPNonce     string `json:"dpop_nonce,omitempty"`
+	PolicyVersion string `json:"policy_version,omitempty"`
 }
 
 // ErrorBody is an error: of a whole request (the HTTP answer's body)
@@ -426,6 +465,7 @@ func Result(d *decision.Decision, challenge string) Response {
 		c.ReasonUser = map[string]string{"en": code.Message()}
 		c.WWWAuthenticate = challenge
 		c.ScopesMissing = d.MissingScopes()
+		c.DPoPNonce = d.DPoPNonce
 		if code == decision.Internal {
 			c.Error = &ErrorBody{Status: c.HTTPStatus, Message: msg}
 		}

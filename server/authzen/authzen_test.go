@@ -62,6 +62,26 @@ func TestAuthZENRequest(t *testing.T) {
 			body: `{"subject":{"type":"user","id":"a","properties":{"department":{"x":[1,2]}}},"action":{"name":"GET"},"resource":{"type":"http_path","id":"/x","properties":{"owner":3}}}`,
 			want: decision.Request{Method: "GET", Path: "/x"},
 		},
+		"dpop proof: the token is presented as DPoP, with scheme and host": {
+			body: `{"subject":{"type":"user","id":"a","properties":{"token":"T","dpop":"P.P.P"}},"action":{"name":"GET"},
+				"resource":{"type":"http_path","id":"/x","properties":{"host":"api.example","scheme":"https"}}}`,
+			want: decision.Request{Method: "GET", Path: "/x", Host: "api.example", Scheme: "https", Authorization: "DPoP T", AuthorizationCount: 1, DPoP: "P.P.P", DPoPCount: 1},
+		},
+		"token_type DPoP without a proof": {
+			body: `{"subject":{"type":"user","id":"a","properties":{"token":"T","token_type":"dpop"}},"action":{"name":"GET"},"resource":{"type":"http_path","id":"/x"}}`,
+			want: decision.Request{Method: "GET", Path: "/x", Authorization: "DPoP T", AuthorizationCount: 1},
+		},
+		"token_type Bearer with a proof stays Bearer": {
+			body: `{"subject":{"type":"user","id":"a","properties":{"token":"T","token_type":"Bearer","dpop":"P.P.P"}},"action":{"name":"GET"},"resource":{"type":"http_path","id":"/x"}}`,
+			want: decision.Request{Method: "GET", Path: "/x", Authorization: "Bearer T", AuthorizationCount: 1, DPoP: "P.P.P", DPoPCount: 1},
+		},
+		"proof with the token from the header": {
+			body:  `{"subject":{"type":"user","id":"a","properties":{"dpop":"P.P.P"}},"action":{"name":"GET"},"resource":{"type":"http_path","id":"/x"}}`,
+			authz: []string{"DPoP H"},
+			want:  decision.Request{Method: "GET", Path: "/x", Authorization: "DPoP H", AuthorizationCount: 1, DPoP: "P.P.P", DPoPCount: 1},
+		},
+		"unknown token_type": {body: `{"subject":{"type":"user","id":"a","properties":{"token":"T","token_type":"MAC"}},"action":{"name":"GET"},"resource":{"type":"http_path","id":"/x"}}`,
+			field: "subject.properties.token_type", errHas: "Bearer"},
 		"no subject":          {body: `{"action":{"name":"GET"},"resource":{"type":"http_path","id":"/x"}}`, field: "subject"},
 		"no subject type":     {body: `{"subject":{"id":"a"},"action":{"name":"GET"},"resource":{"type":"http_path","id":"/x"}}`, field: "subject.type"},
 		"no action":           {body: `{"subject":{"type":"user","id":"a"},"resource":{"type":"http_path","id":"/x"}}`, field: "action"},
@@ -183,6 +203,12 @@ func TestAuthZENResult(t *testing.T) {
 			challenge: `Bearer realm="scopegate", error="invalid_token"`,
 			want: `{"decision":false,"context":{"id":"token_expired","reason":"token_expired","reason_admin":{"en":"expired 3s ago"},"reason_user":{"en":"the bearer token has expired"},` +
 				`"http_status":401,"www_authenticate":"Bearer realm=\"scopegate\", error=\"invalid_token\"","route":"items-read","policy_version":"` + pol.Version + `"}}`,
+		},
+		"dpop nonce deny": {
+			d:         decision.Decision{Code: decision.DPoPNonceRequired, Detail: "no nonce", DPoPNonce: "N1"},
+			challenge: `DPoP error="use_dpop_nonce"`,
+			want: `{"decision":false,"context":{"id":"dpop_nonce_required","reason":"dpop_nonce_required","reason_admin":{"en":"no nonce"},"reason_user":{"en":"` + decision.DPoPNonceRequired.Message() + `"},` +
+				`"http_status":401,"www_authenticate":"DPoP error=\"use_dpop_nonce\"","dpop_nonce":"N1"}}`,
 		},
 		"internal": {
 			d: decision.Decision{Code: decision.Internal, Detail: "no policy is loaded"},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
@@ -25,6 +26,9 @@ type DB struct {
 	// lookup name → wrapped operator query
 	ownQueries map[string]string
 	sql        ownershipSQL
+
+	replayMu sync.Mutex
+	replay   *replayCache // replay.go, made on first use
 }
 
 var (
@@ -131,6 +135,7 @@ func (d *DB) Migrate(ctx context.Context) error {
 	stmts = append(stmts, ownershipMigrations(d.tOwnership)...)
 	stmts = append(stmts, revocationMigrations(d.revocationTable())...)
 	stmts = append(stmts, leaseMigrations(d.table(leaseTable))...)
+	stmts = append(stmts, replayMigrations(d.table(replayTable), pgx.Identifier{replayTable + "_expires"}.Sanitize())...)
 	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrateLockID)); err != nil {
 			return err
@@ -163,6 +168,11 @@ func (d *DB) Ping(ctx context.Context) error {
 // Calling it again is a no-op.
 func (d *DB) Close() error {
 	if !d.closed.Swap(true) {
+		d.replayMu.Lock()
+		if d.replay != nil {
+			d.replay.close()
+		}
+		d.replayMu.Unlock()
 		d.pool.Close()
 	}
 	return nil

@@ -48,14 +48,7 @@ func TestOwnershipOutageEngine(t *testing.T) {
 	baseline := runtime.NumGoroutine()
 
 	db, _ := openTestDB(t, store.PostgresOptions{MaxConns: 4})
-	t.Cleanup(func() {
-		if err := pgCtl(version, "start"); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-		if err := waitReady(pingerFor(dsn), 30*time.Second); err != nil {
-			t.Errorf("cleanup: PostgreSQL not answering after start: %v", err)
-		}
-	})
+	startOnCleanup(t, dsn, version)
 	ctx := t.Context()
 	for key, owner := range map[string]string{"1": "alice", "2": "bob"} {
 		if err := db.PutOwners(ctx, "orders", key, []string{owner}); err != nil {

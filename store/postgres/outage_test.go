@@ -105,14 +105,7 @@ func TestOutageWithCache(t *testing.T) {
 	db, _ := openTestDB(t, store.PostgresOptions{MaxConns: 4})
 	// Registered after the schema's cleanup, so it runs first: the server is
 	// back before the schema is dropped, even if the test fails midway.
-	t.Cleanup(func() {
-		if err := pgCtl(version, "start"); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-		if err := waitReady(pingerFor(dsn), 30*time.Second); err != nil {
-			t.Errorf("cleanup: PostgreSQL not answering after start: %v", err)
-		}
-	})
+	startOnCleanup(t, dsn, version)
 	ctx := t.Context()
 	for key, owner := range map[string]string{"cached": "alice", "uncached": "bob"} {
 		if err := db.PutOwners(ctx, "orders", key, []string{owner}); err != nil {
@@ -214,6 +207,19 @@ func TestOutageWithCache(t *testing.T) {
 	if err := settleGoroutines(baseline + 2); err != nil {
 		t.Errorf("after Close: %v (before the store was opened: %d)", err, baseline)
 	}
+}
+
+// startOnCleanup starts PostgreSQL again when t ends, and waits for it
+// to answer. Registered after the schema's cleanup, it runs first.
+func startOnCleanup(t *testing.T, dsn, version string) {
+	t.Cleanup(func() {
+		if err := pgCtl(version, "start"); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+		if err := waitReady(pingerFor(dsn), 30*time.Second); err != nil {
+			t.Errorf("cleanup: PostgreSQL not answering after start: %v", err)
+		}
+	})
 }
 
 // settleGoroutines waits up to 5s for the goroutine count to drop to max.

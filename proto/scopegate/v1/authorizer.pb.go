@@ -78,7 +78,12 @@ type CheckRequest struct {
 	Explain bool `protobuf:"varint,10,opt,name=explain,proto3" json:"explain,omitempty"`
 	// The host the request was addressed to (the HTTP Host header or the
 	// HTTP/2 :authority), e.g. "api.example.com".
-	Host          string `protobuf:"bytes,11,opt,name=host,proto3" json:"host,omitempty"`
+	Host string `protobuf:"bytes,11,opt,name=host,proto3" json:"host,omitempty"`
+	// The URI scheme the client used, "https" or "http". With host and path
+	// it is the URI a DPoP proof's htu must name (RFC 9449). When empty, the
+	// "x-forwarded-proto" or ":scheme" header is used; when set, it wins over
+	// them.
+	Scheme        string `protobuf:"bytes,12,opt,name=scheme,proto3" json:"scheme,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -186,6 +191,13 @@ func (x *CheckRequest) GetExplain() bool {
 func (x *CheckRequest) GetHost() string {
 	if x != nil {
 		return x.Host
+	}
+	return ""
+}
+
+func (x *CheckRequest) GetScheme() string {
+	if x != nil {
+		return x.Scheme
 	}
 	return ""
 }
@@ -487,7 +499,7 @@ var File_scopegate_v1_authorizer_proto protoreflect.FileDescriptor
 
 const file_scopegate_v1_authorizer_proto_rawDesc = "" +
 	"\n" +
-	"\x1dscopegate/v1/authorizer.proto\x12\fscopegate.v1\"\x9f\x04\n" +
+	"\x1dscopegate/v1/authorizer.proto\x12\fscopegate.v1\"\xb7\x04\n" +
 	"\fCheckRequest\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12A\n" +
@@ -503,7 +515,8 @@ const file_scopegate_v1_authorizer_proto_rawDesc = "" +
 	"request_id\x18\t \x01(\tR\trequestId\x12\x18\n" +
 	"\aexplain\x18\n" +
 	" \x01(\bR\aexplain\x12\x12\n" +
-	"\x04host\x18\v \x01(\tR\x04host\x1a:\n" +
+	"\x04host\x18\v \x01(\tR\x04host\x12\x16\n" +
+	"\x06scheme\x18\f \x01(\tR\x06scheme\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a=\n" +

@@ -1,4 +1,4 @@
-package decisiontest
+package tokenmint
 
 import (
 	"crypto"
@@ -36,19 +36,19 @@ func NewProver(kind string) (*Prover, error) {
 func ProverOf(s *Signer) (*Prover, error) {
 	pub, err := jwk.PublicKeyOf(s.Key.Public())
 	if err != nil {
-		return nil, fmt.Errorf("decisiontest: public jwk: %w", err)
+		return nil, fmt.Errorf("tokenmint: public jwk: %w", err)
 	}
 	tp, err := pub.Thumbprint(crypto.SHA256)
 	if err != nil {
-		return nil, fmt.Errorf("decisiontest: thumbprint: %w", err)
+		return nil, fmt.Errorf("tokenmint: thumbprint: %w", err)
 	}
 	b, err := json.Marshal(pub)
 	if err != nil {
-		return nil, fmt.Errorf("decisiontest: encode jwk: %w", err)
+		return nil, fmt.Errorf("tokenmint: encode jwk: %w", err)
 	}
 	var m map[string]any
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("decisiontest: decode jwk: %w", err)
+		return nil, fmt.Errorf("tokenmint: decode jwk: %w", err)
 	}
 	return &Prover{Signer: s, JWK: m, JKT: base64.RawURLEncoding.EncodeToString(tp)}, nil
 }
@@ -81,7 +81,7 @@ func (p *Prover) ProofWith(header map[string]any, claims Claims) (string, error)
 	}
 	payload, err := json.Marshal(claims)
 	if err != nil {
-		return "", fmt.Errorf("decisiontest: encode claims: %w", err)
+		return "", fmt.Errorf("tokenmint: encode claims: %w", err)
 	}
 	return p.Signer.MintRaw(h, payload)
 }
