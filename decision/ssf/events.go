@@ -32,6 +32,13 @@ const (
 	StreamUpdated           = sse + "stream-updated"
 )
 
+// ActedOn lists the event types this receiver turns into revocations:
+// what it requests (events_requested) of a stream it manages.
+// device-compliance-change is left out: no token claim ties a device to
+// its tokens yet, so it could revoke nothing.
+var ActedOn = []string{SessionRevoked, CredentialChange, TokenClaimsChange, AssuranceLevelChange,
+	AccountDisabled, AccountPurged, AccountCredentialChange, SessionsRevoked, IdentifierChanged}
+
 // Transmitter is one SSF transmitter this receiver trusts, and how its
 // events map to the tokens the policy sees.
 type Transmitter struct {
