@@ -132,25 +132,25 @@ type ssfTx struct {
 
 // SSFReceiver receives, verifies and applies Security Event Tokens.
 type SSFReceiver struct {
-	log    *slog.Logger
-	tls    *tls.Config // the push listener's; nil for plain text
-	store  store.RevocationStore
-	syncer *store.RevocationSyncer
-	audit  AdminAuditor
-	txs    []*ssfTx
+	log     *slog.Logger
+	tls     *tls.Config // the push listener's; nil for plain text
+	store   store.RevocationStore
+	syncer  *store.RevocationSyncer
+	audit   AdminAuditor
+	txs     []*ssfTx
 	leaser  store.Leaser
 	holder  string
 	streams store.SSFStreamStore
-	seen   *ssf.Seen
-	clock  func() time.Time
-	health func(up bool)
-	m      ssfMetrics
-	httpMu sync.Mutex // guards http and closed: Serve and Close race at start-up
-	http   *http.Server
-	closed bool
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	seen    *ssf.Seen
+	clock   func() time.Time
+	health  func(up bool)
+	m       ssfMetrics
+	httpMu  sync.Mutex // guards http and closed: Serve and Close race at start-up
+	http    *http.Server
+	closed  bool
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 type ssfMetrics struct {
