@@ -377,7 +377,7 @@ func (r *SSFReceiver) mgmtDo(ctx context.Context, tx *ssfTx, call, method, u str
 // (SSF 1.0 §8.1.1.1: iss is the transmitter, aud names this receiver).
 func (r *SSFReceiver) checkConfig(tx *ssfTx, call string, c *ssfStreamConfig) error {
 	var err error
-	switch aud, ok := audiences(c.Aud); {
+	switch aud, ok := ssf.Audiences(c.Aud); {
 	case c.StreamID == "":
 		err = mgmtErr(call, "response", 0, "the stream configuration has no stream_id")
 	case c.Iss != tx.cfg.Issuer:
@@ -391,19 +391,6 @@ func (r *SSFReceiver) checkConfig(tx *ssfTx, call string, c *ssfStreamConfig) er
 		r.m.stream.errors.WithLabelValues(tx.cfg.Name, call, "response").Inc()
 	}
 	return err
-}
-
-func audiences(raw json.RawMessage) ([]string, bool) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, true
-	}
-	var one string
-	if json.Unmarshal(raw, &one) == nil {
-		return []string{one}, true
-	}
-	var many []string
-	err := json.Unmarshal(raw, &many)
-	return many, err == nil
 }
 
 // setupStreamUntilDone runs setupStream until it succeeds; false when the
