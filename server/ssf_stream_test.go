@@ -141,7 +141,10 @@ func TestSSFManagedPollStream(t *testing.T) {
 	})
 	rx := e.srv.SSF()
 	status := func() SSFStatus { return rx.Status()[0] }
-	mustWait(t, "the stream verified by poll", func() bool { s := status(); return s.Stream != nil && s.Stream.Verified })
+	mustWait(t, "the stream verified by poll, and its status read", func() bool {
+		s := status()
+		return s.Stream != nil && s.Stream.Verified && s.Stream.Status != ""
+	})
 	s := status()
 	if s.Stream.ID != "st-old" || !s.Poll || !s.Up || s.Stream.Status != SSFStreamEnabled {
 		t.Errorf("status %+v, stream %+v", s, s.Stream)
