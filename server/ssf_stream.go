@@ -145,7 +145,7 @@ func newSSFStreamMetrics(reg prometheus.Registerer) ssfStreamMetrics {
 		verifiedAt: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "scopegate_ssf_stream_last_verification_timestamp_seconds",
 			Help: "Unix time of the last verification event that answered a request of this receiver."}, []string{"transmitter"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scopegate_ssf_stream_management_errors_total",
-			Help: "Failed Stream Management API calls, by transmitter, call (create, read, update, status, add_subject, verify, store) and kind (unreachable, unauthorized, not_found, conflict, http_status, response, store)."}, []string{"transmitter", "call", "kind"}),
+			Help: "Failed Stream Management API calls, by transmitter, call (create, read, update, status, add_subject, remove_subject, verify, store, lease) and kind (unreachable, unauthorized, not_found, conflict, http_status, response, store)."}, []string{"transmitter", "call", "kind"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.status, m.verified, m.verifiedAt, m.errors)
@@ -509,11 +509,11 @@ func (r *SSFReceiver) setupStream(tx *ssfTx) error {
 		rec.PollURL = conf.Delivery.EndpointURL
 	}
 	if created || changed {
-		for _, sub := range tx.cfg.Stream.Subjects {
-			body := map[string]any{"stream_id": rec.StreamID, "subject": sub, "verified": true}
-			if _, err := r.mgmt(ctx, tx, "add_subject", http.MethodPost, tx.ep.AddSubject, body, nil); err != nil {
-				return err
-			}
+		if created {
+			rec.Subjects = nil // a new stream has none of the old one's
+		}
+		if err := r.syncSubjects(ctx, tx, &rec); err != nil {
+			return err
 		}
 	}
 	rec.ConfigDigest = digest
@@ -524,6 +524,37 @@ func (r *SSFReceiver) setupStream(tx *ssfTx) error {
 	tx.stream.id, tx.stream.pollURL, tx.stream.verifiedAt = rec.StreamID, rec.PollURL, rec.VerifiedAt
 	tx.mu.Unlock()
 	r.requestStreamVerification(tx)
+	return nil
+}
+
+// syncSubjects adds the configured subjects to the stream (SSF 1.0
+// §8.1.3.2) and removes those added before and no longer configured
+// (§8.1.3.3); rec.Subjects is left as the stream has them.
+func (r *SSFReceiver) syncSubjects(ctx context.Context, tx *ssfTx, rec *store.SSFStream) error {
+	want := make([]string, 0, len(tx.cfg.Stream.Subjects))
+	for _, sub := range tx.cfg.Stream.Subjects {
+		var b bytes.Buffer
+		if err := json.Compact(&b, sub); err != nil {
+			return err
+		}
+		want = append(want, b.String())
+	}
+	for _, sub := range want {
+		body := map[string]any{"stream_id": rec.StreamID, "subject": json.RawMessage(sub), "verified": true}
+		if _, err := r.mgmt(ctx, tx, "add_subject", http.MethodPost, tx.ep.AddSubject, body, nil); err != nil {
+			return err
+		}
+	}
+	for _, sub := range rec.Subjects {
+		if slices.Contains(want, sub) {
+			continue
+		}
+		body := map[string]any{"stream_id": rec.StreamID, "subject": json.RawMessage(sub)}
+		if _, err := r.mgmt(ctx, tx, "remove_subject", http.MethodPost, tx.ep.RemoveSubject, body, nil); err != nil {
+			return err
+		}
+	}
+	rec.Subjects = want
 	return nil
 }
 

@@ -31,6 +31,9 @@ type SSFStream struct {
 	States []string `json:"states,omitempty"`
 	// VerifiedAt is when a verification event with one of States arrived.
 	VerifiedAt time.Time `json:"verified_at,omitzero"`
+	// Subjects are the subjects added to the stream (compact JSON), so
+	// that one dropped from the configuration is removed.
+	Subjects []string `json:"subjects,omitempty"`
 }
 
 // MaxSSFStreamStates bounds SSFStream.States: replicas starting together
@@ -74,6 +77,8 @@ func CheckSSFStream(s SSFStream) error {
 		return errors.New("ssf stream: transmitter, stream id or poll url too long")
 	case len(s.States) > MaxSSFStreamStates:
 		return errors.New("ssf stream: too many verification states")
+	case len(s.Subjects) > MaxOwners:
+		return errors.New("ssf stream: too many subjects")
 	}
 	return nil
 }
@@ -98,7 +103,7 @@ func (m *MemorySSFStreams) LoadSSFStream(ctx context.Context, transmitter string
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s, ok := m.m[transmitter]
-	s.States = slices.Clone(s.States)
+	s.States, s.Subjects = slices.Clone(s.States), slices.Clone(s.Subjects)
 	return s, ok, nil
 }
 
@@ -110,7 +115,7 @@ func (m *MemorySSFStreams) SaveSSFStream(ctx context.Context, s SSFStream) error
 	if err := CheckSSFStream(s); err != nil {
 		return err
 	}
-	s.States = slices.Clone(s.States)
+	s.States, s.Subjects = slices.Clone(s.States), slices.Clone(s.Subjects)
 	m.mu.Lock()
 	m.m[s.Transmitter] = s
 	m.mu.Unlock()

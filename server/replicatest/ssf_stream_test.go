@@ -28,6 +28,7 @@ type streamMgmt struct {
 	updates     int
 	statusReads int
 	subjects    []string // stream id and subject JSON of each add
+	removed     []string // and of each remove
 	verifies    []string // states asked for
 	// hold, while open, holds every create until it is closed, and
 	// createArrived is told of each create that arrives: so a second
@@ -163,6 +164,20 @@ func (tx *transmitter) serveStreams(mux *http.ServeMux) {
 		}
 		tx.mgmt.subjects = append(tx.mgmt.subjects, req.StreamID+" "+string(req.Subject))
 	}))
+	mux.HandleFunc("POST /ssf/subjects:remove", authed(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			StreamID string          `json:"stream_id"`
+			Subject  json.RawMessage `json:"subject"`
+		}
+		if json.NewDecoder(r.Body).Decode(&req) != nil || len(req.Subject) == 0 {
+			http.Error(w, "bad body", http.StatusBadRequest)
+			return
+		}
+		tx.mu.Lock()
+		defer tx.mu.Unlock()
+		tx.mgmt.removed = append(tx.mgmt.removed, req.StreamID+" "+string(req.Subject))
+		w.WriteHeader(http.StatusNoContent)
+	}))
 	// Verification (SSF 1.0 §8.1.4.2): answer 204, then push the event to
 	// the stream's endpoint with its authorization header, or queue it for
 	// polling.
@@ -251,7 +266,7 @@ func (tx *transmitter) counts() (creates, updates int, streams []string) {
 // writeStreamConfig writes a config with a managed push stream whose
 // endpoint is pushAddr (the address a load balancer would give every
 // replica), authenticated to the management API with token.
-func writeStreamConfig(t *testing.T, dir, file string, tx *transmitter, pushAddr, token, description string) string {
+func writeStreamConfig(t *testing.T, dir, file string, tx *transmitter, pushAddr, token, description, email string) string {
 	must(t, os.WriteFile(filepath.Join(dir, "push.token"), []byte(pushToken+"\n"), 0o600))
 	must(t, os.WriteFile(filepath.Join(dir, file+".mgmt"), []byte(token+"\n"), 0o600))
 	cfg := ssfConfigHead(tx) + fmt.Sprintf(`    token: {file: %s.mgmt}
@@ -264,8 +279,8 @@ func writeStreamConfig(t *testing.T, dir, file string, tx *transmitter, pushAddr
       description: %q
       status_interval: 100ms
       subjects:
-        - {format: email, email: carol@example.com}
-`, file, pushAddr, description)
+        - {format: email, email: %s}
+`, file, pushAddr, description, email)
 	p := filepath.Join(dir, file)
 	must(t, os.WriteFile(p, []byte(cfg), 0o600))
 	return p
@@ -317,8 +332,8 @@ func TestSSFStreamManagement(t *testing.T) {
 	tx.mgmt.hold, tx.mgmt.createArrived = hold, make(chan struct{}, 4)
 	tx.mu.Unlock()
 	pushA, ssfB := freeAddr(t), freeAddr(t)
-	cfgA := writeStreamConfig(t, c.dir, "ssf-a.yaml", tx, pushA, mgmtToken, "scopegate")
-	cfgB := writeStreamConfig(t, c.dir, "ssf-b.yaml", tx, pushA, mgmtToken, "scopegate")
+	cfgA := writeStreamConfig(t, c.dir, "ssf-a.yaml", tx, pushA, mgmtToken, "scopegate", "carol@example.com")
+	cfgB := writeStreamConfig(t, c.dir, "ssf-b.yaml", tx, pushA, mgmtToken, "scopegate", "carol@example.com")
 	a := c.replica("replica-a", dsn, "--ssf-config", cfgA, "--ssf-addr", pushA)
 	select { // A is creating the stream, and holds the lease
 	case <-tx.mgmt.createArrived:
@@ -391,8 +406,9 @@ func TestSSFStreamManagement(t *testing.T) {
 		t.Errorf("after a restart: creates %d, updates %d; want 1, 0", creates, updates)
 	}
 
-	// A changed configuration is sent once, as an update of that stream.
-	writeStreamConfig(t, c.dir, "ssf-b.yaml", tx, pushA, mgmtToken, "scopegate, second edition")
+	// A changed configuration is sent once, as an update of that stream;
+	// the subject dropped from it is removed, the new one added.
+	writeStreamConfig(t, c.dir, "ssf-b.yaml", tx, pushA, mgmtToken, "scopegate, second edition", "dave@example.com")
 	b.restart()
 	if _, ok := waitFor(5*time.Second, func() bool { _, u, _ := tx.counts(); return u == 1 }); !ok {
 		t.Fatalf("the changed configuration was not sent as an update\n%s", b.logTail())
@@ -403,6 +419,12 @@ func TestSSFStreamManagement(t *testing.T) {
 	if creates, _, streams := tx.counts(); creates != 1 || len(streams) != 1 || desc != "scopegate, second edition" {
 		t.Errorf("after the change: creates %d, streams %v, description %q", creates, streams, desc)
 	}
+	tx.mu.Lock()
+	added, removed := slices.Clone(tx.mgmt.subjects), slices.Clone(tx.mgmt.removed)
+	tx.mu.Unlock()
+	if len(added) != 2 || !strings.Contains(added[1], "dave@example.com") || len(removed) != 1 || !strings.Contains(removed[0], id+" ") || !strings.Contains(removed[0], "carol@example.com") {
+		t.Errorf("after the change: added %v, removed %v; want dave added, carol removed", added, removed)
+	}
 
 	// Refused management credentials: a clear error, no crash, decisions
 	// as before.
@@ -412,7 +434,7 @@ func TestSSFStreamManagement(t *testing.T) {
 		t.Fatalf("push: %d %s", code, body)
 	}
 	ssfC := freeAddr(t)
-	cfgC := writeStreamConfig(t, c.dir, "ssf-c.yaml", tx, pushA, "not-the-token", "scopegate")
+	cfgC := writeStreamConfig(t, c.dir, "ssf-c.yaml", tx, pushA, "not-the-token", "scopegate", "carol@example.com")
 	rc := c.replica("replica-c", dsn, "--ssf-config", cfgC, "--ssf-addr", ssfC)
 	if _, ok := waitFor(5*time.Second, func() bool {
 		return strings.Contains(ssfStatus(t, ssfC).Error, "refused this receiver's credentials (HTTP 401)")

@@ -18,7 +18,8 @@ func TestSSFStreams(t *testing.T, newStore func(t *testing.T) store.SSFStreamSto
 	if _, ok, err := s.LoadSSFStream(ctx, "idp"); err != nil || ok {
 		t.Fatalf("load of a missing record: ok %v, err %v; want neither", ok, err)
 	}
-	rec := store.SSFStream{Transmitter: "idp", StreamID: "st-1", ConfigDigest: "d1", PollURL: "https://tx.test/poll"}
+	rec := store.SSFStream{Transmitter: "idp", StreamID: "st-1", ConfigDigest: "d1", PollURL: "https://tx.test/poll",
+		Subjects: []string{`{"format":"email","email":"a@example.com"}`}}
 	rec.AddState("s1")
 	if err := s.SaveSSFStream(ctx, rec); err != nil {
 		t.Fatal(err)
@@ -27,7 +28,8 @@ func TestSSFStreams(t *testing.T, newStore func(t *testing.T) store.SSFStreamSto
 		t.Fatal(err)
 	}
 	got, ok, err := s.LoadSSFStream(ctx, "idp")
-	if err != nil || !ok || got.StreamID != "st-1" || got.ConfigDigest != "d1" || got.PollURL != rec.PollURL || !slices.Equal(got.States, []string{"s1"}) || !got.VerifiedAt.IsZero() {
+	if err != nil || !ok || got.StreamID != "st-1" || got.ConfigDigest != "d1" || got.PollURL != rec.PollURL || !slices.Equal(got.States, []string{"s1"}) ||
+		!slices.Equal(got.Subjects, rec.Subjects) || !got.VerifiedAt.IsZero() {
 		t.Fatalf("load: %+v %v %v; want %+v", got, ok, err, rec)
 	}
 	at := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
