@@ -147,37 +147,30 @@ func (tx *transmitter) serveStreams(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"stream_id": st.ID, "status": st.status, "reason": st.reason})
 	}))
-	mux.HandleFunc("POST /ssf/subjects:add", authed(func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			StreamID string          `json:"stream_id"`
-			Subject  json.RawMessage `json:"subject"`
+	// Subjects (SSF 1.0 §8.1.3): each add or remove is recorded as the
+	// stream id and the subject's JSON; add answers 200, remove 204.
+	subjects := func(list *[]string, code int) func(w http.ResponseWriter, r *http.Request) {
+		return func(w http.ResponseWriter, r *http.Request) {
+			var req struct {
+				StreamID string          `json:"stream_id"`
+				Subject  json.RawMessage `json:"subject"`
+			}
+			if json.NewDecoder(r.Body).Decode(&req) != nil || len(req.Subject) == 0 {
+				http.Error(w, "bad body", http.StatusBadRequest)
+				return
+			}
+			tx.mu.Lock()
+			defer tx.mu.Unlock()
+			if _, ok := tx.mgmt.streams[req.StreamID]; !ok {
+				http.NotFound(w, r)
+				return
+			}
+			*list = append(*list, req.StreamID+" "+string(req.Subject))
+			w.WriteHeader(code)
 		}
-		if json.NewDecoder(r.Body).Decode(&req) != nil || len(req.Subject) == 0 {
-			http.Error(w, "bad body", http.StatusBadRequest)
-			return
-		}
-		tx.mu.Lock()
-		defer tx.mu.Unlock()
-		if _, ok := tx.mgmt.streams[req.StreamID]; !ok {
-			http.NotFound(w, r)
-			return
-		}
-		tx.mgmt.subjects = append(tx.mgmt.subjects, req.StreamID+" "+string(req.Subject))
-	}))
-	mux.HandleFunc("POST /ssf/subjects:remove", authed(func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			StreamID string          `json:"stream_id"`
-			Subject  json.RawMessage `json:"subject"`
-		}
-		if json.NewDecoder(r.Body).Decode(&req) != nil || len(req.Subject) == 0 {
-			http.Error(w, "bad body", http.StatusBadRequest)
-			return
-		}
-		tx.mu.Lock()
-		defer tx.mu.Unlock()
-		tx.mgmt.removed = append(tx.mgmt.removed, req.StreamID+" "+string(req.Subject))
-		w.WriteHeader(http.StatusNoContent)
-	}))
+	}
+	mux.HandleFunc("POST /ssf/subjects:add", authed(subjects(&tx.mgmt.subjects, http.StatusOK)))
+	mux.HandleFunc("POST /ssf/subjects:remove", authed(subjects(&tx.mgmt.removed, http.StatusNoContent)))
 	// Verification (SSF 1.0 §8.1.4.2): answer 204, then push the event to
 	// the stream's endpoint with its authorization header, or queue it for
 	// polling.
