@@ -71,6 +71,10 @@ type SSFConfig struct {
 	// Holder names this replica to the leaser; default host, pid and a
 	// random suffix.
 	Holder string
+	// Streams keeps the records of the streams the receiver manages
+	// (ssf_stream.go): the shared store's, so that every replica uses one
+	// stream; nil keeps them in memory (one process, lost at exit).
+	Streams store.SSFStreamStore
 }
 
 // SSFTransmitter is one transmitter's configuration.
@@ -106,6 +110,10 @@ type SSFTransmitter struct {
 	// HTTPClient makes the outgoing calls; default a client with a 10s
 	// timeout.
 	HTTPClient *http.Client
+	// Stream, when Manage is set, is the stream scopegate creates or
+	// updates at the transmitter through its Stream Management API
+	// (ssf_stream.go).
+	Stream SSFStream
 }
 
 // ssfTx is one transmitter at run time.
@@ -114,32 +122,35 @@ type ssfTx struct {
 	tr                atomic.Pointer[ssf.Transmitter] // nil until its keys are loaded
 	up                atomic.Bool
 	leaseHeld         atomic.Bool
+	ep                ssfEndpoints // from the configuration document; written by load only
 	mu                sync.Mutex
-	err               string    // the last failure, "" when up
-	last              time.Time // the last SET received
+	errs              map[string]string // the current failure by source (load, poll, stream, ...)
+	last              time.Time         // the last SET received
 	verificationState string
+	stream            ssfStreamState
 }
 
 // SSFReceiver receives, verifies and applies Security Event Tokens.
 type SSFReceiver struct {
-	log    *slog.Logger
-	tls    *tls.Config // the push listener's; nil for plain text
-	store  store.RevocationStore
-	syncer *store.RevocationSyncer
-	audit  AdminAuditor
-	txs    []*ssfTx
-	leaser store.Leaser
-	holder string
-	seen   *ssf.Seen
-	clock  func() time.Time
-	health func(up bool)
-	m      ssfMetrics
-	httpMu sync.Mutex // guards http and closed: Serve and Close race at start-up
-	http   *http.Server
-	closed bool
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	log     *slog.Logger
+	tls     *tls.Config // the push listener's; nil for plain text
+	store   store.RevocationStore
+	syncer  *store.RevocationSyncer
+	audit   AdminAuditor
+	txs     []*ssfTx
+	leaser  store.Leaser
+	holder  string
+	streams store.SSFStreamStore
+	seen    *ssf.Seen
+	clock   func() time.Time
+	health  func(up bool)
+	m       ssfMetrics
+	httpMu  sync.Mutex // guards http and closed: Serve and Close race at start-up
+	http    *http.Server
+	closed  bool
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 type ssfMetrics struct {
@@ -148,6 +159,7 @@ type ssfMetrics struct {
 	lag               *ssfLag // enforcement lag by via, shared with the syncer (ssf_lag.go)
 	up                *prometheus.GaugeVec
 	leaseHeld         *prometheus.GaugeVec
+	stream            ssfStreamMetrics // ssf_stream.go
 }
 
 func newSSFMetrics(reg prometheus.Registerer) ssfMetrics {
@@ -166,6 +178,7 @@ func newSSFMetrics(reg prometheus.Registerer) ssfMetrics {
 	if reg != nil {
 		reg.MustRegister(m.received, m.applied, m.refused, m.up, m.leaseHeld)
 	}
+	m.stream = newSSFStreamMetrics(reg)
 	return m
 }
 
@@ -185,13 +198,16 @@ func (s *Server) startSSF(ctx context.Context) error {
 	}
 	r := &SSFReceiver{log: s.log.With("component", "ssf"), store: src, syncer: s.admin.syncer, audit: sink,
 		seen: ssf.NewSeen(ssfSeenMax), clock: time.Now, m: newSSFMetrics(s.metrics.Registry()),
-		leaser: cfg.Leaser, holder: cfg.Holder}
+		leaser: cfg.Leaser, holder: cfg.Holder, streams: cfg.Streams}
 	r.m.lag = s.ssfLag
 	if r.leaser == nil {
 		r.leaser = store.SingleProcessLeaser{}
 	}
 	if r.holder == "" {
 		r.holder = defaultSSFHolder()
+	}
+	if r.streams == nil {
+		r.streams = store.NewMemorySSFStreams()
 	}
 	if s.health != nil {
 		h := s.health
@@ -233,7 +249,11 @@ func (s *Server) startSSF(ctx context.Context) error {
 		} else if t.LeaseTTL < 30*time.Millisecond {
 			return fmt.Errorf("server config: SSF transmitter %q: poll lease_ttl %v is too short: give at least 30ms (default %v)", t.Name, t.LeaseTTL, DefaultSSFLeaseTTL)
 		}
+		if err := checkSSFStream(&t); err != nil {
+			return err
+		}
 		r.txs = append(r.txs, &ssfTx{cfg: t})
+		r.m.stream.init(t.Name, t.Stream.Manage)
 		r.m.up.WithLabelValues(t.Name).Set(0)
 		r.m.leaseHeld.WithLabelValues(t.Name).Set(0)
 	}
@@ -267,28 +287,63 @@ func (r *SSFReceiver) updateHealth() {
 	}
 }
 
-func (r *SSFReceiver) setStatus(tx *ssfTx, err error) {
+// Sources of a transmitter's failures: it is up when none has one.
+const (
+	ssfErrLoad         = "load"         // configuration document and keys
+	ssfErrVerification = "verification" // a verification request (unmanaged stream)
+	ssfErrPoll         = "poll"
+	ssfErrStream       = "stream" // stream management and status (ssf_stream.go)
+)
+
+var ssfErrSources = []string{ssfErrLoad, ssfErrStream, ssfErrVerification, ssfErrPoll}
+
+// setStatus records source's failure (nil: its success) and updates the
+// transmitter's up state, metric and the health service.
+func (r *SSFReceiver) setStatus(tx *ssfTx, source string, err error) {
 	tx.mu.Lock()
-	if err != nil {
-		tx.err = err.Error()
-	} else {
-		tx.err = ""
+	if tx.errs == nil {
+		tx.errs = map[string]string{}
 	}
+	if err != nil {
+		tx.errs[source] = err.Error()
+	} else {
+		delete(tx.errs, source)
+	}
+	up := len(tx.errs) == 0
 	tx.mu.Unlock()
-	was := tx.up.Swap(err == nil)
-	if was != (err == nil) {
-		if err != nil {
+	was := tx.up.Swap(up)
+	if was != up {
+		if !up {
 			r.log.Warn("SSF transmitter down; decisions and revocations already made are unchanged", "transmitter", tx.cfg.Name, "error", err)
 		} else {
 			r.log.Info("SSF transmitter up", "transmitter", tx.cfg.Name)
 		}
 	}
 	v := 0.0
-	if err == nil {
+	if up {
 		v = 1
 	}
 	r.m.up.WithLabelValues(tx.cfg.Name).Set(v)
 	r.updateHealth()
+}
+
+// failing reports whether source has a failure recorded.
+func (tx *ssfTx) failing(source string) bool {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	_, ok := tx.errs[source]
+	return ok
+}
+
+// errText is the transmitter's failures, in a fixed order; tx.mu held.
+func (tx *ssfTx) errText() string {
+	var parts []string
+	for _, src := range ssfErrSources {
+		if e, ok := tx.errs[src]; ok {
+			parts = append(parts, src+": "+e)
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // runTransmitter loads the transmitter's configuration and keys (retrying
@@ -300,22 +355,39 @@ func (r *SSFReceiver) runTransmitter(tx *ssfTx) {
 		if err == nil {
 			break
 		}
-		r.setStatus(tx, err)
+		r.setStatus(tx, ssfErrLoad, err)
 		select {
 		case <-r.ctx.Done():
 			return
 		case <-time.After(ssfRetry):
 		}
 	}
-	r.setStatus(tx, nil)
-	if tx.cfg.VerificationURL != "" {
+	r.setStatus(tx, ssfErrLoad, nil)
+	if tx.cfg.Stream.Manage {
+		if !r.setupStreamUntilDone(tx) {
+			return
+		}
+		r.wg.Add(1)
+		go func() { defer r.wg.Done(); r.watchStream(tx) }()
+	} else if tx.cfg.VerificationURL != "" {
 		if err := r.requestVerification(tx); err != nil {
-			r.setStatus(tx, fmt.Errorf("verification request: %w", err))
+			r.setStatus(tx, ssfErrVerification, fmt.Errorf("verification request: %w", err))
 		}
 	}
-	if tx.cfg.PollURL != "" {
+	if tx.pollURL() != "" {
 		r.pollUnderLease(tx)
 	}
+}
+
+// pollURL is the poll endpoint: configured, or given by the transmitter
+// for the managed stream.
+func (tx *ssfTx) pollURL() string {
+	if tx.cfg.PollURL != "" {
+		return tx.cfg.PollURL
+	}
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	return tx.stream.pollURL
 }
 
 // ssfConfiguration is the part of the transmitter configuration document
@@ -324,11 +396,12 @@ type ssfConfiguration struct {
 	Issuer               string `json:"issuer"`
 	JWKSURI              string `json:"jwks_uri"`
 	VerificationEndpoint string `json:"verification_endpoint"`
+	ssfEndpoints
 }
 
 func (r *SSFReceiver) load(tx *ssfTx) error {
 	c := &tx.cfg
-	if c.ConfigurationURL != "" && (c.JWKSURI == "" || c.VerificationURL == "") {
+	if c.ConfigurationURL != "" && (c.JWKSURI == "" || c.VerificationURL == "" || c.Stream.Manage) {
 		var doc ssfConfiguration
 		if err := r.getJSON(tx, c.ConfigurationURL, &doc); err != nil {
 			return fmt.Errorf("configuration %s: %w", c.ConfigurationURL, err)
@@ -342,6 +415,8 @@ func (r *SSFReceiver) load(tx *ssfTx) error {
 		if c.VerificationURL == "" && c.StreamID != "" {
 			c.VerificationURL = doc.VerificationEndpoint
 		}
+		tx.ep = doc.ssfEndpoints
+		tx.ep.Verification = doc.VerificationEndpoint
 	}
 	tr := c.Transmitter
 	if tr.Keys == nil {
@@ -444,7 +519,18 @@ func (r *SSFReceiver) receive(ctx context.Context, tx *ssfTx, via string, raw []
 		switch o.Result {
 		case "applied":
 		case "verification":
-			r.log.Info("SSF verification event received", "transmitter", name, "state", o.State)
+			if err := r.verificationEvent(ctx, tx, &o); err != nil {
+				r.seen.Forget(key)
+				reason := "store"
+				if se := (*ssf.Error)(nil); errors.As(err, &se) {
+					reason = se.Reason
+				}
+				r.m.refused.WithLabelValues(name, reason).Inc()
+				return err
+			}
+			continue
+		case "stream_updated":
+			r.streamUpdatedEvent(tx, &o)
 			continue
 		default:
 			r.m.refused.WithLabelValues(name, o.Result).Inc()
@@ -558,6 +644,9 @@ type SSFStatus struct {
 	// polls); Replica names this replica to the leaser.
 	LeaseHeld bool   `json:"lease_held"`
 	Replica   string `json:"replica"`
+	// Stream is the stream's state: its id, status at the transmitter and
+	// verification (ssf_stream.go); nil when there is no stream id.
+	Stream *SSFStreamStatus `json:"stream,omitempty"`
 }
 
 // Status returns every transmitter's status.
@@ -565,8 +654,9 @@ func (r *SSFReceiver) Status() []SSFStatus {
 	out := make([]SSFStatus, 0, len(r.txs))
 	for _, tx := range r.txs {
 		tx.mu.Lock()
-		out = append(out, SSFStatus{Name: tx.cfg.Name, Issuer: tx.cfg.Issuer, Up: tx.up.Load(), Error: tx.err, LastEvent: tx.last,
-			Push: tx.cfg.PushToken != "" || !tx.cfg.PushClientCert.IsZero(), Poll: tx.cfg.PollURL != "", LeaseHeld: tx.leaseHeld.Load(), Replica: r.holder})
+		out = append(out, SSFStatus{Name: tx.cfg.Name, Issuer: tx.cfg.Issuer, Up: tx.up.Load(), Error: tx.errText(), LastEvent: tx.last,
+			Push: tx.cfg.PushToken != "" || !tx.cfg.PushClientCert.IsZero(), Poll: tx.cfg.PollURL != "" || tx.stream.pollURL != "",
+			LeaseHeld: tx.leaseHeld.Load(), Replica: r.holder, Stream: tx.streamStatusLocked()})
 		tx.mu.Unlock()
 	}
 	return out

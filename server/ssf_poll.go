@@ -49,11 +49,11 @@ func (r *SSFReceiver) poll(ctx context.Context, tx *ssfTx) {
 			return // not the transmitter's failure
 		}
 		if err != nil {
-			r.setStatus(tx, fmt.Errorf("poll: %w", err))
+			r.setStatus(tx, ssfErrPoll, err)
 		} else {
 			acks, errs = nextAcks, nextErrs
-			if !tx.up.Load() {
-				r.setStatus(tx, nil)
+			if tx.failing(ssfErrPoll) {
+				r.setStatus(tx, ssfErrPoll, nil)
 			}
 		}
 		wait := tx.cfg.PollInterval
@@ -74,7 +74,7 @@ func (r *SSFReceiver) poll(ctx context.Context, tx *ssfTx) {
 // acks and errs for the next request.
 func (r *SSFReceiver) pollOnce(ctx context.Context, tx *ssfTx, acks []string, errs map[string]pollSetErr) (bool, []string, map[string]pollSetErr, error) {
 	body, _ := json.Marshal(pollRequest{Ack: acks, SetErrs: errs, MaxEvents: tx.cfg.MaxEvents, ReturnImmediately: true})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tx.cfg.PollURL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tx.pollURL(), bytes.NewReader(body))
 	if err != nil {
 		return false, nil, nil, err
 	}

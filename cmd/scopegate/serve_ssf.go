@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -54,7 +55,8 @@ type ssfFile struct {
 				SAN     string `yaml:"san"`
 			} `yaml:"client_cert"`
 		} `yaml:"push"`
-		Poll *struct {
+		Stream *ssfStreamBlock `yaml:"stream"`
+		Poll   *struct {
 			URL       string        `yaml:"url"`
 			Token     secretRef     `yaml:"token"`
 			Interval  time.Duration `yaml:"interval"`
@@ -62,6 +64,44 @@ type ssfFile struct {
 			LeaseTTL  time.Duration `yaml:"lease_ttl"`
 		} `yaml:"poll"`
 	} `yaml:"transmitters"`
+}
+
+// ssfStreamBlock is a transmitter's stream: scopegate creates or updates
+// it through the transmitter's Stream Management API (docs/revocation.md).
+type ssfStreamBlock struct {
+	Manage          bool             `yaml:"manage"`
+	Delivery        string           `yaml:"delivery"`
+	EndpointURL     string           `yaml:"endpoint_url"`
+	EventsRequested []string         `yaml:"events_requested"`
+	Description     string           `yaml:"description"`
+	Subjects        []map[string]any `yaml:"subjects"`
+	StatusInterval  time.Duration    `yaml:"status_interval"`
+}
+
+// apply fills st.Stream from b.
+func (b *ssfStreamBlock) apply(st *server.SSFTransmitter, where string) error {
+	if !b.Manage {
+		return fmt.Errorf("%s.stream: set manage: true to let scopegate create and update the stream, or drop the block (stream_id and verification_endpoint name a stream made by hand)", where)
+	}
+	if st.ConfigurationURL == "" {
+		return fmt.Errorf("%s.stream: manage needs configuration_url: the transmitter's configuration document names its stream management endpoints", where)
+	}
+	if b.StatusInterval < 0 {
+		return fmt.Errorf("%s.stream: status_interval %v is negative: give a duration such as 1m, or none for the default", where, b.StatusInterval)
+	}
+	st.Stream = server.SSFStream{Manage: true, Delivery: b.Delivery, EndpointURL: b.EndpointURL,
+		EventsRequested: b.EventsRequested, Description: b.Description, StatusInterval: b.StatusInterval}
+	for i, sub := range b.Subjects {
+		if f, _ := sub["format"].(string); f == "" {
+			return fmt.Errorf("%s.stream.subjects[%d]: a subject needs a format (iss_sub, email, opaque, ...; RFC 9493)", where, i)
+		}
+		raw, err := json.Marshal(sub)
+		if err != nil {
+			return fmt.Errorf("%s.stream.subjects[%d]: %v", where, i, err)
+		}
+		st.Stream.Subjects = append(st.Stream.Subjects, raw)
+	}
+	return nil
 }
 
 // secretRef names a secret by file or environment variable, never inline.
@@ -151,9 +191,15 @@ func (f *ssfFlags) apply(cfg *server.Config) error {
 				return fmt.Errorf("%s.push: push delivery needs --ssf-addr", where)
 			}
 		}
+		managed := t.Stream != nil
+		if managed {
+			if err := t.Stream.apply(&st, where); err != nil {
+				return err
+			}
+		}
 		if t.Poll != nil {
-			if t.Poll.URL == "" {
-				return fmt.Errorf("%s.poll: url is required", where)
+			if t.Poll.URL == "" && !managed {
+				return fmt.Errorf("%s.poll: url is required (or let a managed stream give it: stream.manage)", where)
 			}
 			st.PollURL, st.PollInterval, st.MaxEvents, st.LeaseTTL = t.Poll.URL, t.Poll.Interval, t.Poll.MaxEvents, t.Poll.LeaseTTL
 			if t.Poll.LeaseTTL < 0 {
@@ -166,8 +212,11 @@ func (f *ssfFlags) apply(cfg *server.Config) error {
 				st.PollToken = st.Token
 			}
 		}
-		if t.Push == nil && t.Poll == nil {
-			return fmt.Errorf("%s: give push or poll delivery", where)
+		if t.Push == nil && t.Poll == nil && !managed {
+			return fmt.Errorf("%s: give push or poll delivery, or a managed stream", where)
+		}
+		if managed && t.Poll == nil {
+			st.PollToken = st.Token
 		}
 		cfg.SSF.Transmitters = append(cfg.SSF.Transmitters, st)
 	}
@@ -183,12 +232,21 @@ func (f *ssfFlags) useStore(cfg *server.Config, st store.Store) error {
 	lp, ok := st.(store.LeaserProvider)
 	if !ok {
 		for _, t := range cfg.SSF.Transmitters {
-			if t.PollURL != "" {
-				return fmt.Errorf("--ssf-config: transmitter %q polls, but the --store backend has no poll lease to keep replicas from polling at once: use PostgreSQL or the embedded file", t.Name)
+			if t.PollURL != "" || t.Stream.Manage {
+				return fmt.Errorf("--ssf-config: transmitter %q polls or has a managed stream, but the --store backend has no lease to keep replicas from polling or creating streams at once: use PostgreSQL or the embedded file", t.Name)
 			}
 		}
 		return nil
 	}
 	cfg.SSF.Leaser = lp.Leaser()
+	if sp, ok := st.(store.SSFStreamStoreProvider); ok {
+		cfg.SSF.Streams = sp.SSFStreams()
+	} else {
+		for _, t := range cfg.SSF.Transmitters {
+			if t.Stream.Manage {
+				return fmt.Errorf("--ssf-config: transmitter %q has a managed stream, but the --store backend keeps no stream records (so a restart would create another stream): use PostgreSQL or the embedded file", t.Name)
+			}
+		}
+	}
 	return nil
 }

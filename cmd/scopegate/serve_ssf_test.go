@@ -61,3 +61,43 @@ func TestSSFConfigPushAndPoll(t *testing.T) {
 		}
 	}
 }
+
+func TestSSFConfigStream(t *testing.T) {
+	const push = "    push:\n      token: {file: push.token}\n"
+	stream := `    configuration_url: https://idp.test/.well-known/ssf-configuration
+    stream:
+      manage: true
+      endpoint_url: https://sg.example/ssf/events
+      events_requested: [https://schemas.openid.net/secevent/caep/event-type/session-revoked]
+      description: edge
+      status_interval: 30s
+      subjects:
+        - {format: complex, user: {format: email, email: a@example.com}}
+`
+	f := ssfFlags{ssfConfig: writeSSFFile(t, push, stream), ssfAddr: "127.0.0.1:0"}
+	var cfg server.Config
+	if err := f.apply(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	st := cfg.SSF.Transmitters[0].Stream
+	if !st.Manage || st.EndpointURL != "https://sg.example/ssf/events" || st.Description != "edge" || st.StatusInterval != 30*time.Second ||
+		len(st.EventsRequested) != 1 || len(st.Subjects) != 1 || !strings.Contains(string(st.Subjects[0]), `"email":"a@example.com"`) {
+		t.Errorf("stream %+v", st)
+	}
+	// A managed poll stream needs no poll block: the transmitter gives the URL.
+	poll := strings.Replace(stream, "      endpoint_url: https://sg.example/ssf/events\n", "      delivery: poll\n", 1)
+	if err := (&ssfFlags{ssfConfig: writeSSFFile(t, "", poll)}).apply(&server.Config{}); err != nil {
+		t.Errorf("managed poll stream without a poll block: %v", err)
+	}
+	for name, c := range map[string]struct{ doc, want string }{
+		"manage unset":         {strings.Replace(stream, "manage: true", "manage: false", 1), "set manage: true"},
+		"no configuration url": {strings.Replace(stream, "    configuration_url: https://idp.test/.well-known/ssf-configuration\n", "", 1), "manage needs configuration_url"},
+		"subject sans format":  {stream + "        - {email: b@example.com}\n", "stream.subjects[1]: a subject needs a format"},
+		"negative interval":    {strings.Replace(stream, "30s", "-1s", 1), "status_interval -1s is negative"},
+	} {
+		err := (&ssfFlags{ssfConfig: writeSSFFile(t, push, c.doc), ssfAddr: "127.0.0.1:0"}).apply(&server.Config{})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v; want %q", name, err, c.want)
+		}
+	}
+}

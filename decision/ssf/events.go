@@ -32,6 +32,13 @@ const (
 	StreamUpdated           = sse + "stream-updated"
 )
 
+// ActedOn lists the event types this receiver turns into revocations:
+// what it requests (events_requested) of a stream it manages.
+// device-compliance-change is left out: no token claim ties a device to
+// its tokens yet, so it could revoke nothing.
+var ActedOn = []string{SessionRevoked, CredentialChange, TokenClaimsChange, AssuranceLevelChange,
+	AccountDisabled, AccountPurged, AccountCredentialChange, SessionsRevoked, IdentifierChanged}
+
 // Transmitter is one SSF transmitter this receiver trusts, and how its
 // events map to the tokens the policy sees.
 type Transmitter struct {
@@ -123,7 +130,9 @@ type Outcome struct {
 	// Result is "applied" (Revocations hold what to store), "unknown" (an
 	// event type this receiver does not act on), "unmappable" (its subject
 	// cannot be tied to token claims), "ignored" (a known event that
-	// revokes nothing, e.g. an assurance increase) or "verification".
+	// revokes nothing, e.g. an assurance increase), "verification" or
+	// "stream_updated" (SSF 1.0 §8.1.4 and §8.1.5: about the stream,
+	// not a subject).
 	Result string
 	// Detail says why for any result but applied.
 	Detail string
@@ -134,6 +143,10 @@ type Outcome struct {
 	Revocations []decision.Revocation
 	// State is a verification event's state.
 	State string
+	// StreamID is the stream a verification or stream-updated event is
+	// about (its opaque sub_id); Status and Reason the new status a
+	// stream-updated event gives.
+	StreamID, Status, Reason string
 }
 
 // Map turns each event of set into an Outcome, in a stable order (by
@@ -160,6 +173,8 @@ type eventPayload struct {
 	ChangeDirection string   `json:"change_direction"`
 	CurrentStatus   string   `json:"current_status"`
 	State           string   `json:"state"`
+	Status          string   `json:"status"`
+	Reason          string   `json:"reason"`
 }
 
 func (tr *Transmitter) mapEvent(set *SET, typ string, raw json.RawMessage, now time.Time) Outcome {
@@ -189,7 +204,10 @@ func (tr *Transmitter) mapEvent(set *SET, typ string, raw json.RawMessage, now t
 	}
 	switch typ {
 	case Verification:
-		o.Result, o.State = "verification", p.State
+		o.Result, o.State, o.StreamID = "verification", p.State, streamSubject(subj)
+		return o
+	case StreamUpdated:
+		o.Result, o.StreamID, o.Status, o.Reason = "stream_updated", streamSubject(subj), p.Status, p.Reason
 		return o
 	case SessionRevoked:
 		return tr.sessionRevoked(set, o, subj, cut, now)
@@ -347,6 +365,15 @@ func ShortType(typ string) string {
 		return shortType(typ)
 	}
 	return "other"
+}
+
+// streamSubject is the stream id an SSF stream event names: its sub_id
+// must be an opaque subject whose id is the stream id.
+func streamSubject(s *Subject) string {
+	if s == nil || s.Format != "opaque" {
+		return ""
+	}
+	return s.ID
 }
 
 func subjectString(s *Subject) string {

@@ -280,3 +280,37 @@ func TestTransmitterValidate(t *testing.T) {
 		}
 	}
 }
+
+// Verification and stream-updated events are about the stream their
+// opaque sub_id names, and revoke nothing.
+func TestStreamEvents(t *testing.T) {
+	f := newFixture(t)
+	stream := map[string]any{"format": "opaque", "id": "st-1"}
+	for name, tc := range map[string]struct {
+		typ                                     string
+		payload                                 map[string]any
+		sub                                     map[string]any
+		result, streamID, state, status, reason string
+	}{
+		"verification":            {typ: ssf.Verification, payload: map[string]any{"state": "s-9"}, sub: stream, result: "verification", streamID: "st-1", state: "s-9"},
+		"verification, no stream": {typ: ssf.Verification, payload: map[string]any{"state": "s-9"}, sub: issSub("alice"), result: "verification", state: "s-9"},
+		"stream disabled":         {typ: ssf.StreamUpdated, payload: map[string]any{"status": "disabled", "reason": "maintenance"}, sub: stream, result: "stream_updated", streamID: "st-1", status: "disabled", reason: "maintenance"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := setClaims("j-"+name, map[string]any{tc.typ: tc.payload})
+			c["sub_id"] = tc.sub
+			set, verr := f.tr.Verify(f.mint(t, f.signer, c, nil), now)
+			if verr != nil {
+				t.Fatal(verr)
+			}
+			out := f.tr.Map(set, now)
+			if len(out) != 1 {
+				t.Fatalf("Map = %+v", out)
+			}
+			o := out[0]
+			if o.Result != tc.result || o.StreamID != tc.streamID || o.State != tc.state || o.Status != tc.status || o.Reason != tc.reason || len(o.Revocations) != 0 {
+				t.Errorf("outcome %+v; want result %s stream %q state %q status %q reason %q, no revocations", o, tc.result, tc.streamID, tc.state, tc.status, tc.reason)
+			}
+		})
+	}
+}

@@ -140,7 +140,7 @@ func (tr *Transmitter) Verify(raw []byte, now time.Time) (*SET, *Error) {
 	if c.Iss != tr.Issuer {
 		return nil, refuse(ErrInvalidIssuer, "issuer", "iss %s is not the configured transmitter", sanitize(c.Iss))
 	}
-	aud, ok := audiences(c.Aud)
+	aud, ok := Audiences(c.Aud)
 	if !ok {
 		return nil, refuse(ErrInvalidRequest, "malformed", "aud must be a string or an array of strings")
 	}
@@ -184,7 +184,9 @@ func (tr *Transmitter) Verify(raw []byte, now time.Time) (*SET, *Error) {
 	return set, nil
 }
 
-func audiences(raw json.RawMessage) ([]string, bool) {
+// Audiences reads an aud claim, a string or an array of strings (RFC
+// 7519 §4.1.3); ok is false for anything else. An absent one is empty.
+func Audiences(raw json.RawMessage) ([]string, bool) {
 	if len(raw) == 0 {
 		return nil, true
 	}

@@ -43,6 +43,7 @@ type transmitter struct {
 	// token first polled: who polled, and when it took over.
 	pollsBy   map[string]int
 	firstPoll map[string]time.Time
+	mgmt      streamMgmt // ssf_stream_test.go
 }
 
 func newTransmitter(t *testing.T) *transmitter {
@@ -54,8 +55,14 @@ func newTransmitter(t *testing.T) *transmitter {
 	tx.url = "http://" + tx.lis.Addr().String()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/ssf-configuration", func(w http.ResponseWriter, _ *http.Request) {
+		tx.mu.Lock()
+		tx.mgmt.configReads++
+		tx.mu.Unlock()
 		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": txIssuer, "jwks_uri": tx.url + "/jwks",
-			"delivery_methods_supported": []string{"urn:ietf:rfc:8935", "urn:ietf:rfc:8936"}})
+			"delivery_methods_supported": []string{"urn:ietf:rfc:8935", "urn:ietf:rfc:8936"},
+			"configuration_endpoint":     tx.url + "/ssf/stream", "status_endpoint": tx.url + "/ssf/status",
+			"add_subject_endpoint": tx.url + "/ssf/subjects:add", "remove_subject_endpoint": tx.url + "/ssf/subjects:remove",
+			"verification_endpoint": tx.url + "/ssf/verify"})
 	})
 	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(decisiontest.JWKS(s)) })
 	mux.HandleFunc("POST /poll", func(w http.ResponseWriter, r *http.Request) {
@@ -76,6 +83,7 @@ func newTransmitter(t *testing.T) *transmitter {
 		}
 		_ = json.NewEncoder(w).Encode(map[string]any{"sets": tx.queue, "moreAvailable": false})
 	})
+	tx.serveStreams(mux)
 	tx.srv = &http.Server{Handler: mux}
 	go func() { _ = tx.srv.Serve(tx.lis) }()
 	t.Cleanup(func() { _ = tx.srv.Close() })

@@ -136,6 +136,7 @@ func (d *DB) Migrate(ctx context.Context) error {
 	stmts = append(stmts, revocationMigrations(d.revocationTable())...)
 	stmts = append(stmts, leaseMigrations(d.table(leaseTable))...)
 	stmts = append(stmts, replayMigrations(d.table(replayTable), pgx.Identifier{replayTable + "_expires"}.Sanitize())...)
+	stmts = append(stmts, ssfStreamMigrations(d.table(ssfStreamTable))...)
 	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrateLockID)); err != nil {
 			return err
