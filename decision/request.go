@@ -56,6 +56,11 @@ type Request struct {
 	MethodOverride string
 	// RequestID is the proxy's request id (x-request-id), for audit.
 	RequestID string
+	// TraceID and SpanID name the span the server recorded for this check
+	// (zero when it recorded none), so the audit record links to its
+	// trace. Decide never reads them.
+	TraceID [16]byte
+	SpanID  [8]byte
 	// Attributes carries extra facts (context_extensions, Check RPC
 	// attributes). It is read, never written, by Decide.
 	Attributes map[string]string

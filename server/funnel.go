@@ -172,6 +172,8 @@ func (f *funnel) expired(ctx context.Context, x *exchange) {
 // record waits for the shadow evaluation, off the answer's path.
 func (f *funnel) record(ctx context.Context, x *exchange) {
 	if x.span != nil {
+		sc := x.span.SpanContext()
+		x.req.TraceID, x.req.SpanID = sc.TraceID(), sc.SpanID()
 		endSpan(x)
 		x.span = nil
 	}

@@ -18,6 +18,7 @@ import (
 	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
 	"github.com/scopegate/scopegate/server/authzen"
 	"github.com/scopegate/scopegate/store"
+	"github.com/scopegate/scopegate/store/audit"
 	"github.com/scopegate/scopegate/store/bolt"
 	"github.com/scopegate/scopegate/store/introspect/introspecttest"
 )
@@ -400,5 +401,50 @@ func TestTracingRatioOnTraceID(t *testing.T) {
 		if got := tr.sample(parent{present: true, sampled: true, low: low}); got != want {
 			t.Errorf("trace id low half %s: sampled %v, want %v", low, got, want)
 		}
+	}
+}
+
+// TestTracingAuditRecordLinksSpan: the audit record of a traced check
+// names the check's own span (trace id and span id), so a record leads to
+// its trace; an untraced check's record names none.
+func TestTracingAuditRecordLinksSpan(t *testing.T) {
+	sink := &auditSink{}
+	exp := tracetest.NewInMemoryExporter()
+	e := startE2E(t, func(c *Config) {
+		c.Tracing = Tracing{Exporter: exp}
+		c.Audit = AuditConfig{Sinks: []audit.Sink{sink}}
+	})
+	ctx := ctxT(t)
+	good := mint(t, e.signer, "alice", "app", "items:read", time.Now(), time.Hour)
+	for id, parent := range map[string]string{"traced": sampledParent, "untraced": droppedParent} {
+		xreq := extAuthzRequest("GET", "/api/items/1", "Bearer "+good)
+		xreq.Attributes.Request.Http.Headers["traceparent"] = parent
+		xreq.Attributes.Request.Http.Headers["x-request-id"] = id
+		if resp, err := e.extauthz.Check(ctx, xreq); err != nil || resp.GetStatus().GetCode() != 0 {
+			t.Fatalf("%s: %v %v", id, resp.GetStatus(), err)
+		}
+	}
+	spans := named(flushed(t, e, exp), checkSpanName)
+	if len(spans) != 1 {
+		t.Fatalf("%d check spans, want 1 (the traced check's)", len(spans))
+	}
+	e.srv.Stop() // flushes the audit buffer
+	byID := map[string]map[string]any{}
+	for _, r := range sink.records(t) {
+		id, _ := r["request_id"].(string)
+		byID[id] = r
+	}
+	traced, untraced := byID["traced"], byID["untraced"]
+	if traced == nil || untraced == nil {
+		t.Fatalf("records: %v", byID)
+	}
+	if traced["trace_id"] != testTraceID || traced["span_id"] != spans[0].SpanContext.SpanID().String() {
+		t.Errorf("traced record names trace %v span %v, want %s %s", traced["trace_id"], traced["span_id"], testTraceID, spans[0].SpanContext.SpanID())
+	}
+	if _, ok := untraced["trace_id"]; ok {
+		t.Errorf("untraced record names a trace: %v", untraced)
+	}
+	if _, ok := untraced["span_id"]; ok {
+		t.Errorf("untraced record names a span: %v", untraced)
 	}
 }

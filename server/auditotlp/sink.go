@@ -158,6 +158,8 @@ type record struct {
 	route      string
 	clientID   string
 	decisionID string
+	traceID    [16]byte
+	spanID     [8]byte
 	json       string
 }
 
@@ -301,7 +303,7 @@ func (s *Sink) Write(_ context.Context, entries []audit.Entry) error {
 		}
 		s.ring[(s.head+s.n)%len(s.ring)] = record{
 			time: e.Time, observed: now, kind: k, typ: e.Type, api: e.API, reason: e.Reason,
-			route: e.Route, clientID: e.ClientID, decisionID: e.DecisionID, json: string(e.JSON),
+			route: e.Route, clientID: e.ClientID, decisionID: e.DecisionID, traceID: e.TraceID, spanID: e.SpanID, json: string(e.JSON),
 		}
 		s.n++
 		s.bytes += len(e.JSON)
@@ -639,7 +641,7 @@ func logRecord(r *record) *logspb.LogRecord {
 		attrs = append(attrs, str(AttrClientID, r.clientID))
 	}
 	attrs = append(attrs, str(AttrDecisionID, r.decisionID))
-	return &logspb.LogRecord{
+	lr := &logspb.LogRecord{
 		TimeUnixNano:         uint64(r.time.UnixNano()),
 		ObservedTimeUnixNano: uint64(r.observed.UnixNano()),
 		SeverityNumber:       sev,
@@ -648,6 +650,12 @@ func logRecord(r *record) *logspb.LogRecord {
 		Body:                 &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: r.json}},
 		Attributes:           attrs,
 	}
+	if r.traceID != ([16]byte{}) {
+		// The log record joins the check's trace (OTLP's LogRecord
+		// trace_id, span_id and the sampled flag).
+		lr.TraceId, lr.SpanId, lr.Flags = append([]byte(nil), r.traceID[:]...), append([]byte(nil), r.spanID[:]...), 1
+	}
+	return lr
 }
 
 func str(k, v string) *commonpb.KeyValue {

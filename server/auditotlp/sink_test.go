@@ -1,7 +1,9 @@
 package auditotlp_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -163,6 +165,10 @@ func TestDeliversRecords(t *testing.T) {
 	tok := f.Token(t, "alice", "mobile-app", "orders:read")
 	ra, allow := f.Decide("GET", "/orders/1", tok)
 	rd, deny := f.Decide("GET", "/orders/1", "")
+	// The allow was traced, the deny not: only the allow's log record
+	// joins a trace.
+	ra.TraceID = [16]byte{0x4b, 0xf9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}
+	ra.SpanID = [8]byte{0x00, 0xf0, 1, 2, 3, 4, 5, 6}
 	l, err := audit.New(audit.Options{Sinks: []audit.Sink{sink}})
 	if err != nil {
 		t.Fatal(err)
@@ -210,9 +216,18 @@ func TestDeliversRecords(t *testing.T) {
 			if r.SeverityNumber != logspb.SeverityNumber_SEVERITY_NUMBER_INFO || a[auditotlp.AttrClientID] != "mobile-app" || a[auditotlp.AttrReason] != "ok" {
 				t.Errorf("allow: severity %v attributes %v", r.SeverityNumber, a)
 			}
+			if !bytes.Equal(r.TraceId, ra.TraceID[:]) || !bytes.Equal(r.SpanId, ra.SpanID[:]) || r.Flags&1 == 0 {
+				t.Errorf("allow: trace %x span %x flags %d, want the check's span %x %x, sampled", r.TraceId, r.SpanId, r.Flags, ra.TraceID, ra.SpanID)
+			}
+			if body["trace_id"] != hex.EncodeToString(ra.TraceID[:]) {
+				t.Errorf("allow: record's trace_id %v", body["trace_id"])
+			}
 		case "deny":
 			if r.SeverityNumber != logspb.SeverityNumber_SEVERITY_NUMBER_WARN || r.SeverityText != "WARN" || a[auditotlp.AttrReason] != "token_missing" {
 				t.Errorf("deny: severity %v %q attributes %v", r.SeverityNumber, r.SeverityText, a)
+			}
+			if len(r.TraceId) != 0 || len(r.SpanId) != 0 {
+				t.Errorf("deny: untraced check's record names trace %x span %x", r.TraceId, r.SpanId)
 			}
 		}
 		if b, _ := protojson.Marshal(r); strings.Contains(string(b), tok) {

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"encoding/hex"
 	"iter"
 	"math/rand/v2"
 	"slices"
@@ -29,7 +30,11 @@ type Entry struct {
 	Route    string
 	ClientID string
 	Subject  string
-	JSON     []byte
+	// TraceID and SpanID name the check's span (zero when untraced), for
+	// sinks that link a record to its trace.
+	TraceID [16]byte
+	SpanID  [8]byte
+	JSON    []byte
 }
 
 // Bounds on request-supplied strings in a record, in bytes: a record must
@@ -52,7 +57,7 @@ func appendDecision(dst []byte, ev *Event, m *masker) ([]byte, Entry) {
 		id = newID()
 	}
 	e := Entry{Time: ev.Time, Type: "decision", DecisionID: id, RequestID: m.str(mRequestID, truncate(ev.RequestID, maxShortField)),
-		API: ev.API.String(), Allow: d.Allow, Reason: code.String()}
+		API: ev.API.String(), Allow: d.Allow, Reason: code.String(), TraceID: ev.TraceID, SpanID: ev.SpanID}
 	dst = append(dst, `{"time":"`...)
 	dst = ev.Time.UTC().AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, `","type":"decision","decision_id":`...)
@@ -60,6 +65,13 @@ func appendDecision(dst []byte, ev *Event, m *masker) ([]byte, Entry) {
 	if e.RequestID != "" {
 		dst = append(dst, `,"request_id":`...)
 		dst = appendString(dst, e.RequestID)
+	}
+	if e.TraceID != ([16]byte{}) {
+		dst = append(dst, `,"trace_id":"`...)
+		dst = hex.AppendEncode(dst, e.TraceID[:])
+		dst = append(dst, `","span_id":"`...)
+		dst = hex.AppendEncode(dst, e.SpanID[:])
+		dst = append(dst, '"')
 	}
 	dst = append(dst, `,"api":"`...)
 	dst = append(dst, e.API...)

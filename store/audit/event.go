@@ -53,6 +53,9 @@ type Event struct {
 	DecisionID string
 	SourceIP   netip.Addr
 	API        API
+	// TraceID and SpanID name the check's span; zero when it was not traced.
+	TraceID [16]byte
+	SpanID  [8]byte
 
 	// write is set when the event goes to the sinks; an allow that
 	// sampling skipped still reaches the observer.

@@ -370,6 +370,8 @@ func (l *Logger) Record(ctx context.Context, api API, r *decision.Request, d *de
 		DecisionID: decisionID,
 		SourceIP:   r.SourceIP,
 		API:        api,
+		TraceID:    r.TraceID,
+		SpanID:     r.SpanID,
 		write:      write,
 	}
 	if d.Path == "" {
