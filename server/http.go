@@ -166,7 +166,12 @@ func isJSONPost(r *http.Request) bool {
 	if r.Method != http.MethodPost {
 		return false
 	}
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ct := r.Header.Get("Content-Type")
+	if strings.EqualFold(ct, "application/json") {
+		// The usual value, without parameters: nothing to parse.
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(ct)
 	return err == nil && mt == "application/json"
 }
 
