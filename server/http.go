@@ -183,12 +183,10 @@ func (h *HTTPHandler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	f := h.funnel
 	var x exchange
 	f.begin(&x, apiHTTP)
-	ctx, cancel := f.bound(r.Context())
+	ctx, stop := f.bound(r.Context())
 	invalid := forwardauth.RequestFromHTTP(r, &h.opts, &x.req)
 	f.decide(ctx, &x, invalid, httpHeaderSize(r.Header))
-	if cancel != nil {
-		cancel()
-	}
+	stop.stop()
 	h.http.Write(w, &x.d)
 	f.record(ctx, &x)
 	if h.debug {

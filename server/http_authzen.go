@@ -28,10 +28,8 @@ var (
 // internal error (the check timeout included) is a 500. Each answer is
 // one decision through the funnel, metered and audited with api authzen.
 func (h *HTTPHandler) authzenEvaluation(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := h.funnel.bound(r.Context())
-	if cancel != nil {
-		defer cancel()
-	}
+	ctx, stop := h.funnel.bound(r.Context())
+	defer stop.stop()
 	if !h.authzenAdmit(ctx, w, r) {
 		return
 	}
@@ -69,10 +67,8 @@ func (h *HTTPHandler) authzenSingle(ctx context.Context, w http.ResponseWriter, 
 // The check timeout bounds the whole request: items left when it passes
 // are answered as internal errors without being decided.
 func (h *HTTPHandler) authzenEvaluations(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := h.funnel.bound(r.Context())
-	if cancel != nil {
-		defer cancel()
-	}
+	ctx, stop := h.funnel.bound(r.Context())
+	defer stop.stop()
 	if !h.authzenAdmit(ctx, w, r) {
 		return
 	}
