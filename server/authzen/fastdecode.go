@@ -84,7 +84,11 @@ func fastEvaluations(body []byte, batch bool) (out *Evaluations, ok bool) {
 		return nil, false
 	}
 	var blocks []evalBlock
-	if items := o.Get("evaluations"); batch && items != nil && items.Type() == fastjson.TypeArray {
+	var items *fastjson.Value
+	if batch {
+		items = o.Get("evaluations")
+	}
+	if items != nil && items.Type() == fastjson.TypeArray {
 		a, _ := items.Array()
 		out = new(Evaluations)
 		blocks = make([]evalBlock, 1+len(a))
