@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -294,4 +295,59 @@ func (w *bodyWriter) Write(b []byte) (int, error) {
 func (w *bodyWriter) WriteString(s string) (int, error) {
 	w.body = append(w.body, s...)
 	return len(s), nil
+}
+
+// BenchmarkAuthZENFloor is an AuthZEN evaluation, and a batch of ten, over
+// loopback HTTP/1.1, client included, against the bench harness's floor: a
+// handler that reads the body and answers as many allows.
+func BenchmarkAuthZENFloor(b *testing.B) {
+	e := startHTTPE2E(b, nil)
+	good := mint(b, e.signer, "alice", "app", "items:read", time.Now(), time.Hour)
+	item := `{"subject":{"type":"user","id":"","properties":{"token":"` + good + `","ip_address":"203.0.113.9"}},` +
+		`"action":{"name":"GET"},"resource":{"type":"http_path","id":"/api/items/1","properties":{"host":"api.example.com"}}}`
+	one := []byte(`{"decision":true}`)
+	ten := []byte(`{"evaluations":[` + strings.Repeat(`{"decision":true},`, 9) + `{"decision":true}]}`)
+	noop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == authzen.EvaluationsPath {
+			_, _ = w.Write(ten)
+			return
+		}
+		_, _ = w.Write(one)
+	}))
+	defer noop.Close()
+	for _, bc := range []struct{ name, path, body string }{
+		{"single", authzen.EvaluationPath, item},
+		{"batch10", authzen.EvaluationsPath, `{"evaluations":[` + strings.Repeat(item+",", 9) + item + `]}`},
+	} {
+		for _, srv := range []struct{ name, base string }{{"scopegate", e.base}, {"noop", noop.URL}} {
+			b.Run(bc.name+"/"+srv.name, func(b *testing.B) {
+				body := []byte(bc.body)
+				rd := bytes.NewReader(body)
+				req, err := http.NewRequest("POST", srv.base+bc.path, rd)
+				if err != nil {
+					b.Fatal(err)
+				}
+				req.Header.Set("Content-Type", "application/json")
+				req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+				client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+				defer client.CloseIdleConnections()
+				b.ReportAllocs()
+				for b.Loop() {
+					rd.Reset(body)
+					req.Body = io.NopCloser(rd)
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Fatal(err)
+					}
+					buf, err := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err != nil || resp.StatusCode != 200 || !bytes.Contains(buf, []byte(`"decision":true`)) {
+						b.Fatalf("status %d, body %s, %v", resp.StatusCode, buf, err)
+					}
+				}
+			})
+		}
+	}
 }
