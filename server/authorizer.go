@@ -36,12 +36,10 @@ func (a *Authorizer) Check(ctx context.Context, req *scopegatev1.CheckRequest) (
 	f := a.funnel
 	var x exchange
 	ctx = f.begin(ctx, &x, apiScopegate, carrier{m: req.GetHeaders()})
-	ctx, cancel := f.bound(ctx)
+	ctx, stop := f.bound(ctx)
 	invalid := requestFromAuthorizer(req, &x.req)
 	f.decide(ctx, &x, invalid, authorizerHeaderSize(req))
-	if cancel != nil {
-		cancel()
-	}
+	stop.stop()
 	if tr := x.req.Trace; tr != nil {
 		if r := f.engine.ShadowRoute(&x.req, &x.d); r != nil {
 			tr.Steps = append(tr.Steps, decision.TraceStep{Check: "shadow", Result: "info",

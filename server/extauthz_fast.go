@@ -58,12 +58,10 @@ func (x *ExtAuthz) check(ctx context.Context, req *authv3.CheckRequest) (any, er
 	f := x.funnel
 	var ex exchange
 	ctx = f.begin(ctx, &ex, apiEnvoy, extAuthzCarrier(req))
-	ctx, cancel := f.bound(ctx)
+	ctx, stop := f.bound(ctx)
 	invalid := envoy.RequestFromCheck(req, &ex.req)
 	f.decide(ctx, &ex, invalid, extAuthzHeaderSize(req))
-	if cancel != nil {
-		cancel()
-	}
+	stop.stop()
 	var out any
 	if ex.d.Allow {
 		out = &allowReply{d: ex.d, responder: x.responder}

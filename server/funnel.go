@@ -100,13 +100,16 @@ func (f *funnel) begin(ctx context.Context, x *exchange, api apiKind, c carrier)
 
 // bound returns ctx bounded by the check timeout. A caller's deadline that
 // is already sooner (Envoy always sends one; the gRPC gate arms ours at
-// stream start) is kept as it is, at no cost. cancel is nil when nothing
-// was derived.
-func (f *funnel) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+// stream start) is kept as it is, at no cost. Otherwise the bound is a
+// checkDeadline (deadline.go), whose stop the caller calls once the
+// decision is made; stop is nil when nothing was derived, and a nil stop
+// may be called.
+func (f *funnel) bound(ctx context.Context) (context.Context, *checkDeadline) {
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= f.limits.timeout {
 		return ctx, nil
 	}
-	return context.WithTimeoutCause(ctx, f.limits.timeout, errCheckTimeout)
+	c := newCheckDeadline(ctx, f.limits.timeout)
+	return c, c
 }
 
 // decide runs steps 2 and 3 for x, whose request the adapter translated

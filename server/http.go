@@ -166,7 +166,12 @@ func isJSONPost(r *http.Request) bool {
 	if r.Method != http.MethodPost {
 		return false
 	}
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ct := r.Header.Get("Content-Type")
+	if strings.EqualFold(ct, "application/json") {
+		// The usual value, without parameters: nothing to parse.
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(ct)
 	return err == nil && mt == "application/json"
 }
 
@@ -178,12 +183,10 @@ func (h *HTTPHandler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	f := h.funnel
 	var x exchange
 	ctx := f.begin(r.Context(), &x, apiHTTP, carrier{h: r.Header})
-	ctx, cancel := f.bound(ctx)
+	ctx, stop := f.bound(ctx)
 	invalid := forwardauth.RequestFromHTTP(r, &h.opts, &x.req)
 	f.decide(ctx, &x, invalid, httpHeaderSize(r.Header))
-	if cancel != nil {
-		cancel()
-	}
+	stop.stop()
 	h.http.Write(w, &x.d)
 	f.record(ctx, &x)
 	if h.debug {

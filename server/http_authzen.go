@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/server/authzen"
@@ -27,10 +28,8 @@ var (
 // internal error (the check timeout included) is a 500. Each answer is
 // one decision through the funnel, metered and audited with api authzen.
 func (h *HTTPHandler) authzenEvaluation(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := h.funnel.bound(r.Context())
-	if cancel != nil {
-		defer cancel()
-	}
+	ctx, stop := h.funnel.bound(r.Context())
+	defer stop.stop()
 	if !h.authzenAdmit(ctx, w, r) {
 		return
 	}
@@ -38,7 +37,8 @@ func (h *HTTPHandler) authzenEvaluation(w http.ResponseWriter, r *http.Request) 
 	if !ok {
 		return
 	}
-	ev, perr := authzen.ParseEvaluation(body)
+	ev, perr := authzen.ParseEvaluation(*body)
+	putBody(body)
 	if perr != nil {
 		h.authzenRefuse(ctx, w, r, http.StatusBadRequest, perr)
 		return
@@ -47,7 +47,7 @@ func (h *HTTPHandler) authzenEvaluation(w http.ResponseWriter, r *http.Request) 
 }
 
 func (h *HTTPHandler) authzenSingle(ctx context.Context, w http.ResponseWriter, r *http.Request, ev *authzen.Evaluation) {
-	res, ierr := h.evaluate(ctx, r, ev, "")
+	res, ierr := h.evaluate(ctx, r, ev, -1)
 	if ierr != nil {
 		writeAuthZENError(w, r, http.StatusBadRequest, ierr)
 		return
@@ -56,7 +56,7 @@ func (h *HTTPHandler) authzenSingle(ctx context.Context, w http.ResponseWriter, 
 		writeAuthZENError(w, r, res.Context.Error.Status, &authzen.Error{Message: res.Context.Error.Message})
 		return
 	}
-	writeAuthZENJSON(w, r, http.StatusOK, res)
+	writeAuthZENReply(w, r, http.StatusOK, res.AppendJSON)
 }
 
 // authzenEvaluations serves POST /access/v1/evaluations. Without an
@@ -67,10 +67,8 @@ func (h *HTTPHandler) authzenSingle(ctx context.Context, w http.ResponseWriter, 
 // The check timeout bounds the whole request: items left when it passes
 // are answered as internal errors without being decided.
 func (h *HTTPHandler) authzenEvaluations(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := h.funnel.bound(r.Context())
-	if cancel != nil {
-		defer cancel()
-	}
+	ctx, stop := h.funnel.bound(r.Context())
+	defer stop.stop()
 	if !h.authzenAdmit(ctx, w, r) {
 		return
 	}
@@ -78,7 +76,8 @@ func (h *HTTPHandler) authzenEvaluations(w http.ResponseWriter, r *http.Request)
 	if !ok {
 		return
 	}
-	evs, perr := authzen.ParseEvaluations(body)
+	evs, perr := authzen.ParseEvaluations(*body)
+	putBody(body)
 	if perr != nil {
 		h.authzenRefuse(ctx, w, r, http.StatusBadRequest, perr)
 		return
@@ -96,7 +95,7 @@ func (h *HTTPHandler) authzenEvaluations(w http.ResponseWriter, r *http.Request)
 	out := authzen.EvaluationsResponse{Evaluations: make([]authzen.Response, 0, len(evs.Evaluations))}
 	for i := range evs.Evaluations {
 		it := evs.Item(i)
-		res, ierr := h.evaluate(ctx, r, &it, "evaluations["+strconv.Itoa(i)+"].")
+		res, ierr := h.evaluate(ctx, r, &it, i)
 		if ierr != nil {
 			res = authzen.Invalid(ierr)
 		}
@@ -105,18 +104,25 @@ func (h *HTTPHandler) authzenEvaluations(w http.ResponseWriter, r *http.Request)
 			break
 		}
 	}
-	writeAuthZENJSON(w, r, http.StatusOK, out)
+	writeAuthZENReply(w, r, http.StatusOK, out.AppendJSON)
 }
 
 // evaluate takes one evaluation through the funnel. The HTTP call's
 // Authorization header is the subject's token when
 // subject.properties.token is absent. An evaluation that does not
 // translate is refused (request_invalid, recorded) and its error returned.
-func (h *HTTPHandler) evaluate(ctx context.Context, r *http.Request, ev *authzen.Evaluation, field string) (authzen.Response, *authzen.Error) {
+// item is the evaluation's index in a batch, or -1 for a single
+// evaluation; an error names the item's members as evaluations[i]….
+func (h *HTTPHandler) evaluate(ctx context.Context, r *http.Request, ev *authzen.Evaluation, item int) (authzen.Response, *authzen.Error) {
 	f := h.funnel
 	var x exchange
 	ctx = f.begin(ctx, &x, apiAuthZEN, carrier{h: r.Header})
-	ierr := ev.Request(field, r.Header["Authorization"], &x.req)
+	ierr := ev.Request("", r.Header["Authorization"], &x.req)
+	if ierr != nil && item >= 0 {
+		// The prefix is built only for an error: a batch item that
+		// translates costs no string.
+		ierr.Field = "evaluations[" + strconv.Itoa(item) + "]." + ierr.Field
+	}
 	if v := r.Header[forwardauth.HeaderRequestID]; len(v) > 0 {
 		x.req.RequestID = v[0]
 	}
@@ -182,11 +188,21 @@ func (h *HTTPHandler) authzenMetadata(w http.ResponseWriter, r *http.Request) {
 	writeAuthZENJSON(w, r, http.StatusOK, authzen.NewMetadata(scheme+"://"+r.Host))
 }
 
-// readAuthZENBody reads a body of at most MaxAuthZENBodyBytes, answering
-// 413 or 400 itself (and recording the refusal) when it cannot.
-func (h *HTTPHandler) readAuthZENBody(ctx context.Context, w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxAuthZENBodyBytes))
+// bodyBuffers hold AuthZEN request bodies while they are parsed: both
+// decoders copy what they keep, so a buffer is reused once the body is
+// parsed.
+var bodyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// readAuthZENBody reads a body of at most MaxAuthZENBodyBytes into a
+// pooled buffer, answering 413 or 400 itself (and recording the refusal)
+// when it cannot. The caller gives the buffer back (putBody) once the
+// body is parsed.
+func (h *HTTPHandler) readAuthZENBody(ctx context.Context, w http.ResponseWriter, r *http.Request) (*[]byte, bool) {
+	bp := bodyBuffers.Get().(*[]byte)
+	body, err := readAll(http.MaxBytesReader(w, r.Body, MaxAuthZENBodyBytes), (*bp)[:0], r.ContentLength)
+	*bp = body
 	if err != nil {
+		putBody(bp)
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			h.authzenRefuse(ctx, w, r, http.StatusRequestEntityTooLarge, &authzen.Error{
@@ -196,7 +212,37 @@ func (h *HTTPHandler) readAuthZENBody(ctx context.Context, w http.ResponseWriter
 		h.authzenRefuse(ctx, w, r, http.StatusBadRequest, &authzen.Error{Message: "the body could not be read: " + err.Error()})
 		return nil, false
 	}
-	return body, true
+	return bp, true
+}
+
+// putBody gives a body buffer back to the pool.
+func putBody(bp *[]byte) {
+	if cap(*bp) > MaxAuthZENBodyBytes+1024 {
+		return
+	}
+	*bp = (*bp)[:0]
+	bodyBuffers.Put(bp)
+}
+
+// readAll is io.ReadAll appending to b, which it first grows to the
+// announced length (bounded by the body limit).
+func readAll(rd io.Reader, b []byte, announced int64) ([]byte, error) {
+	if announced > 0 && int64(cap(b)) < announced+1 {
+		b = make([]byte, 0, min(announced, MaxAuthZENBodyBytes)+1)
+	}
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := rd.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // writeAuthZENError answers a request-level error with a JSON body naming
@@ -206,7 +252,8 @@ func writeAuthZENError(w http.ResponseWriter, r *http.Request, status int, e *au
 	if status >= 500 {
 		code = decision.Internal.String()
 	}
-	writeAuthZENJSON(w, r, status, authzen.ErrorBody{Status: status, Error: code, Field: e.Field, Message: e.Message})
+	eb := authzen.ErrorBody{Status: status, Error: code, Field: e.Field, Message: e.Message}
+	writeAuthZENReply(w, r, status, eb.AppendJSON)
 }
 
 func writeAuthZENJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
@@ -215,12 +262,31 @@ func writeAuthZENJSON(w http.ResponseWriter, r *http.Request, status int, v any)
 		// The response types hold strings, numbers and booleans only.
 		status, b = http.StatusInternalServerError, []byte(`{"status":500,"error":"internal","message":"the response could not be encoded"}`)
 	}
+	writeAuthZENReply(w, r, status, func(dst []byte) []byte { return append(dst, b...) })
+}
+
+// replyBuffers hold AuthZEN answers while they are written.
+var replyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledReply bounds the buffer a pooled answer keeps.
+const maxPooledReply = 64 << 10
+
+// writeAuthZENReply answers with the JSON body encode appends, and a
+// Content-Length, so that net/http needs no chunked framing.
+func writeAuthZENReply(w http.ResponseWriter, r *http.Request, status int, encode func([]byte) []byte) {
+	bp := replyBuffers.Get().(*[]byte)
+	b := append(encode((*bp)[:0]), '\n')
 	hdr := w.Header()
 	hdr["Content-Type"] = jsonContentType
 	hdr["Cache-Control"] = noStore
+	hdr["Content-Length"] = []string{strconv.Itoa(len(b))}
 	if v := r.Header[forwardauth.HeaderRequestID]; len(v) > 0 {
 		hdr[forwardauth.HeaderRequestID] = v[:1:1]
 	}
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(b)
+	if cap(b) <= maxPooledReply {
+		*bp = b[:0]
+		replyBuffers.Put(bp)
+	}
 }

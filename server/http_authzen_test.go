@@ -3,7 +3,9 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -225,5 +227,127 @@ func TestAuthZENWithoutJSONContentType(t *testing.T) {
 	resp := e.do(t, "POST", authzen.EvaluationPath, body, "Content-Type", "application/json; charset=utf-8")
 	if b := readBody(t, resp); resp.StatusCode != http.StatusOK {
 		t.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+}
+
+// BenchmarkAuthZEN is the server's own share of an AuthZEN evaluation and
+// of a batch of ten, without the network: route the request, read and
+// parse the body, decide each evaluation (cached token), and encode the
+// answer. The body is the one the bench harness sends.
+func BenchmarkAuthZEN(b *testing.B) {
+	e := startE2E(b, nil)
+	good := mint(b, e.signer, "alice", "app", "items:read", time.Now(), time.Hour)
+	item := `{"subject":{"type":"user","id":"","properties":{"token":"` + good + `","ip_address":"203.0.113.9"}},` +
+		`"action":{"name":"GET"},"resource":{"type":"http_path","id":"/api/items/1","properties":{"host":"api.example.com"}}}`
+	h := e.srv.HTTPHandler()
+	for _, bc := range []struct {
+		name, path, body string
+		want             string
+	}{
+		{"single", authzen.EvaluationPath, item, `{"decision":true`},
+		{"batch10", authzen.EvaluationsPath, `{"evaluations":[` + strings.Repeat(item+",", 9) + item + `]}`, `{"evaluations":[{"decision":true`},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			body := []byte(bc.body)
+			rd := bytes.NewReader(body)
+			r, err := http.NewRequest("POST", "http://127.0.0.1"+bc.path, io.NopCloser(rd))
+			if err != nil {
+				b.Fatal(err)
+			}
+			r.RequestURI, r.RemoteAddr = bc.path, "127.0.0.1:40000"
+			r.Header.Set("Content-Type", "application/json")
+			w := &bodyWriter{discardWriter: discardWriter{h: http.Header{}}}
+			serve := func() {
+				rd.Reset(body)
+				clear(w.h)
+				w.body = w.body[:0]
+				h.ServeHTTP(w, r)
+			}
+			serve()
+			e.srv.engine.WaitTokenCache()
+			serve()
+			if w.code != 200 || !bytes.HasPrefix(w.body, []byte(bc.want)) {
+				b.Fatalf("status %d, body %s", w.code, w.body)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				serve()
+			}
+			if w.code != 200 || !bytes.HasPrefix(w.body, []byte(bc.want)) {
+				b.Fatalf("status %d, body %s", w.code, w.body)
+			}
+		})
+	}
+}
+
+// bodyWriter is a discardWriter that keeps the body, so a benchmark can
+// check the answer it measured.
+type bodyWriter struct {
+	discardWriter
+	body []byte
+}
+
+func (w *bodyWriter) Write(b []byte) (int, error) {
+	w.body = append(w.body, b...)
+	return len(b), nil
+}
+
+func (w *bodyWriter) WriteString(s string) (int, error) {
+	w.body = append(w.body, s...)
+	return len(s), nil
+}
+
+// BenchmarkAuthZENFloor is an AuthZEN evaluation, and a batch of ten, over
+// loopback HTTP/1.1, client included, against the bench harness's floor: a
+// handler that reads the body and answers as many allows.
+func BenchmarkAuthZENFloor(b *testing.B) {
+	e := startHTTPE2E(b, nil)
+	good := mint(b, e.signer, "alice", "app", "items:read", time.Now(), time.Hour)
+	item := `{"subject":{"type":"user","id":"","properties":{"token":"` + good + `","ip_address":"203.0.113.9"}},` +
+		`"action":{"name":"GET"},"resource":{"type":"http_path","id":"/api/items/1","properties":{"host":"api.example.com"}}}`
+	one := []byte(`{"decision":true}`)
+	ten := []byte(`{"evaluations":[` + strings.Repeat(`{"decision":true},`, 9) + `{"decision":true}]}`)
+	noop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == authzen.EvaluationsPath {
+			_, _ = w.Write(ten)
+			return
+		}
+		_, _ = w.Write(one)
+	}))
+	defer noop.Close()
+	for _, bc := range []struct{ name, path, body string }{
+		{"single", authzen.EvaluationPath, item},
+		{"batch10", authzen.EvaluationsPath, `{"evaluations":[` + strings.Repeat(item+",", 9) + item + `]}`},
+	} {
+		for _, srv := range []struct{ name, base string }{{"scopegate", e.base}, {"noop", noop.URL}} {
+			b.Run(bc.name+"/"+srv.name, func(b *testing.B) {
+				body := []byte(bc.body)
+				rd := bytes.NewReader(body)
+				req, err := http.NewRequest("POST", srv.base+bc.path, rd)
+				if err != nil {
+					b.Fatal(err)
+				}
+				req.Header.Set("Content-Type", "application/json")
+				req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+				client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+				defer client.CloseIdleConnections()
+				b.ReportAllocs()
+				for b.Loop() {
+					rd.Reset(body)
+					req.Body = io.NopCloser(rd)
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Fatal(err)
+					}
+					buf, err := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err != nil || resp.StatusCode != 200 || !bytes.Contains(buf, []byte(`"decision":true`)) {
+						b.Fatalf("status %d, body %s, %v", resp.StatusCode, buf, err)
+					}
+				}
+			})
+		}
 	}
 }

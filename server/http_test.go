@@ -531,9 +531,15 @@ func BenchmarkForwardAuthHTTP(b *testing.B) {
 	req.Header.Set("X-Forwarded-Method", "GET")
 	req.Header.Set("X-Forwarded-Uri", "/api/items/1")
 	req.Header.Set("Authorization", "Bearer "+good)
+	benchHTTPAllows(b, e.client, req)
+}
+
+// benchHTTPAllows sends req in a loop, each answer read and checked to be
+// a 200.
+func benchHTTPAllows(b *testing.B, client *http.Client, req *http.Request) {
 	b.ReportAllocs()
 	for b.Loop() {
-		resp, err := e.client.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -542,6 +548,51 @@ func BenchmarkForwardAuthHTTP(b *testing.B) {
 		if resp.StatusCode != 200 {
 			b.Fatalf("status %d", resp.StatusCode)
 		}
+	}
+}
+
+// BenchmarkForwardAuthFloor is one forward-auth allow over loopback
+// HTTP/1.1, client included, against the harness's floor (a no-op handler
+// answering 200) and against a no-op handler that writes the same answer
+// headers as scopegate's allow: the difference between the two floors is
+// what the forward-auth contract's headers cost, the rest is scopegate's.
+func BenchmarkForwardAuthFloor(b *testing.B) {
+	e := startHTTPE2E(b, nil)
+	good := mint(b, e.signer, "alice", "app", "items:read", time.Now(), time.Hour)
+	newReq := func(base string) *http.Request {
+		req, err := http.NewRequest("GET", base+"/_auth", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		req.Header = http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/api/items/1"},
+			"X-Forwarded-Host": {"api.example.com"}, "X-Forwarded-Proto": {"https"}, "Authorization": {"Bearer " + good}}
+		return req
+	}
+	resp, err := e.client.Do(newReq(e.base))
+	if err != nil || resp.StatusCode != 200 {
+		b.Fatalf("scopegate: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	allow := resp.Header.Clone()
+	for _, h := range []string{"Date", "Content-Length"} {
+		allow.Del(h) // net/http writes these for every handler
+	}
+	noop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(200) }))
+	defer noop.Close()
+	same := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		for k, v := range allow {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(200)
+	}))
+	defer same.Close()
+	for _, bc := range []struct{ name, base string }{{"scopegate", e.base}, {"noop", noop.URL}, {"noop-same-headers", same.URL}} {
+		b.Run(bc.name, func(b *testing.B) {
+			req := newReq(bc.base)
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			defer client.CloseIdleConnections()
+			benchHTTPAllows(b, client, req)
+		})
 	}
 }
 

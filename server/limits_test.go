@@ -416,8 +416,8 @@ func BenchmarkFunnelLimits(b *testing.B) {
 	ctx := envoyDeadline{context.Background()}
 	b.ReportAllocs()
 	for b.Loop() {
-		bounded, cancel := f.bound(ctx)
-		if cancel != nil || bounded != ctx || f.limits.over(extAuthzHeaderSize(req)) != "" {
+		bounded, stop := f.bound(ctx)
+		if stop != nil || bounded != ctx || f.limits.over(extAuthzHeaderSize(req)) != "" {
 			b.Fatal("limits changed an ordinary request")
 		}
 	}

@@ -129,8 +129,14 @@ func (e *Error) Error() string {
 
 // ParseEvaluation decodes an access evaluation request body.
 func ParseEvaluation(body []byte) (*Evaluation, *Error) {
+	if err := checkObject(body); err != nil {
+		return nil, err
+	}
+	if evs, ok := fastEvaluations(body, false); ok {
+		return &evs.Evaluation, nil
+	}
 	var ev Evaluation
-	if err := decode(body, &ev); err != nil {
+	if err := decodeSlow(body, &ev); err != nil {
 		return nil, err
 	}
 	return &ev, nil
@@ -139,9 +145,15 @@ func ParseEvaluation(body []byte) (*Evaluation, *Error) {
 // ParseEvaluations decodes an access evaluations request body and
 // checks its options.
 func ParseEvaluations(body []byte) (*Evaluations, *Error) {
-	var ev Evaluations
-	if err := decode(body, &ev); err != nil {
+	if err := checkObject(body); err != nil {
 		return nil, err
+	}
+	ev, ok := fastEvaluations(body, true)
+	if !ok {
+		ev = new(Evaluations)
+		if err := decodeSlow(body, ev); err != nil {
+			return nil, err
+		}
 	}
 	if ev.Options != nil {
 		switch ev.Options.EvaluationsSemantic {
@@ -150,7 +162,7 @@ func ParseEvaluations(body []byte) (*Evaluations, *Error) {
 			return nil, &Error{Field: "options.evaluations_semantic", Message: "unknown value " + strconv.Quote(clip(ev.Options.EvaluationsSemantic)) + ": use execute_all, deny_on_first_deny or permit_on_first_permit"}
 		}
 	}
-	return &ev, nil
+	return ev, nil
 }
 
 // Semantic returns the batch's evaluation semantic (execute_all by
@@ -180,14 +192,21 @@ func (ev *Evaluations) Item(i int) Evaluation {
 	return it
 }
 
-// decode decodes one JSON object into v, naming the field of a type
-// error and refusing trailing data, duplicate members and member names
-// that match only in another case (members.go).
-func decode(body []byte, v any) *Error {
+// checkObject refuses a body that is not a JSON object at all.
+func checkObject(body []byte) *Error {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return &Error{Message: "the body must be a JSON object"}
 	}
+	return nil
+}
+
+// decodeSlow decodes one JSON object into v with encoding/json, naming the
+// field of a type error and refusing trailing data, duplicate members and
+// member names that match only in another case (members.go). It takes
+// every body the fast decoder (fastdecode.go) declines, and words every
+// refusal.
+func decodeSlow(body []byte, v any) *Error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
