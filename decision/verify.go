@@ -115,16 +115,19 @@ func (v *verifier) close() { v.cache.c.Close() }
 // decisions run: entries of older generations are ignored, then evicted.
 func (v *verifier) purge() { v.gen.Add(1) }
 
-// wait blocks until the cache has applied pending writes (it admits entries
-// asynchronously).
-func (v *verifier) wait() { v.cache.c.Wait() }
+// wait hands the pending entries to the cache and blocks until it has
+// applied them (it admits entries asynchronously).
+func (v *verifier) wait() {
+	v.cache.flush()
+	v.cache.c.Wait()
+}
 
 // verify returns the verified token raw stands for, or the reason it is
 // rejected. A cache hit costs no signature check and allocates nothing.
 func (v *verifier) verify(ctx context.Context, raw string, pol *Policy, now time.Time) (*verifiedToken, Code, string) {
 	nowN := now.UnixNano()
 	v.lookups.Add(1)
-	if e, ok := v.cache.c.Get(raw); ok {
+	if e, ok := v.cache.get(raw); ok {
 		if vt := e.vt; vt != nil {
 			if vt.gen == v.gen.Load() && vt.matches(raw, nowN) {
 				// An introspected token depends on no key set.
