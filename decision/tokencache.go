@@ -119,7 +119,9 @@ type tokenCache struct {
 }
 
 // minInflightBytes is the smallest bound on the entries waiting for
-// admission; the bound is otherwise an eighth of the budget.
+// admission; the bound is otherwise a thirty-second of the budget (2 MiB
+// of the default 64 MiB, over a thousand typical tokens: far more than
+// ristretto holds while it keeps up).
 const minInflightBytes = 1 << 20
 
 // pendingBatch is how many new entries the cache gathers before handing
@@ -223,7 +225,7 @@ func newTokenCache(cfg tokenCacheConfig) (*tokenCache, error) {
 	if maxBytes < minTokenCacheBytes {
 		return nil, errors.New("token cache: a budget of " + formatBytes(maxBytes) + " is too small: give at least " + formatBytes(minTokenCacheBytes))
 	}
-	tc := &tokenCache{maxBytes: maxBytes, maxInflight: max(maxBytes/8, minInflightBytes)}
+	tc := &tokenCache{maxBytes: maxBytes, maxInflight: max(maxBytes/32, minInflightBytes)}
 	// Ristretto wants about ten admission counters per entry it will hold;
 	// a typical cached token costs 1 KiB or more.
 	items := maxBytes / 1024
