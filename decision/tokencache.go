@@ -299,9 +299,18 @@ func (tc *tokenCache) hand(batch []pendingEntry) {
 		return
 	}
 	for i := range batch {
-		if tc.c.SetWithTTL(batch[i].key, batch[i].v, 0, batch[i].ttl) {
-			tc.inflight.Add(batch[i].v.charged())
-		}
+		tc.set(batch[i].key, batch[i].v, batch[i].ttl)
+	}
+}
+
+// set gives ristretto an entry with a cost of 0, so that it asks for the
+// cost when it takes the entry up, and counts it in inflight until then.
+// Every entry is given this way: the queue then never holds more than
+// inflight allows (a few thousand items, of the 32,768 it has room for),
+// so a Set is never dropped uncounted, which would leave inflight high.
+func (tc *tokenCache) set(key string, v cacheValue, ttl time.Duration) {
+	if tc.c.SetWithTTL(key, v, 0, ttl) {
+		tc.inflight.Add(v.charged())
 	}
 }
 
@@ -349,7 +358,7 @@ func (tc *tokenCache) recharge(vt *verifiedToken, c *claimsMemo, nowN int64) {
 	}
 	if ttl := time.Duration(vt.exp - nowN); ttl > 0 {
 		vt.cost += c.bytes
-		tc.c.SetWithTTL(vt.Token.raw, cacheValue{vt: vt}, vt.cost, ttl)
+		tc.set(vt.Token.raw, cacheValue{vt: vt}, ttl)
 	}
 }
 
