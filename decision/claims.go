@@ -139,7 +139,6 @@ func parseClaimsSet(p *fastjson.Parser, payload []byte) (*fastjson.Object, *veri
 func readTokenClaims(obj *fastjson.Object, vt *verifiedToken, iss *Issuer) string {
 	t := &vt.Token
 	var a claimArena
-	a.pend = a.small[:0]
 	var clientID, azp []byte
 	detail := ""
 	hasExp := false
@@ -202,10 +201,12 @@ func readTokenClaims(obj *fastjson.Object, vt *verifiedToken, iss *Issuer) strin
 		clientID = azp
 	}
 	a.add(&t.ClientID, clientID)
-	if detail = a.readScopes(obj, iss.ScopeClaims); detail != "" {
+	var room [16][]byte
+	scopes, detail := readScopes(obj, iss.ScopeClaims, room[:0])
+	if detail != "" {
 		return detail
 	}
-	vt.arena = int32(a.finish(t))
+	vt.arena = int32(a.finish(t, scopes))
 	return ""
 }
 
@@ -231,11 +232,14 @@ type pendingString struct {
 // read from the parser (valid until it is reused), and copies them into
 // one allocation, each then a substring of it. The scopes are joined into
 // ScopeString there, and Scopes are substrings of it.
+// It lives on the stack of one verification: the first strings go into
+// an array of its own (a slice pointing into the struct itself would move
+// it to the heap), the rest, rarely any, into more.
 type claimArena struct {
-	small  [12]pendingString
-	pend   []pendingString
-	scopes [][]byte
-	size   int
+	small [12]pendingString
+	n     int
+	more  []pendingString
+	size  int
 }
 
 func (a *claimArena) add(dst *string, b []byte) {
@@ -243,14 +247,20 @@ func (a *claimArena) add(dst *string, b []byte) {
 		*dst = ""
 		return
 	}
-	a.pend = append(a.pend, pendingString{dst, b})
+	if a.n < len(a.small) {
+		a.small[a.n] = pendingString{dst, b}
+		a.n++
+	} else {
+		a.more = append(a.more, pendingString{dst, b})
+	}
 	a.size += len(b)
 }
 
-// finish copies the strings; it returns the arena's heap size.
-func (a *claimArena) finish(t *Token) int64 {
+// finish copies the strings and the scopes; it returns the arena's heap
+// size.
+func (a *claimArena) finish(t *Token, scopes [][]byte) int64 {
 	n := a.size
-	for i, s := range a.scopes {
+	for i, s := range scopes {
 		if i > 0 {
 			n++
 		}
@@ -260,15 +270,17 @@ func (a *claimArena) finish(t *Token) int64 {
 		return 0
 	}
 	buf := make([]byte, 0, n)
-	for _, p := range a.pend {
-		start := len(buf)
-		buf = append(buf, p.b...)
-		*p.dst = unsafe.String(&buf[start], len(p.b))
+	for _, pend := range [2][]pendingString{a.small[:a.n], a.more} {
+		for _, p := range pend {
+			start := len(buf)
+			buf = append(buf, p.b...)
+			*p.dst = unsafe.String(&buf[start], len(p.b))
+		}
 	}
-	if len(a.scopes) > 0 {
+	if len(scopes) > 0 {
 		start := len(buf)
-		t.Scopes = make([]string, len(a.scopes))
-		for i, s := range a.scopes {
+		t.Scopes = make([]string, len(scopes))
+		for i, s := range scopes {
 			if i > 0 {
 				buf = append(buf, ' ')
 			}
@@ -342,9 +354,8 @@ func (a *claimArena) readCnf(v *fastjson.Value, t *Token) string {
 
 // readScopes collects the granted scopes from the scope claims, in order:
 // union, token order, duplicates removed, exact strings.
-func (a *claimArena) readScopes(obj *fastjson.Object, names []string) string {
-	var small [16][]byte
-	out := small[:0]
+// They are appended to out, which the caller gives room in.
+func readScopes(obj *fastjson.Object, names []string, out [][]byte) ([][]byte, string) {
 	add := func(s []byte) {
 		if len(s) == 0 {
 			return
@@ -377,19 +388,16 @@ func (a *claimArena) readScopes(obj *fastjson.Object, names []string) string {
 			arr, _ := v.Array()
 			for _, e := range arr {
 				if e.Type() != fastjson.TypeString {
-					return "claim " + name + " must be a space-separated string or an array of strings; it has a non-string element"
+					return nil, "claim " + name + " must be a space-separated string or an array of strings; it has a non-string element"
 				}
 				b, _ := e.StringBytes()
 				add(b)
 			}
 		default:
-			return "claim " + name + " must be a space-separated string or an array of strings"
+			return nil, "claim " + name + " must be a space-separated string or an array of strings"
 		}
 	}
-	if len(out) > 0 {
-		a.scopes = append([][]byte(nil), out...)
-	}
-	return ""
+	return out, ""
 }
 
 // duplicateKey returns a member name obj holds twice, or "".

@@ -249,15 +249,15 @@ func (tc *tokenCache) setOpaque(raw string, vt *verifiedToken, pol *Policy, ttl 
 		n += c.bytes + allocSize(int64(unsafe.Sizeof(claimsMemo{})))
 	}
 	vt.cost = tc.charge(n)
-	tc.c.SetWithTTL(raw, cacheValue{vt: vt}, vt.cost, ttl)
+	tc.set(raw, cacheValue{vt: vt}, ttl)
 }
 
 // setInactive remembers an inactive introspection answer for ttl. Unlike
 // a JWT's failure it is cached on the first answer: each repetition would
 // cost the authorization server a call.
 func (tc *tokenCache) setInactive(raw string, e *negativeEntry, ttl time.Duration) {
-	cost := tc.charge(itemOverhead + allocSize(int64(unsafe.Sizeof(negativeEntry{}))))
-	tc.c.SetWithTTL(raw, cacheValue{neg: e}, cost, ttl)
+	e.cost = tc.charge(itemOverhead + allocSize(int64(unsafe.Sizeof(negativeEntry{}))))
+	tc.set(raw, cacheValue{neg: e}, ttl)
 }
 
 // IntrospectionStats returns how many opaque-token lookups were answered

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -60,6 +61,8 @@ type negativeEntry struct {
 	issuer      string // the policy's own issuer name
 	detail      string
 	code        Code
+	// cost is what the cache charges for the entry.
+	cost int64
 }
 
 // failureMemoSize is the number of recent failures' digests remembered
@@ -104,6 +107,95 @@ type tokenCache struct {
 	// refused (all since start).
 	evictions, expirations, rejections atomic.Uint64
 	failures                           failureMemo
+	pending                            pendingSets
+	// inflight is the bytes of the entries handed to ristretto and not
+	// yet admitted or refused: ristretto queues up to 32,768 of them for
+	// its admission goroutine, which falls behind when the cores are busy
+	// with cold verifications (its buffer then held 48 MiB of tokens
+	// beyond a 64 MiB budget). New entries are dropped, as ristretto drops
+	// them when its buffer is full, while inflight is over maxInflight.
+	inflight    atomic.Int64
+	maxInflight int64
+}
+
+// minInflightBytes is the smallest bound on the entries waiting for
+// admission; the bound is otherwise a thirty-second of the budget (2 MiB
+// of the default 64 MiB, over a thousand typical tokens: far more than
+// ristretto holds while it keeps up).
+const minInflightBytes = 1 << 20
+
+// pendingBatch is how many new entries the cache gathers before handing
+// them to ristretto together. Ristretto admits an entry on its own
+// goroutine: each Set is a channel send that wakes that goroutine, about 2
+// µs of a 30 µs cold decision when the sends come one by one. Handed over
+// in a batch, the goroutine is woken once and finds the rest waiting.
+const pendingBatch = 16
+
+// pendingEntry is a new entry not yet handed to ristretto.
+type pendingEntry struct {
+	key string
+	v   cacheValue
+	// ttl is counted from the hand-over: an entry's TTL only frees its
+	// room, since a hit checks the token's times itself.
+	ttl time.Duration
+}
+
+// pendingSets are the new entries gathered for the next batch. A lookup
+// that misses ristretto looks here too, and a pending entry found is
+// handed over at once with the rest of the batch, since it is in use: an
+// entry waits only while nobody asks for it.
+type pendingSets struct {
+	mu sync.Mutex
+	n  int
+	e  [pendingBatch]pendingEntry
+}
+
+// add gathers an entry; when the batch is full it returns it, to be handed
+// over outside the lock.
+func (p *pendingSets) add(e pendingEntry, out *[pendingBatch]pendingEntry) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range p.n {
+		if p.e[i].key == e.key {
+			p.e[i] = e // the newer verification of the same token
+			return 0
+		}
+	}
+	p.e[p.n] = e
+	p.n++
+	if p.n < pendingBatch {
+		return 0
+	}
+	return p.take(out)
+}
+
+// find returns the pending entry of key, and the whole batch to hand over.
+func (p *pendingSets) find(key string, out *[pendingBatch]pendingEntry) (cacheValue, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range p.n {
+		if p.e[i].key == key {
+			v := p.e[i].v
+			return v, p.take(out)
+		}
+	}
+	return cacheValue{}, 0
+}
+
+// take moves the batch to out and empties it; the caller holds mu.
+func (p *pendingSets) take(out *[pendingBatch]pendingEntry) int {
+	n := p.n
+	copy(out[:n], p.e[:n])
+	clear(p.e[:n])
+	p.n = 0
+	return n
+}
+
+// drain empties the batch into out.
+func (p *pendingSets) drain(out *[pendingBatch]pendingEntry) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.take(out)
 }
 
 // Per-process keys of the two token hashes: nobody outside can craft
@@ -133,7 +225,7 @@ func newTokenCache(cfg tokenCacheConfig) (*tokenCache, error) {
 	if maxBytes < minTokenCacheBytes {
 		return nil, errors.New("token cache: a budget of " + formatBytes(maxBytes) + " is too small: give at least " + formatBytes(minTokenCacheBytes))
 	}
-	tc := &tokenCache{maxBytes: maxBytes}
+	tc := &tokenCache{maxBytes: maxBytes, maxInflight: max(maxBytes/32, minInflightBytes)}
 	// Ristretto wants about ten admission counters per entry it will hold;
 	// a typical cached token costs 1 KiB or more.
 	items := maxBytes / 1024
@@ -146,7 +238,15 @@ func newTokenCache(cfg tokenCacheConfig) (*tokenCache, error) {
 		MaxCost:            maxBytes,
 		BufferItems:        64,
 		IgnoreInternalCost: true, // itemOverhead counts it, measured
-		KeyToHash:          tokenKeyHash,
+		// New entries are set with a cost of 0: ristretto then asks for
+		// it when its goroutine takes the entry up (and only then), which
+		// tells inflight the entry has left the queue.
+		Cost: func(v cacheValue) int64 {
+			c := v.charged()
+			tc.inflight.Add(-c)
+			return c
+		},
+		KeyToHash: tokenKeyHash,
 		OnEvict: func(it *ristretto.Item[cacheValue]) {
 			if it.Expiration.IsZero() {
 				tc.evictions.Add(1)
@@ -163,6 +263,73 @@ func newTokenCache(cfg tokenCacheConfig) (*tokenCache, error) {
 	return tc, nil
 }
 
+// get returns the entry cached under raw: in ristretto, else among the
+// entries pending admission.
+func (tc *tokenCache) get(raw string) (cacheValue, bool) {
+	if e, ok := tc.c.Get(raw); ok {
+		return e, true
+	}
+	return tc.getPending(raw)
+}
+
+func (tc *tokenCache) getPending(raw string) (cacheValue, bool) {
+	var batch [pendingBatch]pendingEntry
+	e, n := tc.pending.find(raw, &batch)
+	if n == 0 {
+		return cacheValue{}, false
+	}
+	tc.hand(batch[:n])
+	return e, true
+}
+
+// setPending adds a new entry to the next batch, handing the batch over
+// when it is full.
+func (tc *tokenCache) setPending(raw string, v cacheValue, ttl time.Duration) {
+	var batch [pendingBatch]pendingEntry
+	if n := tc.pending.add(pendingEntry{key: raw, v: v, ttl: ttl}, &batch); n > 0 {
+		tc.hand(batch[:n])
+	}
+}
+
+// hand gives a batch to ristretto, or drops it while ristretto is behind
+// (inflight).
+func (tc *tokenCache) hand(batch []pendingEntry) {
+	if tc.inflight.Load() > tc.maxInflight {
+		tc.rejections.Add(uint64(len(batch)))
+		return
+	}
+	for i := range batch {
+		tc.set(batch[i].key, batch[i].v, batch[i].ttl)
+	}
+}
+
+// set gives ristretto an entry with a cost of 0, so that it asks for the
+// cost when it takes the entry up, and counts it in inflight until then.
+// Every entry is given this way: the queue then never holds more than
+// inflight allows (a few thousand items, of the 32,768 it has room for),
+// so a Set is never dropped uncounted, which would leave inflight high.
+func (tc *tokenCache) set(key string, v cacheValue, ttl time.Duration) {
+	if tc.c.SetWithTTL(key, v, 0, ttl) {
+		tc.inflight.Add(v.charged())
+	}
+}
+
+// charged is what the cache charges for v.
+func (v cacheValue) charged() int64 {
+	if v.vt != nil {
+		return v.vt.cost
+	}
+	return v.neg.cost
+}
+
+// flush hands over the pending entries now.
+func (tc *tokenCache) flush() {
+	var batch [pendingBatch]pendingEntry
+	if n := tc.pending.drain(&batch); n > 0 {
+		tc.hand(batch[:n])
+	}
+}
+
 // charge is what an entry of cost bytes is charged: at least minCost when
 // an entry bound is set.
 func (tc *tokenCache) charge(bytes int64) int64 { return max(bytes, tc.minCost) }
@@ -170,7 +337,7 @@ func (tc *tokenCache) charge(bytes int64) int64 { return max(bytes, tc.minCost) 
 // setVerified caches vt under its token until ttl.
 func (tc *tokenCache) setVerified(vt *verifiedToken, pol *Policy, ttl time.Duration) {
 	vt.cost = tc.charge(verifiedTokenBytes(vt, pol))
-	tc.c.SetWithTTL(vt.Token.raw, cacheValue{vt: vt}, vt.cost, ttl)
+	tc.setPending(vt.Token.raw, cacheValue{vt: vt}, ttl)
 }
 
 // setFailure remembers a failure of raw for negativeTTL, if raw failed
@@ -179,8 +346,8 @@ func (tc *tokenCache) setFailure(raw string, e *negativeEntry) {
 	if !tc.failures.seenBefore(e.digest) {
 		return
 	}
-	cost := tc.charge(itemOverhead + allocSize(int64(unsafe.Sizeof(negativeEntry{}))) + allocSize(int64(len(e.detail))))
-	tc.c.SetWithTTL(raw, cacheValue{neg: e}, cost, negativeTTL)
+	e.cost = tc.charge(itemOverhead + allocSize(int64(unsafe.Sizeof(negativeEntry{}))) + allocSize(int64(len(e.detail))))
+	tc.setPending(raw, cacheValue{neg: e}, negativeTTL)
 }
 
 // recharge adds the claims map a cached token built since it was cached
@@ -191,7 +358,7 @@ func (tc *tokenCache) recharge(vt *verifiedToken, c *claimsMemo, nowN int64) {
 	}
 	if ttl := time.Duration(vt.exp - nowN); ttl > 0 {
 		vt.cost += c.bytes
-		tc.c.SetWithTTL(vt.Token.raw, cacheValue{vt: vt}, vt.cost, ttl)
+		tc.set(vt.Token.raw, cacheValue{vt: vt}, ttl)
 	}
 }
 

@@ -166,8 +166,9 @@ func TestTokenCacheFloodStaysInBudget(t *testing.T) {
 	}
 	const budget = 4 << 20
 	// fixed bounds what the cache holds beyond its entries (its admission
-	// counters, its write buffer of up to 32,768 pending items and maps
-	// not yet shrunk) and what the test itself leaves live.
+	// counters and maps not yet shrunk) and what the test itself leaves
+	// live. Entries waiting for admission (at most 1 MiB here) are handed
+	// over and applied by WaitTokenCache before each check.
 	const fixed = 6 << 20
 	f := newCacheFixture(t, decision.Options{TokenCacheBytes: budget})
 	before := heapAfterGC()

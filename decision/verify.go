@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -115,16 +116,19 @@ func (v *verifier) close() { v.cache.c.Close() }
 // decisions run: entries of older generations are ignored, then evicted.
 func (v *verifier) purge() { v.gen.Add(1) }
 
-// wait blocks until the cache has applied pending writes (it admits entries
-// asynchronously).
-func (v *verifier) wait() { v.cache.c.Wait() }
+// wait hands the pending entries to the cache and blocks until it has
+// applied them (it admits entries asynchronously).
+func (v *verifier) wait() {
+	v.cache.flush()
+	v.cache.c.Wait()
+}
 
 // verify returns the verified token raw stands for, or the reason it is
 // rejected. A cache hit costs no signature check and allocates nothing.
 func (v *verifier) verify(ctx context.Context, raw string, pol *Policy, now time.Time) (*verifiedToken, Code, string) {
 	nowN := now.UnixNano()
 	v.lookups.Add(1)
-	if e, ok := v.cache.c.Get(raw); ok {
+	if e, ok := v.cache.get(raw); ok {
 		if vt := e.vt; vt != nil {
 			if vt.gen == v.gen.Load() && vt.matches(raw, nowN) {
 				// An introspected token depends on no key set.
@@ -382,12 +386,17 @@ func (v *verifier) verifyToken(ctx context.Context, raw string, pol *Policy) (*v
 	}
 	alg, kid, typ := h.alg, h.kid, h.typ
 
-	// 3. Payload, parsed once; the parser's values live until it is put back.
-	payJSON, err := jose64.DecodeString(payB64)
+	// 3. Payload, parsed once; the parser's values live until it is put
+	// back. The payload and the signature are decoded into one pooled
+	// buffer: neither outlives the verification (the parser copies what
+	// it reads, the signature check keeps nothing).
+	buf := decodeBufs.get(jose64.DecodedLen(len(payB64)) + jose64.DecodedLen(len(sigB64)))
+	defer decodeBufs.put(buf)
+	payJSON, err := decodeInto(*buf, payB64)
 	if err != nil {
 		return nil, malformedToken("the token's payload is not base64url without padding")
 	}
-	sig, err := jose64.DecodeString(sigB64)
+	sig, err := decodeInto((*buf)[len(payJSON):], sigB64)
 	if err != nil {
 		return nil, malformedToken("the token's signature is not base64url without padding")
 	}
@@ -406,11 +415,13 @@ func (v *verifier) verifyToken(ctx context.Context, raw string, pol *Policy) (*v
 	if issV.Type() != fastjson.TypeString {
 		return nil, &verifyFailure{code: IssuerUnknown, detail: "the token's iss claim is not a string"}
 	}
-	issName := jsonString(issV)
-	iss := pol.Issuers[issName]
+	issBytes, _ := issV.StringBytes()
+	iss := pol.Issuers[string(issBytes)]
 	if iss == nil {
-		return nil, &verifyFailure{code: IssuerUnknown, detail: "issuer " + untrusted(issName) + " is not one of the policy's issuers"}
+		return nil, &verifyFailure{code: IssuerUnknown, detail: "issuer " + untrusted(string(issBytes)) + " is not one of the policy's issuers"}
 	}
+	// The policy's string, not a copy per token.
+	issName := iss.Name
 	src := v.keys.source(iss)
 	if src == nil {
 		return nil, &verifyFailure{code: KeySetUnavailable, detail: "the key set of issuer " + untrusted(issName) + " is not available yet"}
@@ -470,9 +481,6 @@ func (v *verifier) verifyToken(ctx context.Context, raw string, pol *Policy) (*v
 	vt := &verifiedToken{fingerprint: iss.Fingerprint, epoch: epoch}
 	t := &vt.Token
 	t.Issuer, t.Alg, t.Kid, t.Type, t.raw = issName, alg, kid, typ, strings.Clone(raw)
-	if iss.Name == issName {
-		t.Issuer = iss.Name // the policy's string, not a copy per token
-	}
 	if detail := readTokenClaims(claims, vt, iss); detail != "" {
 		return nil, fail(TokenInvalid, detail)
 	}
@@ -483,6 +491,39 @@ func (v *verifier) verifyToken(ctx context.Context, raw string, pol *Policy) (*v
 		return nil, fail(AudienceMismatch, "the token's audience ["+untrustedList(t.Audience)+"] names none of: "+strings.Join(iss.Audiences, ", "))
 	}
 	return vt, nil
+}
+
+// decodeBuffers pools the scratch buffers of cold verifications.
+type decodeBuffers struct{ p sync.Pool }
+
+// decodeBufs are the buffers verifyToken decodes a token's payload and
+// signature into.
+var decodeBufs decodeBuffers
+
+// maxPooledDecode bounds the buffers kept in the pool: a rare large token
+// gets a buffer of its own, which the pool then drops.
+const maxPooledDecode = 4 << 10
+
+func (d *decodeBuffers) get(n int) *[]byte {
+	if b, ok := d.p.Get().(*[]byte); ok && cap(*b) >= n {
+		*b = (*b)[:n]
+		return b
+	}
+	b := make([]byte, n, max(n, 1024))
+	return &b
+}
+
+func (d *decodeBuffers) put(b *[]byte) {
+	if cap(*b) <= maxPooledDecode {
+		d.p.Put(b)
+	}
+}
+
+// decodeInto decodes JOSE base64url src into the front of dst, which must
+// hold jose64.DecodedLen(len(src)) bytes.
+func decodeInto(dst []byte, src string) ([]byte, error) {
+	n, err := jose64.Decode(dst, unsafe.Slice(unsafe.StringData(src), len(src)))
+	return dst[:n:n], err
 }
 
 // verifySignature checks sig over the signing input. RS256/384/512, the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -146,6 +147,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		defer sg.stop()
 		addr = sg.addr
+		// The soft memory limit scopegate serve applies by default, unless
+		// GOMEMLIMIT gives one.
+		if _, set := server.MemoryLimitSet(); !set {
+			l, from := server.MemoryLimitAuto(cfg.TokenCacheBytes)
+			server.SetMemoryLimit(l)
+			defer server.SetMemoryLimit(math.MaxInt64)
+			rep.note("the in-process server runs under scopegate serve's default soft memory limit, " + mib(uint64(l)) + " (from the " + from + "; --memory-limit auto)")
+		}
 		if cfg.Revocations > 0 {
 			sg.srv.Engine().SetRevocations(decision.NewRevocationSet(revocations(cfg.Revocations, now)))
 			sg.srv.Engine().MarkRevocationsSynced(time.Now())

@@ -104,6 +104,16 @@ func (s *serveCmd) run(ctx context.Context, c *cli) int {
 	if err := s.tracingFlags.check(); err != nil {
 		return c.usageError("serve", "%v", err)
 	}
+	memLimit, memFrom, err := s.memLimit(os.Getenv("GOMEMLIMIT"))
+	if err != nil {
+		return c.usageError("serve", "%v", err)
+	}
+	if memLimit > 0 {
+		server.SetMemoryLimit(memLimit)
+	}
+	if l, ok := server.MemoryLimitSet(); ok {
+		logger.Info("soft memory limit", "bytes", l, "from", memFrom)
+	}
 	if err := checkLimits(
 		limit{flag: "max-request-headers", value: s.maxHeaders, bad: s.maxHeaders <= 0, def: server.DefaultMaxRequestHeaders},
 		limit{flag: "max-request-header-bytes", value: s.maxHeaderBytes, bad: s.maxHeaderBytes <= 0, def: server.DefaultMaxRequestHeaderBytes},

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -75,6 +76,7 @@ type opsFlags struct {
 	watchPolicy          bool
 	jwksStartupTimeout   time.Duration
 	pprof                bool
+	memoryLimit          string
 }
 
 func (o *opsFlags) define(fs *flag.FlagSet) {
@@ -83,6 +85,7 @@ func (o *opsFlags) define(fs *flag.FlagSet) {
 	fs.BoolVar(&o.pprof, "pprof", false, "serve /debug/pprof on the operator listener (its command line with secrets redacted)")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.Int64Var(&o.tokenCacheBytes, "token-cache-bytes", server.DefaultTokenCacheBytes, "heap the verified-token cache may hold, in bytes (at least 1 MiB)")
+	fs.StringVar(&o.memoryLimit, "memory-limit", "auto", "soft memory limit of the Go runtime (GOMEMLIMIT): auto (GOMEMLIMIT if set, else 90% of the container's memory limit, else twice --token-cache-bytes plus 128 MiB), off, or a size such as 512MiB")
 	fs.Int64Var(&o.tokenCacheSize, "token-cache-size", server.DefaultTokenCacheSize, "optional extra bound on the token cache in entries; 0: none, --token-cache-bytes alone bounds it")
 	fs.Int64Var(&o.dpopReplayBytes, "dpop-replay-cache-bytes", decision.DefaultReplayCacheBytes, "memory the in-process DPoP replay cache may hold, in bytes (at least 1 MiB; 128 bytes a proof in its window; full, it refuses new proofs unless a PostgreSQL --store shares the cache)")
 	fs.IntVar(&o.maxTokenBytes, "max-token-bytes", server.DefaultMaxTokenBytes, "longest bearer token accepted, in bytes")
@@ -127,6 +130,46 @@ func (o *opsFlags) apply(cfg *server.Config) error {
 	cfg.KeyStartupTimeout = o.jwksStartupTimeout
 	cfg.Pprof = o.pprof
 	return nil
+}
+
+// memLimit returns the soft memory limit --memory-limit asks for, and
+// where it comes from; 0 means none is set here.
+func (o *opsFlags) memLimit(gomemlimit string) (int64, string, error) {
+	switch v := strings.TrimSpace(o.memoryLimit); v {
+	case "auto", "":
+		if gomemlimit != "" {
+			return 0, "GOMEMLIMIT", nil
+		}
+		l, from := server.MemoryLimitAuto(o.tokenCacheBytes)
+		return l, from, nil
+	case "off":
+		return 0, "off", nil
+	default:
+		n, err := parseByteSize(v)
+		if err != nil || n < 16<<20 {
+			return 0, "", fmt.Errorf("--memory-limit %q: give auto, off, or a size of at least 16MiB such as 512MiB or 1GiB (bytes, KiB, MiB, GiB)", v)
+		}
+		return n, "--memory-limit", nil
+	}
+}
+
+// parseByteSize reads a byte count with an optional KiB, MiB or GiB suffix.
+func parseByteSize(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("not a size: %q", s)
+	}
+	return n * mult, nil
 }
 
 // newLogger returns the server's structured logger writing to w at level,
