@@ -564,7 +564,8 @@ type yamlEntry struct{ key, val *yaml.Node }
 // "<<" merges bring in that it does not set itself. It reports (and removes)
 // duplicate keys and malformed merges.
 func (w *walker) entries(n *yaml.Node, path string) []yamlEntry {
-	var own, merged []yamlEntry
+	// One allocation for the usual mapping, which merges nothing.
+	own, merged := make([]yamlEntry, 0, len(n.Content)/2), []yamlEntry(nil)
 	seen := map[string]*yaml.Node{}
 	// Pairs that are reported are removed as the loop goes: kept is never
 	// ahead of the pair being read.
