@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -137,13 +138,13 @@ func (c *compiler) compile(pf *PolicyFile, baseDir string, readKeys bool) *Polic
 
 	for i, sp := range pf.Scopes {
 		if sp.Mode != "" && sp.Mode != "enforce" && sp.Mode != "shadow" {
-			c.errorf(c.li.line("scopes", i, "mode"), fmt.Sprintf("scopes[%d].mode", i), `unknown mode %q; use "enforce" (the default) or "shadow"`, sp.Mode)
+			c.errorf(c.li.line("scopes", i, "mode"), indexed("scopes", i)+".mode", `unknown mode %q; use "enforce" (the default) or "shadow"`, sp.Mode)
 		}
 	}
 
 	for i := range pf.Issuers {
 		spec := &pf.Issuers[i]
-		field := fmt.Sprintf("issuers[%d]", i)
+		field := indexed("issuers", i)
 		line := c.li.line("issuers", i)
 		if _, dup := pol.Issuers[spec.Issuer]; dup && spec.Issuer != "" {
 			c.errorf(c.li.line("issuers", i, "issuer"), field+".issuer", "issuer %q is listed twice; merge the two entries", spec.Issuer)
@@ -272,7 +273,7 @@ func validHeaderName(s string) bool {
 
 func (c *compiler) route(pf *PolicyFile, i int, pol *Policy, names map[string]int) *Route {
 	spec := &pf.Routes[i]
-	field := fmt.Sprintf("routes[%d]", i)
+	field := indexed("routes", i)
 	line := c.li.line("routes", i)
 	r := &Route{Name: spec.Name, Index: i, Line: line, Template: spec.Match.Path, Public: spec.Public}
 	ok := true
@@ -303,7 +304,7 @@ func (c *compiler) route(pf *PolicyFile, i int, pol *Policy, names map[string]in
 	for j, m := range spec.Match.Methods {
 		up := strings.ToUpper(m)
 		mline := c.li.line("routes", i, "match", "methods", j)
-		mfield := fmt.Sprintf("%s.match.methods[%d]", field, j)
+		mfield := indexed(field+".match.methods", j)
 		if m != up {
 			c.errorf(mline, mfield, "method %q must be upper-case: write %q", m, up)
 			ok = false
@@ -360,7 +361,7 @@ func (c *compiler) scopes(list []string, field string, path []any) []string {
 	seen := map[string]bool{}
 	for j, s := range list {
 		line := c.li.line(append(path, j)...)
-		f := fmt.Sprintf("%s[%d]", field, j)
+		f := indexed(field, j)
 		switch {
 		case s == "":
 			c.errorf(line, f, "empty scope name")
@@ -397,4 +398,16 @@ func isToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// indexed returns the field path prefix[i] of a list item. Every item of a
+// policy gets one, for its problems, so it is built in one allocation
+// (fmt.Sprintf takes two or three): a 10,000-route policy builds tens of
+// thousands.
+func indexed(prefix string, i int) string {
+	var buf [64]byte
+	b := append(buf[:0], prefix...)
+	b = append(b, '[')
+	b = strconv.AppendInt(b, int64(i), 10)
+	return string(append(b, ']'))
 }

@@ -527,7 +527,7 @@ func (c *compiler) constraints(pf *PolicyFile, pol *Policy) {
 		c.scopeLimit(sp, k, pol)
 		if sp.When != nil {
 			base := []any{"scopes", k, "when"}
-			field := fmt.Sprintf("scopes[%d].when", k)
+			field := indexed("scopes", k) + ".when"
 			set := c.compileWhen(sp.When, "scope "+sp.Name, base, field, n)
 			if set != nil {
 				set.shadow = sp.Mode == "shadow"
@@ -545,12 +545,12 @@ func (c *compiler) constraints(pf *PolicyFile, pol *Policy) {
 		r := byIndex[i]
 		name := spec.Name
 		if spec.Public && (spec.When != nil || spec.Owner != nil) {
-			c.errorf(c.li.line("routes", i, "public"), fmt.Sprintf("routes[%d].public", i), "a public route is allowed before any token or constraint is checked, so its when/owner would never apply; remove public (and require a token) or remove when/owner")
+			c.errorf(c.li.line("routes", i, "public"), indexed("routes", i)+".public", "a public route is allowed before any token or constraint is checked, so its when/owner would never apply; remove public (and require a token) or remove when/owner")
 			continue
 		}
 		var set *whenSet
 		if spec.When != nil {
-			set = c.compileWhen(spec.When, "route "+name, []any{"routes", i, "when"}, fmt.Sprintf("routes[%d].when", i), n)
+			set = c.compileWhen(spec.When, "route "+name, []any{"routes", i, "when"}, indexed("routes", i)+".when", n)
 		}
 		var owner *ownerRule
 		if spec.Owner != nil {
@@ -636,7 +636,7 @@ func (c *compiler) compileNetworks(pf *PolicyFile) map[string][]netip.Prefix {
 				if _, isSet := pf.Networks[s]; isSet && err == errNotAddress {
 					err = fmt.Errorf("%q is a network name; a network lists CIDRs, not other networks: copy its CIDRs here", s)
 				}
-				c.errorf(c.li.line("networks", name, j), fmt.Sprintf("%s[%d]", field, j), "%s", err)
+				c.errorf(c.li.line("networks", name, j), indexed(field, j), "%s", err)
 				continue
 			}
 			ps = append(ps, p)
@@ -683,7 +683,7 @@ func (c *compiler) resolvePrefixes(list []string, base []any, field string, n *c
 	ok := true
 	for j, s := range list {
 		line := c.li.line(conPath(base, j)...)
-		f := fmt.Sprintf("%s[%d]", field, j)
+		f := indexed(field, j)
 		p, err := parsePrefixEntry(s)
 		if err == nil {
 			out = append(out, p)
@@ -743,7 +743,7 @@ func (c *compiler) scopeLimit(sp *ScopeSpec, k int, pol *Policy) {
 	who := "scope " + sp.Name
 	if d := sp.MaxLifetime; d != nil {
 		if d.Duration <= 0 {
-			c.errorf(c.li.line("scopes", k, "max_lifetime"), fmt.Sprintf("scopes[%d].max_lifetime", k), "max_lifetime must be more than 0, e.g. \"1h\"")
+			c.errorf(c.li.line("scopes", k, "max_lifetime"), indexed("scopes", k)+".max_lifetime", "max_lifetime must be more than 0, e.g. \"1h\"")
 			return
 		}
 		lim.maxLifetime, lim.hasLifetime = d.Duration, true
@@ -751,7 +751,7 @@ func (c *compiler) scopeLimit(sp *ScopeSpec, k int, pol *Policy) {
 	}
 	if d := sp.MaxAge; d != nil {
 		if d.Duration <= 0 {
-			c.errorf(c.li.line("scopes", k, "max_age"), fmt.Sprintf("scopes[%d].max_age", k), "max_age must be more than 0, e.g. \"30m\"")
+			c.errorf(c.li.line("scopes", k, "max_age"), indexed("scopes", k)+".max_age", "max_age must be more than 0, e.g. \"30m\"")
 			return
 		}
 		lim.maxAge, lim.hasAge = d.Duration, true
@@ -823,7 +823,7 @@ func (c *compiler) compileWhen(spec *WhenSpec, who string, base []any, field str
 
 	for j := range spec.Claims {
 		empty = false
-		cc, cok := c.compileClaimCond(&spec.Claims[j], who, conPath(base, "claims", j), fmt.Sprintf("%s.claims[%d]", field, j))
+		cc, cok := c.compileClaimCond(&spec.Claims[j], who, conPath(base, "claims", j), indexed(field+".claims", j))
 		if !cok {
 			ok = false
 			continue
@@ -882,7 +882,7 @@ func (c *compiler) envList(list []string, base []any, field string, ok *bool) []
 	var out []string
 	for j, e := range list {
 		if e == "" || strings.ContainsAny(e, " \t\r\n") {
-			c.errorf(c.li.line(conPath(base, j)...), fmt.Sprintf("%s[%d]", field, j), "environment %q must be a single word such as prod or staging", e)
+			c.errorf(c.li.line(conPath(base, j)...), indexed(field, j), "environment %q must be a single word such as prod or staging", e)
 			*ok = false
 			continue
 		}
@@ -902,7 +902,7 @@ func (c *compiler) windowList(list []string, base []any, field string, n *constr
 			if sug := suggest.Closest(name, mapKeys(n.windows)); sug != "" {
 				msg = fmt.Sprintf("no window named %q; did you mean %q?", name, sug)
 			}
-			c.errorf(c.li.line(conPath(base, j)...), fmt.Sprintf("%s[%d]", field, j), "%s", msg)
+			c.errorf(c.li.line(conPath(base, j)...), indexed(field, j), "%s", msg)
 			*ok = false
 			continue
 		}

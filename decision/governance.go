@@ -195,7 +195,7 @@ func (c *compiler) governance(pf *PolicyFile, pol *Policy) {
 	if len(pf.Scopes) == 0 && len(pf.Segments) == 0 && len(pf.Clients) == 0 && pf.Drift == nil {
 		for _, r := range pol.Routes {
 			if pf.Routes[r.Index].CrossSegment != "" {
-				c.warnf(c.li.line("routes", r.Index, "cross_segment"), fmt.Sprintf("routes[%d].cross_segment", r.Index), "the policy declares no segments, so cross_segment has no effect; remove it")
+				c.warnf(c.li.line("routes", r.Index, "cross_segment"), indexed("routes", r.Index)+".cross_segment", "the policy declares no segments, so cross_segment has no effect; remove it")
 			}
 		}
 		return
@@ -256,7 +256,7 @@ func (c *compiler) catalog(pf *PolicyFile, pol *Policy, g *governance) {
 	g.catalog = make(map[string]*catalogScope, len(pf.Scopes))
 	for i := range pf.Scopes {
 		sp := &pf.Scopes[i]
-		field := fmt.Sprintf("scopes[%d]", i)
+		field := indexed("scopes", i)
 		line := c.li.line("scopes", i)
 		nameLine := c.li.line("scopes", i, "name")
 		if !c.validScopeName(nameLine, field+".name", sp.Name) {
@@ -309,7 +309,7 @@ func (c *compiler) catalog(pf *PolicyFile, pol *Policy, g *governance) {
 		if cs == nil || cs.spec != sp {
 			continue
 		}
-		field := fmt.Sprintf("scopes[%d]", i)
+		field := indexed("scopes", i)
 		if sp.Replacement != "" {
 			rl := c.li.line("scopes", i, "replacement")
 			switch r := g.catalog[sp.Replacement]; {
@@ -335,7 +335,7 @@ func (c *compiler) catalog(pf *PolicyFile, pol *Policy, g *governance) {
 		seen := map[string]bool{}
 		for j, name := range sp.Implies {
 			jl := c.li.line("scopes", i, "implies", j)
-			jf := fmt.Sprintf("%s.implies[%d]", field, j)
+			jf := indexed(field+".implies", j)
 			t := g.catalog[name]
 			switch {
 			case t == nil:
@@ -409,7 +409,7 @@ func (c *compiler) segments(pf *PolicyFile, pol *Policy, g *governance) {
 	tooMany := false
 	for i := range pf.Segments {
 		sp := &pf.Segments[i]
-		field := fmt.Sprintf("segments[%d]", i)
+		field := indexed("segments", i)
 		line := c.li.line("segments", i)
 		switch {
 		case sp.Name == "":
@@ -436,7 +436,7 @@ func (c *compiler) segments(pf *PolicyFile, pol *Policy, g *governance) {
 		idx := addSeg(sp.Name, sp.Owner)
 		for j, s := range sp.Scopes {
 			jl := c.li.line("segments", i, "scopes", j)
-			jf := fmt.Sprintf("%s.scopes[%d]", field, j)
+			jf := indexed(field+".scopes", j)
 			if !c.validScopeName(jl, jf, s) {
 				continue
 			}
@@ -465,7 +465,7 @@ func (c *compiler) segments(pf *PolicyFile, pol *Policy, g *governance) {
 			continue
 		}
 		sl := c.li.line("scopes", i, "segment")
-		sf := fmt.Sprintf("scopes[%d].segment", i)
+		sf := indexed("scopes", i) + ".segment"
 		idx, ok := g.segIndex[sp.Segment]
 		if !ok {
 			if strings.ContainsAny(sp.Segment, " \t\r\n") {
@@ -565,7 +565,7 @@ func (c *compiler) governRoutes(pf *PolicyFile, pol *Policy, g *governance) {
 	for _, r := range pol.Routes {
 		i := r.Index
 		spec := &pf.Routes[i]
-		field := fmt.Sprintf("routes[%d]", i)
+		field := indexed("routes", i)
 		okScopes := true
 		if g.catalog != nil && spec.Require != nil {
 			for _, part := range [...]struct {
@@ -578,7 +578,7 @@ func (c *compiler) governRoutes(pf *PolicyFile, pol *Policy, g *governance) {
 						continue
 					}
 					jl := c.li.line("routes", i, "require", part.key, j)
-					jf := fmt.Sprintf("%s.require.%s[%d]", field, part.key, j)
+					jf := indexed(field+".require."+part.key, j)
 					cs := g.catalog[s]
 					switch {
 					case cs == nil:
@@ -663,7 +663,7 @@ func (c *compiler) clients(pf *PolicyFile, pol *Policy, g *governance) {
 	lines := make(map[string]int, len(pf.Clients))
 	for i := range pf.Clients {
 		cs := &pf.Clients[i]
-		field := fmt.Sprintf("clients[%d]", i)
+		field := indexed("clients", i)
 		line := c.li.line("clients", i)
 		if cs.ClientID == "" {
 			c.errorf(line, field+".client_id", "every client needs a client_id (the token's client_id or azp claim)")
@@ -689,7 +689,7 @@ func (c *compiler) clients(pf *PolicyFile, pol *Policy, g *governance) {
 		}
 		for j, group := range cs.SegmentsTogether {
 			jl := c.li.line("clients", i, "segments_together", j)
-			jf := fmt.Sprintf("%s.segments_together[%d]", field, j)
+			jf := indexed(field+".segments_together", j)
 			var mask uint64
 			for _, s := range group {
 				idx, ok := g.segIndex[s]
@@ -713,7 +713,7 @@ func (c *compiler) clients(pf *PolicyFile, pol *Policy, g *governance) {
 // grant compiles clients[i].grants[j].
 func (c *compiler) grant(pol *Policy, g *governance, cs *ClientSpec, i, j int) (compiledGrant, bool) {
 	gs := &cs.Grants[j]
-	field := fmt.Sprintf("clients[%d].grants[%d]", i, j)
+	field := indexed(indexed("clients", i)+".grants", j)
 	line := c.li.line("clients", i, "grants", j)
 	gr := compiledGrant{expires: noExpiry}
 	ok := true

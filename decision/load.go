@@ -491,6 +491,12 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string, at int) {
 // leaf decodes n into a fresh value of type t, exactly as the final decode
 // will, and reports its error.
 func (w *walker) leaf(n *yaml.Node, t reflect.Type, path string, at int) {
+	if t == stringType && n.Kind == yaml.ScalarNode && n.Tag != "!!binary" {
+		// The decoder takes any such scalar into a plain string (it only
+		// fails on !!binary that is not base64): skip decoding it twice,
+		// which for most of a big policy's leaves costs a decoder each.
+		return
+	}
 	err := n.Decode(reflect.New(t).Interface())
 	if err == nil {
 		return
@@ -508,7 +514,10 @@ func (w *walker) leaf(n *yaml.Node, t reflect.Type, path string, at int) {
 	w.remove(n, path)
 }
 
-var durationSpecType = reflect.TypeFor[Duration]()
+var (
+	durationSpecType = reflect.TypeFor[Duration]()
+	stringType       = reflect.TypeFor[string]()
+)
 
 // expectedType describes what a value of type t looks like, for messages.
 func expectedType(t reflect.Type) string {
@@ -555,7 +564,8 @@ type yamlEntry struct{ key, val *yaml.Node }
 // "<<" merges bring in that it does not set itself. It reports (and removes)
 // duplicate keys and malformed merges.
 func (w *walker) entries(n *yaml.Node, path string) []yamlEntry {
-	var own, merged []yamlEntry
+	// One allocation for the usual mapping, which merges nothing.
+	own, merged := make([]yamlEntry, 0, len(n.Content)/2), []yamlEntry(nil)
 	seen := map[string]*yaml.Node{}
 	// Pairs that are reported are removed as the loop goes: kept is never
 	// ahead of the pair being read.

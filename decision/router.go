@@ -199,7 +199,7 @@ func newRouter(routes []*Route, opts *PathSpec) (*router, []Problem) {
 		if r == nil {
 			continue
 		}
-		field := fmt.Sprintf("routes[%d].match.path", r.Index)
+		field := indexed("routes", r.Index) + ".match.path"
 		segs, names, err := parseTemplateOpts(r.Template, allowSemi)
 		if err != nil {
 			probs = append(probs, Problem{Line: r.Line, Field: field, Message: fmt.Sprintf("invalid path template %q: %v", r.Template, err)})
@@ -292,7 +292,7 @@ func routeLabel(r *Route) string {
 	if r.Name != "" {
 		return fmt.Sprintf("%q", r.Name)
 	}
-	return fmt.Sprintf("routes[%d]", r.Index)
+	return indexed("routes", r.Index)
 }
 
 // match returns the route that decides a request for method on the

@@ -3,7 +3,8 @@
 // code: the server package owns listeners and calls this translator.
 //
 //   - extauthz_request.go: ext_authz v3 CheckRequest → decision.Request
-//     (RequestFromCheck);
+//     (RequestFromCheck), and from the encoded request, decoding only what
+//     the translation reads (RequestFromOffsets, extauthz_offsets.go);
 //   - extauthz_response.go: decision.Decision → ext_authz v3 CheckResponse
 //     (Responder), and the upstream header names and values of an allow
 //     (UpstreamNames, UpstreamHeaders, HintHeaders);

@@ -49,36 +49,79 @@ const (
 // address), or "". The request is then refused, never decided without the
 // field: a rule on the client address must not pass for want of one.
 func RequestFromCheck(req *authv3.CheckRequest, out *decision.Request) (invalid string) {
-	*out = decision.Request{}
 	attrs := req.GetAttributes()
 	httpReq := attrs.GetRequest().GetHttp()
 	src := attrs.GetSource()
-
 	var hs headerSource
 	if h := httpReq.GetHeaders(); len(h) > 0 {
 		hs.merged = h
 	} else {
 		hs.raw = httpReq.GetHeaderMap().GetHeaders()
 	}
+	c := checkFields{
+		method: httpReq.GetMethod(), path: httpReq.GetPath(), host: httpReq.GetHost(),
+		id: httpReq.GetId(), scheme: httpReq.GetScheme(),
+		srcAddress: src.GetAddress().GetSocketAddress().GetAddress(), certificate: src.GetCertificate(),
+	}
+	ext := attrs.GetContextExtensions()
+	c.environment = ext[ctxEnvironment]
+	if len(ext) > 0 {
+		c.attributes = ext
+	}
+	return c.translate(&hs, out)
+}
 
-	out.Method = httpReq.GetMethod()
+// RequestFromOffsets fills out from msg, an encoded CheckRequest, and o,
+// where its fields lie (wire.ScanCheckRequest finds them), as
+// RequestFromCheck fills it from the decoded message; out's strings are
+// substrings of msg. It decodes only the fields the translation reads, and
+// checks only those for valid UTF-8. One difference: out.Attributes stays
+// nil (only the environment extension is read), since nothing that
+// decides or audits reads Attributes. ok is false when a field it read is
+// not valid UTF-8: out must not be used then, and the request goes to the
+// general decoder, which rejects it as proto.Unmarshal does.
+func RequestFromOffsets(msg string, o *CheckOffsets, out *decision.Request) (invalid string, ok bool) {
+	o.msg, o.bad = msg, false
+	c := checkFields{
+		method: o.str(o.Method), path: o.str(o.Path), host: o.str(o.Host), id: o.str(o.ID), scheme: o.str(o.Scheme),
+		srcAddress: o.str(o.SourceAddress), certificate: o.str(o.SourceCertificate), environment: o.str(o.Environment),
+	}
+	hs := headerSource{view: o}
+	invalid = c.translate(&hs, out)
+	ok = !o.bad
+	o.msg = ""
+	return invalid, ok
+}
+
+// checkFields are the fields of a CheckRequest the translation reads but
+// for the headers, from the decoded message or from the encoded one.
+type checkFields struct {
+	method, path, host, id, scheme string
+	srcAddress, certificate        string
+	environment                    string
+	attributes                     map[string]string
+}
+
+func (c *checkFields) translate(hs *headerSource, out *decision.Request) (invalid string) {
+	*out = decision.Request{}
+	out.Method = c.method
 	if out.Method == "" {
 		out.Method = hs.get(hdrMethod)
 	}
-	out.Path = httpReq.GetPath()
+	out.Path = c.path
 	if out.Path == "" {
 		out.Path = hs.get(hdrPath)
 	}
-	out.Host = httpReq.GetHost()
+	out.Host = c.host
 	if out.Host == "" {
 		out.Host = hs.get(hdrAuthority)
 	}
-	out.RequestID = httpReq.GetId()
+	out.RequestID = c.id
 	if out.RequestID == "" {
 		out.RequestID = hs.get(hdrRequestID)
 	}
 	out.Authorization, out.AuthorizationCount = hs.authorization()
-	out.Scheme = httpReq.GetScheme()
+	out.Scheme = c.scheme
 	if out.Scheme == "" {
 		out.Scheme = hs.get(hdrScheme)
 	}
@@ -86,7 +129,7 @@ func RequestFromCheck(req *authv3.CheckRequest, out *decision.Request) (invalid 
 	out.ForwardedFor = hs.forwardedFor()
 	hs.methodOverride(out)
 
-	if a := src.GetAddress().GetSocketAddress().GetAddress(); a != "" {
+	if a := c.srcAddress; a != "" {
 		ip, err := netip.ParseAddr(a)
 		if err != nil {
 			invalid = DetailBadSourceAddress
@@ -94,13 +137,9 @@ func RequestFromCheck(req *authv3.CheckRequest, out *decision.Request) (invalid 
 			out.SourceIP = ip.Unmap()
 		}
 	}
-	out.ClientCertificate = src.GetCertificate()
-
-	ext := attrs.GetContextExtensions()
-	out.Environment = ext[ctxEnvironment]
-	if len(ext) > 0 {
-		out.Attributes = ext
-	}
+	out.ClientCertificate = c.certificate
+	out.Environment = c.environment
+	out.Attributes = c.attributes
 	return invalid
 }
 
@@ -108,41 +147,82 @@ func RequestFromCheck(req *authv3.CheckRequest, out *decision.Request) (invalid 
 // whose source address is not an IP address.
 const DetailBadSourceAddress = "attributes.source.address.socket_address.address is not an IP address: send the client's address without a port, e.g. 203.0.113.7 or 2001:db8::1 (a pipe or an unset address sends none)"
 
-// headerSource reads headers from whichever form Envoy sent.
+// headerSource reads headers from whichever form Envoy sent, decoded
+// (merged, raw) or where they lie in the encoded request (view).
 type headerSource struct {
 	merged map[string]string
 	raw    []*corev3.HeaderValue
+	view   *CheckOffsets
+}
+
+// isMerged reports whether the headers are the merged map: a request with
+// one is read from it, as Envoy sends one or the other.
+func (h *headerSource) isMerged() bool {
+	if h.view != nil {
+		return h.view.Merged > 0
+	}
+	return h.merged != nil
+}
+
+// lookup returns the merged map's value of name.
+func (h *headerSource) lookup(name string) (string, bool) {
+	if h.view != nil {
+		return h.view.header(name)
+	}
+	v, ok := h.merged[name]
+	return v, ok
+}
+
+// rawLen, rawKey and rawValue read the raw header_map entries.
+func (h *headerSource) rawLen() int {
+	if h.view != nil {
+		return h.view.NumRaw
+	}
+	return len(h.raw)
+}
+
+func (h *headerSource) rawKey(i int) string {
+	if h.view != nil {
+		return h.view.rawKey(i)
+	}
+	return h.raw[i].GetKey()
+}
+
+// rawValue returns a header_map entry's value: Envoy fills raw_value
+// (bytes) when encode_raw_headers is set, value otherwise.
+func (h *headerSource) rawValue(i int) string {
+	if h.view != nil {
+		return h.view.rawValue(i)
+	}
+	hv := h.raw[i]
+	if v := hv.GetValue(); v != "" {
+		return v
+	}
+	return string(hv.GetRawValue())
 }
 
 // get returns the first value of the header named name (lower-case).
 func (h *headerSource) get(name string) string {
-	if h.merged != nil {
-		return h.merged[name]
-	}
-	for _, hv := range h.raw {
-		if strings.EqualFold(hv.GetKey(), name) {
-			return rawValue(hv)
-		}
-	}
-	return ""
+	v, _ := h.count(name)
+	return v
 }
 
 // count returns the first value of the header named name (lower-case)
 // and how many headers of that name the request carried (1 at most in a
 // merged map, where duplicates arrive comma-joined).
 func (h *headerSource) count(name string) (string, int) {
-	if h.merged != nil {
-		v, ok := h.merged[name]
+	if h.isMerged() {
+		v, ok := h.lookup(name)
 		if !ok {
 			return "", 0
 		}
 		return v, 1
 	}
 	first, n := "", 0
-	for _, hv := range h.raw {
-		if strings.EqualFold(hv.GetKey(), name) {
+	for i := range h.rawLen() {
+		if strings.EqualFold(h.rawKey(i), name) {
 			if n == 0 {
-				first = rawValue(hv)
+				first = h.rawValue(i)
 			}
 			n++
 		}
@@ -158,17 +238,17 @@ func (h *headerSource) authorization() (string, int) { return h.count(hdrAuthori
 // methodOverride records the method-override headers (Decide refuses one
 // naming another method than the request's).
 func (h *headerSource) methodOverride(out *decision.Request) {
-	if h.merged != nil {
+	if h.isMerged() {
 		for _, name := range decision.MethodOverrideHeaders {
-			if v, ok := h.merged[name]; ok {
+			if v, ok := h.lookup(name); ok {
 				out.AddMethodOverride(v)
 			}
 		}
 		return
 	}
-	for _, hv := range h.raw {
-		if decision.IsMethodOverrideHeader(hv.GetKey()) {
-			out.AddMethodOverride(rawValue(hv))
+	for i := range h.rawLen() {
+		if decision.IsMethodOverrideHeader(h.rawKey(i)) {
+			out.AddMethodOverride(h.rawValue(i))
 		}
 	}
 }
@@ -176,30 +256,21 @@ func (h *headerSource) methodOverride(out *decision.Request) {
 // forwardedFor returns X-Forwarded-For, every raw occurrence joined with
 // ", " in order, which is how the merged form reads.
 func (h *headerSource) forwardedFor() string {
-	if h.merged != nil {
-		return h.merged[hdrForwardedFor]
+	if h.isMerged() {
+		return h.get(hdrForwardedFor)
 	}
 	var out string
 	n := 0
-	for _, hv := range h.raw {
-		if !strings.EqualFold(hv.GetKey(), hdrForwardedFor) {
+	for i := range h.rawLen() {
+		if !strings.EqualFold(h.rawKey(i), hdrForwardedFor) {
 			continue
 		}
 		if n == 0 {
-			out = rawValue(hv)
+			out = h.rawValue(i)
 		} else {
-			out = out + ", " + rawValue(hv)
+			out = out + ", " + h.rawValue(i)
 		}
 		n++
 	}
 	return out
-}
-
-// rawValue returns a header_map entry's value: Envoy fills raw_value (bytes)
-// when encode_raw_headers is set, value otherwise.
-func rawValue(hv *corev3.HeaderValue) string {
-	if v := hv.GetValue(); v != "" {
-		return v
-	}
-	return string(hv.GetRawValue())
 }

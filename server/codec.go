@@ -29,6 +29,13 @@ const codecName = "proto"
 // Codec is the server's gRPC codec. It is the standard protobuf codec
 // with the decision path's messages made cheaper:
 //
+//   - The served ext_authz Check's request (an *extAuthzInput) is scanned
+//     once (wire.ScanCheckRequest) and only the fields the translation
+//     reads are decoded, and checked for valid UTF-8, into the
+//     decision.Request (envoy.RequestFromOffsets): the headers no decision
+//     reads are never materialised. A request the scan does not cover, or
+//     in which a field the translation reads is not valid UTF-8, is decoded
+//     whole, as below, which rejects what proto.Unmarshal rejects.
 //   - An ext_authz CheckRequest is decoded by a hand-written decoder
 //     (wire.DecodeCheckRequest) that copies the message once and makes every
 //     string field a substring of that copy, instead of allocating each
@@ -207,6 +214,8 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 		b = buf.ReadOnlyData()
 	}
 	switch m := v.(type) {
+	case *extAuthzInput:
+		return decodeExtAuthz(b, m)
 	case *authv3.CheckRequest:
 		if wire.DecodeCheckRequest(b, m) {
 			return nil

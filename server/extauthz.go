@@ -24,7 +24,9 @@ var _ authv3.AuthorizationServer = (*ExtAuthz)(nil)
 // decision through extAuthzCheckHandler, which leaves encoding an allow to
 // the codec (extauthz_fast.go).
 func (x *ExtAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	r, err := x.check(ctx, req)
+	var in extAuthzInput
+	in.fromMessage(req)
+	r, err := x.check(ctx, &in)
 	if err != nil {
 		return nil, err
 	}

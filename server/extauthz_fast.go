@@ -6,9 +6,11 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/envoy"
+	"github.com/scopegate/scopegate/envoy/wire"
 )
 
 // The served ext_authz Check. The generated service handler would make the
@@ -36,7 +38,7 @@ var extAuthzServiceDesc = func() grpc.ServiceDesc {
 var extAuthzCheckInfo = grpc.UnaryServerInfo{FullMethod: authv3.Authorization_Check_FullMethodName}
 
 func extAuthzCheckHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-	in := new(authv3.CheckRequest)
+	in := new(extAuthzInput)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -47,20 +49,76 @@ func extAuthzCheckHandler(srv any, ctx context.Context, dec func(any) error, int
 	info := extAuthzCheckInfo
 	info.Server = srv
 	return interceptor(ctx, in, &info, func(ctx context.Context, req any) (any, error) {
-		return x.check(ctx, req.(*authv3.CheckRequest))
+		return x.check(ctx, req.(*extAuthzInput))
 	})
 }
 
-// check takes req through the funnel and returns the reply for the codec:
+// extAuthzInput is an ext_authz CheckRequest as the served Check
+// receives it: already translated, since the codec decodes only what the
+// translation reads (Codec.Unmarshal, decodeExtAuthz).
+type extAuthzInput struct {
+	req     decision.Request
+	invalid string // the translation's request_invalid message, or ""
+	hs      headerSize
+	// The trace context the funnel reads: the decoded message's headers
+	// (msg), or, from a scanned request, the values of envoy.TraceHeaders.
+	msg   carrier
+	trace [envoy.NumTraceHeaders]string
+}
+
+// fromMessage translates a decoded CheckRequest.
+func (r *extAuthzInput) fromMessage(m *authv3.CheckRequest) {
+	r.invalid = envoy.RequestFromCheck(m, &r.req)
+	r.hs = extAuthzHeaderSize(m)
+	r.msg = extAuthzCarrier(m)
+}
+
+// carrier returns where the request's trace context is read from.
+func (r *extAuthzInput) carrier() carrier {
+	if r.msg.m != nil || r.msg.raw != nil {
+		return r.msg
+	}
+	return carrier{trace: &r.trace}
+}
+
+// decodeExtAuthz decodes and translates b. The usual request is scanned
+// (wire.ScanCheckRequest) and only what the translation reads is decoded;
+// a request the scan does not cover, or in which a field the translation
+// read is not valid UTF-8, is decoded whole (wire.DecodeCheckRequest, then
+// proto.Unmarshal), which rejects what proto.Unmarshal rejects.
+func decodeExtAuthz(b []byte, r *extAuthzInput) error {
+	var o envoy.CheckOffsets
+	if wire.ScanCheckRequest(b, &o) {
+		// One copy of the message, which gRPC reuses once the codec
+		// returns: the request's strings are substrings of it.
+		msg := string(b)
+		if invalid, ok := envoy.RequestFromOffsets(msg, &o, &r.req); ok {
+			r.invalid = invalid
+			r.hs.count, r.hs.bytes = o.HeaderSize()
+			envoy.TraceFromOffsets(msg, &o, &r.trace)
+			return nil
+		}
+	}
+	var m authv3.CheckRequest
+	if !wire.DecodeCheckRequest(b, &m) {
+		if err := proto.Unmarshal(b, &m); err != nil {
+			return err
+		}
+	}
+	r.fromMessage(&m)
+	return nil
+}
+
+// check takes in through the funnel and returns the reply for the codec:
 // an *allowReply or a *authv3.CheckResponse; or the caller's own deadline
 // or cancellation as a gRPC status, when it gave up first.
-func (x *ExtAuthz) check(ctx context.Context, req *authv3.CheckRequest) (any, error) {
+func (x *ExtAuthz) check(ctx context.Context, in *extAuthzInput) (any, error) {
 	f := x.funnel
 	var ex exchange
-	ctx = f.begin(ctx, &ex, apiEnvoy, extAuthzCarrier(req))
+	ctx = f.begin(ctx, &ex, apiEnvoy, in.carrier())
 	ctx, stop := f.bound(ctx)
-	invalid := envoy.RequestFromCheck(req, &ex.req)
-	f.decide(ctx, &ex, invalid, extAuthzHeaderSize(req))
+	ex.req = in.req
+	f.decide(ctx, &ex, in.invalid, in.hs)
 	stop.stop()
 	var out any
 	if ex.d.Allow {

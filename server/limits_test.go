@@ -304,7 +304,8 @@ func TestLimitsCallerGoneIsNotAnswered(t *testing.T) {
 	}
 	// An unknown kid makes the decision wait in RefreshUnknownKid until
 	// its context ends.
-	req := checkWithHeaders(map[string]string{"authorization": "Bearer " + tok})
+	var req extAuthzInput
+	req.fromMessage(checkWithHeaders(map[string]string{"authorization": "Bearer " + tok}))
 	x := &ExtAuthz{funnel: e.funnel, responder: e.responder}
 	internal := func() float64 {
 		v, _ := gather(t, e.metrics.Registry()).value(metricDecisions, "api", "envoy", "reason", "internal")
@@ -315,7 +316,7 @@ func TestLimitsCallerGoneIsNotAnswered(t *testing.T) {
 		before := internal()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 		defer cancel()
-		resp, err := x.check(ctx, req)
+		resp, err := x.check(ctx, &req)
 		if status.Code(err) != codes.DeadlineExceeded || resp != nil {
 			t.Fatalf("check = %v, %v; want no response and DeadlineExceeded", resp, err)
 		}
@@ -326,14 +327,14 @@ func TestLimitsCallerGoneIsNotAnswered(t *testing.T) {
 	t.Run("the caller cancelled", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		resp, err := x.check(ctx, req)
+		resp, err := x.check(ctx, &req)
 		if status.Code(err) != codes.Canceled || resp != nil {
 			t.Fatalf("check = %v, %v; want no response and Canceled", resp, err)
 		}
 	})
 	t.Run("the server's check timeout passed", func(t *testing.T) {
 		before := internal()
-		resp, err := x.check(context.Background(), req)
+		resp, err := x.check(context.Background(), &req)
 		if err != nil {
 			t.Fatalf("check error %v, want an in-band answer", err)
 		}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/scopegate/scopegate/envoy/wire/wiretest"
 	"github.com/scopegate/scopegate/store/audit"
 )
 
@@ -43,8 +44,9 @@ func BenchmarkServedCheck(b *testing.B) {
 	srv := benchExtAuthz(e.srv)
 	chain := benchChain(e.srv)
 	for name, req := range map[string]*authv3.CheckRequest{
-		"allow": extAuthzRequest("GET", "/api/items/1", "Bearer "+good),
-		"deny":  extAuthzRequest("GET", "/api/items/1", ""),
+		"allow":       extAuthzRequest("GET", "/api/items/1", "Bearer "+good),
+		"deny":        extAuthzRequest("GET", "/api/items/1", ""),
+		"allow-envoy": envoyShapedRequest("/api/items/1", "Bearer "+good),
 	} {
 		raw, err := proto.Marshal(req)
 		if err != nil {
@@ -57,6 +59,9 @@ func BenchmarkServedCheck(b *testing.B) {
 				out, err := extAuthzCheckHandler(srv, ctx, dec, chain)
 				if err != nil {
 					b.Fatal(err)
+				}
+				if _, allowed := out.(*allowReply); allowed != (name != "deny") {
+					b.Fatalf("%s: answered %v", name, out)
 				}
 				data, err := Codec{}.Marshal(out)
 				if err != nil {
@@ -72,6 +77,16 @@ func BenchmarkServedCheck(b *testing.B) {
 			}
 		})
 	}
+}
+
+// envoyShapedRequest is the request Envoy sends for a browser or SDK
+// call (wiretest.EnvoyCheckRequest: peers, time, ten headers) for path,
+// carrying authz.
+func envoyShapedRequest(path, authz string) *authv3.CheckRequest {
+	req := wiretest.EnvoyCheckRequest()
+	h := req.Attributes.Request.Http
+	h.Path, h.Headers[":path"], h.Headers["authorization"] = path, path, authz
+	return req
 }
 
 func benchBuffers(raw []byte) mem.BufferSlice { return mem.BufferSlice{mem.SliceBuffer(raw)} }

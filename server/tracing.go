@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/scopegate/scopegate/envoy"
 	"go.opentelemetry.io/contrib/propagators/b3"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -269,15 +270,23 @@ func (t *tracing) shutdown(ctx context.Context) {
 // names), or those of an HTTP request. It is passed by value and read
 // with map look-ups, so a check that is not sampled pays no allocation.
 type carrier struct {
-	m   map[string]string     // lower-case names
-	raw []*corev3.HeaderValue // Envoy's header_map (encode_raw_headers)
-	h   http.Header           // canonical names
+	m     map[string]string              // lower-case names
+	raw   []*corev3.HeaderValue          // Envoy's header_map (encode_raw_headers)
+	h     http.Header                    // canonical names
+	trace *[envoy.NumTraceHeaders]string // envoy.TraceHeaders' values, of a scanned ext_authz request
 }
 
 // lookup returns the value of the header named lower (lower-case) and
 // canon (its canonical form).
 func (c carrier) lookup(lower, canon string) string {
 	switch {
+	case c.trace != nil:
+		for i, name := range envoy.TraceHeaders {
+			if name == lower {
+				return c.trace[i]
+			}
+		}
+		return ""
 	case c.m != nil:
 		return c.m[lower]
 	case c.h != nil:

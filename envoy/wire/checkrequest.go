@@ -106,6 +106,19 @@ func (d *crDecoder) block() *checkRequestBlock {
 // length-delimited, which no field of the fast path has.
 func (d *crDecoder) next(i *int, end int) (field, bool) {
 	var f field
+	// Most fields of a request are short length-delimited ones with a
+	// one-byte tag and length: read those without the general varint
+	// decoding. A tag byte of 8 or more names a valid field number.
+	if j := *i; j+1 < end {
+		if t, l := d.b[j], d.b[j+1]; t >= 8 && t < 0x80 && t&7 == byte(protowire.BytesType) && l < 0x80 {
+			if int(l) > end-j-2 {
+				return f, false
+			}
+			f.num, f.typ, f.start, f.end = protowire.Number(t>>3), protowire.BytesType, j+2, j+2+int(l)
+			*i = f.end
+			return f, true
+		}
+	}
 	num, typ, n := protowire.ConsumeTag(d.b[*i:end])
 	if n < 0 {
 		return f, false
