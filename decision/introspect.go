@@ -248,7 +248,7 @@ func (tc *tokenCache) setOpaque(raw string, vt *verifiedToken, pol *Policy, ttl 
 	if c := vt.Token.claims.Load(); c != nil {
 		n += c.bytes + allocSize(int64(unsafe.Sizeof(claimsMemo{})))
 	}
-	vt.cost = tc.charge(n)
+	vt.cost.Store(tc.charge(n))
 	tc.set(raw, cacheValue{vt: vt}, ttl)
 }
 

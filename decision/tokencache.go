@@ -317,7 +317,7 @@ func (tc *tokenCache) set(key string, v cacheValue, ttl time.Duration) {
 // charged is what the cache charges for v.
 func (v cacheValue) charged() int64 {
 	if v.vt != nil {
-		return v.vt.cost
+		return v.vt.cost.Load()
 	}
 	return v.neg.cost
 }
@@ -336,7 +336,7 @@ func (tc *tokenCache) charge(bytes int64) int64 { return max(bytes, tc.minCost) 
 
 // setVerified caches vt under its token until ttl.
 func (tc *tokenCache) setVerified(vt *verifiedToken, pol *Policy, ttl time.Duration) {
-	vt.cost = tc.charge(verifiedTokenBytes(vt, pol))
+	vt.cost.Store(tc.charge(verifiedTokenBytes(vt, pol)))
 	tc.setPending(vt.Token.raw, cacheValue{vt: vt}, ttl)
 }
 
@@ -357,7 +357,7 @@ func (tc *tokenCache) recharge(vt *verifiedToken, c *claimsMemo, nowN int64) {
 		return
 	}
 	if ttl := time.Duration(vt.exp - nowN); ttl > 0 {
-		vt.cost += c.bytes
+		vt.cost.Add(c.bytes)
 		tc.set(vt.Token.raw, cacheValue{vt: vt}, ttl)
 	}
 }

@@ -35,17 +35,17 @@ func TestTokenCachePendingServed(t *testing.T) {
 	}
 	// The claims map built on first use is charged on the next hit, and
 	// that update too is counted until ristretto takes it up.
-	cost := first.cost
+	cost := first.cost.Load()
 	first.Token.Claims()
 	if _, code, _ := v.verify(ctx, tok, pol, testNow); code != OK {
 		t.Fatal(code)
 	}
 	v.cache.c.Wait()
-	if first.cost <= cost || v.cache.inflight.Load() != 0 {
-		t.Fatalf("after the recharge: cost %d (was %d), inflight %d (want 0)", first.cost, cost, v.cache.inflight.Load())
+	if first.cost.Load() <= cost || v.cache.inflight.Load() != 0 {
+		t.Fatalf("after the recharge: cost %d (was %d), inflight %d (want 0)", first.cost.Load(), cost, v.cache.inflight.Load())
 	}
-	if u := v.cache.usage(); u.Bytes != first.cost {
-		t.Fatalf("the cache charges %d bytes, want the entry's %d", u.Bytes, first.cost)
+	if u := v.cache.usage(); u.Bytes != first.cost.Load() {
+		t.Fatalf("the cache charges %d bytes, want the entry's %d", u.Bytes, first.cost.Load())
 	}
 }
 

@@ -59,7 +59,7 @@ type verifiedToken struct {
 	// cost is what the token cache charges for the entry (tokencache.go);
 	// arena is the heap of the strings read from the claims (one
 	// allocation), and sharedAud says Audience is the policy's own slice.
-	cost      int64
+	cost      atomic.Int64 // read by ristretto's goroutine (Cost) while recharge adds
 	arena     int32
 	sharedAud bool
 	// opaque is set for an introspected token, which keeps no raw token.
