@@ -1,18 +1,19 @@
 package decision
 
 import (
-	"crypto"
+	"bytes"
+	"crypto/ecdsa"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"math"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
-	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
-	"github.com/lestrrat-go/jwx/v3/jws/jwsbb"
 	"github.com/valyala/fastjson"
 )
 
@@ -89,22 +90,34 @@ type dpopConf struct {
 	nonceRequired bool
 }
 
+// proofScratch is what verifyProof reuses from one proof to the next: the
+// JSON parser and the buffer the jwk is serialized into.
+type proofScratch struct {
+	p   fastjson.Parser
+	jwk []byte
+}
+
+var proofScratchPool = sync.Pool{New: func() any { return new(proofScratch) }}
+
 // verifyProof checks a DPoP proof's form, key and signature (RFC 9449 §4.3
-// steps 1-7). It does not compare it with the request.
-func verifyProof(proof string, conf *dpopConf) (pc proofClaims, code Code, detail string) {
+// steps 1-7). It does not compare it with the request. keys remembers the
+// proof keys already parsed.
+func verifyProof(proof string, conf *dpopConf, keys *proofKeyCache) (pc proofClaims, code Code, detail string) {
 	if len(proof) > maxProofBytes {
 		return pc, DPoPProofInvalid, detailDPoPTooLong
 	}
-	hdr, _, _, err := jwsbb.SplitCompactString(proof)
-	if err != nil || strings.Count(proof, ".") != 2 {
+	d1 := strings.IndexByte(proof, '.')
+	d2 := strings.LastIndexByte(proof, '.')
+	if d1 < 0 || d1 == d2 || strings.Count(proof, ".") != 2 {
 		return pc, DPoPProofInvalid, detailDPoPNotCompact
 	}
-	hjson, err := jose64.DecodeString(string(hdr))
+	hjson, err := jose64.DecodeString(proof[:d1])
 	if err != nil {
 		return pc, DPoPProofInvalid, detailDPoPNotCompact
 	}
-	var p fastjson.Parser
-	h, err := p.ParseBytes(hjson)
+	sc := proofScratchPool.Get().(*proofScratch)
+	defer proofScratchPool.Put(sc)
+	h, err := sc.p.ParseBytes(hjson)
 	if err != nil || h.Type() != fastjson.TypeObject {
 		return pc, DPoPProofInvalid, detailDPoPHeader
 	}
@@ -135,66 +148,158 @@ func verifyProof(proof string, conf *dpopConf) (pc proofClaims, code Code, detai
 			return pc, DPoPProofInvalid, detailDPoPPrivateJWK
 		}
 	}
-	key, err := jwk.ParseKey(jv.MarshalTo(nil))
-	if err != nil {
-		return pc, DPoPProofInvalid, detailDPoPBadJWK
+	// The cache key is the hash of the very bytes the JWK parser reads.
+	sc.jwk = jv.MarshalTo(sc.jwk[:0])
+	sum := sha256.Sum256(sc.jwk)
+	key := keys.get(&sum)
+	if key == nil {
+		var why string
+		if key, why = parseProofKey(sc.jwk); key == nil {
+			return pc, DPoPProofInvalid, why
+		}
+		keys.put(&sum, key)
 	}
-	if priv, err := jwk.IsPrivateKey(key); err != nil || priv {
-		return pc, DPoPProofInvalid, detailDPoPPrivateJWK
-	}
-	var raw any
-	if err := jwk.Export(key, &raw); err != nil {
-		return pc, DPoPProofInvalid, detailDPoPBadJWK
-	}
-	sigAlg, ok := jwa.LookupSignatureAlgorithm(alg)
-	if !ok || keyFitsAlg(&Key{Public: raw}, alg) != "" {
+	if keyFitsAlg(&Key{Public: key.pub}, alg) != "" {
 		return pc, DPoPProofInvalid, detailDPoPKeyAlg
 	}
-	payload, err := jws.VerifyCompactFast(raw, []byte(proof), sigAlg)
-	if err != nil {
+	// b64 (RFC 7797) changes what is signed; a proof has no use for it.
+	if h.Exists("b64") {
 		return pc, DPoPSignatureInvalid, detailDPoPSignature
 	}
-	tp, err := key.Thumbprint(crypto.SHA256)
-	if err != nil {
-		return pc, DPoPProofInvalid, detailDPoPBadJWK
+	payload, ok := verifyProofSignature(proof, d1, d2, alg, key)
+	if !ok {
+		return pc, DPoPSignatureInvalid, detailDPoPSignature
 	}
-	pc.jkt = base64.RawURLEncoding.EncodeToString(tp)
-
-	c, err := p.ParseBytes(payload)
-	if err != nil || c.Type() != fastjson.TypeObject {
-		return pc, DPoPProofInvalid, detailDPoPClaims
-	}
-	var okAll = true
-	str := func(name string, dst *string, required bool) {
-		v := c.Get(name)
-		if v == nil {
-			okAll = okAll && !required
-			return
-		}
-		b, err := v.StringBytes()
-		if err != nil || (required && len(b) == 0) {
-			okAll = false
-			return
-		}
-		*dst = string(b)
-	}
-	str("htm", &pc.htm, true)
-	str("htu", &pc.htu, true)
-	str("jti", &pc.jti, true)
-	str("ath", &pc.ath, true)
-	str("nonce", &pc.nonce, false)
-	iat := c.Get("iat")
-	if iat == nil || iat.Type() != fastjson.TypeNumber {
-		okAll = false
-	} else if f, err := iat.Float64(); err != nil || f < 0 || f > maxNumericDate || f != math.Trunc(f) {
-		okAll = false
-	} else {
-		pc.iat = int64(f)
-	}
-	if !okAll || len(pc.jti) > 512 {
+	pc.jkt = key.jkt
+	if !parseProofClaims(&sc.p, payload, &pc) {
 		return pc, DPoPProofInvalid, detailDPoPClaims
 	}
 	return pc, OK, ""
+}
+
+// verifyProofSignature verifies the JWS signature of proof (whose dots are
+// at d1 and d2) under alg, already checked to fit key, and returns the
+// decoded payload. ECDSA, the common case, is verified with crypto/ecdsa
+// on the signing input in place; other algorithms through jws.
+func verifyProofSignature(proof string, d1, d2 int, alg string, key *proofKey) ([]byte, bool) {
+	b := []byte(proof)
+	if key.ec == nil {
+		sigAlg, ok := jwa.LookupSignatureAlgorithm(alg)
+		if !ok {
+			return nil, false
+		}
+		payload, err := jws.VerifyCompactFast(key.pub, b, sigAlg)
+		return payload, err == nil
+	}
+	// RFC 7518 §3.4: the signature is R and S, each as long as the order.
+	size := (key.ec.Curve.Params().N.BitLen() + 7) / 8
+	var buf [2 * 66]byte
+	sig := buf[:]
+	if jose64.DecodedLen(len(proof)-d2-1) != 2*size {
+		return nil, false
+	}
+	n, err := jose64.Decode(sig, b[d2+1:])
+	if err != nil || n != 2*size {
+		return nil, false
+	}
+	var digest []byte
+	switch alg {
+	case "ES256":
+		s := sha256.Sum256(b[:d2])
+		digest = s[:]
+	case "ES384":
+		s := sha512.Sum384(b[:d2])
+		digest = s[:]
+	case "ES512":
+		s := sha512.Sum512(b[:d2])
+		digest = s[:]
+	default:
+		return nil, false
+	}
+	var der [8 + 2*67]byte
+	asn1Sig, ok := ecdsaSigDER(der[:0], sig[:size], sig[size:2*size])
+	if !ok || !ecdsa.VerifyASN1(key.ec, digest, asn1Sig) {
+		return nil, false
+	}
+	payload := make([]byte, jose64.DecodedLen(d2-d1-1))
+	n, err = jose64.Decode(payload, b[d1+1:d2])
+	return payload[:n], err == nil
+}
+
+// ecdsaSigDER appends to dst the ASN.1 DER form ecdsa.VerifyASN1 reads,
+// SEQUENCE { INTEGER r, INTEGER s }, of the JOSE form of a signature (r
+// and s big-endian, fixed length). It is what ecdsa.Verify builds from
+// big.Ints, without their allocations. ok is false when r or s is zero.
+func ecdsaSigDER(dst, r, s []byte) ([]byte, bool) {
+	r, s = bytes.TrimLeft(r, "\x00"), bytes.TrimLeft(s, "\x00")
+	if len(r) == 0 || len(s) == 0 {
+		return nil, false
+	}
+	n := 4 + len(r) + int(r[0]>>7) + len(s) + int(s[0]>>7)
+	dst = append(dst, 0x30)
+	if n >= 0x80 {
+		dst = append(dst, 0x81)
+	}
+	dst = append(dst, byte(n))
+	for _, v := range [2][]byte{r, s} {
+		dst = append(dst, 0x02, byte(len(v)+int(v[0]>>7)))
+		if v[0] >= 0x80 {
+			dst = append(dst, 0)
+		}
+		dst = append(dst, v...)
+	}
+	return dst, true
+}
+
+// parseProofClaims reads a verified proof's claims into pc, reporting
+// whether they are well-formed: string htm, htu, jti and ath, a numeric
+// iat, an optional string nonce.
+func parseProofClaims(p *fastjson.Parser, payload []byte, pc *proofClaims) bool {
+	c, err := p.ParseBytes(payload)
+	if err != nil || c.Type() != fastjson.TypeObject {
+		return false
+	}
+	// The claims' strings are copied out in one allocation.
+	var vals [5][]byte
+	total := 0
+	for i, name := range [5]string{"htm", "htu", "jti", "ath", "nonce"} {
+		v := c.Get(name)
+		if v == nil {
+			if name != "nonce" {
+				return false
+			}
+			continue
+		}
+		b, err := v.StringBytes()
+		if err != nil || (name != "nonce" && len(b) == 0) {
+			return false
+		}
+		vals[i] = b
+		total += len(b)
+	}
+	if len(vals[2]) > 512 {
+		return false
+	}
+	iat := c.Get("iat")
+	if iat == nil || iat.Type() != fastjson.TypeNumber {
+		return false
+	}
+	f, err := iat.Float64()
+	if err != nil || f < 0 || f > maxNumericDate || f != math.Trunc(f) {
+		return false
+	}
+	pc.iat = int64(f)
+	var sb strings.Builder
+	sb.Grow(total)
+	for _, b := range vals {
+		sb.Write(b)
+	}
+	all := sb.String()
+	dst := [5]*string{&pc.htm, &pc.htu, &pc.jti, &pc.ath, &pc.nonce}
+	for i, b := range vals {
+		*dst[i], all = all[:len(b)], all[len(b):]
+	}
+	return true
 }
 
 // dpopATH returns base64url(SHA-256(token)), the ath a proof for token

@@ -56,7 +56,7 @@ func (e *Engine) checkProof(r *Request, d *Decision, token string, now time.Time
 	case r.DPoPCount == 0 || trimHeaderOWS(r.DPoP) == "":
 		return DPoPProofMissing, detailDPoPNoProof
 	}
-	p, code, detail := verifyProof(trimHeaderOWS(r.DPoP), conf)
+	p, code, detail := verifyProof(trimHeaderOWS(r.DPoP), conf, e.proofKeys)
 	if code != OK {
 		return code, detail
 	}

@@ -211,6 +211,7 @@ type Engine struct {
 	ownership OwnershipStore
 	replay    ReplayCache
 	nonces    *dpopNonces
+	proofKeys *proofKeyCache
 
 	engineRevocations // revoke.go
 }
@@ -244,6 +245,7 @@ func NewEngine(pol *Policy, opts Options) (*Engine, error) {
 		e.replay = NewMemReplayCache(opts.ReplayCacheBytes, opts.Clock)
 	}
 	e.nonces = newDPoPNonces(opts.DPoPNonceSecret)
+	e.proofKeys = newProofKeyCache(proofKeyCacheSize)
 	e.policy.Store(pol)
 	e.revStaleAfter = opts.RevocationStaleAfter
 	return e, nil
