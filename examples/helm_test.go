@@ -641,7 +641,7 @@ func TestDashboardQueriesNameExportedMetrics(t *testing.T) {
 	if dash.Title == "" || dash.UID == "" {
 		t.Fatal("the dashboard needs a title and a uid")
 	}
-	exported := scrapedLabels(t)
+	exported := scrapedLabels(scrapeOrdersFull(t))
 	queries := map[string]string{}
 	for _, p := range dash.Panels {
 		if p.Type == "row" {
