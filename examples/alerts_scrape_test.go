@@ -43,19 +43,78 @@ func freePort(t *testing.T) string {
 // segments) and returns one scrape of its /metrics, read over HTTP.
 func scrapeOrdersFull(t *testing.T) map[string]*dto.MetricFamily {
 	t.Helper()
+	base, conn := runServer(t, server.Config{
+		PolicyPath: "orders-full.yaml",
+		// An audit log and a revocation store, as in production, so
+		// their metrics are exported too.
+		Audit:      server.AuditConfig{Sinks: []audit.Sink{audit.NewWriterSink("discard", io.Discard)}},
+		Revocation: server.RevocationConfig{Store: store.NewMemoryRevocations(nil)},
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	client := authv3.NewAuthorizationClient(conn)
+	signer, err := decisiontest.ExampleSigner("ec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(clientID, scope, method, path string, wantAllow bool) {
+		t.Helper()
+		claims := decisiontest.StandardClaims("https://id.example.com/", "orders-api", "alice", clientID, scope, time.Hour, time.Now())
+		tok, err := signer.Mint(claims, map[string]any{"typ": "at+jwt"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if allowed, body := extAuthz(t, client, method, path, tok); allowed != wantAllow {
+			t.Fatalf("%s [%s] %s %s: allowed %v (%s), want %v", clientID, scope, method, path, allowed, body, wantAllow)
+		}
+	}
+	check("legacy-app", "orders:v1", "GET", "/orders/1", true)                    // deprecated scope in use
+	check("web-app", "orders:write orders:v1", "GET", "/orders/1", false)         // beyond its grants: enforce
+	check("admin-console", "admin:all orders:read", "GET", "/admin/users", false) // straddles admin and orders, and orders:read is not granted
+	check("admin-console", "admin:all", "DELETE", "/admin/users/frida", true)     // observed by the shadow route admin-users-mfa
+
+	// Shadow routes are evaluated after the answer is sent: scrape until
+	// their outcome is counted.
+	for {
+		fams := scrape(t, base)
+		if len(fams["scopegate_shadow_decisions_total"].GetMetric()) > 0 {
+			return fams
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the shadow route's decision was never counted")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// extAuthz sends one ext_authz check of method path with the bearer
+// token tok and returns whether it was allowed, and the denial's body.
+func extAuthz(t *testing.T, client authv3.AuthorizationClient, method, path, tok string) (bool, string) {
+	t.Helper()
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: "10.1.2.3", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 40000}}}}},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: method, Path: path, Headers: map[string]string{"authorization": "Bearer " + tok}}},
+	}}
+	resp, err := client.Check(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.GetStatus().GetCode() == 0, resp.GetDeniedResponse().GetBody()
+}
+
+// runServer runs scopegate with cfg (its gRPC and operator listeners on
+// free loopback ports, the HTTP one off) until the test ends, waits until
+// it is ready, and returns the operator listener's base URL and a gRPC
+// client connection to it.
+func runServer(t *testing.T, cfg server.Config) (string, *grpc.ClientConn) {
+	t.Helper()
 	grpcAddr, metricsAddr := freePort(t), freePort(t)
+	cfg.GRPCAddr, cfg.MetricsAddr, cfg.DisableHTTP = grpcAddr, metricsAddr, true
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, server.Config{
-			PolicyPath: "orders-full.yaml", GRPCAddr: grpcAddr, DisableHTTP: true, MetricsAddr: metricsAddr,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			// An audit log and a revocation store, as in production, so
-			// their metrics are exported too.
-			Audit:      server.AuditConfig{Sinks: []audit.Sink{audit.NewWriterSink("discard", io.Discard)}},
-			Revocation: server.RevocationConfig{Store: store.NewMemoryRevocations(nil)},
-		})
-	}()
+	go func() { done <- server.Run(ctx, cfg) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -94,50 +153,8 @@ func scrapeOrdersFull(t *testing.T) map[string]*dto.MetricFamily {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	client := authv3.NewAuthorizationClient(conn)
-	signer, err := decisiontest.ExampleSigner("ec")
-	if err != nil {
-		t.Fatal(err)
-	}
-	check := func(clientID, scope, method, path string, wantAllow bool) {
-		t.Helper()
-		claims := decisiontest.StandardClaims("https://id.example.com/", "orders-api", "alice", clientID, scope, time.Hour, time.Now())
-		tok, err := signer.Mint(claims, map[string]any{"typ": "at+jwt"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-			Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
-				SocketAddress: &corev3.SocketAddress{Address: "10.1.2.3", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 40000}}}}},
-			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-				Method: method, Path: path, Headers: map[string]string{"authorization": "Bearer " + tok}}},
-		}}
-		resp, err := client.Check(context.Background(), req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if allowed := resp.GetStatus().GetCode() == 0; allowed != wantAllow {
-			t.Fatalf("%s [%s] %s %s: allowed %v (%s), want %v", clientID, scope, method, path, allowed, resp.GetDeniedResponse().GetBody(), wantAllow)
-		}
-	}
-	check("legacy-app", "orders:v1", "GET", "/orders/1", true)                    // deprecated scope in use
-	check("web-app", "orders:write orders:v1", "GET", "/orders/1", false)         // beyond its grants: enforce
-	check("admin-console", "admin:all orders:read", "GET", "/admin/users", false) // straddles admin and orders, and orders:read is not granted
-	check("admin-console", "admin:all", "DELETE", "/admin/users/frida", true)     // observed by the shadow route admin-users-mfa
-
-	// Shadow routes are evaluated after the answer is sent: scrape until
-	// their outcome is counted.
-	for {
-		fams := scrape(t, base)
-		if len(fams["scopegate_shadow_decisions_total"].GetMetric()) > 0 {
-			return fams
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the shadow route's decision was never counted")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	t.Cleanup(func() { conn.Close() })
+	return base, conn
 }
 
 func scrape(t *testing.T, base string) map[string]*dto.MetricFamily {
@@ -158,21 +175,27 @@ func scrape(t *testing.T, base string) map[string]*dto.MetricFamily {
 	return fams
 }
 
-// scrapedLabels is a real scrape of orders-full as metric name → label
+// scrapedLabels is the union of real scrapes as metric name → label
 // names, histograms also under their _bucket, _sum and _count series.
-func scrapedLabels(t *testing.T) map[string]map[string]bool {
-	t.Helper()
+func scrapedLabels(scrapes ...map[string]*dto.MetricFamily) map[string]map[string]bool {
 	out := map[string]map[string]bool{}
-	for name, f := range scrapeOrdersFull(t) {
-		labels := familyLabels(f)
-		out[name] = labels
-		if f.GetType() == dto.MetricType_HISTOGRAM {
-			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-				l := map[string]bool{"le": suffix == "_bucket"}
-				for k := range labels {
-					l[k] = true
+	add := func(name string, labels map[string]bool) {
+		if out[name] == nil {
+			out[name] = map[string]bool{}
+		}
+		for k, v := range labels {
+			out[name][k] = out[name][k] || v
+		}
+	}
+	for _, fams := range scrapes {
+		for name, f := range fams {
+			labels := familyLabels(f)
+			add(name, labels)
+			if f.GetType() == dto.MetricType_HISTOGRAM {
+				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+					add(name+suffix, labels)
 				}
-				out[name+suffix] = l
+				add(name+"_bucket", map[string]bool{"le": true})
 			}
 		}
 	}

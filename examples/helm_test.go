@@ -641,7 +641,9 @@ func TestDashboardQueriesNameExportedMetrics(t *testing.T) {
 	if dash.Title == "" || dash.UID == "" {
 		t.Fatal("the dashboard needs a title and a uid")
 	}
-	exported := scrapedLabels(t)
+	// orders-full with an audit log and revocations, and a server with
+	// introspection and a Shared Signals transmitter.
+	exported := scrapedLabels(scrapeOrdersFull(t), scrapeIdentity(t))
 	queries := map[string]string{}
 	for _, p := range dash.Panels {
 		if p.Type == "row" {
@@ -700,7 +702,8 @@ func TestDashboardQueriesNameExportedMetrics(t *testing.T) {
 	}
 	// The panels the issue of record promises.
 	for _, want := range []string{"scopegate_decisions_total", "scopegate_decision_duration_seconds", "scopegate_drift_total",
-		"scopegate_revocation_sync_age_seconds", "scopegate_jwks_age_seconds", "scopegate_audit_dropped_total"} {
+		"scopegate_revocation_sync_age_seconds", "scopegate_jwks_age_seconds", "scopegate_audit_dropped_total",
+		"scopegate_introspection_requests_total", "scopegate_ssf_enforcement_lag_seconds", "scopegate_ssf_events_applied_total"} {
 		if !covered[want] {
 			t.Errorf("no dashboard panel shows %s", want)
 		}
