@@ -6,7 +6,6 @@ import (
 	"math"
 	"strings"
 	"sync/atomic"
-	"time"
 	"unicode/utf8"
 	"unsafe"
 
@@ -141,8 +140,7 @@ func readTokenClaims(obj *fastjson.Object, vt *verifiedToken, iss *Issuer) strin
 	var a claimArena
 	var clientID, azp []byte
 	detail := ""
-	hasExp := false
-	vt.nbf, vt.iat = math.MinInt64, math.MinInt64
+	hasExp, sharedAud := false, false
 	obj.Visit(func(k []byte, v *fastjson.Value) {
 		if detail != "" {
 			return
@@ -161,14 +159,14 @@ func readTokenClaims(obj *fastjson.Object, vt *verifiedToken, iss *Issuer) strin
 		case "azp":
 			azp, detail = stringClaimBytes("azp", v)
 		case "exp":
-			t.Expiry, vt.exp, detail = readNumericDate("exp", v)
+			t.exp, detail = readNumericDate("exp", v)
 			hasExp = true
 		case "nbf":
-			t.NotBefore, vt.nbf, detail = readNumericDate("nbf", v)
+			t.nbf, detail = readNumericDate("nbf", v)
 		case "iat":
-			t.IssuedAt, vt.iat, detail = readNumericDate("iat", v)
+			t.iat, detail = readNumericDate("iat", v)
 		case "auth_time":
-			t.AuthTime, _, detail = readNumericDate("auth_time", v)
+			t.authTime, detail = readNumericDate("auth_time", v)
 		case "amr":
 			var ok bool
 			if t.AMR, ok = a.strings(v); !ok {
@@ -179,7 +177,7 @@ func readTokenClaims(obj *fastjson.Object, vt *verifiedToken, iss *Issuer) strin
 		case "aud":
 			if v.Type() == fastjson.TypeString {
 				b, _ := v.StringBytes()
-				if t.Audience, vt.sharedAud = expectedAudience(b, iss.Audiences); !vt.sharedAud {
+				if t.Audience, sharedAud = expectedAudience(b, iss.Audiences); !sharedAud {
 					t.Audience = make([]string, 1)
 					a.add(&t.Audience[0], b)
 				}
@@ -206,7 +204,11 @@ func readTokenClaims(obj *fastjson.Object, vt *verifiedToken, iss *Issuer) strin
 	if detail != "" {
 		return detail
 	}
-	vt.arena = int32(a.finish(t, scopes))
+	n := a.finish(t, scopes) + sliceBytes(t.Scopes) + sliceBytes(t.AMR)
+	if !sharedAud {
+		n += sliceBytes(t.Audience)
+	}
+	vt.claimBytes = int32(n)
 	return ""
 }
 
@@ -427,9 +429,9 @@ func jsonString(v *fastjson.Value) string {
 
 // readNumericDate reads a JSON NumericDate (RFC 7519 §2): seconds since
 // the epoch, integer or not, clamped to ±maxNumericDate.
-func readNumericDate(name string, v *fastjson.Value) (time.Time, int64, string) {
+func readNumericDate(name string, v *fastjson.Value) (numericDate, string) {
 	if v.Type() != fastjson.TypeNumber {
-		return time.Time{}, 0, "claim " + name + " must be a number (seconds since 1970-01-01 UTC)"
+		return 0, "claim " + name + " must be a number (seconds since 1970-01-01 UTC)"
 	}
 	var sec, nsec int64
 	if i, err := v.Int64(); err == nil {
@@ -437,12 +439,12 @@ func readNumericDate(name string, v *fastjson.Value) (time.Time, int64, string) 
 	} else {
 		f, err := v.Float64()
 		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-			return time.Time{}, 0, "claim " + name + " must be a number (seconds since 1970-01-01 UTC)"
+			return 0, "claim " + name + " must be a number (seconds since 1970-01-01 UTC)"
 		}
 		f = max(min(f, maxNumericDate), -maxNumericDate)
 		whole := math.Floor(f)
 		sec, nsec = int64(whole), int64((f-whole)*1e9)
 	}
 	sec = max(min(sec, maxNumericDate), -maxNumericDate)
-	return time.Unix(sec, nsec), sec*1e9 + nsec, ""
+	return dateAt(sec*1e9 + nsec), ""
 }

@@ -53,8 +53,8 @@ func TestVerifyPayloadJSON(t *testing.T) {
 			}
 		}},
 		{name: "fractional and exponent dates", payload: `{"iss":"` + testIss + `","aud":"` + testAud + `","exp":` + exp + `.5,"iat":1.7e9}`, want: OK, check: func(t *testing.T, tok *Token) {
-			if tok.Expiry.Nanosecond() != 5e8 || tok.IssuedAt.Unix() != 1.7e9 {
-				t.Errorf("exp %v iat %v", tok.Expiry, tok.IssuedAt)
+			if tok.Expiry().Nanosecond() != 5e8 || tok.IssuedAt().Unix() != 1.7e9 {
+				t.Errorf("exp %v iat %v", tok.Expiry(), tok.IssuedAt())
 			}
 		}},
 		{name: "null scope claim is no scope", payload: `{` + base + `,"scope":null}`, want: OK, check: func(t *testing.T, tok *Token) {

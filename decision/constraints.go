@@ -168,7 +168,7 @@ func (s *stepUp) check(tok *Token, now time.Time) string {
 			return s.detailAMRAll
 		}
 	}
-	if s.hasMaxAge && (tok.AuthTime.IsZero() || now.Sub(tok.AuthTime) > s.maxAge) {
+	if s.hasMaxAge && (tok.AuthTime().IsZero() || now.Sub(tok.AuthTime()) > s.maxAge) {
 		return s.detailAge
 	}
 	return ""
@@ -388,9 +388,10 @@ func checkClaims(sets []*whenSet, tok *Token, tr *Trace) (Code, string) {
 
 func checkLifetime(sets []*whenSet, pol *Policy, tok *Token, now time.Time, tr *Trace) (Code, string) {
 	ran := false
-	noIat := tok.IssuedAt.IsZero()
-	lifetime := tok.Expiry.Sub(tok.IssuedAt)
-	age := now.Sub(tok.IssuedAt)
+	iat := tok.IssuedAt()
+	noIat := iat.IsZero()
+	lifetime := tok.Expiry().Sub(iat)
+	age := now.Sub(iat)
 	for _, s := range sets {
 		if !s.hasLifetime && !s.hasAge {
 			continue

@@ -478,7 +478,7 @@ func BenchmarkCheckConstraints(b *testing.B) {
 	sum := sha256.Sum256(der)
 	tok := &Token{
 		Subject: "alice", Scopes: []string{"orders:write"},
-		IssuedAt: now.Add(-5 * time.Minute), Expiry: now.Add(55 * time.Minute), AuthTime: now.Add(-5 * time.Minute),
+		iat: dateAt(now.Add(-5 * time.Minute).UnixNano()), exp: dateAt(now.Add(55 * time.Minute).UnixNano()), authTime: dateAt(now.Add(-5 * time.Minute).UnixNano()),
 		ACR: "urn:mfa", AMR: []string{"pwd", "mfa"}, CnfX5tS256: base64.RawURLEncoding.EncodeToString(sum[:]),
 	}
 	tok.SetClaims(map[string]any{

@@ -90,7 +90,7 @@ func (v *verifier) introspect(ctx context.Context, raw string, iss *Issuer, pol 
 		return nil, f.code, f.detail
 	}
 	vt.gen = gen
-	ttl := min(in.CacheTTL, time.Duration(vt.exp-nowN))
+	ttl := min(in.CacheTTL, time.Duration(vt.Token.exp.nanos(0)-nowN))
 	vt.opaque = &opaqueEntry{digest: tokenDigest(raw), until: nowN + int64(ttl)}
 	if ttl > 0 {
 		v.cache.setOpaque(raw, vt, pol, ttl)
@@ -248,7 +248,7 @@ func (tc *tokenCache) setOpaque(raw string, vt *verifiedToken, pol *Policy, ttl 
 	if c := vt.Token.claims.Load(); c != nil {
 		n += c.bytes + allocSize(int64(unsafe.Sizeof(claimsMemo{})))
 	}
-	vt.cost.Store(tc.charge(n))
+	vt.cost.Store(int32(tc.charge(n)))
 	tc.set(raw, cacheValue{vt: vt}, ttl)
 }
 

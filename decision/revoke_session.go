@@ -62,7 +62,11 @@ func (s *RevocationSet) sessionList(k sessionKey) []*Revocation {
 // covers reports whether r's IssuedBefore (if any) includes tok: it was
 // issued before it, or carries no iat.
 func (r *Revocation) covers(tok *Token) bool {
-	return r.IssuedBefore.IsZero() || tok.IssuedAt.IsZero() || tok.IssuedAt.Before(r.IssuedBefore)
+	if r.IssuedBefore.IsZero() {
+		return true
+	}
+	iat := tok.IssuedAt()
+	return iat.IsZero() || iat.Before(r.IssuedBefore)
 }
 
 // IssuedBeforeCovers reports whether a revocation whose IssuedBefore is t

@@ -27,12 +27,13 @@ type Token struct {
 	// ScopeString is Scopes joined by single spaces, as sent upstream.
 	ScopeString string
 
-	IssuedAt  time.Time // zero if absent
-	NotBefore time.Time // zero if absent
-	Expiry    time.Time
-	AuthTime  time.Time // zero if absent
-	ACR       string
-	AMR       []string
+	// iat, nbf, exp and authTime are the NumericDate claims (IssuedAt,
+	// NotBefore, Expiry, AuthTime): 8 bytes each where a time.Time takes
+	// 24, and a cached token is mostly this struct.
+	iat, nbf, exp, authTime numericDate
+
+	ACR string
+	AMR []string
 	// CnfX5tS256 is cnf["x5t#S256"] (RFC 8705), CnfJKT is cnf["jkt"] (RFC 9449).
 	CnfX5tS256 string
 	CnfJKT     string
@@ -49,6 +50,49 @@ type Token struct {
 	// millions of keys (a cache miss each).
 	drift      atomic.Pointer[driftMemo]
 	notRevoked atomic.Pointer[revocationMemo]
+}
+
+// IssuedAt is the iat claim, the zero time if absent.
+func (t *Token) IssuedAt() time.Time { return t.iat.time() }
+
+// NotBefore is the nbf claim, the zero time if absent.
+func (t *Token) NotBefore() time.Time { return t.nbf.time() }
+
+// Expiry is the exp claim (a verified token always has one).
+func (t *Token) Expiry() time.Time { return t.exp.time() }
+
+// AuthTime is the auth_time claim, the zero time if absent.
+func (t *Token) AuthTime() time.Time { return t.authTime.time() }
+
+// numericDate is a NumericDate claim in Unix nanoseconds, biased by one
+// from 0 up so that its zero value means absent: a Token built without
+// the claim has none, and 1970-01-01T00:00:00Z stays representable.
+// Claims are bounded by maxNumericDate, far from overflowing.
+type numericDate int64
+
+func dateAt(nanos int64) numericDate {
+	if nanos >= 0 {
+		return numericDate(nanos + 1)
+	}
+	return numericDate(nanos)
+}
+
+// nanos is the date in Unix nanoseconds, or absent when there is none.
+func (d numericDate) nanos(absent int64) int64 {
+	switch {
+	case d == 0:
+		return absent
+	case d > 0:
+		return int64(d) - 1
+	}
+	return int64(d)
+}
+
+func (d numericDate) time() time.Time {
+	if d == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, d.nanos(0))
 }
 
 // Key is one verification key of an issuer, as exported from a JWK.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"hash/maphash"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -231,6 +232,10 @@ func newTokenCache(cfg tokenCacheConfig) (*tokenCache, error) {
 	items := maxBytes / 1024
 	if cfg.MaxEntries > 0 {
 		tc.minCost = maxBytes / cfg.MaxEntries
+		if tc.minCost > math.MaxInt32 {
+			// A verified token's cost is an int32 (it keeps the entry small).
+			return nil, errors.New("token cache: " + strconv.FormatInt(cfg.MaxEntries, 10) + " entries in a budget of " + formatBytes(maxBytes) + " would charge each entry over 2 GiB: allow more entries or give a smaller budget")
+		}
 		items = min(items, cfg.MaxEntries)
 	}
 	c, err := ristretto.NewCache(&ristretto.Config[string, cacheValue]{
@@ -317,7 +322,7 @@ func (tc *tokenCache) set(key string, v cacheValue, ttl time.Duration) {
 // charged is what the cache charges for v.
 func (v cacheValue) charged() int64 {
 	if v.vt != nil {
-		return v.vt.cost.Load()
+		return int64(v.vt.cost.Load())
 	}
 	return v.neg.cost
 }
@@ -336,7 +341,7 @@ func (tc *tokenCache) charge(bytes int64) int64 { return max(bytes, tc.minCost) 
 
 // setVerified caches vt under its token until ttl.
 func (tc *tokenCache) setVerified(vt *verifiedToken, pol *Policy, ttl time.Duration) {
-	vt.cost.Store(tc.charge(verifiedTokenBytes(vt, pol)))
+	vt.cost.Store(int32(tc.charge(verifiedTokenBytes(vt, pol))))
 	tc.setPending(vt.Token.raw, cacheValue{vt: vt}, ttl)
 }
 
@@ -356,8 +361,8 @@ func (tc *tokenCache) recharge(vt *verifiedToken, c *claimsMemo, nowN int64) {
 	if !c.charged.CompareAndSwap(false, true) {
 		return
 	}
-	if ttl := time.Duration(vt.exp - nowN); ttl > 0 {
-		vt.cost.Add(c.bytes)
+	if ttl := time.Duration(vt.Token.exp.nanos(0) - nowN); ttl > 0 {
+		vt.cost.Add(int32(c.bytes))
 		tc.set(vt.Token.raw, cacheValue{vt: vt}, ttl)
 	}
 }
@@ -401,11 +406,7 @@ func (e *Engine) TokenCacheEntries() int { return e.verifier.cache.entries() }
 // verifiedTokenBytes is the heap a cached verified token holds.
 func verifiedTokenBytes(vt *verifiedToken, pol *Policy) int64 {
 	t := &vt.Token
-	n := itemOverhead + allocSize(int64(unsafe.Sizeof(verifiedToken{}))) + allocSize(int64(len(t.raw))) + int64(vt.arena)
-	n += sliceBytes(t.Scopes) + sliceBytes(t.AMR)
-	if !vt.sharedAud {
-		n += sliceBytes(t.Audience)
-	}
+	n := itemOverhead + allocSize(int64(unsafe.Sizeof(verifiedToken{}))) + allocSize(int64(len(t.raw))) + int64(vt.claimBytes)
 	words := int64(1)
 	if pol != nil {
 		words = max(int64(len(pol.scopeNames)+63)/64, 1)

@@ -44,7 +44,7 @@ func TestTokenCachePendingServed(t *testing.T) {
 	if first.cost.Load() <= cost || v.cache.inflight.Load() != 0 {
 		t.Fatalf("after the recharge: cost %d (was %d), inflight %d (want 0)", first.cost.Load(), cost, v.cache.inflight.Load())
 	}
-	if u := v.cache.usage(); u.Bytes != first.cost.Load() {
+	if u := v.cache.usage(); u.Bytes != int64(first.cost.Load()) {
 		t.Fatalf("the cache charges %d bytes, want the entry's %d", u.Bytes, first.cost.Load())
 	}
 }

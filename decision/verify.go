@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/base64"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,8 +41,8 @@ var jose64 = base64.RawURLEncoding.Strict()
 
 // verifiedToken is a token whose signature and claims were verified, as the
 // token cache holds it. Everything but view is immutable once cached. It
-// is kept small (480 bytes, one size class): a cache of many tokens is
-// mostly these.
+// is kept small (384 bytes, one size class; TestVerifiedTokenSize): a
+// cache of many tokens is mostly these.
 type verifiedToken struct {
 	Token Token
 	// view caches the token's scopes as a bitset over the policy in force.
@@ -51,17 +52,14 @@ type verifiedToken struct {
 	// was verified under; a cache hit under other ones re-verifies.
 	fingerprint uint64
 	epoch       uint64
-	// exp, nbf and iat in Unix nanoseconds; nbf and iat are math.MinInt64
-	// when the token has none, which no check can fail.
-	exp, nbf, iat int64
 	// gen is the cache generation the token was verified in (purge).
 	gen uint64
 	// cost is what the token cache charges for the entry (tokencache.go);
-	// arena is the heap of the strings read from the claims (one
-	// allocation), and sharedAud says Audience is the policy's own slice.
-	cost      atomic.Int64 // read by ristretto's goroutine (Cost) while recharge adds
-	arena     int32
-	sharedAud bool
+	// claimBytes is the heap of what was read from the claims: the strings
+	// (one allocation) and the Scopes, AMR and Audience slices, but not an
+	// audience that is the policy's own slice.
+	cost       atomic.Int32 // read by ristretto's goroutine (Cost) while recharge adds
+	claimBytes int32
 	// opaque is set for an introspected token, which keeps no raw token.
 	opaque *opaqueEntry
 }
@@ -168,14 +166,15 @@ func (n *negativeEntry) stillHolds(v *verifier, pol *Policy) bool {
 // checkTimes checks exp, nbf and iat against now with the issuer's skew.
 func checkTimes(vt *verifiedToken, skew time.Duration, nowN int64) (Code, string) {
 	s := int64(skew)
-	if nowN-s >= vt.exp {
-		return TokenExpired, "the token expired at " + vt.Token.Expiry.UTC().Format(time.RFC3339) + " (clock skew tolerated: " + skew.String() + ")"
+	t := &vt.Token
+	if nowN-s >= t.exp.nanos(math.MinInt64) {
+		return TokenExpired, "the token expired at " + t.Expiry().UTC().Format(time.RFC3339) + " (clock skew tolerated: " + skew.String() + ")"
 	}
-	if vt.nbf > nowN+s {
-		return TokenNotYetValid, "the token is not valid before " + vt.Token.NotBefore.UTC().Format(time.RFC3339) + " (nbf; clock skew tolerated: " + skew.String() + ")"
+	if t.nbf.nanos(math.MinInt64) > nowN+s {
+		return TokenNotYetValid, "the token is not valid before " + t.NotBefore().UTC().Format(time.RFC3339) + " (nbf; clock skew tolerated: " + skew.String() + ")"
 	}
-	if vt.iat > nowN+s {
-		return TokenNotYetValid, "the token's iat is in the future (" + vt.Token.IssuedAt.UTC().Format(time.RFC3339) + "; clock skew tolerated: " + skew.String() + ")"
+	if t.iat.nanos(math.MinInt64) > nowN+s {
+		return TokenNotYetValid, "the token's iat is in the future (" + t.IssuedAt().UTC().Format(time.RFC3339) + "; clock skew tolerated: " + skew.String() + ")"
 	}
 	return OK, ""
 }
@@ -219,7 +218,7 @@ func (v *verifier) verifyCold(ctx context.Context, raw string, pol *Policy, now 
 	}
 	// Cached until exp, never beyond; a hit re-checks every time claim.
 	vt.gen = gen
-	if ttl := time.Duration(vt.exp - nowN); ttl > 0 {
+	if ttl := time.Duration(vt.Token.exp.nanos(0) - nowN); ttl > 0 {
 		v.cache.setVerified(vt, pol, ttl)
 	}
 	if code, detail := checkTimes(vt, pol.Issuers[vt.Token.Issuer].ClockSkew, nowN); code != OK {

@@ -78,8 +78,8 @@ func TestVerifyReasons(t *testing.T) {
 				if !slices.Equal(tok.Scopes, []string{"orders:read", "orders:write"}) {
 					t.Errorf("scopes = %q", tok.Scopes)
 				}
-				if !tok.Expiry.Equal(now.Add(time.Hour)) || !tok.IssuedAt.Equal(now) || !tok.NotBefore.Equal(now) {
-					t.Errorf("times: exp %v iat %v nbf %v", tok.Expiry, tok.IssuedAt, tok.NotBefore)
+				if !tok.Expiry().Equal(now.Add(time.Hour)) || !tok.IssuedAt().Equal(now) || !tok.NotBefore().Equal(now) {
+					t.Errorf("times: exp %v iat %v nbf %v", tok.Expiry(), tok.IssuedAt(), tok.NotBefore())
 				}
 				if !slices.Equal(tok.Audience, []string{testAud}) || tok.Claims()["sub"] != "user-1" {
 					t.Errorf("aud %q claims %v", tok.Audience, tok.Claims())
@@ -94,7 +94,7 @@ func TestVerifyReasons(t *testing.T) {
 				"cnf", map[string]any{"x5t#S256": "thumb", "jkt": "jkt-thumb"}))
 		}, check: func(t *testing.T, tok *Token) {
 			if tok.ClientID != "azp-client" || tok.ACR != "urn:mfa" || !slices.Equal(tok.AMR, []string{"pwd", "otp"}) ||
-				!tok.AuthTime.Equal(now.Add(-time.Minute)) || tok.CnfX5tS256 != "thumb" || tok.CnfJKT != "jkt-thumb" {
+				!tok.AuthTime().Equal(now.Add(-time.Minute)) || tok.CnfX5tS256 != "thumb" || tok.CnfJKT != "jkt-thumb" {
 				t.Errorf("token fields: %+v", tok)
 			}
 		}},
@@ -470,7 +470,7 @@ func TestVerifyCache(t *testing.T) {
 		v := newTestVerifier(t)
 		// An entry stored under tok's key whose raw string differs, as a
 		// ristretto hash collision would leave it.
-		forged := &verifiedToken{fingerprint: iss.Fingerprint, exp: testNow.Add(time.Hour).UnixNano()}
+		forged := &verifiedToken{fingerprint: iss.Fingerprint, Token: Token{exp: dateAt(testNow.Add(time.Hour).UnixNano())}}
 		forged.Token.Issuer, forged.Token.raw = testIss, "other"
 		v.cache.c.Set(tok, cacheValue{vt: forged}, 1)
 		v.wait()
