@@ -103,6 +103,9 @@ type tokenCache struct {
 	c        *ristretto.Cache[string, cacheValue]
 	maxBytes int64
 	minCost  int64
+	// negativeTTL is how long a failure is remembered (the negativeTTL
+	// constant; a test of the cache's accounting may lengthen it).
+	negativeTTL time.Duration
 	// evictions counts entries evicted to make room; expirations those
 	// dropped at their TTL; rejections new entries the admission policy
 	// refused (all since start).
@@ -226,7 +229,7 @@ func newTokenCache(cfg tokenCacheConfig) (*tokenCache, error) {
 	if maxBytes < minTokenCacheBytes {
 		return nil, errors.New("token cache: a budget of " + formatBytes(maxBytes) + " is too small: give at least " + formatBytes(minTokenCacheBytes))
 	}
-	tc := &tokenCache{maxBytes: maxBytes, maxInflight: max(maxBytes/32, minInflightBytes)}
+	tc := &tokenCache{maxBytes: maxBytes, maxInflight: max(maxBytes/32, minInflightBytes), negativeTTL: negativeTTL}
 	// Ristretto wants about ten admission counters per entry it will hold;
 	// a typical cached token costs 1 KiB or more.
 	items := maxBytes / 1024
@@ -352,7 +355,7 @@ func (tc *tokenCache) setFailure(raw string, e *negativeEntry) {
 		return
 	}
 	e.cost = tc.charge(itemOverhead + allocSize(int64(unsafe.Sizeof(negativeEntry{}))) + allocSize(int64(len(e.detail))))
-	tc.setPending(raw, cacheValue{neg: e}, negativeTTL)
+	tc.setPending(raw, cacheValue{neg: e}, tc.negativeTTL)
 }
 
 // recharge adds the claims map a cached token built since it was cached

@@ -209,7 +209,7 @@ func (v *verifier) verifyCold(ctx context.Context, raw string, pol *Policy, now 
 	if f != nil {
 		if f.cacheable {
 			v.cache.setFailure(raw, &negativeEntry{
-				digest: tokenDigest(raw), gen: gen, until: nowN + int64(negativeTTL),
+				digest: tokenDigest(raw), gen: gen, until: nowN + int64(v.cache.negativeTTL),
 				fingerprint: f.issuer.Fingerprint, epoch: f.epoch, issuer: f.issuer.Name,
 				detail: f.detail, code: f.code,
 			})
