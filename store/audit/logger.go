@@ -186,6 +186,10 @@ func (o *Options) Validate() error {
 // (a count-min sketch): a caller is over its share only when both of its
 // counters are, so an innocent caller is limited by a flooder only if it
 // collides with it in both rows (about one in a million per flooder).
+// Among many callers, one may share each of its buckets with a different
+// caller and be counted above its own events; as a caller is refused only
+// when its count reaches the room left, that costs it the lane's last
+// slots at most.
 const (
 	callerBuckets = 1024
 	callerMask    = callerBuckets - 1
