@@ -804,9 +804,12 @@ func (c *compiler) finishGovernance(pol *Policy, g *governance) {
 	}
 	for _, s := range g.order {
 		closure(s)
-		for _, t := range g.order {
-			if hasIndex(s.closure, t.index) {
-				s.closureNames = append(s.closureNames, t.name)
+		// Only implied catalog scopes set a closure's bits, so its names are
+		// those of its set bits (linear in the closure, not the catalog).
+		for w, word := range s.closure {
+			for word != 0 {
+				s.closureNames = append(s.closureNames, pol.scopeNames[w<<6+bits.TrailingZeros64(word)])
+				word &= word - 1
 			}
 		}
 		sort.Strings(s.closureNames)

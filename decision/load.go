@@ -346,8 +346,11 @@ func (w *walker) decodeError(err error) {
 // more than maxAliasExpansion extra nodes. It runs in time linear in the
 // number of distinct nodes, whatever the expansion.
 func (w *walker) checkAliases(root *yaml.Node) bool {
+	literal, aliases := countNodes(root)
+	if !aliases {
+		return true // nothing expands, nothing can cycle
+	}
 	a := aliasCheck{size: map[*yaml.Node]int{}, active: map[*yaml.Node]bool{}}
-	literal := countNodes(root)
 	limit := literal + maxAliasExpansion
 	a.limit = limit
 	total := a.expanded(root)
@@ -366,13 +369,16 @@ func (w *walker) checkAliases(root *yaml.Node) bool {
 	return true
 }
 
-// countNodes counts the distinct nodes under n, not following aliases.
-func countNodes(n *yaml.Node) int {
-	c := 1
+// countNodes counts the distinct nodes under n, not following aliases,
+// and reports whether any of them is an alias.
+func countNodes(n *yaml.Node) (int, bool) {
+	c, alias := 1, n.Kind == yaml.AliasNode
 	for _, ch := range n.Content {
-		c += countNodes(ch)
+		cc, a := countNodes(ch)
+		c += cc
+		alias = alias || a
 	}
-	return c
+	return c, alias
 }
 
 type aliasCheck struct {
@@ -386,17 +392,24 @@ type aliasCheck struct {
 
 // expanded returns the number of nodes n stands for once every alias is
 // replaced by its anchor's value, saturating just past the limit.
+//
+// Only an anchored node can be reached twice (an alias names one), so only
+// anchored nodes are remembered and marked while expanding: every other
+// node is visited once, inside its anchored ancestor's first expansion.
 func (a *aliasCheck) expanded(n *yaml.Node) int {
-	if s, ok := a.size[n]; ok {
-		return s
-	}
-	if a.active[n] {
-		if a.cycle == nil {
-			a.cycle = n
+	anchored := n.Anchor != ""
+	if anchored {
+		if s, ok := a.size[n]; ok {
+			return s
 		}
-		return a.limit + 1
+		if a.active[n] {
+			if a.cycle == nil {
+				a.cycle = n
+			}
+			return a.limit + 1
+		}
+		a.active[n] = true
 	}
-	a.active[n] = true
 	s := 1
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
 		if a.active[n.Alias] {
@@ -418,8 +431,10 @@ func (a *aliasCheck) expanded(n *yaml.Node) int {
 		s += a.expanded(ch)
 	}
 	s = min(s, a.limit+1)
-	delete(a.active, n)
-	a.size[n] = s
+	if anchored {
+		delete(a.active, n)
+		a.size[n] = s
+	}
 	return s
 }
 
