@@ -1,22 +1,31 @@
 package harness
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 )
 
 // endpoints are the servers a run loads, started on first use.
 type endpoints struct {
-	cfg      *Config
-	sg       *inproc
-	sgGRPC   []*grpc.ClientConn
-	noopGRPC []*grpc.ClientConn
-	noopSrv  *noopServer
-	noopHTTP *noopHTTP
-	upstream *noopHTTP
-	nginx    *nginxProc
-	https    []*httpTarget
+	cfg    *Config
+	sg     *inproc
+	sgGRPC []*grpc.ClientConn
+	// sgAudit is the audit shape's second in-process scopegate, which
+	// writes the default audit log; started on first use.
+	sgAudit     *inproc
+	sgAuditGRPC []*grpc.ClientConn
+	newInproc   func(auditTo io.Writer) (*inproc, error)
+	auditReader *countingReader
+	noopGRPC    []*grpc.ClientConn
+	noopSrv     *noopServer
+	noopHTTP    *noopHTTP
+	upstream    *noopHTTP
+	nginx       *nginxProc
+	https       []*httpTarget
 	// prime is the ext_authz endpoint through which every series primes
 	// the token cache.
 	prime *endpoint
@@ -51,6 +60,11 @@ func newEndpoints(cfg *Config, addr string, sg *inproc, rep *Report) (*endpoints
 func (e *endpoints) close() {
 	closeAll(e.sgGRPC)
 	closeAll(e.noopGRPC)
+	closeAll(e.sgAuditGRPC)
+	if e.sgAudit != nil {
+		e.sgAudit.stop()
+		e.auditReader.close()
+	}
 	for _, h := range e.https {
 		h.close()
 	}
@@ -133,6 +147,26 @@ func (e *endpoints) forSeries(shapeName, api string) (*endpoint, *endpoint, erro
 		}
 		sg.reload, sg.reloadEvery = e.sg.reload, every
 		return sg, &endpoint{name: floorStill, conns: e.sgGRPC, verify: true, engine: sg.engine}, nil
+	case ShapeAudit:
+		if e.sgAudit == nil {
+			if e.newInproc == nil {
+				return nil, nil, fmt.Errorf("the %s shape needs the in-process server", ShapeAudit)
+			}
+			r, w := io.Pipe()
+			e.auditReader = newCountingReader(r)
+			in, err := e.newInproc(w)
+			if err != nil {
+				e.auditReader.close()
+				return nil, nil, err
+			}
+			e.sgAudit = in
+			if e.sgAuditGRPC, err = dial(in.addr, cfg.Conns); err != nil {
+				return nil, nil, err
+			}
+		}
+		a := &endpoint{name: serverScopegate, verify: true, conns: e.sgAuditGRPC, engine: e.sgAudit.srv.Engine()}
+		// The floor is the first server: primed like the other.
+		return a, &endpoint{name: floorAudit, conns: e.sgGRPC, verify: true, engine: sg.engine, prime: true}, nil
 	case ShapeForwardAuth, ShapeAuthZEN, ShapeAuthZENBatch:
 		if err := e.startNoopHTTP(); err != nil {
 			return nil, nil, err
@@ -157,4 +191,33 @@ func (e *endpoints) forSeries(shapeName, api string) (*endpoint, *endpoint, erro
 		return sg, &endpoint{name: serverNoop, http: e.httpTarget(e.nginx.noopAddr)}, nil
 	}
 	return nil, nil, fmt.Errorf("unknown shape %q", shapeName)
+}
+
+// countingReader drains the audit shape's stream, as a log collector
+// reads scopegate serve's standard output, counting the lines.
+type countingReader struct {
+	r     *io.PipeReader
+	lines atomic.Uint64
+	done  chan struct{}
+}
+
+func newCountingReader(r *io.PipeReader) *countingReader {
+	c := &countingReader{r: r, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := r.Read(buf)
+			c.lines.Add(uint64(bytes.Count(buf[:n], []byte{'\n'})))
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return c
+}
+
+func (c *countingReader) close() {
+	c.r.Close()
+	<-c.done
 }

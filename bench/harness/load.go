@@ -39,6 +39,9 @@ type endpoint struct {
 	// dpop sends DPoP-bound tokens, each request with a fresh proof
 	// (the dpop shape).
 	dpop *dpopSet
+	// prime: the floor is a scopegate of its own, primed as scopegate is
+	// (the audit shape's audit-off server).
+	prime bool
 	// fresh sends never-seen tokens at the miss rate. The no-op gets a
 	// reused token of the same size instead: it does not verify anything,
 	// and the pool minted ahead is sized for scopegate's rounds only.

@@ -98,6 +98,17 @@ type APIResult struct {
 	// Batch is the evaluations per request of an AuthZEN batch (RPS counts
 	// requests).
 	Batch int `json:"batch,omitempty"`
+	// Audit is the audit shape's audit log counters at the end of its
+	// series (records written to the stream, dropped, failed, waiting).
+	Audit *AuditStats `json:"audit,omitempty"`
+}
+
+// AuditStats are the audit shape's audit log counters.
+type AuditStats struct {
+	Written  uint64 `json:"written"`
+	Dropped  uint64 `json:"dropped"`
+	Failed   uint64 `json:"failed"`
+	Buffered int    `json:"buffered"`
 }
 
 // ServerResult is one server's figures over every round.
@@ -375,6 +386,11 @@ func (r *Report) print(w io.Writer) {
 	}
 	if r.Reloads != nil {
 		fmt.Fprintf(w, "policy reloads: %d (%d failed)\n", r.Reloads.Reloads, r.Reloads.Failed)
+	}
+	for _, a := range r.Results {
+		if a.Audit != nil {
+			fmt.Fprintf(w, "%s: audit records written %d, dropped %d, failed %d, waiting %d\n", a.name(), a.Audit.Written, a.Audit.Dropped, a.Audit.Failed, a.Audit.Buffered)
+		}
 	}
 	if m := r.Memory; m != nil {
 		fmt.Fprintf(w, "memory after the run: RSS %s (peak %s), Go heap %s in use; the load generator's tokens hold %s of it\n",

@@ -141,7 +141,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	var sg *inproc
 	addr := cfg.Target
 	if addr == "" && cfg.needsInproc() {
-		sg, err = startInproc(&cfg, ss)
+		sg, err = startInproc(&cfg, ss, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -180,6 +180,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	if sg != nil {
+		eps.newInproc = func(auditTo io.Writer) (*inproc, error) { return startInproc(&cfg, ss, auditTo) }
+	}
 	defer eps.close()
 
 	l := newLoad(cfg, toks, now)
@@ -216,6 +219,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		if se[1] == APIAuthZENBatch {
 			ar.Batch = cfg.Batch
+		}
+		if se[0] == ShapeAudit && eps.sgAudit != nil {
+			st := eps.sgAudit.srv.AuditLog().Stats()
+			ar.Audit = &AuditStats{Written: st.Written, Dropped: st.Dropped, Failed: st.Failed, Buffered: st.Buffered}
+			if st.Dropped > 0 || st.Failed > 0 {
+				rep.warn(fmt.Sprintf("the audit shape's scopegate dropped %d audit records and failed to write %d (of %d written)", st.Dropped, st.Failed, st.Written))
+			}
 		}
 		for _, w := range resultWarnings(ar) {
 			rep.warn(w)
@@ -320,6 +330,17 @@ func runAPI(ctx context.Context, l *load, api string, sg, noop, primeEP *endpoin
 		pe, primeAPI = primeEP, APIEnvoy
 	}
 	prime := l.prime(ctx, pe, primeAPI)
+	if noop != nil && noop.prime {
+		if fp := l.prime(ctx, noop, primeAPI); fp.errors+fp.wrong > 0 {
+			return nil, fmt.Errorf("priming the %s floor: %d errors, %d wrong answers (%s%s)", noop.name, fp.errors, fp.wrong, fp.firstErr, fp.firstWrong)
+		}
+		if noop.engine != nil {
+			noop.engine.WaitTokenCache()
+		}
+	}
+	if sg.engine != nil && (in == nil || sg.engine != in.srv.Engine()) {
+		sg.engine.WaitTokenCache()
+	}
 	if sg.dpop != nil && in != nil {
 		fmt.Fprintf(out, "[%s] priming %d DPoP-bound tokens...\n", api, len(sg.dpop.tokens))
 		if err := sg.dpop.prime(ctx, l, in.srv.Engine()); err != nil {
@@ -425,7 +446,11 @@ type inproc struct {
 	reloadErrs atomic.Uint64
 }
 
-func startInproc(cfg *Config, ss map[string]*tokenmint.Signer) (*inproc, error) {
+// startInproc starts scopegate in this process on the generated policy;
+// with auditTo, its decision audit log goes there as JSON lines (the
+// stdout sink of scopegate serve, which audits to standard output by
+// default), else nowhere.
+func startInproc(cfg *Config, ss map[string]*tokenmint.Signer, auditTo io.Writer) (*inproc, error) {
 	dir, err := os.MkdirTemp("", "scopegate-bench-")
 	if err != nil {
 		return nil, err
@@ -445,6 +470,9 @@ func startInproc(cfg *Config, ss map[string]*tokenmint.Signer) (*inproc, error) 
 	if cfg.has(ShapeDPoP) {
 		// Every proof of the run stays in the window: room for them all.
 		scfg.DPoPReplayCacheBytes = int64(proofsNeeded(cfg)+2*cfg.Tokens) * 256
+	}
+	if auditTo != nil {
+		scfg.Audit.Sinks = []audit.Sink{audit.NewWriterSink("stdout", auditTo)}
 	}
 	if cfg.has(ShapeFull) {
 		if err := writeFileAtomic(p, in.policy(0)); err != nil {

@@ -30,6 +30,11 @@ const (
 	// ShapeReload is ext_authz with a policy reload every --soak-reload
 	// (1s by default) against the same server without reloads.
 	ShapeReload = "reload"
+	// ShapeAudit is ext_authz against a second in-process scopegate with
+	// the default audit log (every decision as a JSON line on a stream, as
+	// scopegate serve writes to standard output, read by a collector)
+	// against the first, which audits nothing.
+	ShapeAudit = "audit"
 	// ShapeDPoP is ext_authz over gRPC with DPoP-bound tokens, each request
 	// with a fresh proof, against the same server deciding the same
 	// tokens' unbound twins as Bearer (cached).
@@ -47,6 +52,7 @@ const (
 	floorCached = "cached"    // scopegate, every token cached
 	floorStill  = "no-reload" // scopegate, no reloads
 	floorBearer = "bearer"    // scopegate, the same tokens unbound, as Bearer
+	floorAudit  = "audit-off" // scopegate, no audit log
 )
 
 // shape is what a load shape loads, against which floor, held to what.
@@ -71,11 +77,12 @@ var shapes = map[string]shape{
 	ShapeCold:         {api: APIEnvoy, floor: floorCached, about: "ext_authz at --miss-rate vs every token cached (reported, no target: the cold decision's target is a Go benchmark)"},
 	ShapeFull:         {api: APIEnvoy, floor: floorNoop, targets: []Target{{Metric: "rps", Op: ">=", Value: 0.85}}, inproc: true, about: "ext_authz with every feature on vs a no-op gRPC server"},
 	ShapeDPoP:         {api: APIEnvoy, floor: floorBearer, inproc: true, about: "ext_authz with DPoP-bound tokens, a fresh proof each, vs the same tokens as cached Bearer (reported, no target: the issue's target is BenchmarkDPoP* in decision)"},
+	ShapeAudit:        {api: APIEnvoy, floor: floorAudit, targets: []Target{{Metric: "rps", Op: ">=", Value: 0.95}}, inproc: true, about: "ext_authz with the default audit log (JSON lines to a stream) vs the same policy audited nowhere"},
 	ShapeReload:       {api: APIEnvoy, floor: floorStill, targets: []Target{{Metric: "p99", Op: "<=", Value: 1.2}}, inproc: true, about: "ext_authz with a reload every second vs none"},
 }
 
 // shapeOrder is the order of "all" and of the flag's help.
-var shapeOrder = []string{ShapeGRPC, ShapeForwardAuth, ShapeNginx, ShapeAuthZEN, ShapeAuthZENBatch, ShapeCold, ShapeReload}
+var shapeOrder = []string{ShapeGRPC, ShapeForwardAuth, ShapeNginx, ShapeAuthZEN, ShapeAuthZENBatch, ShapeCold, ShapeReload, ShapeAudit}
 
 // allShapes is every shape; "all" is shapeOrder, without ShapeFull,
 // which runs alone.

@@ -215,7 +215,7 @@ func TestShapeList(t *testing.T) {
 // series against its floor with its targets judged.
 func TestRunShapes(t *testing.T) {
 	cfg := smallConfig(t)
-	cfg.Shapes = ShapeList{ShapeForwardAuth, ShapeAuthZEN, ShapeAuthZENBatch, ShapeCold, ShapeReload}
+	cfg.Shapes = ShapeList{ShapeForwardAuth, ShapeAuthZEN, ShapeAuthZENBatch, ShapeCold, ShapeReload, ShapeAudit}
 	if _, err := exec.LookPath("nginx"); err == nil {
 		cfg.Shapes = append(cfg.Shapes, ShapeNginx)
 	} else {
@@ -239,7 +239,7 @@ func TestRunShapes(t *testing.T) {
 	if len(rep.Results) != len(cfg.Shapes) {
 		t.Fatalf("%d results for %d shapes", len(rep.Results), len(cfg.Shapes))
 	}
-	floors := map[string]string{ShapeCold: floorCached, ShapeReload: floorStill}
+	floors := map[string]string{ShapeCold: floorCached, ShapeReload: floorStill, ShapeAudit: floorAudit}
 	for i, a := range rep.Results {
 		want := floors[cfg.Shapes[i]]
 		if want == "" {
@@ -253,6 +253,12 @@ func TestRunShapes(t *testing.T) {
 		}
 		if len(a.Targets) != len(shapes[a.Shape].targets) {
 			t.Errorf("%s: %d targets judged, want %d", a.Shape, len(a.Targets), len(shapes[a.Shape].targets))
+		}
+		if a.Shape == ShapeAudit && (a.Audit == nil || a.Audit.Written < a.Scopegate.Requests || a.Audit.Dropped != 0) {
+			t.Errorf("audit: counters %+v after %d requests, want every one written, none dropped", a.Audit, a.Scopegate.Requests)
+		}
+		if a.Shape != ShapeAudit && a.Audit != nil {
+			t.Errorf("%s: audit counters %+v on a shape that audits nothing", a.Shape, a.Audit)
 		}
 		if a.Shape == ShapeCold && (a.Scopegate.Misses == 0 || a.Noop.Misses != 0) {
 			t.Errorf("cold: %d misses sent to scopegate, %d to the cached floor", a.Scopegate.Misses, a.Noop.Misses)
