@@ -22,20 +22,10 @@ import (
 
 	"github.com/scopegate/scopegate/decision/decisiontest"
 	"github.com/scopegate/scopegate/server"
+	"github.com/scopegate/scopegate/server/servertest/freeport"
 	"github.com/scopegate/scopegate/store"
 	"github.com/scopegate/scopegate/store/audit"
 )
-
-// freePort returns a loopback address nothing listens on right now.
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // scrapeOrdersFull runs scopegate serving orders-full.yaml on loopback,
 // sends it requests over ext_authz (one allowed through the deprecated
@@ -109,7 +99,7 @@ func extAuthz(t *testing.T, client authv3.AuthorizationClient, method, path, tok
 // client connection to it.
 func runServer(t *testing.T, cfg server.Config) (string, *grpc.ClientConn) {
 	t.Helper()
-	grpcAddr, metricsAddr := freePort(t), freePort(t)
+	grpcAddr, metricsAddr := freeport.Addr(t), freeport.Addr(t)
 	cfg.GRPCAddr, cfg.MetricsAddr, cfg.DisableHTTP = grpcAddr, metricsAddr, true
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())

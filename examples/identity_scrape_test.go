@@ -19,6 +19,7 @@ import (
 	"github.com/scopegate/scopegate/decision/decisiontest"
 	"github.com/scopegate/scopegate/decision/ssf"
 	"github.com/scopegate/scopegate/server"
+	"github.com/scopegate/scopegate/server/servertest/freeport"
 	"github.com/scopegate/scopegate/store"
 	"github.com/scopegate/scopegate/store/audit"
 	"github.com/scopegate/scopegate/store/introspect/introspecttest"
@@ -108,7 +109,7 @@ func scrapeIdentity(t *testing.T) map[string]*dto.MetricFamily {
 		t.Fatal(err)
 	}
 	tx := streamTransmitter(t)
-	pushAddr := freePort(t)
+	pushAddr := freeport.Addr(t)
 	base, conn := runServer(t, server.Config{
 		PolicyPath: policy,
 		Audit:      server.AuditConfig{Sinks: []audit.Sink{audit.NewWriterSink("discard", io.Discard)}},

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/server/servertest/freeport"
 )
 
 // TestDPoPNonceSecretRequired: a policy with dpop.nonce: required does not
@@ -38,7 +39,7 @@ func TestDPoPNonceSecretRequired(t *testing.T) {
 	config := func(secret []byte) Config {
 		return Config{
 			PolicyPath: policy, Logger: quietLogger(), ShutdownTimeout: time.Second,
-			GRPCAddr: freeAddr(t), HTTPAddr: freeAddr(t), MetricsAddr: freeAddr(t),
+			GRPCAddr: freeport.Addr(t), HTTPAddr: freeport.Addr(t), MetricsAddr: freeport.Addr(t),
 			DPoPNonceSecret: secret,
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/decisiontest"
 	"github.com/scopegate/scopegate/server/authzen"
+	"github.com/scopegate/scopegate/server/servertest/freeport"
 )
 
 // httpE2E is startE2E plus the HTTP listener on its own loopback port.
@@ -376,15 +377,7 @@ func TestRunServesHTTP(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "jwks.json"), decisiontest.JWKS(s), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	freeAddr := func() string {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer lis.Close()
-		return lis.Addr().String()
-	}
-	grpcAddr, httpAddr := freeAddr(), freeAddr()
+	grpcAddr, httpAddr := freeport.Addr(t), freeport.Addr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -422,7 +415,7 @@ func TestRunServesHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	err = Run(context.Background(), Config{PolicyPath: filepath.Join(dir, "policy.yaml"), GRPCAddr: freeAddr(), HTTPAddr: busy.Addr().String(), Logger: quietLogger()})
+	err = Run(context.Background(), Config{PolicyPath: filepath.Join(dir, "policy.yaml"), GRPCAddr: freeport.Addr(t), HTTPAddr: busy.Addr().String(), Logger: quietLogger()})
 	if err == nil || !strings.Contains(err.Error(), "HTTP listener") {
 		t.Errorf("Run on a busy HTTP address = %v", err)
 	}

@@ -16,25 +16,16 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-)
 
-// freeAddr returns a loopback address with a port free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+	"github.com/scopegate/scopegate/server/servertest/freeport"
+)
 
 // TestRunOperatorListener runs the whole process (Run) and checks that the
 // operator listener serves metrics, probes and pprof, that no decision
 // listener serves them, and that everything closes when the context ends.
 func TestRunOperatorListener(t *testing.T) {
 	e := startE2E(t, nil) // for the policy directory and keys only
-	grpcAddr, httpAddr, opsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	grpcAddr, httpAddr, opsAddr := freeport.Addr(t), freeport.Addr(t), freeport.Addr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -122,9 +113,9 @@ func TestRunAddrInUse(t *testing.T) {
 			var logs strings.Builder
 			cfg := Config{
 				PolicyPath:  filepath.Join(e.dir, "policy.yaml"),
-				GRPCAddr:    freeAddr(t),
-				HTTPAddr:    freeAddr(t),
-				MetricsAddr: freeAddr(t),
+				GRPCAddr:    freeport.Addr(t),
+				HTTPAddr:    freeport.Addr(t),
+				MetricsAddr: freeport.Addr(t),
 				Logger:      slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)),
 			}
 			tc.edit(&cfg)

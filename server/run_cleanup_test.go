@@ -15,6 +15,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision/decisiontest"
 	"github.com/scopegate/scopegate/decision/ssf"
+	"github.com/scopegate/scopegate/server/servertest/freeport"
 	"github.com/scopegate/scopegate/store"
 	"github.com/scopegate/scopegate/store/audit"
 )
@@ -45,7 +46,7 @@ func TestListenFailureReleasesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	// No one listens on a port freed a moment ago: fetches fail at once.
-	closedURL := "http://" + freeAddr(t) + "/jwks.json"
+	closedURL := "http://" + freeport.Addr(t) + "/jwks.json"
 	unreachableKeys := filepath.Join(dir, "unreachable-keys.yaml")
 	policy := strings.Replace(string(readFile(t, filepath.Join(dir, "policy.yaml"))), "jwks_file: jwks.json", "jwks_url: "+closedURL, 1)
 	if err := os.WriteFile(unreachableKeys, []byte(policy), 0o600); err != nil {
@@ -83,10 +84,10 @@ func TestListenFailureReleasesEverything(t *testing.T) {
 			sink := &closeCountingSink{}
 			cfg := Config{
 				PolicyPath: filepath.Join(dir, "policy.yaml"), Logger: quietLogger(), ShutdownTimeout: time.Second,
-				GRPCAddr: freeAddr(t), HTTPAddr: freeAddr(t), MetricsAddr: freeAddr(t), WatchPolicy: true,
-				Admin:      AdminConfig{Addr: freeAddr(t)},
+				GRPCAddr: freeport.Addr(t), HTTPAddr: freeport.Addr(t), MetricsAddr: freeport.Addr(t), WatchPolicy: true,
+				Admin:      AdminConfig{Addr: freeport.Addr(t)},
 				Revocation: RevocationConfig{Store: store.NewMemoryRevocations(nil)},
-				SSF: SSFConfig{Addr: freeAddr(t), Transmitters: []SSFTransmitter{{
+				SSF: SSFConfig{Addr: freeport.Addr(t), Transmitters: []SSFTransmitter{{
 					Name: "tx", JWKSURI: closedURL, PushToken: "push-secret",
 					Transmitter: ssf.Transmitter{Issuer: "https://tx.test/", Audience: []string{"scopegate"}},
 				}}},

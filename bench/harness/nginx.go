@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/scopegate/scopegate/server/servertest/freeport"
 )
 
 // nginxProc is a real nginx in front of an upstream, run as a child
@@ -77,16 +79,6 @@ http {
 ` + upstreams + server(sgPort, "auth_sg") + server(noopPort, "auth_noop") + "}\n"
 }
 
-// freePort returns a loopback port free at the time of asking.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // startNginx runs nginx (bin, or nginx from PATH) with scopegate's and
 // the no-op's HTTP listeners as auth services and upstream behind them.
 func startNginx(bin, sgAuth, noopAuth, upstream string) (*nginxProc, error) {
@@ -105,8 +97,8 @@ func startNginx(bin, sgAuth, noopAuth, upstream string) (*nginxProc, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	sgPort, err1 := freePort()
-	noopPort, err2 := freePort()
+	sgPort, err1 := freeport.Port()
+	noopPort, err2 := freeport.Port()
 	if err := errors.Join(err1, err2); err != nil {
 		os.RemoveAll(dir)
 		return nil, err

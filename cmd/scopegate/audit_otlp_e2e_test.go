@@ -24,6 +24,8 @@ import (
 
 	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/scopegate/scopegate/server/servertest/freeport"
 )
 
 // collectorEnv names the OpenTelemetry Collector binary (built with the
@@ -168,7 +170,7 @@ func TestAuditOTLPCollector(t *testing.T) {
 		t.Skipf("%s is not set: give the path of an OpenTelemetry Collector built with the OTLP receiver and the file exporter to run the --audit otlp end-to-end test", collectorEnv)
 	}
 	dir := t.TempDir()
-	colAddr, grpcAddr, metricsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	colAddr, grpcAddr, metricsAddr := freeport.Addr(t), freeport.Addr(t), freeport.Addr(t)
 	col := startCollector(t, bin, dir, colAddr, 1)
 
 	key := filepath.Join(dir, "mask.key")

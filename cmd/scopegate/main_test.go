@@ -22,6 +22,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision/decisiontest"
 	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
+	"github.com/scopegate/scopegate/server/servertest/freeport"
 )
 
 // runCLI runs one command line in-process with stdin as standard input.
@@ -551,12 +552,7 @@ func TestClientUnreachable(t *testing.T) {
 // one check per API with the client command, and stops it by cancelling the
 // context, as SIGTERM does.
 func TestServe(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
+	addr := freeport.Addr(t)
 
 	logText, done, cancel := serveInProcess(t, nil, "--policy", examplePolicy(t), "--grpc-addr", addr, "--http-addr", "127.0.0.1:0", "--metrics-addr", "", "--log-level", "warn")
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -24,18 +23,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
+	"github.com/scopegate/scopegate/server/servertest/freeport"
 )
-
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	return lis.Addr().String()
-}
 
 // secretDSN is a PostgreSQL DSN carrying pw twice (user information and
 // the password parameter): the test database when SCOPEGATE_TEST_POSTGRES
@@ -46,7 +35,7 @@ func secretDSN(t *testing.T, pw string) string {
 	t.Helper()
 	base := os.Getenv("SCOPEGATE_TEST_POSTGRES")
 	if base == "" {
-		base = "postgres://scopegate@" + freeAddr(t) + "/scopegate?sslmode=disable&connect_timeout=1"
+		base = "postgres://scopegate@" + freeport.Addr(t) + "/scopegate?sslmode=disable&connect_timeout=1"
 	}
 	u, err := url.Parse(base)
 	if err != nil {
@@ -71,7 +60,7 @@ func TestNoSecretOnAnyListener(t *testing.T) {
 	adminTok := mint(t, "--scope", "scopegate:admin orders:read", "--sub", "ops", "--client", "ops-cli")
 	// An altered token is refused; its text must not be echoed either.
 	badTok := adminTok[:len(adminTok)-4] + "AAAA"
-	grpcAddr, httpAddr, opsAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	grpcAddr, httpAddr, opsAddr, adminAddr := freeport.Addr(t), freeport.Addr(t), freeport.Addr(t), freeport.Addr(t)
 	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
 	args := []string{"serve", "--policy", examplePolicy(t), "--grpc-addr", grpcAddr, "--http-addr", httpAddr,
 		"--metrics-addr", opsAddr, "--pprof", "--admin-addr", adminAddr, "--store", dsn,

@@ -17,6 +17,7 @@ import (
 	"github.com/scopegate/scopegate/cmd/scopegate/settings"
 	"github.com/scopegate/scopegate/decision/decisiontest"
 	"github.com/scopegate/scopegate/server"
+	"github.com/scopegate/scopegate/server/servertest/freeport"
 )
 
 // resolveServe parses args for serve, layers env and the config file over
@@ -281,14 +282,7 @@ func TestServeListenErrors(t *testing.T) {
 	}
 	defer busy.Close()
 	taken := busy.Addr().String()
-	free := func() string {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return l.Addr().String()
-	}
+	free := func() string { return freeport.Addr(t) }
 	for _, flagName := range []string{"grpc-addr", "http-addr", "metrics-addr", "admin-addr"} {
 		t.Run(flagName, func(t *testing.T) {
 			addrs := map[string]string{"grpc-addr": free(), "http-addr": free(), "metrics-addr": free(), "admin-addr": free()}

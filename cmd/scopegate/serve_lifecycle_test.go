@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scopegate/scopegate/server/servertest/freeport"
 )
 
 // TestServeSIGHUP runs serve in-process and sends this process a real
@@ -38,7 +40,7 @@ func TestServeSIGHUP(t *testing.T) {
 	writePolicy("before-hup")
 	auditPath := filepath.Join(dir, "audit.log")
 
-	addr := freeAddr(t)
+	addr := freeport.Addr(t)
 	logText, done, cancel := serveInProcess(t, nil, "--policy", policy, "--grpc-addr", addr, "--http-addr", "",
 		"--metrics-addr", "", "--watch-policy=false", "--audit", "file:"+auditPath, "--audit-file-max-bytes", "0")
 	logged := func(what string, want ...string) {
@@ -155,7 +157,7 @@ func TestServeFailedStartClosesAuditFile(t *testing.T) {
 			}
 			args := append([]string{"serve", "--audit", audit, "--watch-policy=false", "--http-addr", "", "--metrics-addr", ""}, tc.args...)
 			if !slices.Contains(tc.args, "--grpc-addr") {
-				args = append(args, "--grpc-addr", freeAddr(t))
+				args = append(args, "--grpc-addr", freeport.Addr(t))
 			}
 			code, _, errs := runCLI(t, "", args...)
 			if code != tc.code {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision/decisiontest"
 	"github.com/scopegate/scopegate/server"
+	"github.com/scopegate/scopegate/server/servertest/freeport"
 )
 
 // Tokens from a real authorization server: oidc-provider (OpenID
@@ -78,12 +79,10 @@ func startAuthServer(t *testing.T, node string) *authServer {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "oidc-provider")); err != nil {
 		t.Fatalf("oidc-provider is not installed: run npm ci --prefix server/e2e/oidc (%v)", err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Port()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := lis.Addr().(*net.TCPAddr).Port
-	lis.Close()
 	cmd := exec.Command(node, "server.mjs")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port), "CLIENT_SECRET="+oidcSecret)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision/decisiontest"
 	"github.com/scopegate/scopegate/server"
+	"github.com/scopegate/scopegate/server/servertest/freeport"
 )
 
 // EnvOtelcol names the OpenTelemetry Collector binary built from
@@ -157,7 +158,7 @@ func TestOtelcolTraces(t *testing.T) {
 	}
 	dir := t.TempDir()
 	spansFile := filepath.Join(dir, "spans.json")
-	otlpAddr := freeAddr(t)
+	otlpAddr := freeport.Addr(t)
 	cfgPath := filepath.Join(dir, "collector.yaml")
 	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, collectorConfig, otlpAddr, spansFile), 0o600); err != nil {
 		t.Fatal(err)
@@ -167,7 +168,7 @@ func TestOtelcolTraces(t *testing.T) {
 	colCmd.Stdout, colCmd.Stderr = &colOut, &colOut
 	startProcess(t, "otelcol", otlpAddr, colCmd, syscall.SIGTERM, colOut.String)
 
-	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
+	grpcAddr, httpAddr := freeport.Addr(t), freeport.Addr(t)
 	sg := exec.Command(bin, "serve", "--policy", filepath.Join(root, "examples", "policy.yaml"),
 		"--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--metrics-addr=", "--otlp-endpoint", "http://"+otlpAddr)
 	sg.Env = append(os.Environ(),

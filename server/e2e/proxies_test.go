@@ -19,6 +19,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision/decisiontest"
 	"github.com/scopegate/scopegate/server"
+	"github.com/scopegate/scopegate/server/servertest/freeport"
 )
 
 // EnvProxies turns the tests on.
@@ -142,18 +143,6 @@ func (e *env) token(t *testing.T, sub, scope string, ttl time.Duration) string {
 	return tok
 }
 
-// freeAddr returns a loopback address nothing listens on (for a proxy,
-// which must bind it itself).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	return lis.Addr().String()
-}
-
 // render copies an example config, replacing each old string (which must
 // occur) with its new one.
 func render(t *testing.T, src, dst string, repl ...string) {
@@ -266,7 +255,7 @@ func startNginx(t *testing.T, e *env) *proxy {
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := freeport.Addr(t)
 	render(t, filepath.Join(e.root, "examples", "nginx", "nginx.conf"), filepath.Join(dir, "nginx.conf"),
 		exampleNginxAddr, addr, exampleUpstreamAddr, e.upstream.addr, exampleScopegateAddr, e.scopegate)
 	var out bytes.Buffer
@@ -289,7 +278,7 @@ func startCaddy(t *testing.T, e *env) *proxy {
 	t.Helper()
 	bin := lookBinary(t, "caddy")
 	dir := proxyDir(t, "caddy")
-	addr := freeAddr(t)
+	addr := freeport.Addr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	render(t, filepath.Join(e.root, "examples", "caddy", "Caddyfile"), filepath.Join(dir, "Caddyfile"),
 		exampleCaddySite, "http://:"+port, exampleUpstreamAddr, e.upstream.addr, exampleScopegateAddr, e.scopegate)
@@ -561,7 +550,7 @@ func TestProxies(t *testing.T) {
 func TestProxiesScopegateDown(t *testing.T) {
 	requireEnabled(t)
 	e := startEnv(t)
-	e.scopegate = freeAddr(t) // nothing listens there
+	e.scopegate = freeport.Addr(t) // nothing listens there
 	for _, name := range []string{"nginx", "caddy"} {
 		t.Run(name, func(t *testing.T) {
 			var p *proxy

@@ -31,6 +31,7 @@ import (
 
 	"github.com/scopegate/scopegate/decision/decisiontest"
 	scopegatev1 "github.com/scopegate/scopegate/proto/scopegate/v1"
+	"github.com/scopegate/scopegate/server/servertest/freeport"
 )
 
 const (
@@ -128,17 +129,6 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// freeAddr returns a loopback address nothing listens on now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // replica is one `scopegate serve` process.
 type replica struct {
 	c                        *cluster
@@ -156,7 +146,7 @@ type replica struct {
 
 func (c *cluster) replica(name, store string, extra ...string) *replica {
 	r := &replica{c: c, name: name, store: store, extraArgs: extra,
-		grpcAddr: freeAddr(c.t), admin: freeAddr(c.t), metrics: freeAddr(c.t),
+		grpcAddr: freeport.Addr(c.t), admin: freeport.Addr(c.t), metrics: freeport.Addr(c.t),
 		log: filepath.Join(c.dir, name+".log")}
 	r.start()
 	c.t.Cleanup(func() {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/scopegate/scopegate/server/servertest/freeport"
 )
 
 const (
@@ -324,7 +326,7 @@ func TestSSFStreamManagement(t *testing.T) {
 	tx.mu.Lock()
 	tx.mgmt.hold, tx.mgmt.createArrived = hold, make(chan struct{}, 4)
 	tx.mu.Unlock()
-	pushA, ssfB := freeAddr(t), freeAddr(t)
+	pushA, ssfB := freeport.Addr(t), freeport.Addr(t)
 	cfgA := writeStreamConfig(t, c.dir, "ssf-a.yaml", tx, pushA, mgmtToken, "scopegate", "carol@example.com")
 	cfgB := writeStreamConfig(t, c.dir, "ssf-b.yaml", tx, pushA, mgmtToken, "scopegate", "carol@example.com")
 	a := c.replica("replica-a", dsn, "--ssf-config", cfgA, "--ssf-addr", pushA)
@@ -426,7 +428,7 @@ func TestSSFStreamManagement(t *testing.T) {
 	if code, body := push(t, pushA, pushToken, tx.set(tx.signer, "ad-vic", accountDisabled, user("vic"), nil, time.Now())); code != http.StatusAccepted {
 		t.Fatalf("push: %d %s", code, body)
 	}
-	ssfC := freeAddr(t)
+	ssfC := freeport.Addr(t)
 	cfgC := writeStreamConfig(t, c.dir, "ssf-c.yaml", tx, pushA, "not-the-token", "scopegate", "carol@example.com")
 	rc := c.replica("replica-c", dsn, "--ssf-config", cfgC, "--ssf-addr", ssfC)
 	if _, ok := waitFor(5*time.Second, func() bool {

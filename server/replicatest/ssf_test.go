@@ -19,6 +19,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/server/servertest/freeport"
 )
 
 const (
@@ -197,9 +198,9 @@ func TestSSFEventsRevokeOnBothReplicas(t *testing.T) {
 	tx := newTransmitter(t)
 	pushCfg := writeSSFConfig(t, c.dir, tx, false)
 	pollCfg := writeSSFConfig(t, c.dir, tx, true)
-	pushA := freeAddr(t)
+	pushA := freeport.Addr(t)
 	a := c.replica("replica-a", dsn, "--ssf-config", pushCfg, "--ssf-addr", pushA)
-	b := c.replica("replica-b", dsn, "--ssf-config", pollCfg, "--ssf-addr", freeAddr(t)) // B polls
+	b := c.replica("replica-b", dsn, "--ssf-config", pollCfg, "--ssf-addr", freeport.Addr(t)) // B polls
 	both := []*replica{a, b}
 	waitDenied := func(tok string, within time.Duration) (time.Duration, bool) {
 		return waitFor(within, func() bool {
