@@ -107,7 +107,9 @@ var translators = under("envoy", "server/forwardauth", "server/authzen")
 func serverSide(dep string) bool { return under("server")(dep) && !translators(dep) }
 
 // testHelpers are the packages that exist for tests: imported by _test
-// files and by one another, never by code that ships.
+// files and by one another, never by code that ships. servertest/freeport
+// is not one of them: the bench harness, which ships, starts nginx on
+// ports chosen ahead with it, as the tests start their processes.
 var testHelpers = exactly(module+"/decision/decisiontest", module+"/store/storetest", module+"/store/audit/audittest",
 	module+"/store/usage/usagetest", module+"/server/replicatest", module+"/server/servertest")
 
