@@ -47,7 +47,8 @@ type Report struct {
 }
 
 // LoadAvg is the machine's load average (1, 5 and 15 minutes) when the
-// measured rounds started and ended; empty where unavailable.
+// run started (before it minted its tokens) and when its rounds ended;
+// empty where unavailable.
 type LoadAvg struct {
 	Start []float64 `json:"start,omitempty"`
 	End   []float64 `json:"end,omitempty"`
