@@ -1,9 +1,7 @@
 package harness
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -11,90 +9,19 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/valyala/fastjson"
 )
 
 // authPath is the fixed path forward-auth checks are sent to, as a proxy
 // sends them (the original request is in X-Forwarded-*).
 const authPath = "/_auth"
 
-// httpTarget is an HTTP server under load.
-type httpTarget struct {
-	client *http.Client
-	base   string // http://host:port
-}
-
-func newHTTPTarget(addr string, conns int) *httpTarget {
-	tr := &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-		MaxIdleConns:        conns,
-		MaxIdleConnsPerHost: conns,
-		IdleConnTimeout:     time.Minute,
-		DisableCompression:  true,
-	}
-	return &httpTarget{client: &http.Client{Transport: tr}, base: "http://" + addr}
-}
-
-func (t *httpTarget) close() { t.client.CloseIdleConnections() }
-
 // httpReply is what the harness keeps of an HTTP answer.
 type httpReply struct {
 	status int
-	reason string // X-Scopegate-Reason
+	reason []byte // X-Scopegate-Reason
 	body   []byte
-}
-
-// buildHTTP returns the request of rq for api; batch items are the
-// worker's next picks.
-func (w *worker) buildHTTP(ctx context.Context, t *httpTarget, api string, rq request, items []request) (*http.Request, error) {
-	var req *http.Request
-	var err error
-	switch api {
-	case APIForwardAuth:
-		req, err = http.NewRequestWithContext(ctx, http.MethodGet, t.base+authPath, nil)
-		if err != nil {
-			return nil, err
-		}
-		req.Header = http.Header{
-			"X-Forwarded-Method": {rq.method},
-			"X-Forwarded-Uri":    {rq.path},
-			"X-Forwarded-Host":   {benchHost},
-			"X-Forwarded-Proto":  {"https"},
-			"Authorization":      {rq.bearer},
-			"User-Agent":         {"scopegate-bench"},
-		}
-	case APINginx:
-		req, err = http.NewRequestWithContext(ctx, rq.method, t.base+rq.path, nil)
-		if err != nil {
-			return nil, err
-		}
-		req.Header = http.Header{"Authorization": {rq.bearer}, "User-Agent": {"scopegate-bench"}}
-		req.Host = benchHost
-	case APIAuthZEN, APIAuthZENBatch:
-		var body []byte
-		path := "/access/v1/evaluation"
-		if api == APIAuthZENBatch {
-			path = "/access/v1/evaluations"
-			body = append(body, `{"evaluations":[`...)
-			for i, it := range items {
-				if i > 0 {
-					body = append(body, ',')
-				}
-				body = appendEvaluation(body, it)
-			}
-			body = append(body, "]}"...)
-		} else {
-			body = appendEvaluation(body, rq)
-		}
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, t.base+path, bytes.NewReader(body))
-		if err != nil {
-			return nil, err
-		}
-		req.Header = http.Header{"Content-Type": {"application/json"}, "User-Agent": {"scopegate-bench"}}
-	default:
-		return nil, fmt.Errorf("API %q is not HTTP", api)
-	}
-	return req, nil
 }
 
 // appendEvaluation appends rq as an AuthZEN evaluation: the token as the
@@ -117,35 +44,45 @@ func (w *worker) runHTTP(ctx context.Context, ep *endpoint, api string, take fun
 		n = w.l.cfg.Batch
 	}
 	items := make([]request, n)
-	buf := make([]byte, 0, 4096)
+	var rep httpReply
+	var req, scratch, body []byte
+	var rc *rawConn
+	var stop func() bool
+	defer func() {
+		if rc != nil {
+			stop()
+			ep.http.release(rc)
+		}
+	}()
+	p := new(fastjson.Parser)
 	for take() {
 		for i := range items {
 			items[i] = w.pick(ep.fresh)
 		}
 		rq := items[0]
-		cctx, cancel := ctx, context.CancelFunc(nil)
-		if timeout := w.l.cfg.Timeout; timeout > 0 {
-			cctx, cancel = context.WithTimeout(ctx, timeout)
-		}
 		t0 := time.Now()
-		var rep httpReply
-		req, err := w.buildHTTP(cctx, ep.http, api, rq, items)
+		var err error
+		req, scratch, err = appendHTTPRequest(req[:0], ep.http, api, rq, items, scratch)
+		if err == nil && rc == nil {
+			if rc, err = ep.http.conn(); err == nil {
+				stop = closeOnCancel(ctx, rc)
+			}
+		}
 		if err == nil {
-			var resp *http.Response
-			resp, err = ep.http.client.Do(req)
-			if err == nil {
-				rep.status = resp.StatusCode
-				rep.reason = resp.Header.Get("X-Scopegate-Reason")
-				buf, err = readAll(resp.Body, buf[:0])
-				resp.Body.Close()
-				rep.body = buf
+			deadline := time.Time{}
+			if timeout := w.l.cfg.Timeout; timeout > 0 {
+				deadline = t0.Add(timeout)
+			}
+			body, err = rc.roundTrip(req, deadline, &rep, body)
+			rep.body = body
+			if rc.broken {
+				stop()
+				ep.http.release(rc)
+				rc = nil
 			}
 		}
 		lat := time.Since(t0)
-		if cancel != nil {
-			cancel()
-		}
-		w.record(rq, lat, err, ep.verify, func(int) (int, string) { return checkHTTP(api, &rep, items) })
+		w.record(rq, lat, err, ep.verify, func(int) (int, string) { return checkHTTP(p, api, &rep, items) })
 	}
 }
 
@@ -172,14 +109,14 @@ var (
 )
 
 // checkHTTP compares an HTTP answer with what the request(s) must get.
-func checkHTTP(api string, rep *httpReply, items []request) (int, string) {
+func checkHTTP(p *fastjson.Parser, api string, rep *httpReply, items []request) (int, string) {
 	switch api {
 	case APIForwardAuth, APINginx:
 		kind := items[0].kind
 		ok := rep.status == kindStatus[kind]
 		// scopegate names the reason of every deny; nginx passes it on
 		// (auth_request_set, add_header).
-		if ok && kind != 0 && rep.reason != kindReason[kind] {
+		if ok && kind != 0 && string(rep.reason) != kindReason[kind] {
 			ok = false
 		}
 		if ok {
@@ -191,23 +128,22 @@ func checkHTTP(api string, rep *httpReply, items []request) (int, string) {
 		}
 		return out, fmt.Sprintf("%s request: got HTTP %d reason %q, want HTTP %d reason %q", kinds[kind], rep.status, rep.reason, kindStatus[kind], kindReason[kind])
 	case APIAuthZEN:
-		var r authzenReply
-		if err := json.Unmarshal(rep.body, &r); err != nil || rep.status != 200 {
+		v, err := p.ParseBytes(rep.body)
+		if err != nil || rep.status != 200 || v.Type() != fastjson.TypeObject {
 			return authzenFailure(rep, items[0].kind)
 		}
-		return checkEvaluation(&r, items[0].kind, "")
+		return checkEvaluation(v, items[0].kind, "")
 	default:
-		var r struct {
-			Evaluations []authzenReply `json:"evaluations"`
-		}
-		if err := json.Unmarshal(rep.body, &r); err != nil || rep.status != 200 {
+		v, err := p.ParseBytes(rep.body)
+		if err != nil || rep.status != 200 || v.Type() != fastjson.TypeObject {
 			return authzenFailure(rep, items[0].kind)
 		}
-		if len(r.Evaluations) != len(items) {
-			return outcomeWrong, fmt.Sprintf("batch of %d: got %d evaluations", len(items), len(r.Evaluations))
+		evs := v.GetArray("evaluations")
+		if len(evs) != len(items) {
+			return outcomeWrong, fmt.Sprintf("batch of %d: got %d evaluations", len(items), len(evs))
 		}
 		for i := range items {
-			if out, s := checkEvaluation(&r.Evaluations[i], items[i].kind, "evaluations["+strconv.Itoa(i)+"]: "); out != outcomeRight {
+			if out, s := checkEvaluation(evs[i], items[i].kind, "evaluations["+strconv.Itoa(i)+"]: "); out != outcomeRight {
 				return out, s
 			}
 		}
@@ -215,26 +151,24 @@ func checkHTTP(api string, rep *httpReply, items []request) (int, string) {
 	}
 }
 
-type authzenReply struct {
-	Decision bool `json:"decision"`
-	Context  *struct {
-		ID string `json:"id"`
-	} `json:"context"`
-}
-
-func checkEvaluation(r *authzenReply, kind int, where string) (int, string) {
-	id := ""
-	if r.Context != nil {
-		id = r.Context.ID
+// checkEvaluation checks one AuthZEN evaluation's answer: decision, and
+// for a deny the reason in context.id.
+func checkEvaluation(v *fastjson.Value, kind int, where string) (int, string) {
+	decision, id := false, ""
+	if d := v.Get("decision"); d != nil && d.Type() == fastjson.TypeTrue {
+		decision = true
 	}
-	if r.Decision == (kind == 0) && (kind == 0 || id == kindReason[kind]) {
+	if c := v.Get("context", "id"); c != nil && c.Type() == fastjson.TypeString {
+		id = string(c.GetStringBytes())
+	}
+	if decision == (kind == 0) && (kind == 0 || id == kindReason[kind]) {
 		return outcomeRight, ""
 	}
 	out := outcomeWrong
 	if id == "internal" {
 		out = outcomeInternal
 	}
-	return out, fmt.Sprintf("%s%s request: got decision %v reason %q, want decision %v reason %q", where, kinds[kind], r.Decision, id, kind == 0, kindReason[kind])
+	return out, fmt.Sprintf("%s%s request: got decision %v reason %q, want decision %v reason %q", where, kinds[kind], decision, id, kind == 0, kindReason[kind])
 }
 
 func authzenFailure(rep *httpReply, kind int) (int, string) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/decision"
+	"github.com/valyala/fastjson"
 )
 
 func TestTargetEvaluate(t *testing.T) {
@@ -110,26 +111,29 @@ func TestCheckHTTP(t *testing.T) {
 		want  int
 	}{
 		{"forward-auth allow", APIForwardAuth, httpReply{status: 200}, allow, outcomeRight},
-		{"forward-auth scope deny", APIForwardAuth, httpReply{status: 403, reason: "insufficient_scope"}, scope, outcomeRight},
-		{"forward-auth deny, wrong reason", APIForwardAuth, httpReply{status: 403, reason: "no_route"}, scope, outcomeWrong},
+		{"forward-auth scope deny", APIForwardAuth, httpReply{status: 403, reason: []byte("insufficient_scope")}, scope, outcomeRight},
+		{"forward-auth deny, wrong reason", APIForwardAuth, httpReply{status: 403, reason: []byte("no_route")}, scope, outcomeWrong},
 		{"forward-auth allow of a bad signature", APIForwardAuth, httpReply{status: 200}, bad, outcomeWrong},
-		{"forward-auth deny of an allow", APIForwardAuth, httpReply{status: 401, reason: "token_invalid"}, allow, outcomeWrong},
-		{"forward-auth internal", APIForwardAuth, httpReply{status: 500, reason: "internal"}, allow, outcomeInternal},
-		{"nginx bad signature", APINginx, httpReply{status: 401, reason: "token_invalid"}, bad, outcomeRight},
+		{"forward-auth deny of an allow", APIForwardAuth, httpReply{status: 401, reason: []byte("token_invalid")}, allow, outcomeWrong},
+		{"forward-auth internal", APIForwardAuth, httpReply{status: 500, reason: []byte("internal")}, allow, outcomeInternal},
+		{"nginx bad signature", APINginx, httpReply{status: 401, reason: []byte("token_invalid")}, bad, outcomeRight},
 		{"nginx deny without scopegate's reason", APINginx, httpReply{status: 401}, bad, outcomeWrong},
-		{"nginx 403 for a bad signature", APINginx, httpReply{status: 403, reason: "insufficient_scope"}, bad, outcomeWrong},
+		{"nginx 403 for a bad signature", APINginx, httpReply{status: 403, reason: []byte("insufficient_scope")}, bad, outcomeWrong},
 		{"authzen allow", APIAuthZEN, httpReply{status: 200, body: []byte(`{"decision":true}`)}, allow, outcomeRight},
 		{"authzen scope deny", APIAuthZEN, httpReply{status: 200, body: []byte(`{"decision":false,"context":{"id":"insufficient_scope"}}`)}, scope, outcomeRight},
 		{"authzen deny for another reason", APIAuthZEN, httpReply{status: 200, body: []byte(`{"decision":false,"context":{"id":"request_invalid"}}`)}, scope, outcomeWrong},
 		{"authzen allow of a bad signature", APIAuthZEN, httpReply{status: 200, body: []byte(`{"decision":true}`)}, bad, outcomeWrong},
+		{"authzen decision as a string", APIAuthZEN, httpReply{status: 200, body: []byte(`{"decision":"true"}`)}, allow, outcomeWrong},
+		{"authzen an array", APIAuthZEN, httpReply{status: 200, body: []byte(`[{"decision":true}]`)}, allow, outcomeWrong},
 		{"authzen not JSON", APIAuthZEN, httpReply{status: 200, body: []byte(`ok`)}, allow, outcomeWrong},
 		{"authzen 500", APIAuthZEN, httpReply{status: 500, body: []byte(`{}`)}, allow, outcomeInternal},
 		{"batch right", APIAuthZENBatch, httpReply{status: 200, body: []byte(`{"evaluations":[{"decision":true},{"decision":false,"context":{"id":"token_invalid"}}]}`)}, []request{{kind: 0}, {kind: 2}}, outcomeRight},
 		{"batch, one item wrong", APIAuthZENBatch, httpReply{status: 200, body: []byte(`{"evaluations":[{"decision":true},{"decision":true}]}`)}, []request{{kind: 0}, {kind: 2}}, outcomeWrong},
+		{"batch, an item not an object", APIAuthZENBatch, httpReply{status: 200, body: []byte(`{"evaluations":[{"decision":true},true]}`)}, []request{{kind: 0}, {kind: 0}}, outcomeWrong},
 		{"batch, an item missing", APIAuthZENBatch, httpReply{status: 200, body: []byte(`{"evaluations":[{"decision":true}]}`)}, []request{{kind: 0}, {kind: 0}}, outcomeWrong},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, msg := checkHTTP(tc.api, &tc.rep, tc.items)
+			got, msg := checkHTTP(new(fastjson.Parser), tc.api, &tc.rep, tc.items)
 			if got != tc.want {
 				t.Errorf("outcome %d (%s), want %d", got, msg, tc.want)
 			}
