@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,7 +24,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/decision/decisiontest"
+	"github.com/scopegate/scopegate/decision/tokenmint"
 	"github.com/scopegate/scopegate/server"
 	"github.com/scopegate/scopegate/server/servertest/freeport"
 )
@@ -138,10 +141,26 @@ func (a *authServer) stop() {
 // token obtains an access token for resource by client credentials.
 func (a *authServer) token(t *testing.T, client, scope, resource string) string {
 	t.Helper()
+	tok, _ := a.tokenWith(t, nil, client, scope, resource)
+	return tok
+}
+
+// tokenWith obtains an access token by client credentials; with a
+// prover, the request carries a DPoP proof of its key, and the token
+// returned is bound to it. It returns the token and its token_type.
+func (a *authServer) tokenWith(t *testing.T, prover *tokenmint.Prover, client, scope, resource string) (string, string) {
+	t.Helper()
 	form := url.Values{"grant_type": {"client_credentials"}, "scope": {scope}, "resource": {resource}}
 	req, _ := http.NewRequest(http.MethodPost, a.issuer+"/token", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(client, oidcSecret)
+	if prover != nil {
+		proof, err := prover.ProofWith(nil, tokenmint.Claims{"htm": http.MethodPost, "htu": a.issuer + "/token", "iat": time.Now().Unix(), "jti": tokenmint.RandomID()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("DPoP", proof)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -149,12 +168,14 @@ func (a *authServer) token(t *testing.T, client, scope, resource string) string 
 	defer resp.Body.Close()
 	var body struct {
 		AccessToken string `json:"access_token"`
+		TokenType   string `json:"token_type"`
 		Error       string `json:"error"`
+		Description string `json:"error_description"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.AccessToken == "" {
-		t.Fatalf("token for %s at %s: status %d, %v %s", client, resource, resp.StatusCode, err, body.Error)
+		t.Fatalf("token for %s at %s: status %d, %v %s %s", client, resource, resp.StatusCode, err, body.Error, body.Description)
 	}
-	return body.AccessToken
+	return body.AccessToken, body.TokenType
 }
 
 // revoke revokes tok at the authorization server (RFC 7009), as its client.
@@ -175,6 +196,7 @@ func (a *authServer) revoke(t *testing.T, client, tok string) {
 
 // oidcGate is scopegate, in-process, trusting the authorization server.
 type oidcGate struct {
+	srv      *server.Server
 	authz    authv3.AuthorizationClient
 	httpAddr string
 }
@@ -236,7 +258,7 @@ default: deny
 		<-served
 		<-served
 	})
-	return &oidcGate{authz: authv3.NewAuthorizationClient(conn), httpAddr: hlis.Addr().String()}
+	return &oidcGate{srv: srv, authz: authv3.NewAuthorizationClient(conn), httpAddr: hlis.Addr().String()}
 }
 
 // verdict is a decision as both protocols answered it.
@@ -327,6 +349,158 @@ func TestOIDCProviderTokens(t *testing.T) {
 	as.stop()
 	g.decide(t, "GET", "/orders/1", fresh).want(t, "opaque with the AS down", "error_response:introspection_unavailable", "503 introspection_unavailable")
 	g.decide(t, "GET", "/orders/1", jwtRead).want(t, "JWT with the AS down", "ok", "200 ok")
+}
+
+// decideDPoP asks both protocols about tok presented as authz (for
+// example "DPoP <token>") with the DPoP header proofs[0] to ext_authz and
+// proofs[1] to forward-auth (a proof is good for one request), for a
+// request to https://api.test<path>. It also returns forward-auth's
+// WWW-Authenticate.
+func (g *oidcGate) decideDPoP(t *testing.T, method, path, authz string, proofs [2]string) (verdict, string) {
+	t.Helper()
+	var v verdict
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h := map[string]string{"authorization": authz}
+	if proofs[0] != "" {
+		h["dpop"] = proofs[0]
+	}
+	resp, err := g.authz.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+		Http: &authv3.AttributeContext_HttpRequest{Method: method, Path: path, Host: "api.test", Scheme: "https", Headers: h},
+	}}})
+	switch {
+	case err != nil:
+		v.extAuthz = "rpc error: " + err.Error()
+	case resp.GetStatus().GetCode() == 0:
+		v.extAuthz = "ok"
+	default:
+		v.extAuthz = resp.GetStatus().GetMessage()
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+g.httpAddr+"/_auth", nil)
+	req.Header.Set("X-Forwarded-Method", method)
+	req.Header.Set("X-Forwarded-Proto", "https")
+	req.Header.Set("X-Forwarded-Host", "api.test")
+	req.Header.Set("X-Forwarded-Uri", path)
+	req.Header.Set("Authorization", authz)
+	if proofs[1] != "" {
+		req.Header.Set("DPoP", proofs[1])
+	}
+	hr, err := http.DefaultClient.Do(req)
+	if err != nil {
+		v.forwardAuth = "error: " + err.Error()
+		return v, ""
+	}
+	hr.Body.Close()
+	reason := hr.Header.Get("X-Scopegate-Reason")
+	if hr.StatusCode == http.StatusOK {
+		reason = "ok"
+	}
+	v.forwardAuth = strconv.Itoa(hr.StatusCode) + " " + reason
+	return v, hr.Header.Get("WWW-Authenticate")
+}
+
+// TestOIDCProviderDPoP has the real authorization server bind tokens to
+// a DPoP key (RFC 9449: a proof on the token request), a JWT with cnf.jkt
+// and an opaque token whose introspection answer carries it, and sends
+// them through ext_authz and forward-auth: with a fresh proof of that key
+// allowed as the policy says; as Bearer, with another key's proof, with a
+// proof already used, or without one, refused with the DPoP challenge;
+// and revoked through scopegate like any token.
+func TestOIDCProviderDPoP(t *testing.T) {
+	node := requireOIDC(t)
+	as := startAuthServer(t, node)
+	g := startOIDCGate(t, as.issuer)
+
+	prover, err := tokenmint.NewProver(tokenmint.KindEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := tokenmint.NewProver(tokenmint.KindEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const url = "https://api.test/orders/1"
+	proofs := func(p *tokenmint.Prover, method, htu, tok string) [2]string {
+		t.Helper()
+		var out [2]string
+		for i := range out {
+			var err error
+			if out[i], err = p.Proof(method, htu, tok, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return out
+	}
+	for _, kind := range []struct{ name, resource string }{{"JWT", jwtResource}, {"opaque", opaqueResource}} {
+		tok, typ := as.tokenWith(t, prover, "reader", "orders:read", kind.resource)
+		if !strings.EqualFold(typ, "DPoP") {
+			t.Fatalf("%s: the authorization server answered token_type %q for a DPoP token request", kind.name, typ)
+		}
+		if kind.resource == jwtResource {
+			claims := decodeJWTClaims(t, tok)
+			cnf, _ := claims["cnf"].(map[string]any)
+			if cnf["jkt"] != prover.JKT {
+				t.Fatalf("the JWT's cnf is %v, want jkt %s", claims["cnf"], prover.JKT)
+			}
+		}
+		good := proofs(prover, "GET", url, tok)
+		v, _ := g.decideDPoP(t, "GET", "/orders/1", "DPoP "+tok, good)
+		v.want(t, kind.name+" DPoP-bound with its proof", "ok", "200 ok")
+		v, www := g.decideDPoP(t, "GET", "/orders/1", "DPoP "+tok, good)
+		v.want(t, kind.name+" the same proofs again", "dpop_proof_replayed", "401 dpop_proof_replayed")
+		if !strings.HasPrefix(www, "DPoP ") || !strings.Contains(www, `error="invalid_dpop_proof"`) {
+			t.Errorf("%s replayed proof: WWW-Authenticate %q, want the DPoP invalid_dpop_proof challenge", kind.name, www)
+		}
+		v, _ = g.decideDPoP(t, "POST", "/orders", "DPoP "+tok, proofs(prover, "POST", "https://api.test/orders", tok))
+		v.want(t, kind.name+" DPoP-bound without the scope", "insufficient_scope", "403 insufficient_scope")
+		v, _ = g.decideDPoP(t, "GET", "/orders/1", "Bearer "+tok, [2]string{})
+		v.want(t, kind.name+" DPoP-bound presented as Bearer", "dpop_downgrade", "401 dpop_downgrade")
+		v, _ = g.decideDPoP(t, "GET", "/orders/1", "DPoP "+tok, [2]string{})
+		v.want(t, kind.name+" DPoP-bound without a proof", "dpop_proof_missing", "401 dpop_proof_missing")
+		v, _ = g.decideDPoP(t, "GET", "/orders/1", "DPoP "+tok, proofs(other, "GET", url, tok))
+		v.want(t, kind.name+" a proof of another key", "dpop_key_mismatch", "401 dpop_key_mismatch")
+		v, _ = g.decideDPoP(t, "GET", "/orders/1", "DPoP "+tok, proofs(prover, "GET", "https://api.test/orders/2", tok))
+		v.want(t, kind.name+" a proof for another URL", "dpop_uri_mismatch", "401 dpop_uri_mismatch")
+	}
+
+	// Revoked through scopegate: the JWT by its jti, the opaque token by
+	// its client, both with fresh good proofs.
+	jwtTok, _ := as.tokenWith(t, prover, "reader", "orders:read", jwtResource)
+	opqTok, _ := as.tokenWith(t, prover, "writer", "orders:write", opaqueResource)
+	jti, _ := decodeJWTClaims(t, jwtTok)["jti"].(string)
+	if jti == "" {
+		t.Fatal("the JWT has no jti")
+	}
+	writeURL := "https://api.test/orders"
+	v, _ := g.decideDPoP(t, "POST", "/orders", "DPoP "+opqTok, proofs(prover, "POST", writeURL, opqTok))
+	v.want(t, "opaque DPoP-bound for writing", "ok", "200 ok")
+	g.srv.Engine().SetRevocations(decision.NewRevocationSet([]decision.Revocation{
+		{ID: "e2e-1", Kind: decision.RevokeToken, Issuer: as.issuer, JTI: jti, Reason: "e2e", CreatedAt: time.Now(), CreatedBy: "e2e"},
+		{ID: "e2e-2", Kind: decision.RevokeClient, Issuer: as.issuer, ClientID: "writer", Reason: "e2e", CreatedAt: time.Now(), CreatedBy: "e2e"},
+	}))
+	g.srv.Engine().MarkRevocationsSynced(time.Now())
+	v, _ = g.decideDPoP(t, "GET", "/orders/1", "DPoP "+jwtTok, proofs(prover, "GET", url, jwtTok))
+	v.want(t, "JWT DPoP-bound, revoked by jti", "revoked", "401 revoked")
+	v, _ = g.decideDPoP(t, "POST", "/orders", "DPoP "+opqTok, proofs(prover, "POST", writeURL, opqTok))
+	v.want(t, "opaque DPoP-bound, its client revoked", "revoked", "401 revoked")
+}
+
+// decodeJWTClaims returns a JWT's payload, unverified.
+func decodeJWTClaims(t *testing.T, tok string) map[string]any {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %d parts", len(parts))
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // testWriter logs a child's output through t.

@@ -3,7 +3,9 @@
 // clients, a signing key generated at start. Client credentials issue RFC
 // 9068 JWT access tokens for the resource https://jwt.api.test and opaque
 // tokens for https://opaque.api.test; introspection (RFC 7662) and
-// revocation (RFC 7009) are enabled.
+// revocation (RFC 7009) are enabled, and DPoP (RFC 9449): a token request
+// carrying a DPoP proof gets a token bound to the proof's key (cnf.jkt in
+// the JWT, and in the introspection answer of an opaque token).
 //
 //   PORT=8999 node server.mjs    (prints "ready <issuer>" when listening)
 import { generateKeyPairSync } from 'node:crypto';
@@ -44,6 +46,7 @@ const provider = new Provider(issuer, {
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },
+    dPoP: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => 'https://opaque.api.test',
