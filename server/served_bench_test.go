@@ -143,6 +143,10 @@ func BenchmarkServedCheckTracing(b *testing.B) {
 	}{
 		{"off", Tracing{}, ""},
 		{"on-1pct-no-parent", Tracing{Sampler: "parentbased_traceidratio", SamplerArg: "0.01"}, ""},
+		// The same request as on-unsampled-parent (its traceparent
+		// header included), with tracing off: the pair isolates
+		// tracing's cost from the longer request's.
+		{"off-unsampled-parent", Tracing{}, droppedParent},
 		{"on-unsampled-parent", Tracing{Sampler: "parentbased_traceidratio", SamplerArg: "0.01"}, droppedParent},
 		{"on-100pct", Tracing{Sampler: "parentbased_always_on"}, sampledParent},
 	} {
