@@ -174,6 +174,10 @@ func readTokenClaims(obj *fastjson.Object, vt *verifiedToken, iss *Issuer) strin
 			}
 		case "cnf":
 			detail = a.readCnf(v, t)
+		default:
+			if iss.DeviceClaim != "" && string(k) == iss.DeviceClaim {
+				detail = a.stringClaim(iss.DeviceClaim, v, &t.DeviceID)
+			}
 		case "aud":
 			if v.Type() == fastjson.TypeString {
 				b, _ := v.StringBytes()

@@ -241,6 +241,9 @@ func (e *Engine) checkConstraints(ctx context.Context, r *Request, d *Decision, 
 	if code, detail := checkSets(sets, pol, r, tok, env, now, tr); code != OK {
 		return code, detail
 	}
+	if code, detail := e.checkAssurance(sets, tok, now, tr); code != OK {
+		return code, detail
+	}
 	if shadowed {
 		// Scopes in shadow mode: would their rules deny if enforced? The
 		// answer is recorded (metrics, audit), never enforced.

@@ -25,6 +25,10 @@ const (
 // providers use instead.
 var DefaultScopeClaims = []string{"scope", "scp", "scopes"}
 
+// reservedClaims are the claims the verifier reads for a meaning of their
+// own: none of them can be an issuer's device_claim.
+var reservedClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "acr", "amr", "auth_time", "client_id", "azp", "cnf"}
+
 // allowedAlgorithms are the asymmetric JWS algorithms an issuer may list.
 var allowedAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
@@ -111,6 +115,18 @@ func compileIssuer(spec *IssuerSpec, field string, baseDir string, readKeys bool
 			if !listHas(iss.ScopeClaims, c) {
 				iss.ScopeClaims = append(iss.ScopeClaims, c)
 			}
+		}
+	}
+
+	// Device claim.
+	if c := spec.DeviceClaim; c != "" {
+		switch {
+		case listHas(reservedClaims, c) || listHas(iss.ScopeClaims, c):
+			add("device_claim", "claim "+untrusted(c)+" has a meaning of its own; name the claim that holds the device id, e.g. did or device_id")
+		case strings.ContainsAny(c, " \t\r\n"):
+			add("device_claim", "a claim name has no whitespace; name the claim that holds the device id, e.g. did or device_id")
+		default:
+			iss.DeviceClaim = c
 		}
 	}
 
@@ -270,6 +286,10 @@ func fingerprintIssuer(iss *Issuer, spec *IssuerSpec) uint64 {
 		str("")
 	}
 	list(iss.ScopeClaims)
+	if iss.DeviceClaim != "" {
+		str("device_claim")
+		str(iss.DeviceClaim)
+	}
 	str(spec.JWKSFile)
 	str(spec.JWKSURL)
 	str(spec.JWKSCAFile)

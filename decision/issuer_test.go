@@ -42,6 +42,14 @@ func TestCompileIssuer(t *testing.T) {
 				t.Errorf("issuer = %+v", iss)
 			}
 		}},
+		{name: "device claim", edit: func(s *IssuerSpec) { s.DeviceClaim = "did" }, check: func(t *testing.T, iss *Issuer) {
+			if iss.DeviceClaim != "did" {
+				t.Errorf("device claim = %q", iss.DeviceClaim)
+			}
+		}},
+		{name: "device claim reserved", edit: func(s *IssuerSpec) { s.DeviceClaim = "sid" }, wantField: "issuers[0].device_claim", wantMsg: "meaning of its own"},
+		{name: "device claim a scope claim", edit: func(s *IssuerSpec) { s.DeviceClaim = "scp" }, wantField: "issuers[0].device_claim", wantMsg: "meaning of its own"},
+		{name: "device claim with a space", edit: func(s *IssuerSpec) { s.DeviceClaim = "device id" }, wantField: "issuers[0].device_claim", wantMsg: "whitespace"},
 		{name: "zero skew allowed", edit: func(s *IssuerSpec) { s.ClockSkew = dur(0) }, check: func(t *testing.T, iss *Issuer) {
 			if iss.ClockSkew != 0 {
 				t.Errorf("skew = %v", iss.ClockSkew)
@@ -182,6 +190,7 @@ func TestIssuerFingerprint(t *testing.T) {
 		"skew":         func(s *IssuerSpec) { s.ClockSkew = &Duration{time.Second} },
 		"at+jwt":       func(s *IssuerSpec) { s.RequireATJWT = true },
 		"scope claims": func(s *IssuerSpec) { s.ScopeClaims = []string{"scp"} },
+		"device claim": func(s *IssuerSpec) { s.DeviceClaim = "did" },
 		"jwks file":    func(s *IssuerSpec) { s.JWKSFile = "other.json" },
 		"name":         func(s *IssuerSpec) { s.Issuer = "https://other.example.com/" },
 		"split list":   func(s *IssuerSpec) { s.Audiences = []string{"orders", "-api"} },

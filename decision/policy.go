@@ -106,6 +106,9 @@ type Issuer struct {
 	Line        int
 	// DPoPRequired: every token of the issuer needs a DPoP proof.
 	DPoPRequired bool
+	// DeviceClaim names the claim that holds the id of the device a token
+	// was issued to (Token.DeviceID); "" reads none.
+	DeviceClaim string
 
 	issuerBinding
 }

@@ -55,6 +55,11 @@ type IssuerSpec struct {
 	// ScopeClaims are the claims scopes are read from, in order; default
 	// [scope, scp, scopes]. Each may be a space-separated string or an array.
 	ScopeClaims []string `yaml:"scope_claims"`
+	// DeviceClaim names the claim holding the id of the device a token was
+	// issued to (for example did or device_id), so that device revocations
+	// (an SSF device-compliance-change, scopegate revoke --device) can
+	// find its tokens. A string claim; "" reads none.
+	DeviceClaim string `yaml:"device_claim"`
 	// JWKSRefreshInterval is how often a jwks_url is refetched; default 5m.
 	JWKSRefreshInterval *Duration `yaml:"jwks_refresh_interval"`
 	// JWKSMinRefreshInterval bounds refetches triggered by unknown kids;

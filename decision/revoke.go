@@ -43,12 +43,21 @@ const (
 	// whose sid claim is SessionID; or, when SessionID is empty, the tokens
 	// of Subject that carry no sid (revoke_session.go).
 	RevokeSession
+	// RevokeDevice targets the tokens issued to one device: those whose
+	// device claim (the issuer's device_claim) is DeviceID
+	// (revoke_device.go).
+	RevokeDevice
+	// RevokeAssurance lowers the assurance a subject's tokens carry: on a
+	// route whose step_up requires an acr, a token of Subject issued
+	// before IssuedBefore counts as if its acr were ACRLevel, so it is
+	// refused where that level is not enough (revoke_device.go).
+	RevokeAssurance
 )
 
-var revocationKindNames = [...]string{RevokeToken: "token", RevokeSubject: "subject", RevokeClient: "client", RevokeSession: "session"}
+var revocationKindNames = [...]string{RevokeToken: "token", RevokeSubject: "subject", RevokeClient: "client", RevokeSession: "session", RevokeDevice: "device", RevokeAssurance: "assurance"}
 
-// String returns "token", "subject", "client" or "session" ("" for an
-// invalid kind).
+// String returns "token", "subject", "client", "session", "device" or
+// "assurance" ("" for an invalid kind).
 func (k RevocationKind) String() string {
 	if int(k) < len(revocationKindNames) {
 		return revocationKindNames[k]
@@ -91,10 +100,15 @@ type Revocation struct {
 	// issuer, "" meaning every issuer.
 	Issuer   string
 	JTI      string // RevokeToken only
-	Subject  string // RevokeSubject; RevokeSession without SessionID
+	Subject  string // RevokeSubject, RevokeAssurance; RevokeSession without SessionID
 	ClientID string // RevokeClient only
 	// SessionID is the sid claim a RevokeSession targets.
 	SessionID string
+	// DeviceID is the device claim a RevokeDevice targets.
+	DeviceID string
+	// ACRLevel is the acr a RevokeAssurance lowers the subject's earlier
+	// tokens to ("" for none at all: every acr requirement refuses them).
+	ACRLevel string
 	// Scope narrows the revocation to that scope: the token keeps its other
 	// scopes. "" means every scope.
 	Scope string
@@ -126,8 +140,11 @@ type Revocation struct {
 }
 
 // Whole reports whether the revocation refuses the tokens outright, rather
-// than for one scope, segment or path prefix.
-func (r *Revocation) Whole() bool { return r.Scope == "" && r.Segment == "" }
+// than for one scope, segment or path prefix (or, for an assurance
+// revocation, on step-up routes only).
+func (r *Revocation) Whole() bool {
+	return r.Scope == "" && r.Segment == "" && r.Kind != RevokeAssurance
+}
 
 // ActiveAt reports whether the revocation is in force at t: it has not
 // lapsed.
@@ -157,6 +174,10 @@ func (r *Revocation) Target() string {
 			return r.SessionID
 		}
 		return r.Subject
+	case RevokeDevice:
+		return r.DeviceID
+	case RevokeAssurance:
+		return r.Subject
 	}
 	return ""
 }
@@ -182,11 +203,27 @@ func (r *Revocation) Validate() error {
 			return err
 		}
 		want, wantName, other1, name1, other2, name2 = r.Target(), "session_id", r.JTI, "jti", r.ClientID, "client_id"
+	case RevokeDevice:
+		want, wantName, other1, name1, other2, name2 = r.DeviceID, "device_id", r.JTI, "jti", r.ClientID, "client_id"
+		if r.Subject != "" {
+			return errors.New("revocation: a device revocation names its target by device_id only: leave subject empty")
+		}
+	case RevokeAssurance:
+		if err := r.validateAssurance(); err != nil {
+			return err
+		}
+		want, wantName, other1, name1, other2, name2 = r.Subject, "subject", r.JTI, "jti", r.ClientID, "client_id"
 	default:
-		return fmt.Errorf("revocation: kind %d is not one of token, subject, client, session", r.Kind)
+		return fmt.Errorf("revocation: kind %d is not one of token, subject, client, session, device, assurance", r.Kind)
 	}
 	if r.Kind != RevokeSession && r.SessionID != "" {
 		return fmt.Errorf("revocation: session_id is for session revocations only: leave it empty for a %s revocation", r.Kind)
+	}
+	if r.Kind != RevokeDevice && r.DeviceID != "" {
+		return fmt.Errorf("revocation: device_id is for device revocations only: leave it empty for a %s revocation", r.Kind)
+	}
+	if r.Kind != RevokeAssurance && r.ACRLevel != "" {
+		return fmt.Errorf("revocation: acr_level is for assurance revocations only: leave it empty for a %s revocation", r.Kind)
 	}
 	if err := r.validateIssuedBefore(); err != nil {
 		return err
@@ -204,6 +241,7 @@ func (r *Revocation) Validate() error {
 		{"id", r.ID, MaxRevocationIDBytes},
 		{"issuer", r.Issuer, MaxRevocationValueBytes},
 		{wantName, want, MaxRevocationValueBytes},
+		{"acr_level", r.ACRLevel, MaxRevocationValueBytes},
 		{"scope", r.Scope, MaxRevocationScopeBytes},
 		{"segment", r.Segment, MaxRevocationPathBytes},
 		{"reason", r.Reason, MaxRevocationReasonBytes},
@@ -319,6 +357,8 @@ func wholeDetail(k RevocationKind) string {
 		return detailClientRevoked
 	case RevokeSession:
 		return detailSessionRevoked
+	case RevokeDevice:
+		return detailDeviceRevoked
 	}
 	return detailTokenRevoked
 }
@@ -337,6 +377,10 @@ type revIndex struct {
 	subjects map[principalKey][]*Revocation
 	clients  map[principalKey][]*Revocation
 	sessions map[sessionKey][]*Revocation
+	// devices are keyed by (iss, device id), assurance by (iss, subject);
+	// iss "" matches every issuer.
+	devices   map[principalKey][]*Revocation
+	assurance map[principalKey][]*Revocation
 	// byID holds every revocation; in a delta level, a nil value is a
 	// revocation removed from an older level.
 	byID map[string]*Revocation
@@ -347,7 +391,9 @@ func newRevIndex(n int) *revIndex {
 		tokens:   make(map[tokenKey][]*Revocation, n),
 		subjects: map[principalKey][]*Revocation{},
 		clients:  map[principalKey][]*Revocation{},
-		sessions: map[sessionKey][]*Revocation{},
+		sessions:  map[sessionKey][]*Revocation{},
+		devices:   map[principalKey][]*Revocation{},
+		assurance: map[principalKey][]*Revocation{},
 		byID:     make(map[string]*Revocation, n),
 	}
 }
@@ -379,7 +425,7 @@ type RevocationSet struct {
 	deltas [2]*revIndex
 	// Counts by kind, and of narrowed revocations, so the decision path
 	// skips lookups that cannot match.
-	n, nTok, nSub, nCli, nSes, nNarrow int
+	n, nTok, nSub, nCli, nSes, nDev, nAsr, nNarrow int
 }
 
 // NewRevocationSet indexes revs. Later entries replace earlier ones with
@@ -418,6 +464,11 @@ func (s *RevocationSet) count(r *Revocation, d int) {
 		s.nCli += d
 	case RevokeSession:
 		s.nSes += d
+	case RevokeDevice:
+		s.nDev += d
+	case RevokeAssurance:
+		s.nAsr += d
+		return // neither whole nor narrowed: the constraints step checks it
 	}
 	if !r.Whole() {
 		s.nNarrow += d
@@ -433,6 +484,10 @@ func (s *RevocationSet) listFor(r *Revocation) []*Revocation {
 		return s.principalList(subjectMap, principalKey{r.Issuer, r.Subject})
 	case RevokeSession:
 		return s.sessionList(r.sessionKey())
+	case RevokeDevice:
+		return s.principalList(deviceMap, principalKey{r.Issuer, r.DeviceID})
+	case RevokeAssurance:
+		return s.principalList(assuranceMap, principalKey{r.Issuer, r.Subject})
 	default:
 		return s.principalList(clientMap, principalKey{r.Issuer, r.ClientID})
 	}
@@ -447,6 +502,10 @@ func (x *revIndex) setList(r *Revocation, l []*Revocation) {
 		x.subjects[principalKey{r.Issuer, r.Subject}] = l
 	case RevokeSession:
 		x.sessions[r.sessionKey()] = l
+	case RevokeDevice:
+		x.devices[principalKey{r.Issuer, r.DeviceID}] = l
+	case RevokeAssurance:
+		x.assurance[principalKey{r.Issuer, r.Subject}] = l
 	default:
 		x.clients[principalKey{r.Issuer, r.ClientID}] = l
 	}
@@ -458,11 +517,18 @@ type principalMap uint8
 const (
 	subjectMap principalMap = iota
 	clientMap
+	deviceMap
+	assuranceMap
 )
 
 func (x *revIndex) principals(m principalMap) map[principalKey][]*Revocation {
-	if m == subjectMap {
+	switch m {
+	case subjectMap:
 		return x.subjects
+	case deviceMap:
+		return x.devices
+	case assuranceMap:
+		return x.assurance
 	}
 	return x.clients
 }
@@ -592,6 +658,12 @@ func (x *revIndex) overlayOnto(dst *revIndex) {
 	for k, v := range x.sessions {
 		dst.sessions[k] = v
 	}
+	for k, v := range x.devices {
+		dst.devices[k] = v
+	}
+	for k, v := range x.assurance {
+		dst.assurance[k] = v
+	}
 	for k, v := range x.byID {
 		dst.byID[k] = v
 	}
@@ -682,6 +754,7 @@ func sameRevocation(a, b *Revocation) bool {
 		canonicalSegment(a.Segment) == canonicalSegment(b.Segment) && a.Reason == b.Reason && a.CreatedAt.Equal(b.CreatedAt) &&
 		a.Until.Equal(b.Until) && a.CreatedBy == b.CreatedBy &&
 		a.SessionID == b.SessionID && a.IssuedBefore.Equal(b.IssuedBefore) &&
+		a.DeviceID == b.DeviceID && a.ACRLevel == b.ACRLevel &&
 		a.SourceEventTime.Equal(b.SourceEventTime)
 }
 
@@ -689,7 +762,7 @@ func sameRevocation(a, b *Revocation) bool {
 // (iss, jti), by subject (this issuer, any issuer) and by client (this
 // issuer, any issuer). Lists that cannot match are left nil without a
 // lookup.
-type candidates [6][]*Revocation
+type candidates [8][]*Revocation
 
 func (s *RevocationSet) candidatesFor(tok *Token, c *candidates) {
 	if s.nTok > 0 && tok.JTI != "" {
@@ -705,6 +778,10 @@ func (s *RevocationSet) candidatesFor(tok *Token, c *candidates) {
 	}
 	if s.nSes > 0 {
 		c[5] = s.sessionList(tokenSessionKey(tok))
+	}
+	if s.nDev > 0 && tok.DeviceID != "" {
+		c[6] = s.principalList(deviceMap, principalKey{tok.Issuer, tok.DeviceID})
+		c[7] = s.principalList(deviceMap, principalKey{"", tok.DeviceID})
 	}
 }
 
@@ -723,7 +800,7 @@ func (s *RevocationSet) Revoked(tok *Token, now time.Time) (Revocation, bool) {
 // gathering candidates when, as usual, only one kind of revocation
 // exists).
 func (s *RevocationSet) wholeRevocation(tok *Token, now time.Time) *Revocation {
-	if s == nil || s.n == s.nNarrow || tok == nil {
+	if s == nil || s.n == s.nNarrow+s.nAsr || tok == nil {
 		return nil
 	}
 	if s.nTok > 0 && tok.JTI != "" {
@@ -749,6 +826,14 @@ func (s *RevocationSet) wholeRevocation(tok *Token, now time.Time) *Revocation {
 	}
 	if s.nSes > 0 {
 		if r := firstWhole(tok, s.sessionList(tokenSessionKey(tok)), now); r != nil {
+			return r
+		}
+	}
+	if s.nDev > 0 && tok.DeviceID != "" {
+		if r := firstWhole(tok, s.principalList(deviceMap, principalKey{tok.Issuer, tok.DeviceID}), now); r != nil {
+			return r
+		}
+		if r := firstWhole(tok, s.principalList(deviceMap, principalKey{"", tok.DeviceID}), now); r != nil {
 			return r
 		}
 	}
@@ -798,7 +883,7 @@ func (e *Engine) RevocationsSyncedAt() time.Time {
 // revocations and staleness are checked in the scopes step.
 func (e *Engine) checkRevoked(_ *Policy, tok *Token, now time.Time) (Code, string) {
 	rs := e.revocations.Load()
-	if rs == nil || rs.n == rs.nNarrow {
+	if rs == nil || rs.n == rs.nNarrow+rs.nAsr {
 		return OK, ""
 	}
 	nowN := now.UnixNano()

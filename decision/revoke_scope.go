@@ -92,6 +92,8 @@ func pathDetail(k RevocationKind) string {
 		return detailClientPathRevoked
 	case RevokeSession:
 		return detailSessionPathRevoked
+	case RevokeDevice:
+		return detailDevicePathRevoked
 	}
 	return detailTokenPathRevoked
 }
@@ -104,6 +106,8 @@ func scopeDetail(k RevocationKind) string {
 		return detailClientScopeRevoked
 	case RevokeSession:
 		return detailSessionScopeRevoked
+	case RevokeDevice:
+		return detailDeviceScopeRevoked
 	}
 	return detailTokenScopeRevoked
 }

@@ -18,10 +18,13 @@ type Token struct {
 	// SessionID is the sid claim (OpenID Connect front/back-channel
 	// logout, CAEP session-revoked), "" if absent.
 	SessionID string
-	Type      string // the JOSE "typ" header, as sent
-	Alg       string
-	Kid       string
-	Audience  []string
+	// DeviceID is the claim its issuer's device_claim names (the device
+	// the token was issued to, CAEP device-compliance-change), "" if the
+	// issuer names none or the token lacks it.
+	DeviceID string
+	Type     string // the JOSE "typ" header, as sent
+	Alg      string
+	Audience []string
 	// Scopes are the granted scopes, in token order, duplicates removed.
 	Scopes []string
 	// ScopeString is Scopes joined by single spaces, as sent upstream.

@@ -479,7 +479,7 @@ func (v *verifier) verifyToken(ctx context.Context, raw string, pol *Policy) (*v
 	// token keeps a copy of its own, not the request.
 	vt := &verifiedToken{fingerprint: iss.Fingerprint, epoch: epoch}
 	t := &vt.Token
-	t.Issuer, t.Alg, t.Kid, t.Type, t.raw = issName, alg, kid, typ, strings.Clone(raw)
+	t.Issuer, t.Alg, t.Type, t.raw = issName, alg, typ, strings.Clone(raw)
 	if detail := readTokenClaims(claims, vt, iss); detail != "" {
 		return nil, fail(TokenInvalid, detail)
 	}

@@ -810,6 +810,15 @@ func (d *differ) issuers() {
 			}
 			d.add("issuer", "changed", b.Issuer, v, "require_at_jwt %v → %v", a.RequireATJWT, b.RequireATJWT)
 		}
+		if a.DeviceClaim != b.DeviceClaim {
+			// Device revocations find tokens by this claim: without it, or
+			// under another name, they may stop matching what they did.
+			v := Wider
+			if a.DeviceClaim == "" {
+				v = Narrower
+			}
+			d.add("issuer", "changed", b.Issuer, v, "device_claim %s → %s: device revocations match tokens by it", orNone(a.DeviceClaim), orNone(b.DeviceClaim))
+		}
 		if sa, sb := skew(a), skew(b); sa != sb {
 			v := Narrower
 			if sb > sa {
