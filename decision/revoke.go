@@ -388,13 +388,13 @@ type revIndex struct {
 
 func newRevIndex(n int) *revIndex {
 	return &revIndex{
-		tokens:   make(map[tokenKey][]*Revocation, n),
-		subjects: map[principalKey][]*Revocation{},
-		clients:  map[principalKey][]*Revocation{},
+		tokens:    make(map[tokenKey][]*Revocation, n),
+		subjects:  map[principalKey][]*Revocation{},
+		clients:   map[principalKey][]*Revocation{},
 		sessions:  map[sessionKey][]*Revocation{},
 		devices:   map[principalKey][]*Revocation{},
 		assurance: map[principalKey][]*Revocation{},
-		byID:     make(map[string]*Revocation, n),
+		byID:      make(map[string]*Revocation, n),
 	}
 }
 

@@ -35,19 +35,20 @@ func (f *ssfFlags) define(fs *flag.FlagSet) {
 // ssfFile is the --ssf-config file.
 type ssfFile struct {
 	Transmitters []struct {
-		Name             string        `yaml:"name"`
-		Issuer           string        `yaml:"issuer"`
-		ConfigurationURL string        `yaml:"configuration_url"`
-		JWKSURI          string        `yaml:"jwks_uri"`
-		Audience         []string      `yaml:"audience"`
-		TokenIssuer      string        `yaml:"token_issuer"`
-		EmailIsSub       bool          `yaml:"email_is_sub"`
-		OpaqueIsSub      bool          `yaml:"opaque_is_sub"`
-		MaxAge           time.Duration `yaml:"max_age"`
-		RevocationTTL    time.Duration `yaml:"revocation_ttl"`
-		StreamID         string        `yaml:"stream_id"`
-		VerificationURL  string        `yaml:"verification_endpoint"`
-		Token            secretRef     `yaml:"token"`
+		Name             string            `yaml:"name"`
+		Issuer           string            `yaml:"issuer"`
+		ConfigurationURL string            `yaml:"configuration_url"`
+		JWKSURI          string            `yaml:"jwks_uri"`
+		Audience         []string          `yaml:"audience"`
+		TokenIssuer      string            `yaml:"token_issuer"`
+		EmailIsSub       bool              `yaml:"email_is_sub"`
+		OpaqueIsSub      bool              `yaml:"opaque_is_sub"`
+		ACRValues        map[string]string `yaml:"acr_values"`
+		MaxAge           time.Duration     `yaml:"max_age"`
+		RevocationTTL    time.Duration     `yaml:"revocation_ttl"`
+		StreamID         string            `yaml:"stream_id"`
+		VerificationURL  string            `yaml:"verification_endpoint"`
+		Token            secretRef         `yaml:"token"`
 		Push             *struct {
 			Token      secretRef `yaml:"token"`
 			ClientCert *struct {
@@ -167,7 +168,7 @@ func (f *ssfFlags) apply(cfg *server.Config) error {
 		st := server.SSFTransmitter{Name: t.Name, ConfigurationURL: t.ConfigurationURL, JWKSURI: t.JWKSURI,
 			StreamID: t.StreamID, VerificationURL: t.VerificationURL,
 			Transmitter: ssf.Transmitter{Issuer: t.Issuer, Audience: t.Audience, TokenIssuer: t.TokenIssuer,
-				EmailIsSub: t.EmailIsSub, OpaqueIsSub: t.OpaqueIsSub, MaxAge: t.MaxAge, RevocationTTL: t.RevocationTTL}}
+				EmailIsSub: t.EmailIsSub, OpaqueIsSub: t.OpaqueIsSub, ACRValues: t.ACRValues, MaxAge: t.MaxAge, RevocationTTL: t.RevocationTTL}}
 		if st.Token, err = t.Token.read(dir, where+".token"); err != nil {
 			return err
 		}

@@ -34,9 +34,7 @@ const (
 
 // ActedOn lists the event types this receiver turns into revocations:
 // what it requests (events_requested) of a stream it manages.
-// device-compliance-change is left out: no token claim ties a device to
-// its tokens yet, so it could revoke nothing.
-var ActedOn = []string{SessionRevoked, CredentialChange, TokenClaimsChange, AssuranceLevelChange,
+var ActedOn = []string{SessionRevoked, CredentialChange, TokenClaimsChange, AssuranceLevelChange, DeviceComplianceChange,
 	AccountDisabled, AccountPurged, AccountCredentialChange, SessionsRevoked, IdentifierChanged}
 
 // Transmitter is one SSF transmitter this receiver trusts, and how its
@@ -60,6 +58,11 @@ type Transmitter struct {
 	// is the sub claim of its access tokens. Otherwise such subjects cannot
 	// be mapped: the event is counted unmappable and skipped.
 	EmailIsSub, OpaqueIsSub bool
+	// ACRValues maps the levels of assurance-level-change events
+	// (current_level) to the acr values access tokens carry for them, when
+	// the two differ (nist-aal1 to urn:example:pwd). A level it does not
+	// list is taken as the acr value itself.
+	ACRValues map[string]string
 	// RevocationTTL is how long a revocation made from an event lasts
 	// (Revocation.Until): the longest access-token lifetime, after which
 	// every token it covers has expired. Zero means never lapse. It must
@@ -93,6 +96,11 @@ func (tr *Transmitter) Validate() error {
 		return errNoKeys
 	case tr.RevocationTTL != 0 && tr.RevocationTTL < tr.maxAge():
 		return errTTL
+	}
+	for level, acr := range tr.ACRValues {
+		if acr == "" || strings.ContainsAny(acr, " \t\r\n") {
+			return errorString("ssf: acr_values[" + sanitize(level) + "] must be one acr value, as access tokens carry it (e.g. urn:example:mfa)")
+		}
 	}
 	return nil
 }
@@ -175,6 +183,10 @@ type eventPayload struct {
 	State           string   `json:"state"`
 	Status          string   `json:"status"`
 	Reason          string   `json:"reason"`
+	// assurance-level-change
+	Namespace     string `json:"namespace"`
+	CurrentLevel  string `json:"current_level"`
+	PreviousLevel string `json:"previous_level"`
 }
 
 func (tr *Transmitter) mapEvent(set *SET, typ string, raw json.RawMessage, now time.Time) Outcome {
@@ -217,18 +229,20 @@ func (tr *Transmitter) mapEvent(set *SET, typ string, raw json.RawMessage, now t
 		// The account as a whole: everything issued before now.
 		return tr.subjectBefore(set, o, subj, now, now)
 	case AssuranceLevelChange:
-		if !strings.EqualFold(p.ChangeDirection, "decrease") {
+		if strings.EqualFold(p.ChangeDirection, "increase") {
 			o.Result, o.Detail = "ignored", "an assurance increase revokes nothing"
 			return o
 		}
-		return tr.subjectBefore(set, o, subj, cut, now)
+		// A decrease, or a change that does not say which way: judge the
+		// earlier tokens at the current level (a level at least as high
+		// as theirs changes nothing).
+		return tr.assuranceLowered(set, o, subj, p.CurrentLevel, cut, now)
 	case DeviceComplianceChange:
 		if p.CurrentStatus != "not-compliant" {
 			o.Result, o.Detail = "ignored", "the device is compliant"
 			return o
 		}
-		o.Result, o.Detail = "unmappable", "tokens carry no device claim this receiver can match: counted, nothing revoked"
-		return o
+		return tr.deviceRevoked(set, o, subj, cut, now)
 	}
 	o.Result, o.Detail = "unknown", "event type not acted on"
 	return o
@@ -290,6 +304,54 @@ func (tr *Transmitter) subjectBefore(set *SET, o Outcome, s *Subject, cut, now t
 	}
 	rev := tr.revocation(set, o.EventType, 0, now)
 	rev.Kind, rev.Issuer, rev.Subject, rev.IssuedBefore = decision.RevokeSubject, iss, sub, cut
+	o.Revocations, o.Result = []decision.Revocation{rev}, "applied"
+	return o
+}
+
+// assuranceLowered makes an assurance revocation: on step-up routes, the
+// subject's tokens issued before cut count as if their acr were level's.
+func (tr *Transmitter) assuranceLowered(set *SET, o Outcome, s *Subject, level string, cut, now time.Time) Outcome {
+	user := s
+	if s != nil && s.Format == "complex" {
+		user = s.User
+	}
+	sub, iss, ok := tr.mapUser(user)
+	if !ok {
+		o.Result, o.Detail = "unmappable", unmappableDetail(user)
+		return o
+	}
+	acr := level
+	if v, ok := tr.ACRValues[level]; ok {
+		acr = v
+	}
+	if strings.ContainsAny(acr, " \t\r\n") {
+		acr = "" // not an acr value: no level at all (fail closed)
+	}
+	rev := tr.revocation(set, o.EventType, 0, now)
+	rev.Kind, rev.Issuer, rev.Subject, rev.ACRLevel, rev.IssuedBefore = decision.RevokeAssurance, iss, sub, acr, cut
+	o.Revocations, o.Result = []decision.Revocation{rev}, "applied"
+	return o
+}
+
+// deviceRevoked revokes the tokens issued before cut to the device a
+// complex subject names (its opaque id, or its iss_sub sub), of
+// token_issuer (every issuer without one).
+func (tr *Transmitter) deviceRevoked(set *SET, o Outcome, s *Subject, cut, now time.Time) Outcome {
+	var id string
+	if s != nil && s.Format == "complex" && s.Device != nil {
+		switch s.Device.Format {
+		case "opaque":
+			id = s.Device.ID
+		case "iss_sub":
+			id = s.Device.Sub
+		}
+	}
+	if id == "" {
+		o.Result, o.Detail = "unmappable", "the event names no device (a complex subject with a device of format opaque or iss_sub)"
+		return o
+	}
+	rev := tr.revocation(set, o.EventType, 0, now)
+	rev.Kind, rev.Issuer, rev.DeviceID, rev.IssuedBefore = decision.RevokeDevice, tr.TokenIssuer, id, cut
 	o.Revocations, o.Result = []decision.Revocation{rev}, "applied"
 	return o
 }

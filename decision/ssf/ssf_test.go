@@ -167,11 +167,26 @@ func TestMap(t *testing.T) {
 			sub:  map[string]any{"format": "iss_sub", "iss": "https://other.example.com/", "sub": "bob"},
 			want: []decision.Revocation{{Kind: decision.RevokeSubject, Issuer: "https://other.example.com/", Subject: "bob", IssuedBefore: evTime}}},
 		"assurance decrease": {typ: ssf.AssuranceLevelChange, result: "applied", extra: map[string]any{"change_direction": "decrease", "namespace": "NIST-AAL", "current_level": "nist-aal1", "previous_level": "nist-aal2"},
-			want: []decision.Revocation{{Kind: decision.RevokeSubject, Issuer: tokIss, Subject: "alice", IssuedBefore: evTime}}},
-		"assurance increase":   {typ: ssf.AssuranceLevelChange, result: "ignored", extra: map[string]any{"change_direction": "increase"}},
-		"device not compliant": {typ: ssf.DeviceComplianceChange, result: "unmappable", extra: map[string]any{"current_status": "not-compliant", "previous_status": "compliant"}},
-		"device compliant":     {typ: ssf.DeviceComplianceChange, result: "ignored", extra: map[string]any{"current_status": "compliant"}},
-		"email, unmapped":      {typ: ssf.CredentialChange, result: "unmappable", sub: map[string]any{"format": "email", "email": "a@example.com"}},
+			want: []decision.Revocation{{Kind: decision.RevokeAssurance, Issuer: tokIss, Subject: "alice", ACRLevel: "nist-aal1", IssuedBefore: evTime}}},
+		"assurance decrease, acr mapped": {typ: ssf.AssuranceLevelChange, result: "applied", extra: map[string]any{"change_direction": "decrease", "namespace": "NIST-AAL", "current_level": "nist-aal1"},
+			cfg:  func(tr *ssf.Transmitter) { tr.ACRValues = map[string]string{"nist-aal1": "urn:example:pwd"} },
+			want: []decision.Revocation{{Kind: decision.RevokeAssurance, Issuer: tokIss, Subject: "alice", ACRLevel: "urn:example:pwd", IssuedBefore: evTime}}},
+		"assurance, no direction": {typ: ssf.AssuranceLevelChange, result: "applied", extra: map[string]any{"namespace": "NIST-AAL", "current_level": "nist-aal2"},
+			want: []decision.Revocation{{Kind: decision.RevokeAssurance, Issuer: tokIss, Subject: "alice", ACRLevel: "nist-aal2", IssuedBefore: evTime}}},
+		"assurance decrease, no level": {typ: ssf.AssuranceLevelChange, result: "applied", extra: map[string]any{"change_direction": "decrease"},
+			want: []decision.Revocation{{Kind: decision.RevokeAssurance, Issuer: tokIss, Subject: "alice", IssuedBefore: evTime}}},
+		"assurance increase": {typ: ssf.AssuranceLevelChange, result: "ignored", extra: map[string]any{"change_direction": "increase"}},
+		"device not compliant": {typ: ssf.DeviceComplianceChange, result: "applied", extra: map[string]any{"current_status": "not-compliant", "previous_status": "compliant"},
+			sub:  map[string]any{"format": "complex", "device": map[string]any{"format": "iss_sub", "iss": txIss, "sub": "dev-1"}, "user": issSub("alice")},
+			want: []decision.Revocation{{Kind: decision.RevokeDevice, Issuer: tokIss, DeviceID: "dev-1", IssuedBefore: evTime}}},
+		"device not compliant, opaque device": {typ: ssf.DeviceComplianceChange, result: "applied", extra: map[string]any{"current_status": "not-compliant"},
+			cfg:  func(tr *ssf.Transmitter) { tr.TokenIssuer = "" },
+			sub:  map[string]any{"format": "complex", "device": map[string]any{"format": "opaque", "id": "dev-2"}},
+			want: []decision.Revocation{{Kind: decision.RevokeDevice, DeviceID: "dev-2", IssuedBefore: evTime}}},
+		"device not compliant, user only": {typ: ssf.DeviceComplianceChange, result: "unmappable", extra: map[string]any{"current_status": "not-compliant"}},
+		"device compliant": {typ: ssf.DeviceComplianceChange, result: "ignored", extra: map[string]any{"current_status": "compliant"},
+			sub: map[string]any{"format": "complex", "device": map[string]any{"format": "opaque", "id": "dev-2"}}},
+		"email, unmapped": {typ: ssf.CredentialChange, result: "unmappable", sub: map[string]any{"format": "email", "email": "a@example.com"}},
 		"email as sub": {typ: ssf.CredentialChange, result: "applied", cfg: func(tr *ssf.Transmitter) { tr.EmailIsSub = true },
 			sub:  map[string]any{"format": "email", "email": "a@example.com"},
 			want: []decision.Revocation{{Kind: decision.RevokeSubject, Issuer: tokIss, Subject: "a@example.com", IssuedBefore: evTime}}},
@@ -210,7 +225,7 @@ func TestMap(t *testing.T) {
 			}
 			for i, w := range tc.want {
 				g := got[i]
-				if g.Kind != w.Kind || g.Issuer != w.Issuer || g.Subject != w.Subject || g.SessionID != w.SessionID || !g.IssuedBefore.Equal(w.IssuedBefore) {
+				if g.Kind != w.Kind || g.Issuer != w.Issuer || g.Subject != w.Subject || g.SessionID != w.SessionID || g.DeviceID != w.DeviceID || g.ACRLevel != w.ACRLevel || !g.IssuedBefore.Equal(w.IssuedBefore) {
 					t.Errorf("revocation %d = %+v; want %+v", i, g, w)
 				}
 				if err := g.Validate(); err != nil {

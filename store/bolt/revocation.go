@@ -38,6 +38,8 @@ type revocationV1 struct {
 	SessionID       string    `json:"sid,omitempty"`
 	IssuedBefore    time.Time `json:"issued_before,omitzero"`
 	SourceEventTime time.Time `json:"source_event_time,omitzero"`
+	DeviceID        string    `json:"device_id,omitempty"`
+	ACRLevel        string    `json:"acr_level,omitempty"`
 }
 
 var _ store.RevocationStore = (*DB)(nil)
@@ -149,6 +151,7 @@ func encodeRevocation(r *decision.Revocation) ([]byte, error) {
 		ClientID: r.ClientID, Scope: r.Scope, Segment: r.Segment, Reason: r.Reason,
 		CreatedAt: r.CreatedAt, Until: r.Until, CreatedBy: r.CreatedBy,
 		SessionID: r.SessionID, IssuedBefore: r.IssuedBefore, SourceEventTime: r.SourceEventTime,
+		DeviceID: r.DeviceID, ACRLevel: r.ACRLevel,
 	})
 }
 
@@ -169,6 +172,7 @@ func decodeRevocation(v []byte) (decision.Revocation, error) {
 		Scope: s.Scope, Segment: s.Segment, Reason: s.Reason,
 		CreatedAt: s.CreatedAt.UTC(), Until: utcOrZero(s.Until), CreatedBy: s.CreatedBy,
 		SessionID: s.SessionID, IssuedBefore: utcOrZero(s.IssuedBefore), SourceEventTime: utcOrZero(s.SourceEventTime),
+		DeviceID: s.DeviceID, ACRLevel: s.ACRLevel,
 	}, nil
 }
 

@@ -46,7 +46,7 @@ const (
 	listenPingWait  = 5 * time.Second
 )
 
-const revocationColumns = `id, kind, iss, jti, sub, client_id, scope, segment, reason, created_at, "until", created_by, sid, issued_before, source_event_time`
+const revocationColumns = `id, kind, iss, jti, sub, client_id, scope, segment, reason, created_at, "until", created_by, sid, issued_before, source_event_time, device_id, acr_level`
 
 // revocationKindCheck names the kind CHECK constraint: PostgreSQL's default
 // name for the one CREATE TABLE declared, so a table created by an older
@@ -71,7 +71,9 @@ func revocationMigrations(t string) []string {
 	sid        text NOT NULL DEFAULT '',
 	issued_before timestamptz,
 	source_event_time timestamptz,
-	CONSTRAINT ` + revocationKindCheck + ` CHECK (kind IN ('token', 'subject', 'client', 'session'))
+	device_id  text NOT NULL DEFAULT '',
+	acr_level  text NOT NULL DEFAULT '',
+	CONSTRAINT ` + revocationKindCheck + ` CHECK (kind IN ('token', 'subject', 'client', 'session', 'device', 'assurance'))
 )`,
 		// Session revocations and "issued before", added after the first
 		// release. It upgrades a table an older release made, once: on an
@@ -90,6 +92,16 @@ END $$`,
 BEGIN
 	IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '` + strings.ReplaceAll(t, "'", "''") + `'::regclass AND attname = 'source_event_time' AND NOT attisdropped) THEN
 		ALTER TABLE ` + t + ` ADD COLUMN IF NOT EXISTS source_event_time timestamptz;
+	END IF;
+END $$`,
+		// Device and assurance revocations, added after that.
+		`DO $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '` + strings.ReplaceAll(t, "'", "''") + `'::regclass AND attname = 'acr_level' AND NOT attisdropped) THEN
+		ALTER TABLE ` + t + ` ADD COLUMN IF NOT EXISTS device_id text NOT NULL DEFAULT '';
+		ALTER TABLE ` + t + ` ADD COLUMN IF NOT EXISTS acr_level text NOT NULL DEFAULT '';
+		ALTER TABLE ` + t + ` DROP CONSTRAINT IF EXISTS ` + revocationKindCheck + `;
+		ALTER TABLE ` + t + ` ADD CONSTRAINT ` + revocationKindCheck + ` CHECK (kind IN ('token', 'subject', 'client', 'session', 'device', 'assurance'));
 	END IF;
 END $$`,
 	}
@@ -126,8 +138,8 @@ func (d *DB) Revoke(ctx context.Context, r decision.Revocation) (decision.Revoca
 	until, issuedBefore, sourceEvent := nullTime(r.Until), nullTime(r.IssuedBefore), nullTime(r.SourceEventTime)
 	err = pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
 		var b pgx.Batch
-		b.Queue(`INSERT INTO `+d.revocationTable()+` (`+revocationColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-			r.ID, r.Kind.String(), r.Issuer, r.JTI, r.Subject, r.ClientID, r.Scope, r.Segment, r.Reason, r.CreatedAt, until, r.CreatedBy, r.SessionID, issuedBefore, sourceEvent)
+		b.Queue(`INSERT INTO `+d.revocationTable()+` (`+revocationColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+			r.ID, r.Kind.String(), r.Issuer, r.JTI, r.Subject, r.ClientID, r.Scope, r.Segment, r.Reason, r.CreatedAt, until, r.CreatedBy, r.SessionID, issuedBefore, sourceEvent, r.DeviceID, r.ACRLevel)
 		b.Queue(`SELECT pg_notify($1, $2)`, d.revocationChannel(), notifyPut+r.ID)
 		return tx.SendBatch(ctx, &b).Close()
 	})
@@ -218,7 +230,7 @@ func scanRevocations(rows pgx.Rows) ([]decision.Revocation, error) {
 			issuedBefore pgtype.Timestamptz
 			sourceEvent  pgtype.Timestamptz
 		)
-		if err := rows.Scan(&r.ID, &kind, &r.Issuer, &r.JTI, &r.Subject, &r.ClientID, &r.Scope, &r.Segment, &r.Reason, &r.CreatedAt, &until, &r.CreatedBy, &r.SessionID, &issuedBefore, &sourceEvent); err != nil {
+		if err := rows.Scan(&r.ID, &kind, &r.Issuer, &r.JTI, &r.Subject, &r.ClientID, &r.Scope, &r.Segment, &r.Reason, &r.CreatedAt, &until, &r.CreatedBy, &r.SessionID, &issuedBefore, &sourceEvent, &r.DeviceID, &r.ACRLevel); err != nil {
 			return nil, err
 		}
 		k, ok := decision.ParseRevocationKind(kind)

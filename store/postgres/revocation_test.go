@@ -124,10 +124,24 @@ func TestRevocationMigrationUpgradesAnOldTable(t *testing.T) {
 		if err != nil || !back.IssuedBefore.Equal(cut) {
 			t.Fatalf("read back: %+v %v", back, err)
 		}
+		dev, err := db.Revoke(t.Context(), decision.Revocation{Kind: decision.RevokeDevice, DeviceID: "d1", IssuedBefore: cut, Reason: "r"})
+		if err != nil {
+			t.Fatalf("device revocation after migrate: %v", err)
+		}
+		asr, err := db.Revoke(t.Context(), decision.Revocation{Kind: decision.RevokeAssurance, Subject: "alice", ACRLevel: "aal1", Reason: "r"})
+		if err != nil {
+			t.Fatalf("assurance revocation after migrate: %v", err)
+		}
+		if b, _, err := db.GetRevocation(t.Context(), dev.ID); err != nil || b.DeviceID != "d1" {
+			t.Fatalf("device read back: %+v %v", b, err)
+		}
+		if b, _, err := db.GetRevocation(t.Context(), asr.ID); err != nil || b.ACRLevel != "aal1" {
+			t.Fatalf("assurance read back: %+v %v", b, err)
+		}
 	}
 	// The kind check still refuses what no release writes.
-	if _, err := conn.Exec(t.Context(), `INSERT INTO `+pgx.Identifier{schema, "scopegate_revocations"}.Sanitize()+` (id, kind, reason) VALUES ('bad', 'device', 'r')`); err == nil {
-		t.Error("the kind check accepted kind 'device'")
+	if _, err := conn.Exec(t.Context(), `INSERT INTO `+pgx.Identifier{schema, "scopegate_revocations"}.Sanitize()+` (id, kind, reason) VALUES ('bad', 'printer', 'r')`); err == nil {
+		t.Error("the kind check accepted kind 'printer'")
 	}
 }
 

@@ -21,17 +21,21 @@ func TestRevocations(t *testing.T, newStore func(t *testing.T) store.RevocationS
 	t.Helper()
 	future := time.Now().Add(24 * time.Hour)
 	roundTrip := map[string]decision.Revocation{
-		"token":                 {Kind: decision.RevokeToken, Issuer: testIss, JTI: "7f2c-jti", Reason: "INC-1 leaked in a log", CreatedBy: "ops@example.com"},
-		"subject of any issuer": {Kind: decision.RevokeSubject, Subject: "alice", Reason: "account closed"},
-		"subject of one issuer": {Kind: decision.RevokeSubject, Issuer: testIss, Subject: "alice", Reason: "r"},
-		"client with a scope":   {Kind: decision.RevokeClient, ClientID: "web-app", Scope: "billing:write", Reason: "r"},
-		"client with a segment": {Kind: decision.RevokeClient, ClientID: "web-app", Segment: "billing", Reason: "r"},
-		"subject with a path":   {Kind: decision.RevokeSubject, Subject: "bob", Segment: "/v1/payments", Reason: "r"},
-		"with until":            {Kind: decision.RevokeClient, ClientID: "batch", Reason: "r", Until: future},
-		"session":               {Kind: decision.RevokeSession, Issuer: testIss, SessionID: "sid-1", Reason: "caep session-revoked", CreatedBy: "ssf:https://idp.example.com/"},
-		"session of a subject":  {Kind: decision.RevokeSession, Issuer: testIss, Subject: "alice", Reason: "r"},
-		"from an event":         {Kind: decision.RevokeSubject, Subject: "carol", IssuedBefore: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC), SourceEventTime: time.Date(2026, 12, 2, 10, 0, 0, 987654321, time.FixedZone("y", -7200)), Reason: "ssf credential-change"},
-		"issued before":         {Kind: decision.RevokeSubject, Subject: "alice", IssuedBefore: time.Date(2026, 12, 2, 10, 0, 0, 123456789, time.FixedZone("x", 3600)), Reason: "password changed"},
+		"token":                          {Kind: decision.RevokeToken, Issuer: testIss, JTI: "7f2c-jti", Reason: "INC-1 leaked in a log", CreatedBy: "ops@example.com"},
+		"subject of any issuer":          {Kind: decision.RevokeSubject, Subject: "alice", Reason: "account closed"},
+		"subject of one issuer":          {Kind: decision.RevokeSubject, Issuer: testIss, Subject: "alice", Reason: "r"},
+		"client with a scope":            {Kind: decision.RevokeClient, ClientID: "web-app", Scope: "billing:write", Reason: "r"},
+		"client with a segment":          {Kind: decision.RevokeClient, ClientID: "web-app", Segment: "billing", Reason: "r"},
+		"subject with a path":            {Kind: decision.RevokeSubject, Subject: "bob", Segment: "/v1/payments", Reason: "r"},
+		"with until":                     {Kind: decision.RevokeClient, ClientID: "batch", Reason: "r", Until: future},
+		"session":                        {Kind: decision.RevokeSession, Issuer: testIss, SessionID: "sid-1", Reason: "caep session-revoked", CreatedBy: "ssf:https://idp.example.com/"},
+		"session of a subject":           {Kind: decision.RevokeSession, Issuer: testIss, Subject: "alice", Reason: "r"},
+		"device":                         {Kind: decision.RevokeDevice, Issuer: testIss, DeviceID: "dev-1", IssuedBefore: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC), Reason: "ssf device-compliance-change"},
+		"device of any issuer, narrowed": {Kind: decision.RevokeDevice, DeviceID: "dev-2", Scope: "billing:write", Reason: "r"},
+		"assurance":                      {Kind: decision.RevokeAssurance, Subject: "alice", ACRLevel: "urn:example:pwd", IssuedBefore: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC), Reason: "ssf assurance-level-change"},
+		"assurance to no level":          {Kind: decision.RevokeAssurance, Issuer: testIss, Subject: "bob", Reason: "r"},
+		"from an event":                  {Kind: decision.RevokeSubject, Subject: "carol", IssuedBefore: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC), SourceEventTime: time.Date(2026, 12, 2, 10, 0, 0, 987654321, time.FixedZone("y", -7200)), Reason: "ssf credential-change"},
+		"issued before":                  {Kind: decision.RevokeSubject, Subject: "alice", IssuedBefore: time.Date(2026, 12, 2, 10, 0, 0, 123456789, time.FixedZone("x", 3600)), Reason: "password changed"},
 		"unicode and quotes": {
 			Kind: decision.RevokeSubject, Subject: `josé'; DROP TABLE scopegate_revocations; --`,
 			Reason: "用户 asked — \"urgent\" 🧾", CreatedBy: "CN=admin,O=Example",
@@ -295,6 +299,7 @@ func same(a, b decision.Revocation) bool {
 		a.Segment == b.Segment && a.Reason == b.Reason && a.CreatedAt.Equal(b.CreatedAt) &&
 		a.Until.Equal(b.Until) && a.CreatedBy == b.CreatedBy &&
 		a.SessionID == b.SessionID && a.IssuedBefore.Equal(b.IssuedBefore) &&
+		a.DeviceID == b.DeviceID && a.ACRLevel == b.ACRLevel &&
 		a.IssuedBefore.Nanosecond()%1000 == 0 &&
 		a.SourceEventTime.Equal(b.SourceEventTime) && a.SourceEventTime.Nanosecond()%1000 == 0
 }
