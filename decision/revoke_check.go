@@ -1,6 +1,7 @@
 package decision
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -43,6 +44,12 @@ func (p *Policy) CheckRevocation(r *Revocation, knownScopes ...string) error {
 	if r.Issuer != "" && p.Issuers[r.Issuer] == nil {
 		return fmt.Errorf("revocation: issuer %q is not an issuer of the policy, so the revocation would never match a token%s", r.Issuer, p.issuerHint(r.Issuer))
 	}
+	if r.Kind == RevokeDevice && !p.readsDevices(r.Issuer) {
+		if r.Issuer != "" {
+			return fmt.Errorf("revocation: issuer %q names no device_claim, so its tokens carry no device id and the revocation would never match; set device_claim on the issuer (e.g. device_claim: did)", r.Issuer)
+		}
+		return errors.New("revocation: no issuer of the policy names a device_claim, so no token carries a device id and the revocation would never match; set device_claim on the issuer whose tokens name devices (e.g. device_claim: did)")
+	}
 	if r.Scope != "" && !p.knowsScope(r.Scope, knownScopes) {
 		hint := suggest.DidYouMean(r.Scope, p.scopeCandidates(knownScopes))
 		return fmt.Errorf("revocation: scope %q is not a scope of the policy (no route, catalog entry or admin check requires it), so the revocation would take nothing away%s", r.Scope, hint)
@@ -64,6 +71,20 @@ func (p *Policy) CheckRevocation(r *Revocation, knownScopes ...string) error {
 		}
 	}
 	return nil
+}
+
+// readsDevices reports whether tokens of iss ("" for any issuer) can carry
+// a device id: its issuer, or some issuer, names a device_claim.
+func (p *Policy) readsDevices(iss string) bool {
+	if iss != "" {
+		return p.Issuers[iss] != nil && p.Issuers[iss].DeviceClaim != ""
+	}
+	for _, i := range p.Issuers {
+		if i.DeviceClaim != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // normalizePrefix returns the path prefix in the canonical form request

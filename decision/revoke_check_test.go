@@ -50,6 +50,10 @@ func TestCheckRevocation(t *testing.T) {
 		"encoded dot":         {r: client(func(r *decision.Revocation) { r.Segment = "/orders/%2e%2e/admin" }), errHas: "%2E"},
 		"invalid UTF-8":       {r: client(func(r *decision.Revocation) { r.Segment = "/orders/%FF" }), errHas: "UTF-8"},
 		"no reason":           {r: client(func(r *decision.Revocation) { r.Reason = "" }), errHas: "reason is required"},
+		"device, no device_claim": {r: decision.Revocation{Kind: decision.RevokeDevice, DeviceID: "d", Reason: "r"},
+			errHas: "no issuer of the policy names a device_claim"},
+		"device of an issuer without device_claim": {r: decision.Revocation{Kind: decision.RevokeDevice, Issuer: "https://id.example.com/", DeviceID: "d", Reason: "r"},
+			errHas: `issuer "https://id.example.com/" names no device_claim`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -103,5 +107,21 @@ func TestRevocationSetCanonicalPrefix(t *testing.T) {
 		if !s.Equal([]decision.Revocation{stored}) {
 			t.Errorf("%s: the set is not Equal to the stored list it was built from", name)
 		}
+	}
+}
+
+// A device revocation is accepted where an issuer names a device_claim.
+func TestCheckDeviceRevocation(t *testing.T) {
+	f := newRevFixture(t, decision.Options{})
+	pol := f.engine.Policy()
+	for _, iss := range []string{"", testIssuer} {
+		r := decision.Revocation{Kind: decision.RevokeDevice, Issuer: iss, DeviceID: "d", Reason: "r"}
+		if err := pol.CheckRevocation(&r); err != nil {
+			t.Errorf("issuer %q: %v", iss, err)
+		}
+	}
+	r := decision.Revocation{Kind: decision.RevokeDevice, Issuer: otherIssuer, DeviceID: "d", Reason: "r"}
+	if err := pol.CheckRevocation(&r); err == nil || !strings.Contains(err.Error(), "names no device_claim") {
+		t.Errorf("issuer without device_claim: %v", err)
 	}
 }

@@ -135,8 +135,18 @@ func revocationFromRequest(req *scopegatev1.RevokeRequest) (decision.Revocation,
 		if r.Issuer == "" {
 			return r, status.Error(codes.InvalidArgument, "issuer is required with session_id: sid values are unique per issuer only")
 		}
+	case *scopegatev1.RevokeRequest_DeviceId:
+		r.Kind, r.DeviceID = decision.RevokeDevice, t.DeviceId
+		if r.DeviceID == "" {
+			return r, status.Error(codes.InvalidArgument, "device_id is empty: give the device claim of the tokens to revoke")
+		}
+	case *scopegatev1.RevokeRequest_Assurance:
+		r.Kind, r.Subject, r.ACRLevel = decision.RevokeAssurance, t.Assurance.GetSubject(), t.Assurance.GetAcrLevel()
+		if r.Subject == "" {
+			return r, status.Error(codes.InvalidArgument, "assurance.subject is empty: give the sub claim whose assurance level was lowered")
+		}
 	default:
-		return r, status.Error(codes.InvalidArgument, "no target: set exactly one of token (iss and jti), subject, client_id or session_id")
+		return r, status.Error(codes.InvalidArgument, "no target: set exactly one of token (iss and jti), subject, client_id, session_id, device_id or assurance")
 	}
 	if ib := req.GetIssuedBefore(); ib != nil {
 		if err := ib.CheckValid(); err != nil {
@@ -210,6 +220,7 @@ func revocationToProto(r *decision.Revocation) *scopegatev1.Revocation {
 	out := &scopegatev1.Revocation{
 		Id: r.ID, Kind: r.Kind.String(), Issuer: r.Issuer, Jti: r.JTI, Subject: r.Subject, ClientId: r.ClientID,
 		Scope: r.Scope, Segment: r.Segment, Reason: r.Reason, CreatedBy: r.CreatedBy, SessionId: r.SessionID,
+		DeviceId: r.DeviceID, AcrLevel: r.ACRLevel,
 	}
 	if !r.IssuedBefore.IsZero() {
 		out.IssuedBefore = timestamppb.New(r.IssuedBefore)

@@ -570,6 +570,9 @@ func (r *SSFReceiver) auditEvent(ctx context.Context, tr *ssf.Transmitter, set *
 		rv := o.Revocations[0]
 		details["kind"], details["target"], details["issuer"] = rv.Kind.String(), rv.Target(), rv.Issuer
 		details["issued_before"] = formatIssuedBefore(rv.IssuedBefore)
+		if rv.Kind == decision.RevokeAssurance {
+			details["acr_level"] = rv.ACRLevel
+		}
 	}
 	r.log.Info("SSF event applied", "transmitter", tr.Issuer, "type", o.EventType, "subject", o.Subject, "revocations", details["revocations"])
 	if r.audit != nil {

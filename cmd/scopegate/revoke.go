@@ -215,7 +215,8 @@ func printJSON(w io.Writer, m proto.Message) error {
 type revokeCmd struct {
 	adminClient
 	jti, iss, sub, client string
-	session               string
+	session, device       string
+	assurance             optionalString
 	scope, segment        string
 	reason, until         string
 	issuedBefore          string
@@ -229,7 +230,9 @@ func (r *revokeCmd) define(fs *flag.FlagSet) {
 	fs.StringVar(&r.sub, "sub", "", "revoke every token of this subject (sub claim)")
 	fs.StringVar(&r.sub, "subject", "", "the same as --sub")
 	fs.StringVar(&r.session, "session", "", "revoke the tokens of one session: their sid claim (with --iss)")
-	fs.StringVar(&r.issuedBefore, "issued-before", "", "with --sub, --client or --session: revoke only tokens issued before this RFC 3339 time (iat earlier; tokens without iat count as earlier), e.g. after a password change")
+	fs.StringVar(&r.device, "device", "", "revoke the tokens of one device: their device claim (the issuer's device_claim); with --iss, of that issuer only")
+	fs.Var(&r.assurance, "assurance-level", "with --sub: the subject's assurance was lowered to this acr value; on step-up routes that need a higher one, its tokens (with --issued-before, the earlier ones) are refused. \"\" for no level at all")
+	fs.StringVar(&r.issuedBefore, "issued-before", "", "with --sub, --client, --session or --device: revoke only tokens issued before this RFC 3339 time (iat earlier; tokens without iat count as earlier), e.g. after a password change")
 	fs.StringVar(&r.client, "client", "", "revoke every token of this client (client_id, else azp)")
 	fs.StringVar(&r.scope, "scope", "", "revoke only this scope: the tokens keep their other scopes")
 	fs.StringVar(&r.segment, "segment", "", "revoke only this segment: a scope-catalog segment name (billing), or a path prefix (/v1/payments)")
@@ -251,6 +254,15 @@ func (r *revokeCmd) run(ctx context.Context, c *cli) int {
 	if r.sub != "" {
 		targets++
 		req.Target, req.Issuer = &scopegatev1.RevokeRequest_Subject{Subject: r.sub}, r.iss
+		if r.assurance.set {
+			req.Target = &scopegatev1.RevokeRequest_Assurance{Assurance: &scopegatev1.AssuranceTarget{Subject: r.sub, AcrLevel: r.assurance.v}}
+		}
+	} else if r.assurance.set {
+		return c.usageError(name, "--assurance-level goes with --sub: the subject whose assurance was lowered")
+	}
+	if r.device != "" {
+		targets++
+		req.Target, req.Issuer = &scopegatev1.RevokeRequest_DeviceId{DeviceId: r.device}, r.iss
 	}
 	if r.client != "" {
 		targets++
@@ -264,11 +276,11 @@ func (r *revokeCmd) run(ctx context.Context, c *cli) int {
 		req.Target, req.Issuer = &scopegatev1.RevokeRequest_SessionId{SessionId: r.session}, r.iss
 	}
 	if targets != 1 {
-		return c.usageError(name, "give exactly one of --jti (with --iss), --sub, --client or --session (with --iss)")
+		return c.usageError(name, "give exactly one of --jti (with --iss), --sub, --client, --session (with --iss) or --device")
 	}
 	if r.issuedBefore != "" {
 		if r.jti != "" {
-			return c.usageError(name, "--issued-before goes with --sub, --client or --session; --jti names one token already")
+			return c.usageError(name, "--issued-before goes with --sub, --client, --session or --device; --jti names one token already")
 		}
 		t, err := time.Parse(time.RFC3339Nano, r.issuedBefore)
 		if err != nil {
@@ -406,6 +418,14 @@ func printRevocations(w io.Writer, list *scopegatev1.ListRevocationsResponse) {
 			if r.GetSessionId() == "" {
 				target = "sub " + r.GetSubject() + " (no sid)"
 			}
+		case "device":
+			target = r.GetDeviceId()
+		case "assurance":
+			level := r.GetAcrLevel()
+			if level == "" {
+				level = "none"
+			}
+			target = r.GetSubject() + " (acr " + level + " on step-up routes)"
 		}
 		only := "-"
 		if r.GetScope() != "" {
@@ -439,4 +459,18 @@ func dashIfEmpty(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// optionalString is a string flag that records whether it was given, so
+// that "" can be a value.
+type optionalString struct {
+	v   string
+	set bool
+}
+
+func (o *optionalString) String() string { return o.v }
+
+func (o *optionalString) Set(v string) error {
+	o.v, o.set = v, true
+	return nil
 }

@@ -194,7 +194,33 @@ func TestRevokeIssuedBeforeAndSession(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "issued before "+cut.Format(time.RFC3339)) || !strings.Contains(out, "sid s-42") {
 		t.Errorf("revocations list:\n%s", out)
 	}
+	onDevice := mint(t, "--scope", "orders:read", "--sub", "erin", "--claim", "did=d-9")
+	otherDevice := mint(t, "--scope", "orders:read", "--sub", "erin", "--claim", "did=d-10")
+	code, _, errs = runEnv(t, env, "revoke", "--admin", addr, "--device", "d-9", "--reason", "laptop lost")
+	if code != exitOK {
+		t.Fatalf("revoke --device: exit %d: %s", code, errs)
+	}
+	if d := decideOrders(srv, onDevice); d.Code != decision.Revoked {
+		t.Errorf("token of the device: %s", d.Code)
+	}
+	if d := decideOrders(srv, otherDevice); !d.Allow {
+		t.Errorf("token of another device: %s", d.Code)
+	}
+	code, out, errs = runEnv(t, env, "revoke", "--admin", addr, "--sub", "frank", "--assurance-level", "urn:example:pwd", "--issued-before", cut.Format(time.RFC3339), "--reason", "ssf drill", "--json")
+	if code != exitOK || !strings.Contains(out, `"kind": "assurance"`) || !strings.Contains(out, `"acr_level": "urn:example:pwd"`) {
+		t.Fatalf("revoke --assurance-level: exit %d\n%s%s", code, out, errs)
+	}
+	// Not a step-up route: untouched.
+	if d := decideOrders(srv, mint(t, "--scope", "orders:read", "--sub", "frank", "--claim", "acr=urn:example:mfa", "--claim", fmt.Sprintf("iat=%d", cut.Add(-time.Hour).Unix()))); !d.Allow {
+		t.Errorf("assurance on a route without step-up: %s", d.Code)
+	}
+	code, out, _ = runEnv(t, env, "revocations", "list", "--admin", addr)
+	if code != exitOK || !strings.Contains(out, "frank (acr urn:example:pwd on step-up routes)") || !strings.Contains(out, "d-9") {
+		t.Errorf("revocations list:\n%s", out)
+	}
 	for name, args := range map[string][]string{
+		"assurance without sub":    {"--assurance-level", "x", "--client", "c"},
+		"device and sub":           {"--device", "d", "--sub", "s"},
 		"session without iss":      {"--session", "s"},
 		"issued before with jti":   {"--jti", "j", "--iss", "i", "--issued-before", cut.Format(time.RFC3339)},
 		"issued before not a time": {"--sub", "a", "--issued-before", "yesterday"},

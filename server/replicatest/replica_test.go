@@ -50,10 +50,16 @@ issuers:
     audiences: [items-api]
     jwks_file: jwks.json
     algorithms: [ES256]
+    device_claim: did
 routes:
   - name: items-read
     match: {methods: [GET], path: "/api/items/{id}"}
     require: {all_of: [items:read]}
+  - name: items-secure
+    match: {methods: [GET], path: "/api/secure/{id}"}
+    require: {all_of: [items:read]}
+    when:
+      step_up: {acr: [aal2, aal3]}
 default: deny
 `
 
@@ -255,6 +261,11 @@ func (r *replica) asAdmin(ctx context.Context) context.Context {
 
 // decide asks the replica's ext_authz whether tok may GET an item.
 func (r *replica) decide(tok string) (allow bool, code string, err error) {
+	return r.decideAt(tok, "/api/items/1")
+}
+
+// decideAt asks for a decision on GET path.
+func (r *replica) decideAt(tok, path string) (allow bool, code string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	resp, err := r.check.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
@@ -262,8 +273,8 @@ func (r *replica) decide(tok string) (allow bool, code string, err error) {
 			SocketAddress: &corev3.SocketAddress{Address: "10.0.0.7", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 40000}},
 		}}},
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-			Method: "GET", Path: "/api/items/1", Host: "api.test",
-			Headers: map[string]string{":method": "GET", ":path": "/api/items/1", ":authority": "api.test", "authorization": "Bearer " + tok},
+			Method: "GET", Path: path, Host: "api.test",
+			Headers: map[string]string{":method": "GET", ":path": path, ":authority": "api.test", "authorization": "Bearer " + tok},
 		}},
 	}})
 	if err != nil {

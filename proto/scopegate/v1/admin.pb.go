@@ -236,6 +236,8 @@ type RevokeRequest struct {
 	//	*RevokeRequest_Subject
 	//	*RevokeRequest_ClientId
 	//	*RevokeRequest_SessionId
+	//	*RevokeRequest_DeviceId
+	//	*RevokeRequest_Assurance
 	Target isRevokeRequest_Target `protobuf_oneof:"target"`
 	// Narrows the revocation to tokens used for this scope: requests to routes
 	// that require it are refused, others are still allowed. Empty means every
@@ -341,6 +343,24 @@ func (x *RevokeRequest) GetSessionId() string {
 	return ""
 }
 
+func (x *RevokeRequest) GetDeviceId() string {
+	if x != nil {
+		if x, ok := x.Target.(*RevokeRequest_DeviceId); ok {
+			return x.DeviceId
+		}
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetAssurance() *AssuranceTarget {
+	if x != nil {
+		if x, ok := x.Target.(*RevokeRequest_Assurance); ok {
+			return x.Assurance
+		}
+	}
+	return nil
+}
+
 func (x *RevokeRequest) GetScope() string {
 	if x != nil {
 		return x.Scope
@@ -408,6 +428,20 @@ type RevokeRequest_SessionId struct {
 	SessionId string `protobuf:"bytes,9,opt,name=session_id,json=sessionId,proto3,oneof"`
 }
 
+type RevokeRequest_DeviceId struct {
+	// The tokens issued to one device: those whose device claim (the
+	// issuer's device_claim in the policy) is this id.
+	DeviceId string `protobuf:"bytes,11,opt,name=device_id,json=deviceId,proto3,oneof"`
+}
+
+type RevokeRequest_Assurance struct {
+	// Lowers a subject's assurance: on routes whose step_up lists acr
+	// values, the subject's tokens count as if their acr were acr_level, so
+	// they are refused where that level is not enough. Other routes are
+	// untouched. Cannot be narrowed by scope or segment.
+	Assurance *AssuranceTarget `protobuf:"bytes,12,opt,name=assurance,proto3,oneof"`
+}
+
 func (*RevokeRequest_Token) isRevokeRequest_Target() {}
 
 func (*RevokeRequest_Subject) isRevokeRequest_Target() {}
@@ -415,6 +449,10 @@ func (*RevokeRequest_Subject) isRevokeRequest_Target() {}
 func (*RevokeRequest_ClientId) isRevokeRequest_Target() {}
 
 func (*RevokeRequest_SessionId) isRevokeRequest_Target() {}
+
+func (*RevokeRequest_DeviceId) isRevokeRequest_Target() {}
+
+func (*RevokeRequest_Assurance) isRevokeRequest_Target() {}
 
 // TokenTarget names one token: the pair (iss, jti) is unique.
 type TokenTarget struct {
@@ -471,6 +509,62 @@ func (x *TokenTarget) GetJti() string {
 	return ""
 }
 
+// AssuranceTarget names a subject whose assurance level was lowered.
+type AssuranceTarget struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The "sub" claim of the tokens. Required.
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The subject's new level, as an "acr" value tokens carry. Empty means no
+	// level at all: every acr requirement refuses the tokens.
+	AcrLevel      string `protobuf:"bytes,2,opt,name=acr_level,json=acrLevel,proto3" json:"acr_level,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AssuranceTarget) Reset() {
+	*x = AssuranceTarget{}
+	mi := &file_scopegate_v1_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssuranceTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssuranceTarget) ProtoMessage() {}
+
+func (x *AssuranceTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_scopegate_v1_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssuranceTarget.ProtoReflect.Descriptor instead.
+func (*AssuranceTarget) Descriptor() ([]byte, []int) {
+	return file_scopegate_v1_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AssuranceTarget) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *AssuranceTarget) GetAcrLevel() string {
+	if x != nil {
+		return x.AcrLevel
+	}
+	return ""
+}
+
 // RevokeResponse returns the revocation as stored.
 type RevokeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -482,7 +576,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_scopegate_v1_admin_proto_msgTypes[6]
+	mi := &file_scopegate_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -494,7 +588,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_scopegate_v1_admin_proto_msgTypes[6]
+	mi := &file_scopegate_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -507,7 +601,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_scopegate_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_scopegate_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RevokeResponse) GetRevocation() *Revocation {
@@ -528,7 +622,7 @@ type UnrevokeRequest struct {
 
 func (x *UnrevokeRequest) Reset() {
 	*x = UnrevokeRequest{}
-	mi := &file_scopegate_v1_admin_proto_msgTypes[7]
+	mi := &file_scopegate_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +634,7 @@ func (x *UnrevokeRequest) String() string {
 func (*UnrevokeRequest) ProtoMessage() {}
 
 func (x *UnrevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_scopegate_v1_admin_proto_msgTypes[7]
+	mi := &file_scopegate_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +647,7 @@ func (x *UnrevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnrevokeRequest.ProtoReflect.Descriptor instead.
 func (*UnrevokeRequest) Descriptor() ([]byte, []int) {
-	return file_scopegate_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_scopegate_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UnrevokeRequest) GetId() string {
@@ -572,7 +666,7 @@ type UnrevokeResponse struct {
 
 func (x *UnrevokeResponse) Reset() {
 	*x = UnrevokeResponse{}
-	mi := &file_scopegate_v1_admin_proto_msgTypes[8]
+	mi := &file_scopegate_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -584,7 +678,7 @@ func (x *UnrevokeResponse) String() string {
 func (*UnrevokeResponse) ProtoMessage() {}
 
 func (x *UnrevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_scopegate_v1_admin_proto_msgTypes[8]
+	mi := &file_scopegate_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -597,7 +691,7 @@ func (x *UnrevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnrevokeResponse.ProtoReflect.Descriptor instead.
 func (*UnrevokeResponse) Descriptor() ([]byte, []int) {
-	return file_scopegate_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_scopegate_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 // ListRevocationsRequest has no fields: every revocation in force is listed.
@@ -609,7 +703,7 @@ type ListRevocationsRequest struct {
 
 func (x *ListRevocationsRequest) Reset() {
 	*x = ListRevocationsRequest{}
-	mi := &file_scopegate_v1_admin_proto_msgTypes[9]
+	mi := &file_scopegate_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -621,7 +715,7 @@ func (x *ListRevocationsRequest) String() string {
 func (*ListRevocationsRequest) ProtoMessage() {}
 
 func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_scopegate_v1_admin_proto_msgTypes[9]
+	mi := &file_scopegate_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -634,7 +728,7 @@ func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_scopegate_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_scopegate_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 // ListRevocationsResponse lists the revocations this instance enforces.
@@ -652,7 +746,7 @@ type ListRevocationsResponse struct {
 
 func (x *ListRevocationsResponse) Reset() {
 	*x = ListRevocationsResponse{}
-	mi := &file_scopegate_v1_admin_proto_msgTypes[10]
+	mi := &file_scopegate_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +758,7 @@ func (x *ListRevocationsResponse) String() string {
 func (*ListRevocationsResponse) ProtoMessage() {}
 
 func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_scopegate_v1_admin_proto_msgTypes[10]
+	mi := &file_scopegate_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +771,7 @@ func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_scopegate_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_scopegate_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListRevocationsResponse) GetRevocations() []*Revocation {
@@ -700,8 +794,10 @@ type Revocation struct {
 	// A unique id, used to remove the revocation.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// What is revoked: "token" (one token, by issuer and jti), "subject"
-	// (every token of subject), "client" (every token of client_id) or
-	// "session" (the tokens of session_id, of issuer).
+	// (every token of subject), "client" (every token of client_id),
+	// "session" (the tokens of session_id, of issuer), "device" (the tokens
+	// of device_id) or "assurance" (subject's tokens judged at acr_level on
+	// step-up routes).
 	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	// For kind "token", the token's issuer; for "subject" and "client", the
 	// issuer the revocation is limited to, or empty for every issuer.
@@ -734,14 +830,19 @@ type Revocation struct {
 	SessionId string `protobuf:"bytes,13,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// When set, only tokens issued before this time (or with no "iat") are
 	// refused.
-	IssuedBefore  *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=issued_before,json=issuedBefore,proto3" json:"issued_before,omitempty"`
+	IssuedBefore *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=issued_before,json=issuedBefore,proto3" json:"issued_before,omitempty"`
+	// The revoked device (its device claim); set only for kind "device".
+	DeviceId string `protobuf:"bytes,15,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// The acr level the subject's tokens are judged at on step-up routes;
+	// kind "assurance" only, and empty there for no level at all.
+	AcrLevel      string `protobuf:"bytes,16,opt,name=acr_level,json=acrLevel,proto3" json:"acr_level,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_scopegate_v1_admin_proto_msgTypes[11]
+	mi := &file_scopegate_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +854,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_scopegate_v1_admin_proto_msgTypes[11]
+	mi := &file_scopegate_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +867,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_scopegate_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_scopegate_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Revocation) GetId() string {
@@ -867,6 +968,20 @@ func (x *Revocation) GetIssuedBefore() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Revocation) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *Revocation) GetAcrLevel() string {
+	if x != nil {
+		return x.AcrLevel
+	}
+	return ""
+}
+
 // UsageReportRequest selects the clients and scopes to report.
 type UsageReportRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -882,7 +997,7 @@ type UsageReportRequest struct {
 
 func (x *UsageReportRequest) Reset() {
 	*x = UsageReportRequest{}
-	mi := &file_scopegate_v1_admin_proto_msgTypes[12]
+	mi := &file_scopegate_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +1009,7 @@ func (x *UsageReportRequest) String() string {
 func (*UsageReportRequest) ProtoMessage() {}
 
 func (x *UsageReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_scopegate_v1_admin_proto_msgTypes[12]
+	mi := &file_scopegate_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +1022,7 @@ func (x *UsageReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageReportRequest.ProtoReflect.Descriptor instead.
 func (*UsageReportRequest) Descriptor() ([]byte, []int) {
-	return file_scopegate_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_scopegate_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UsageReportRequest) GetUnusedFor() *durationpb.Duration {
@@ -935,7 +1050,7 @@ type UsageReportResponse struct {
 
 func (x *UsageReportResponse) Reset() {
 	*x = UsageReportResponse{}
-	mi := &file_scopegate_v1_admin_proto_msgTypes[13]
+	mi := &file_scopegate_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -947,7 +1062,7 @@ func (x *UsageReportResponse) String() string {
 func (*UsageReportResponse) ProtoMessage() {}
 
 func (x *UsageReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_scopegate_v1_admin_proto_msgTypes[13]
+	mi := &file_scopegate_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -960,7 +1075,7 @@ func (x *UsageReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageReportResponse.ProtoReflect.Descriptor instead.
 func (*UsageReportResponse) Descriptor() ([]byte, []int) {
-	return file_scopegate_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_scopegate_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UsageReportResponse) GetClients() []*ClientUsage {
@@ -983,7 +1098,7 @@ type ClientUsage struct {
 
 func (x *ClientUsage) Reset() {
 	*x = ClientUsage{}
-	mi := &file_scopegate_v1_admin_proto_msgTypes[14]
+	mi := &file_scopegate_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1110,7 @@ func (x *ClientUsage) String() string {
 func (*ClientUsage) ProtoMessage() {}
 
 func (x *ClientUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_scopegate_v1_admin_proto_msgTypes[14]
+	mi := &file_scopegate_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1123,7 @@ func (x *ClientUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientUsage.ProtoReflect.Descriptor instead.
 func (*ClientUsage) Descriptor() ([]byte, []int) {
-	return file_scopegate_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_scopegate_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ClientUsage) GetClientId() string {
@@ -1044,7 +1159,7 @@ type ScopeUsage struct {
 
 func (x *ScopeUsage) Reset() {
 	*x = ScopeUsage{}
-	mi := &file_scopegate_v1_admin_proto_msgTypes[15]
+	mi := &file_scopegate_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1056,7 +1171,7 @@ func (x *ScopeUsage) String() string {
 func (*ScopeUsage) ProtoMessage() {}
 
 func (x *ScopeUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_scopegate_v1_admin_proto_msgTypes[15]
+	mi := &file_scopegate_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1069,7 +1184,7 @@ func (x *ScopeUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScopeUsage.ProtoReflect.Descriptor instead.
 func (*ScopeUsage) Descriptor() ([]byte, []int) {
-	return file_scopegate_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_scopegate_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ScopeUsage) GetScope() string {
@@ -1120,13 +1235,15 @@ const file_scopegate_v1_admin_proto_rawDesc = "" +
 	"\x13ReloadPolicyRequest\"L\n" +
 	"\x14ReloadPolicyResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1a\n" +
-	"\bproblems\x18\x02 \x03(\tR\bproblems\"\xfb\x02\n" +
+	"\bproblems\x18\x02 \x03(\tR\bproblems\"\xd9\x03\n" +
 	"\rRevokeRequest\x121\n" +
 	"\x05token\x18\x01 \x01(\v2\x19.scopegate.v1.TokenTargetH\x00R\x05token\x12\x1a\n" +
 	"\asubject\x18\x02 \x01(\tH\x00R\asubject\x12\x1d\n" +
 	"\tclient_id\x18\x03 \x01(\tH\x00R\bclientId\x12\x1f\n" +
 	"\n" +
-	"session_id\x18\t \x01(\tH\x00R\tsessionId\x12\x14\n" +
+	"session_id\x18\t \x01(\tH\x00R\tsessionId\x12\x1d\n" +
+	"\tdevice_id\x18\v \x01(\tH\x00R\bdeviceId\x12=\n" +
+	"\tassurance\x18\f \x01(\v2\x1d.scopegate.v1.AssuranceTargetH\x00R\tassurance\x12\x14\n" +
 	"\x05scope\x18\x04 \x01(\tR\x05scope\x12\x18\n" +
 	"\asegment\x18\x05 \x01(\tR\asegment\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x120\n" +
@@ -1137,7 +1254,10 @@ const file_scopegate_v1_admin_proto_rawDesc = "" +
 	"\x06target\"1\n" +
 	"\vTokenTarget\x12\x10\n" +
 	"\x03iss\x18\x01 \x01(\tR\x03iss\x12\x10\n" +
-	"\x03jti\x18\x02 \x01(\tR\x03jti\"J\n" +
+	"\x03jti\x18\x02 \x01(\tR\x03jti\"H\n" +
+	"\x0fAssuranceTarget\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1b\n" +
+	"\tacr_level\x18\x02 \x01(\tR\bacrLevel\"J\n" +
 	"\x0eRevokeResponse\x128\n" +
 	"\n" +
 	"revocation\x18\x01 \x01(\v2\x18.scopegate.v1.RevocationR\n" +
@@ -1148,7 +1268,7 @@ const file_scopegate_v1_admin_proto_rawDesc = "" +
 	"\x16ListRevocationsRequest\"\x8e\x01\n" +
 	"\x17ListRevocationsResponse\x12:\n" +
 	"\vrevocations\x18\x01 \x03(\v2\x18.scopegate.v1.RevocationR\vrevocations\x127\n" +
-	"\tsynced_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bsyncedAt\"\xc5\x03\n" +
+	"\tsynced_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bsyncedAt\"\xff\x03\n" +
 	"\n" +
 	"Revocation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -1168,7 +1288,9 @@ const file_scopegate_v1_admin_proto_rawDesc = "" +
 	"created_by\x18\f \x01(\tR\tcreatedBy\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\r \x01(\tR\tsessionId\x12?\n" +
-	"\rissued_before\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\fissuedBefore\"k\n" +
+	"\rissued_before\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\fissuedBefore\x12\x1b\n" +
+	"\tdevice_id\x18\x0f \x01(\tR\bdeviceId\x12\x1b\n" +
+	"\tacr_level\x18\x10 \x01(\tR\bacrLevel\"k\n" +
 	"\x12UsageReportRequest\x128\n" +
 	"\n" +
 	"unused_for\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\tunusedFor\x12\x1b\n" +
@@ -1205,7 +1327,7 @@ func file_scopegate_v1_admin_proto_rawDescGZIP() []byte {
 	return file_scopegate_v1_admin_proto_rawDescData
 }
 
-var file_scopegate_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_scopegate_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_scopegate_v1_admin_proto_goTypes = []any{
 	(*GetPolicyVersionRequest)(nil),  // 0: scopegate.v1.GetPolicyVersionRequest
 	(*GetPolicyVersionResponse)(nil), // 1: scopegate.v1.GetPolicyVersionResponse
@@ -1213,51 +1335,53 @@ var file_scopegate_v1_admin_proto_goTypes = []any{
 	(*ReloadPolicyResponse)(nil),     // 3: scopegate.v1.ReloadPolicyResponse
 	(*RevokeRequest)(nil),            // 4: scopegate.v1.RevokeRequest
 	(*TokenTarget)(nil),              // 5: scopegate.v1.TokenTarget
-	(*RevokeResponse)(nil),           // 6: scopegate.v1.RevokeResponse
-	(*UnrevokeRequest)(nil),          // 7: scopegate.v1.UnrevokeRequest
-	(*UnrevokeResponse)(nil),         // 8: scopegate.v1.UnrevokeResponse
-	(*ListRevocationsRequest)(nil),   // 9: scopegate.v1.ListRevocationsRequest
-	(*ListRevocationsResponse)(nil),  // 10: scopegate.v1.ListRevocationsResponse
-	(*Revocation)(nil),               // 11: scopegate.v1.Revocation
-	(*UsageReportRequest)(nil),       // 12: scopegate.v1.UsageReportRequest
-	(*UsageReportResponse)(nil),      // 13: scopegate.v1.UsageReportResponse
-	(*ClientUsage)(nil),              // 14: scopegate.v1.ClientUsage
-	(*ScopeUsage)(nil),               // 15: scopegate.v1.ScopeUsage
-	(*timestamppb.Timestamp)(nil),    // 16: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 17: google.protobuf.Duration
+	(*AssuranceTarget)(nil),          // 6: scopegate.v1.AssuranceTarget
+	(*RevokeResponse)(nil),           // 7: scopegate.v1.RevokeResponse
+	(*UnrevokeRequest)(nil),          // 8: scopegate.v1.UnrevokeRequest
+	(*UnrevokeResponse)(nil),         // 9: scopegate.v1.UnrevokeResponse
+	(*ListRevocationsRequest)(nil),   // 10: scopegate.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),  // 11: scopegate.v1.ListRevocationsResponse
+	(*Revocation)(nil),               // 12: scopegate.v1.Revocation
+	(*UsageReportRequest)(nil),       // 13: scopegate.v1.UsageReportRequest
+	(*UsageReportResponse)(nil),      // 14: scopegate.v1.UsageReportResponse
+	(*ClientUsage)(nil),              // 15: scopegate.v1.ClientUsage
+	(*ScopeUsage)(nil),               // 16: scopegate.v1.ScopeUsage
+	(*timestamppb.Timestamp)(nil),    // 17: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 18: google.protobuf.Duration
 }
 var file_scopegate_v1_admin_proto_depIdxs = []int32{
-	16, // 0: scopegate.v1.GetPolicyVersionResponse.loaded_at:type_name -> google.protobuf.Timestamp
+	17, // 0: scopegate.v1.GetPolicyVersionResponse.loaded_at:type_name -> google.protobuf.Timestamp
 	5,  // 1: scopegate.v1.RevokeRequest.token:type_name -> scopegate.v1.TokenTarget
-	16, // 2: scopegate.v1.RevokeRequest.until:type_name -> google.protobuf.Timestamp
-	16, // 3: scopegate.v1.RevokeRequest.issued_before:type_name -> google.protobuf.Timestamp
-	11, // 4: scopegate.v1.RevokeResponse.revocation:type_name -> scopegate.v1.Revocation
-	11, // 5: scopegate.v1.ListRevocationsResponse.revocations:type_name -> scopegate.v1.Revocation
-	16, // 6: scopegate.v1.ListRevocationsResponse.synced_at:type_name -> google.protobuf.Timestamp
-	16, // 7: scopegate.v1.Revocation.created_at:type_name -> google.protobuf.Timestamp
-	16, // 8: scopegate.v1.Revocation.until:type_name -> google.protobuf.Timestamp
-	16, // 9: scopegate.v1.Revocation.issued_before:type_name -> google.protobuf.Timestamp
-	17, // 10: scopegate.v1.UsageReportRequest.unused_for:type_name -> google.protobuf.Duration
-	14, // 11: scopegate.v1.UsageReportResponse.clients:type_name -> scopegate.v1.ClientUsage
-	15, // 12: scopegate.v1.ClientUsage.scopes:type_name -> scopegate.v1.ScopeUsage
-	16, // 13: scopegate.v1.ScopeUsage.last_used:type_name -> google.protobuf.Timestamp
-	0,  // 14: scopegate.v1.Admin.GetPolicyVersion:input_type -> scopegate.v1.GetPolicyVersionRequest
-	2,  // 15: scopegate.v1.Admin.ReloadPolicy:input_type -> scopegate.v1.ReloadPolicyRequest
-	4,  // 16: scopegate.v1.Admin.Revoke:input_type -> scopegate.v1.RevokeRequest
-	7,  // 17: scopegate.v1.Admin.Unrevoke:input_type -> scopegate.v1.UnrevokeRequest
-	9,  // 18: scopegate.v1.Admin.ListRevocations:input_type -> scopegate.v1.ListRevocationsRequest
-	12, // 19: scopegate.v1.Admin.UsageReport:input_type -> scopegate.v1.UsageReportRequest
-	1,  // 20: scopegate.v1.Admin.GetPolicyVersion:output_type -> scopegate.v1.GetPolicyVersionResponse
-	3,  // 21: scopegate.v1.Admin.ReloadPolicy:output_type -> scopegate.v1.ReloadPolicyResponse
-	6,  // 22: scopegate.v1.Admin.Revoke:output_type -> scopegate.v1.RevokeResponse
-	8,  // 23: scopegate.v1.Admin.Unrevoke:output_type -> scopegate.v1.UnrevokeResponse
-	10, // 24: scopegate.v1.Admin.ListRevocations:output_type -> scopegate.v1.ListRevocationsResponse
-	13, // 25: scopegate.v1.Admin.UsageReport:output_type -> scopegate.v1.UsageReportResponse
-	20, // [20:26] is the sub-list for method output_type
-	14, // [14:20] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	6,  // 2: scopegate.v1.RevokeRequest.assurance:type_name -> scopegate.v1.AssuranceTarget
+	17, // 3: scopegate.v1.RevokeRequest.until:type_name -> google.protobuf.Timestamp
+	17, // 4: scopegate.v1.RevokeRequest.issued_before:type_name -> google.protobuf.Timestamp
+	12, // 5: scopegate.v1.RevokeResponse.revocation:type_name -> scopegate.v1.Revocation
+	12, // 6: scopegate.v1.ListRevocationsResponse.revocations:type_name -> scopegate.v1.Revocation
+	17, // 7: scopegate.v1.ListRevocationsResponse.synced_at:type_name -> google.protobuf.Timestamp
+	17, // 8: scopegate.v1.Revocation.created_at:type_name -> google.protobuf.Timestamp
+	17, // 9: scopegate.v1.Revocation.until:type_name -> google.protobuf.Timestamp
+	17, // 10: scopegate.v1.Revocation.issued_before:type_name -> google.protobuf.Timestamp
+	18, // 11: scopegate.v1.UsageReportRequest.unused_for:type_name -> google.protobuf.Duration
+	15, // 12: scopegate.v1.UsageReportResponse.clients:type_name -> scopegate.v1.ClientUsage
+	16, // 13: scopegate.v1.ClientUsage.scopes:type_name -> scopegate.v1.ScopeUsage
+	17, // 14: scopegate.v1.ScopeUsage.last_used:type_name -> google.protobuf.Timestamp
+	0,  // 15: scopegate.v1.Admin.GetPolicyVersion:input_type -> scopegate.v1.GetPolicyVersionRequest
+	2,  // 16: scopegate.v1.Admin.ReloadPolicy:input_type -> scopegate.v1.ReloadPolicyRequest
+	4,  // 17: scopegate.v1.Admin.Revoke:input_type -> scopegate.v1.RevokeRequest
+	8,  // 18: scopegate.v1.Admin.Unrevoke:input_type -> scopegate.v1.UnrevokeRequest
+	10, // 19: scopegate.v1.Admin.ListRevocations:input_type -> scopegate.v1.ListRevocationsRequest
+	13, // 20: scopegate.v1.Admin.UsageReport:input_type -> scopegate.v1.UsageReportRequest
+	1,  // 21: scopegate.v1.Admin.GetPolicyVersion:output_type -> scopegate.v1.GetPolicyVersionResponse
+	3,  // 22: scopegate.v1.Admin.ReloadPolicy:output_type -> scopegate.v1.ReloadPolicyResponse
+	7,  // 23: scopegate.v1.Admin.Revoke:output_type -> scopegate.v1.RevokeResponse
+	9,  // 24: scopegate.v1.Admin.Unrevoke:output_type -> scopegate.v1.UnrevokeResponse
+	11, // 25: scopegate.v1.Admin.ListRevocations:output_type -> scopegate.v1.ListRevocationsResponse
+	14, // 26: scopegate.v1.Admin.UsageReport:output_type -> scopegate.v1.UsageReportResponse
+	21, // [21:27] is the sub-list for method output_type
+	15, // [15:21] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_scopegate_v1_admin_proto_init() }
@@ -1270,6 +1394,8 @@ func file_scopegate_v1_admin_proto_init() {
 		(*RevokeRequest_Subject)(nil),
 		(*RevokeRequest_ClientId)(nil),
 		(*RevokeRequest_SessionId)(nil),
+		(*RevokeRequest_DeviceId)(nil),
+		(*RevokeRequest_Assurance)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1277,7 +1403,7 @@ func file_scopegate_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_scopegate_v1_admin_proto_rawDesc), len(file_scopegate_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
