@@ -155,6 +155,10 @@ func TestCompare(t *testing.T) {
 				{"issuer", "changed", "https://id.test/", Narrower, "require_at_jwt false → true"},
 			},
 		},
+		"device claim added": {
+			new:  edit("    audiences: [api]\n", "    audiences: [api]\n    device_claim: did\n"),
+			want: []want{{"issuer", "changed", "https://id.test/", Narrower, "device_claim (none) → did"}},
+		},
 		"discovery and introspection": {
 			new: edit("    jwks_url: https://id.test/jwks.json\n", "    discovery: true\n    introspection: {endpoint: https://id.test/introspect, client_id: gw, client_secret_env: S}\n"),
 			want: []want{
