@@ -126,6 +126,8 @@ type Subject struct {
 	Email string `json:"email,omitempty"`
 	// opaque
 	ID string `json:"id,omitempty"`
+	// aliases: other identifiers of the same subject (RFC 9493 §3.2.6)
+	Identifiers []*Subject `json:"identifiers,omitempty"`
 	// complex
 	User    *Subject `json:"user,omitempty"`
 	Session *Subject `json:"session,omitempty"`
@@ -373,6 +375,16 @@ func (tr *Transmitter) mapUser(s *Subject) (sub, iss string, ok bool) {
 		return s.Email, iss, tr.EmailIsSub && s.Email != ""
 	case "opaque":
 		return s.ID, iss, tr.OpaqueIsSub && s.ID != ""
+	case "aliases":
+		// The first identifier that maps names the subject; an alias list
+		// inside an alias list is not allowed (RFC 9493 §3.2.6).
+		for _, a := range s.Identifiers {
+			if a != nil && a.Format != "aliases" {
+				if sub, iss, ok := tr.mapUser(a); ok {
+					return sub, iss, true
+				}
+			}
+		}
 	}
 	return "", "", false
 }
@@ -386,6 +398,8 @@ func unmappableDetail(s *Subject) string {
 		return "an email subject maps to tokens only when the transmitter sets email_is_sub"
 	case "opaque":
 		return "an opaque subject maps to tokens only when the transmitter sets opaque_is_sub"
+	case "aliases":
+		return "no identifier of the aliases subject maps to token claims (iss_sub, or email or opaque with email_is_sub or opaque_is_sub)"
 	}
 	return "subject format " + sanitize(s.Format) + " does not map to token claims"
 }
@@ -449,6 +463,14 @@ func subjectString(s *Subject) string {
 		return "email:" + s.Email
 	case "opaque":
 		return "opaque:" + s.ID
+	case "aliases":
+		parts := make([]string, 0, len(s.Identifiers))
+		for _, a := range s.Identifiers {
+			if a != nil && a.Format != "aliases" {
+				parts = append(parts, subjectString(a))
+			}
+		}
+		return "aliases:[" + strings.Join(parts, " ") + "]"
 	case "complex":
 		parts := []string{}
 		for _, p := range []struct {

@@ -190,6 +190,18 @@ func TestMap(t *testing.T) {
 		"email as sub": {typ: ssf.CredentialChange, result: "applied", cfg: func(tr *ssf.Transmitter) { tr.EmailIsSub = true },
 			sub:  map[string]any{"format": "email", "email": "a@example.com"},
 			want: []decision.Revocation{{Kind: decision.RevokeSubject, Issuer: tokIss, Subject: "a@example.com", IssuedBefore: evTime}}},
+		"aliases, the first that maps": {typ: ssf.CredentialChange, result: "applied",
+			sub: map[string]any{"format": "aliases", "identifiers": []any{
+				map[string]any{"format": "email", "email": "a@example.com"},
+				map[string]any{"format": "iss_sub", "iss": tokIss, "sub": "alice"}}},
+			want: []decision.Revocation{{Kind: decision.RevokeSubject, Issuer: tokIss, Subject: "alice", IssuedBefore: evTime}}},
+		"aliases in a complex user": {typ: ssf.SessionRevoked, result: "applied",
+			sub: map[string]any{"format": "complex", "user": map[string]any{"format": "aliases", "identifiers": []any{
+				map[string]any{"format": "phone_number", "phone_number": "+1"}, map[string]any{"format": "iss_sub", "iss": tokIss, "sub": "bob"}}}},
+			want: []decision.Revocation{{Kind: decision.RevokeSubject, Issuer: tokIss, Subject: "bob", IssuedBefore: evTime}}},
+		"aliases, none maps": {typ: ssf.CredentialChange, result: "unmappable",
+			sub: map[string]any{"format": "aliases", "identifiers": []any{map[string]any{"format": "email", "email": "a@example.com"},
+				map[string]any{"format": "aliases", "identifiers": []any{issSub("nested")}}}}},
 		"opaque, unmapped":  {typ: ssf.CredentialChange, result: "unmappable", sub: map[string]any{"format": "opaque", "id": "u-1"}},
 		"phone, unmappable": {typ: ssf.AccountDisabled, result: "unmappable", sub: map[string]any{"format": "phone_number", "phone_number": "+1"}},
 		"unknown event":     {typ: "https://example.com/event-type/weird", result: "unknown"},
