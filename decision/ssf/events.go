@@ -313,13 +313,8 @@ func (tr *Transmitter) subjectBefore(set *SET, o Outcome, s *Subject, cut, now t
 // assuranceLowered makes an assurance revocation: on step-up routes, the
 // subject's tokens issued before cut count as if their acr were level's.
 func (tr *Transmitter) assuranceLowered(set *SET, o Outcome, s *Subject, level string, cut, now time.Time) Outcome {
-	user := s
-	if s != nil && s.Format == "complex" {
-		user = s.User
-	}
-	sub, iss, ok := tr.mapUser(user)
-	if !ok {
-		o.Result, o.Detail = "unmappable", unmappableDetail(user)
+	o = tr.subjectBefore(set, o, s, cut, now)
+	if o.Result != "applied" {
 		return o
 	}
 	acr := level
@@ -329,9 +324,8 @@ func (tr *Transmitter) assuranceLowered(set *SET, o Outcome, s *Subject, level s
 	if strings.ContainsAny(acr, " \t\r\n") {
 		acr = "" // not an acr value: no level at all (fail closed)
 	}
-	rev := tr.revocation(set, o.EventType, 0, now)
-	rev.Kind, rev.Issuer, rev.Subject, rev.ACRLevel, rev.IssuedBefore = decision.RevokeAssurance, iss, sub, acr, cut
-	o.Revocations, o.Result = []decision.Revocation{rev}, "applied"
+	r := &o.Revocations[0]
+	r.Kind, r.ACRLevel = decision.RevokeAssurance, acr
 	return o
 }
 
