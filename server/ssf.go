@@ -141,16 +141,19 @@ type SSFReceiver struct {
 	leaser  store.Leaser
 	holder  string
 	streams store.SSFStreamStore
-	seen    *ssf.Seen
-	clock   func() time.Time
-	health  func(up bool)
-	m       ssfMetrics
-	httpMu  sync.Mutex // guards http and closed: Serve and Close race at start-up
-	http    *http.Server
-	closed  bool
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	// policy is the policy in force, to warn of a revocation it could
+	// never match (nil: no check).
+	policy func() *decision.Policy
+	seen   *ssf.Seen
+	clock  func() time.Time
+	health func(up bool)
+	m      ssfMetrics
+	httpMu sync.Mutex // guards http and closed: Serve and Close race at start-up
+	http   *http.Server
+	closed bool
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 type ssfMetrics struct {
@@ -198,7 +201,7 @@ func (s *Server) startSSF(ctx context.Context) error {
 	}
 	r := &SSFReceiver{log: s.log.With("component", "ssf"), store: src, syncer: s.admin.syncer, audit: sink,
 		seen: ssf.NewSeen(ssfSeenMax), clock: time.Now, m: newSSFMetrics(s.metrics.Registry()),
-		leaser: cfg.Leaser, holder: cfg.Holder, streams: cfg.Streams}
+		leaser: cfg.Leaser, holder: cfg.Holder, streams: cfg.Streams, policy: s.Engine().Policy}
 	r.m.lag = s.ssfLag
 	if r.leaser == nil {
 		r.leaser = store.SingleProcessLeaser{}
@@ -539,6 +542,7 @@ func (r *SSFReceiver) receive(ctx context.Context, tx *ssfTx, via string, raw []
 		}
 		var ids []string
 		for _, rev := range o.Revocations {
+			r.warnUnmatched(name, typ, rev)
 			rev.SourceEventTime = o.EventTime
 			stored, err := r.store.Revoke(ctx, rev)
 			switch {
@@ -560,6 +564,23 @@ func (r *SSFReceiver) receive(ctx context.Context, tx *ssfTx, via string, raw []
 		r.auditEvent(ctx, tr, set, &o, ids)
 	}
 	return nil
+}
+
+// warnUnmatched logs a revocation an event made that the policy in force
+// could never match (a device revocation with no device_claim, an issuer
+// the policy lacks). It is stored all the same: a later policy may match
+// it, and refusing the event would lose it.
+func (r *SSFReceiver) warnUnmatched(transmitter, typ string, rev decision.Revocation) {
+	if r.policy == nil {
+		return
+	}
+	pol := r.policy()
+	if pol == nil {
+		return
+	}
+	if err := pol.CheckRevocation(&rev); err != nil {
+		r.log.Warn("SSF event makes a revocation the policy in force cannot match; stored anyway", "transmitter", transmitter, "type", typ, "error", err)
+	}
 }
 
 // auditEvent records an applied event like an admin call.
