@@ -174,10 +174,6 @@ func readTokenClaims(obj *fastjson.Object, vt *verifiedToken, iss *Issuer) strin
 			}
 		case "cnf":
 			detail = a.readCnf(v, t)
-		default:
-			if iss.DeviceClaim != "" && string(k) == iss.DeviceClaim {
-				detail = a.stringClaim(iss.DeviceClaim, v, &t.DeviceID)
-			}
 		case "aud":
 			if v.Type() == fastjson.TypeString {
 				b, _ := v.StringBytes()
@@ -190,6 +186,10 @@ func readTokenClaims(obj *fastjson.Object, vt *verifiedToken, iss *Issuer) strin
 			var ok bool
 			if t.Audience, ok = a.strings(v); !ok {
 				detail = "claim aud must be a string or an array of strings"
+			}
+		default:
+			if iss.DeviceClaim != "" && string(k) == iss.DeviceClaim {
+				detail = a.stringClaim(iss.DeviceClaim, v, &t.DeviceID)
 			}
 		}
 	})
