@@ -117,6 +117,12 @@ type Config struct {
 	// values summed; more are denied with request_invalid. Default
 	// DefaultMaxRequestHeaderBytes.
 	MaxRequestHeaderBytes int
+	// AutoMemoryLimit, when positive, is a soft memory limit derived from
+	// the token cache budget (MemoryLimitAuto) that the server keeps
+	// applied, raised by what the policy file in force needs
+	// (PolicyMemoryAllowance), at start and on every reload. 0 leaves the
+	// process's limit alone.
+	AutoMemoryLimit int64
 	// MaxPolicyBytes refuses, unparsed, a larger policy file at start and
 	// on reload; 0 means the default of 16 MiB.
 	MaxPolicyBytes int

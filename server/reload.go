@@ -54,13 +54,18 @@ func (s *Server) reload(trigger string, force bool) (*decision.Policy, error) {
 	s.lastState = st
 	s.log.Info("reloading policy", "policy", s.cfg.PolicyPath, "trigger", trigger)
 	old := s.engine.Policy()
+	size := s.policyFileBytes()
+	s.fitMemoryLimit(max(size, s.policyBytes)) // the old and the new, while both live
 	pol, err := s.loadPolicy()
 	if err != nil {
+		s.fitMemoryLimit(s.policyBytes)
 		s.log.Error("policy reload failed; the policy in force is kept", "policy", s.cfg.PolicyPath, "version", old.Version, "trigger", trigger, "error", err)
 		s.metrics.policyReloaded(false)
 		return old, fmt.Errorf("reload policy: %w", err)
 	}
 	s.engine.SetPolicy(pol)
+	s.policyBytes = size
+	s.fitMemoryLimit(size)
 	s.metrics.policyReloaded(true)
 	s.admin.policyLoaded(pol)
 	if s.registry != nil {

@@ -86,6 +86,9 @@ type Server struct {
 	// (see fileState), so that a change elsewhere in the directory, or an
 	// invalid file that is still invalid, does not reload again.
 	lastState string
+	// policyBytes is the size of the policy file in force (guarded by
+	// reloadMu), for the memory limit (fitMemoryLimit).
+	policyBytes int64
 	// stopping is set, under reloadMu, when Stop begins: a reload then
 	// refuses, so none runs on a server being torn down.
 	stopping bool
@@ -163,6 +166,8 @@ func newServer(cfg Config, announce bool) (_ *Server, err error) {
 			s.introspector = tracedIntrospector{s.introspector}
 		}
 	}
+	s.policyBytes = s.policyFileBytes()
+	s.fitMemoryLimit(s.policyBytes)
 	pol, err := s.loadPolicy()
 	if err != nil {
 		return nil, fmt.Errorf("load policy: %w", err)

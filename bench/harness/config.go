@@ -178,6 +178,9 @@ type Config struct {
 	// DPoP adds the dpop shape (ShapeDPoP): DPoP-bound tokens, each request
 	// with a fresh proof signed before the run.
 	DPoP bool
+	// autoMemoryLimit is the soft memory limit the in-process servers keep,
+	// as scopegate serve's --memory-limit auto does (0: GOMEMLIMIT rules).
+	autoMemoryLimit int64
 	// introspection is the generated issuer's introspection block (set by
 	// Run with Opaque) and, with the dpop shape, the policy's dpop block.
 	introspection string

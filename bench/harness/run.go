@@ -145,19 +145,29 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	var sg *inproc
 	addr := cfg.Target
 	if addr == "" && cfg.needsInproc() {
+		// The soft memory limit scopegate serve applies by default, unless
+		// GOMEMLIMIT gives one: from the token cache budget, raised for
+		// the policy (server.PolicyMemoryAllowance).
+		from := ""
+		if _, set := server.MemoryLimitSet(); !set {
+			var l int64
+			l, from = server.MemoryLimitAuto(cfg.TokenCacheBytes)
+			if from == server.MemoryLimitFromBudget {
+				cfg.autoMemoryLimit = l
+			} else {
+				server.SetMemoryLimit(l)
+			}
+			defer server.SetMemoryLimit(math.MaxInt64)
+		}
 		sg, err = startInproc(&cfg, ss, nil)
 		if err != nil {
 			return nil, err
 		}
 		defer sg.stop()
 		addr = sg.addr
-		// The soft memory limit scopegate serve applies by default, unless
-		// GOMEMLIMIT gives one.
-		if _, set := server.MemoryLimitSet(); !set {
-			l, from := server.MemoryLimitAuto(cfg.TokenCacheBytes)
-			server.SetMemoryLimit(l)
-			defer server.SetMemoryLimit(math.MaxInt64)
-			rep.note("the in-process server runs under scopegate serve's default soft memory limit, " + mib(uint64(l)) + " (from the " + from + "; --memory-limit auto)")
+		if from != "" {
+			l, _ := server.MemoryLimitSet()
+			rep.note("the in-process server runs under scopegate serve's default soft memory limit, " + mib(uint64(l)) + " (from the " + from + ", with room for the policy; --memory-limit auto)")
 		}
 		if cfg.Revocations > 0 {
 			sg.srv.Engine().SetRevocations(decision.NewRevocationSet(revocations(cfg.Revocations, now)))
@@ -469,6 +479,7 @@ func startInproc(cfg *Config, ss map[string]*tokenmint.Signer, auditTo io.Writer
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError})),
 		TokenCacheSize:  cfg.TokenCacheSize,
 		TokenCacheBytes: cfg.TokenCacheBytes,
+		AutoMemoryLimit: cfg.autoMemoryLimit,
 	}
 	if cfg.has(ShapeDPoP) {
 		// Every proof of the run stays in the window: room for them all.

@@ -110,6 +110,12 @@ func (s *serveCmd) run(ctx context.Context, c *cli) int {
 	}
 	if memLimit > 0 {
 		server.SetMemoryLimit(memLimit)
+		if memFrom == server.MemoryLimitFromBudget {
+			// The server raises it for the policy in force, and follows
+			// the policy on every reload.
+			cfg.AutoMemoryLimit = memLimit
+			memFrom += " and the policy file"
+		}
 	}
 	if l, ok := server.MemoryLimitSet(); ok {
 		logger.Info("soft memory limit", "bytes", l, "from", memFrom)
