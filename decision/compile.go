@@ -65,7 +65,7 @@ func compileText(data []byte, filename string, opts CompileOptions, readKeys boo
 	// reports every problem that can be found; the compiler's problems
 	// with the fields left out are dropped, as they only follow from the
 	// ones reported.
-	c := &compiler{file: filename, li: li, probs: probs}
+	c := &compiler{file: filename, li: li, probs: probs, pace: pacer{on: len(data) >= paceMinBytes}}
 	pol := c.compile(pf, filepath.Dir(filename), readKeys)
 	if hasErrors(probs) {
 		all := probs
@@ -104,6 +104,8 @@ type compiler struct {
 	file  string
 	li    *lineIndex
 	probs []Problem
+	// pace yields now and then while a large policy compiles (pace.go).
+	pace pacer
 }
 
 func (c *compiler) errorf(line int, field, format string, args ...any) {
@@ -176,6 +178,7 @@ func (c *compiler) compile(pf *PolicyFile, baseDir string, readKeys bool) *Polic
 	names := map[string]int{}
 	needsToken := false
 	for i := range pf.Routes {
+		c.pace.tick()
 		if r := c.route(pf, i, pol, names); r != nil {
 			pol.Routes = append(pol.Routes, r)
 			needsToken = needsToken || !r.Public

@@ -545,6 +545,7 @@ func (c *compiler) constraints(pf *PolicyFile, pol *Policy) {
 		byIndex[r.Index] = r
 	}
 	for i := range pf.Routes {
+		c.pace.tick()
 		spec := &pf.Routes[i]
 		r := byIndex[i]
 		name := spec.Name

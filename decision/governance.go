@@ -662,6 +662,7 @@ func (c *compiler) clients(pf *PolicyFile, pol *Policy, g *governance) {
 	g.clients = make(map[string]*clientGrants, len(pf.Clients))
 	lines := make(map[string]int, len(pf.Clients))
 	for i := range pf.Clients {
+		c.pace.tick()
 		cs := &pf.Clients[i]
 		field := indexed("clients", i)
 		line := c.li.line("clients", i)

@@ -92,7 +92,12 @@ func parsePolicyFileLimit(data []byte, filename string, limit int) (pf *PolicyFi
 		return nil, nil, w.probs
 	}
 
-	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var src io.Reader = bytes.NewReader(data)
+	if len(data) >= paceMinBytes {
+		src = &pacedReader{b: data}
+		w.pace.on = true
+	}
+	dec := yaml.NewDecoder(src)
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -171,6 +176,8 @@ func documentContent(n *yaml.Node) *yaml.Node {
 type walker struct {
 	file  string
 	probs []Problem
+	// pace yields now and then while a large file is walked (pace.go).
+	pace pacer
 	// dropped counts problems not recorded past maxProblems.
 	dropped int
 	// drop holds the keys of pairs already reported (unknown fields, bad
@@ -733,6 +740,7 @@ func (w *walker) seqNode(n *yaml.Node, t reflect.Type, path string, at int) {
 		return
 	}
 	for i, it := range n.Content {
+		w.pace.tick()
 		w.walk(it, t.Elem(), path+"["+strconv.Itoa(i)+"]", it.Line)
 	}
 }
