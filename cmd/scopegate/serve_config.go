@@ -85,7 +85,7 @@ func (o *opsFlags) define(fs *flag.FlagSet) {
 	fs.BoolVar(&o.pprof, "pprof", false, "serve /debug/pprof on the operator listener (its command line with secrets redacted)")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.Int64Var(&o.tokenCacheBytes, "token-cache-bytes", server.DefaultTokenCacheBytes, "heap the verified-token cache may hold, in bytes (at least 1 MiB)")
-	fs.StringVar(&o.memoryLimit, "memory-limit", "auto", "soft memory limit of the Go runtime (GOMEMLIMIT): auto (GOMEMLIMIT if set, else 90% of the container's memory limit, else twice --token-cache-bytes plus 128 MiB), off, or a size such as 512MiB")
+	fs.StringVar(&o.memoryLimit, "memory-limit", "auto", "soft memory limit of the Go runtime (GOMEMLIMIT): auto (GOMEMLIMIT if set, else 90% of the container's memory limit, else twice --token-cache-bytes plus 128 MiB plus 36 times the policy file's size), off, or a size such as 512MiB")
 	fs.Int64Var(&o.tokenCacheSize, "token-cache-size", server.DefaultTokenCacheSize, "optional extra bound on the token cache in entries; 0: none, --token-cache-bytes alone bounds it")
 	fs.Int64Var(&o.dpopReplayBytes, "dpop-replay-cache-bytes", decision.DefaultReplayCacheBytes, "memory the in-process DPoP replay cache may hold, in bytes (at least 1 MiB; 128 bytes a proof in its window; full, it refuses new proofs unless a PostgreSQL --store shares the cache)")
 	fs.IntVar(&o.maxTokenBytes, "max-token-bytes", server.DefaultMaxTokenBytes, "longest bearer token accepted, in bytes")
@@ -205,6 +205,7 @@ var serveFlagOf = map[string]string{
 	"MaxRequestHeaders":     "max-request-headers",
 	"MaxRequestHeaderBytes": "max-request-header-bytes",
 	"MaxPolicyBytes":        "max-policy-bytes",
+	"AutoMemoryLimit":       "memory-limit",
 	"CheckTimeout":          "check-timeout",
 	"KeyStartupTimeout":     "jwks-startup-timeout",
 	"MaxInflight":           "max-inflight",
