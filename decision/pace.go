@@ -16,8 +16,8 @@ import (
 // never yields.
 
 // paceBytes is how much of the policy file the YAML parser reads between
-// yields (about half a millisecond of parsing), and paceMinBytes the
-// smallest file that is paced at all.
+// yields (about 70 µs of parsing), and paceMinBytes the smallest file that
+// is paced at all.
 const (
 	paceBytes    = 1 << 10
 	paceMinBytes = 256 << 10

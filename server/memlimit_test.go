@@ -14,7 +14,7 @@ import (
 func TestMemoryLimitAuto(t *testing.T) {
 	l, from := MemoryLimitAuto(64 << 20)
 	switch from {
-	case "token cache budget":
+	case MemoryLimitFromBudget:
 		if l != 256<<20 {
 			t.Fatalf("limit %d for the default budget, want %d", l, 256<<20)
 		}
