@@ -36,7 +36,7 @@ func (a *Authorizer) Check(ctx context.Context, req *scopegatev1.CheckRequest) (
 	f := a.funnel
 	var x exchange
 	ctx = f.begin(ctx, &x, apiScopegate, carrier{m: req.GetHeaders()})
-	ctx, stop := f.bound(ctx)
+	ctx, stop := f.bound(ctx, x.start)
 	invalid := requestFromAuthorizer(req, &x.req)
 	f.decide(ctx, &x, invalid, authorizerHeaderSize(req))
 	stop.stop()

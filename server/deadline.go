@@ -36,7 +36,13 @@ type armedDeadline struct {
 var _ context.Context = (*checkDeadline)(nil)
 
 func newCheckDeadline(parent context.Context, timeout time.Duration) *checkDeadline {
-	return &checkDeadline{parent: parent, deadline: time.Now().Add(timeout)}
+	return checkDeadlineAt(parent, time.Now(), timeout)
+}
+
+// checkDeadlineAt is newCheckDeadline from a clock reading the caller
+// already took.
+func checkDeadlineAt(parent context.Context, now time.Time, timeout time.Duration) *checkDeadline {
+	return &checkDeadline{parent: parent, deadline: now.Add(timeout)}
 }
 
 // arm returns the context this one stands for, making it the first time.
@@ -85,6 +91,20 @@ func (c *checkDeadline) Err() error {
 		return c.arm().Err()
 	}
 	return nil
+}
+
+// ended is the funnel's ended for c, with one clock reading: whether c
+// was stopped, its parent ended or, by the clock, its deadline passed
+// (an armed context's timer may not have fired yet).
+func (c *checkDeadline) ended() bool {
+	if a := c.armed.Load(); a != nil {
+		if a.ctx.Err() != nil {
+			return true
+		}
+	} else if c.parent.Err() != nil || c.stopped.Load() {
+		return true
+	}
+	return !time.Now().Before(c.deadline)
 }
 
 func (c *checkDeadline) Value(key any) any {

@@ -69,6 +69,35 @@ func TestCheckDeadline(t *testing.T) {
 		<-c.Done()
 		c.stop()
 	})
+	t.Run("ended by the clock, armed or not", func(t *testing.T) {
+		for _, armed := range []bool{false, true} {
+			c := checkDeadlineAt(context.Background(), time.Now(), 30*time.Millisecond)
+			if armed {
+				_ = c.Done()
+			}
+			if ended(c) {
+				t.Fatalf("armed %v: ended before its deadline", armed)
+			}
+			time.Sleep(40 * time.Millisecond)
+			// The clock says the deadline passed whether or not the
+			// armed timer has fired: the funnel must see it ended.
+			if !ended(c) {
+				t.Errorf("armed %v: not ended past the deadline", armed)
+			}
+			c.stop()
+		}
+		parent, cancel := context.WithCancel(context.Background())
+		c := checkDeadlineAt(parent, time.Now(), time.Minute)
+		cancel()
+		if !ended(c) {
+			t.Error("not ended once the parent ended")
+		}
+		s := checkDeadlineAt(context.Background(), time.Now(), time.Minute)
+		s.stop()
+		if !ended(s) {
+			t.Error("not ended once stopped")
+		}
+	})
 	t.Run("values pass through", func(t *testing.T) {
 		type key struct{}
 		c := newCheckDeadline(context.WithValue(context.Background(), key{}, "v"), time.Minute)

@@ -116,7 +116,7 @@ func (x *ExtAuthz) check(ctx context.Context, in *extAuthzInput) (any, error) {
 	f := x.funnel
 	var ex exchange
 	ctx = f.begin(ctx, &ex, apiEnvoy, in.carrier())
-	ctx, stop := f.bound(ctx)
+	ctx, stop := f.bound(ctx, ex.start)
 	ex.req = in.req
 	f.decide(ctx, &ex, in.invalid, in.hs)
 	stop.stop()

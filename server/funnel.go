@@ -104,11 +104,14 @@ func (f *funnel) begin(ctx context.Context, x *exchange, api apiKind, c carrier)
 // checkDeadline (deadline.go), whose stop the caller calls once the
 // decision is made; stop is nil when nothing was derived, and a nil stop
 // may be called.
-func (f *funnel) bound(ctx context.Context) (context.Context, *checkDeadline) {
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= f.limits.timeout {
+//
+// now is the clock reading the bound counts from: the exchange's start
+// (begin), so that bounding does not read the clock again.
+func (f *funnel) bound(ctx context.Context, now time.Time) (context.Context, *checkDeadline) {
+	if dl, ok := ctx.Deadline(); ok && dl.Sub(now) <= f.limits.timeout {
 		return ctx, nil
 	}
-	c := newCheckDeadline(ctx, f.limits.timeout)
+	c := checkDeadlineAt(ctx, now, f.limits.timeout)
 	return c, c
 }
 
@@ -140,6 +143,9 @@ func (f *funnel) decide(ctx context.Context, x *exchange, invalid string, hs hea
 // fire first: by the clock, not by the order timers fire in, a decision
 // made past the deadline is not the answer.
 func ended(ctx context.Context) bool {
+	if c, ok := ctx.(*checkDeadline); ok {
+		return c.ended()
+	}
 	if ctx.Err() != nil {
 		return true
 	}
@@ -262,9 +268,11 @@ func (s *shadowRunner) enqueue(x *exchange) bool {
 
 func (s *shadowRunner) run() {
 	for x := range s.ch {
-		ctx, cancel := context.WithTimeout(context.Background(), s.budget)
+		// A shadow route answered from the caches never waits on its
+		// context: the timer is armed only if a lookup asks for Done.
+		ctx := newCheckDeadline(context.Background(), s.budget)
 		s.f.engine.EvaluateShadow(ctx, &x.req, &x.d)
-		cancel()
+		ctx.stop()
 		s.f.metrics.observeShadow(&x.d)
 		s.f.auditRecord(context.Background(), &x)
 	}

@@ -183,7 +183,7 @@ func (h *HTTPHandler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	f := h.funnel
 	var x exchange
 	ctx := f.begin(r.Context(), &x, apiHTTP, carrier{h: r.Header})
-	ctx, stop := f.bound(ctx)
+	ctx, stop := f.bound(ctx, x.start)
 	invalid := forwardauth.RequestFromHTTP(r, &h.opts, &x.req)
 	f.decide(ctx, &x, invalid, httpHeaderSize(r.Header))
 	stop.stop()

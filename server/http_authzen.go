@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/scopegate/scopegate/decision"
 	"github.com/scopegate/scopegate/server/authzen"
@@ -28,7 +29,7 @@ var (
 // internal error (the check timeout included) is a 500. Each answer is
 // one decision through the funnel, metered and audited with api authzen.
 func (h *HTTPHandler) authzenEvaluation(w http.ResponseWriter, r *http.Request) {
-	ctx, stop := h.funnel.bound(r.Context())
+	ctx, stop := h.funnel.bound(r.Context(), time.Now())
 	defer stop.stop()
 	if !h.authzenAdmit(ctx, w, r) {
 		return
@@ -67,7 +68,7 @@ func (h *HTTPHandler) authzenSingle(ctx context.Context, w http.ResponseWriter, 
 // The check timeout bounds the whole request: items left when it passes
 // are answered as internal errors without being decided.
 func (h *HTTPHandler) authzenEvaluations(w http.ResponseWriter, r *http.Request) {
-	ctx, stop := h.funnel.bound(r.Context())
+	ctx, stop := h.funnel.bound(r.Context(), time.Now())
 	defer stop.stop()
 	if !h.authzenAdmit(ctx, w, r) {
 		return

@@ -417,7 +417,7 @@ func BenchmarkFunnelLimits(b *testing.B) {
 	ctx := envoyDeadline{context.Background()}
 	b.ReportAllocs()
 	for b.Loop() {
-		bounded, stop := f.bound(ctx)
+		bounded, stop := f.bound(ctx, time.Now())
 		if stop != nil || bounded != ctx || f.limits.over(extAuthzHeaderSize(req)) != "" {
 			b.Fatal("limits changed an ordinary request")
 		}
