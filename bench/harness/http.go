@@ -82,6 +82,12 @@ func (w *worker) runHTTP(ctx context.Context, ep *endpoint, api string, take fun
 			}
 		}
 		lat := time.Since(t0)
+		if err == nil && !ep.verify {
+			// The floor's answers are read as scopegate's are, only
+			// not compared, so the client's work per answer is the same
+			// on both sides.
+			readAnswer(p, api, &rep)
+		}
 		w.record(rq, lat, err, ep.verify, func(int) (int, string) { return checkHTTP(p, api, &rep, items) })
 	}
 }
@@ -143,27 +149,58 @@ func checkHTTP(p *fastjson.Parser, api string, rep *httpReply, items []request) 
 			return outcomeWrong, fmt.Sprintf("batch of %d: got %d evaluations", len(items), len(evs))
 		}
 		for i := range items {
-			if out, s := checkEvaluation(evs[i], items[i].kind, "evaluations["+strconv.Itoa(i)+"]: "); out != outcomeRight {
-				return out, s
+			if out, _ := checkEvaluation(evs[i], items[i].kind, ""); out != outcomeRight {
+				// The item's prefix is built for a failure only.
+				return checkEvaluation(evs[i], items[i].kind, "evaluations["+strconv.Itoa(i)+"]: ")
 			}
 		}
 		return outcomeRight, ""
 	}
 }
 
+// readAnswer reads an HTTP answer as checkHTTP does, without comparing it
+// with anything: the forward-auth status and reason are read with the
+// answer; an AuthZEN body is parsed and each evaluation's decision and
+// context.id looked up.
+func readAnswer(p *fastjson.Parser, api string, rep *httpReply) {
+	if api == APIForwardAuth || api == APINginx {
+		return
+	}
+	v, err := p.ParseBytes(rep.body)
+	if err != nil || v.Type() != fastjson.TypeObject {
+		return
+	}
+	if api == APIAuthZEN {
+		readEvaluation(v)
+		return
+	}
+	for _, ev := range v.GetArray("evaluations") {
+		readEvaluation(ev)
+	}
+}
+
+// readEvaluation looks up what checkEvaluation reads.
+func readEvaluation(v *fastjson.Value) {
+	_ = v.Get("decision")
+	if c := v.Get("context", "id"); c != nil && c.Type() == fastjson.TypeString {
+		_ = c.GetStringBytes()
+	}
+}
+
 // checkEvaluation checks one AuthZEN evaluation's answer: decision, and
 // for a deny the reason in context.id.
 func checkEvaluation(v *fastjson.Value, kind int, where string) (int, string) {
-	decision, id := false, ""
+	decision, idb := false, []byte(nil)
 	if d := v.Get("decision"); d != nil && d.Type() == fastjson.TypeTrue {
 		decision = true
 	}
 	if c := v.Get("context", "id"); c != nil && c.Type() == fastjson.TypeString {
-		id = string(c.GetStringBytes())
+		idb = c.GetStringBytes()
 	}
-	if decision == (kind == 0) && (kind == 0 || id == kindReason[kind]) {
+	if decision == (kind == 0) && (kind == 0 || string(idb) == kindReason[kind]) {
 		return outcomeRight, ""
 	}
+	id := string(idb)
 	out := outcomeWrong
 	if id == "internal" {
 		out = outcomeInternal

@@ -144,6 +144,21 @@ func TestCheckHTTP(t *testing.T) {
 	}
 }
 
+// TestCheckHTTPNamesTheBatchItem: a wrong batch item is named, though its
+// prefix is built only on failure.
+func TestCheckHTTPNamesTheBatchItem(t *testing.T) {
+	rep := httpReply{status: 200, body: []byte(`{"evaluations":[{"decision":true},{"decision":true}]}`)}
+	out, msg := checkHTTP(new(fastjson.Parser), APIAuthZENBatch, &rep, []request{{kind: 0}, {kind: 2}})
+	if out != outcomeWrong || !strings.HasPrefix(msg, "evaluations[1]: ") {
+		t.Errorf("outcome %d, message %q, want wrong naming evaluations[1]", out, msg)
+	}
+	// The floor's answers are read without a verdict; reading one of each
+	// shape must not fail.
+	for _, api := range []string{APIForwardAuth, APIAuthZEN, APIAuthZENBatch} {
+		readAnswer(new(fastjson.Parser), api, &rep)
+	}
+}
+
 // TestMissRatePicks: at --miss-rate, that fraction of picks carries a
 // token never sent before, each a different one, none a reused token.
 func TestMissRatePicks(t *testing.T) {
