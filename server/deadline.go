@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// checkDeadline bounds a request by the check timeout, for a caller that
-// sent no sooner deadline (every HTTP request). context.WithTimeoutCause
+// checkDeadline bounds a request by the check timeout (and a shadow
+// evaluation by its budget), for a caller that sent no sooner deadline
+// (every HTTP request). context.WithTimeoutCause
 // would cost a timer, armed and stopped, and four allocations on every
 // request; yet a decision answered from the token cache never waits on
 // its context: the funnel only reads Err and Deadline, which the clock

@@ -86,6 +86,15 @@ func TestCheckDeadline(t *testing.T) {
 			}
 			c.stop()
 		}
+		// An armed timer that has not fired yet: the deadline passed by
+		// the clock (moved back here; the timer stays an hour away).
+		late := checkDeadlineAt(context.Background(), time.Now(), time.Hour)
+		_ = late.Done()
+		late.deadline = time.Now().Add(-time.Millisecond)
+		if late.armed.Load().ctx.Err() != nil || !ended(late) {
+			t.Error("armed, timer not fired, deadline passed by the clock: not ended")
+		}
+		late.stop()
 		parent, cancel := context.WithCancel(context.Background())
 		c := checkDeadlineAt(parent, time.Now(), time.Minute)
 		cancel()
